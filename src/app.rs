@@ -1,0 +1,138 @@
+//! Start-up and shutdown of a running jukebox: prepares the music folder (or the demo
+//! library), opens the store, makes sure a host PIN exists, starts the hub (which resumes the
+//! music and rescans the library in the background), and on SIGINT/SIGTERM stops in order:
+//! the hub finishes its last commit and finalises the audio output, then the store thread
+//! checkpoints and closes the database.
+
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+
+use crate::config::Config;
+use crate::hub::{Hub, HubConfig};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("demo library: {0}")]
+    Demo(#[from] crate::demo::DemoError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The parts of a started jukebox that the caller (main, or a test) holds.
+pub struct Running {
+    pub hub: Hub,
+    pub store: Store,
+    pub host_pin: String,
+    task: crate::hub::HubTask,
+    store_thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops in order and returns when the database is closed.
+    pub async fn shutdown(self) {
+        self.hub.shutdown(self.task).await;
+        drop(self.hub);
+        drop(self.store);
+        let thread = self.store_thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// Where the demo library goes: beside the database, so it survives restarts.
+pub fn demo_dir(db: &Path) -> PathBuf {
+    db.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("demo-music")
+}
+
+pub async fn start(config: &Config) -> Result<Running, AppError> {
+    let music = if config.demo {
+        let dir = demo_dir(&config.db);
+        let d = dir.clone();
+        let files = tokio::task::spawn_blocking(move || crate::demo::generate(&d))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        tracing::info!("demo library: {} tracks in {}", files.len(), dir.display());
+        dir
+    } else {
+        if !config.music.is_dir() {
+            tracing::warn!(
+                "music folder {} does not exist; starting with what the database knows. \
+                 Create it (or pass --music DIR) and rescan from the host page",
+                config.music.display()
+            );
+        }
+        config.music.clone()
+    };
+    if let Some(dir) = config.db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let (store, store_thread) = Store::open(&config.db)?;
+    let host_pin = ensure_host_pin(&store, config.host_pin.clone()).await?;
+    let (hub, task) = Hub::start(HubConfig::from_config(config, music), store.clone()).await?;
+    Ok(Running {
+        hub,
+        store,
+        host_pin,
+        task,
+        store_thread,
+    })
+}
+
+/// The configured PIN, or the one generated on first start (stored, and printed in the log
+/// so the host can find it with `journalctl -u jukebox`).
+async fn ensure_host_pin(store: &Store, configured: Option<String>) -> Result<String, StoreError> {
+    if let Some(pin) = configured {
+        return Ok(pin);
+    }
+    let pin = store
+        .call(|db| {
+            if let Some(pin) = db.meta("host_pin")? {
+                return Ok(pin);
+            }
+            let pin = format!("{:06}", rand::rng().random_range(0..1_000_000));
+            db.set_meta("host_pin", &pin)?;
+            Ok(pin)
+        })
+        .await?;
+    tracing::info!("host PIN: {pin} (set --host-pin to choose your own)");
+    Ok(pin)
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs the jukebox until a shutdown signal.
+pub async fn run(config: Config) -> Result<(), AppError> {
+    let running = start(&config).await?;
+    tracing::info!(
+        "jukebox {} running: music from {}, database {}",
+        env!("CARGO_PKG_VERSION"),
+        config.music.display(),
+        config.db.display()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

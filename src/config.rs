@@ -1,0 +1,523 @@
+//! Configuration: command-line flags, `JUKEBOX_*` environment variables and the TOML file,
+//! merged into one validated [`Config`] at start-up. Precedence: flag > environment > file >
+//! built-in default. Nothing reads configuration after start-up; the party settings that the
+//! host can change live are copied into the hub and persisted there.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::party::Settings;
+
+/// Where the packaged configuration lives; read when present and no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/jukebox/jukebox.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jukebox",
+    version,
+    about = "A party jukebox: plays a music folder; guests request, vote and like from their phones.",
+    long_about = None,
+    after_help = "Every option is also a key in the TOML file (same name, '-' as '_') and a \
+                  JUKEBOX_<KEY> environment variable. Precedence: flag > environment > file > default."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write tonight's plays (with who requested them and their likes) as M3U or CSV to stdout.
+    Export(ExportArgs),
+    /// List the audio outputs this machine has, with the --output value that selects each.
+    Devices,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The jukebox database to read.
+    #[arg(long, env = "JUKEBOX_DB", value_name = "FILE")]
+    pub db: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::M3u)]
+    pub format: ExportFormat,
+    /// Hours without any play that separate two parties; "tonight" is the latest party.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub gap_hours: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    M3u,
+    Csv,
+}
+
+/// Flags of the main command. Every field is optional here so that the file and the defaults
+/// can fill what the command line and environment leave out.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML configuration file [default: /etc/jukebox/jukebox.toml if it exists].
+    #[arg(long, env = "JUKEBOX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder of music to play, scanned recursively [default: ./music].
+    #[arg(long, env = "JUKEBOX_MUSIC", value_name = "DIR")]
+    pub music: Option<PathBuf>,
+    /// SQLite database holding the library index, queue, votes, likes and history
+    /// [default: ./jukebox.db].
+    #[arg(long, env = "JUKEBOX_DB", value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Address and port to serve phones on [default: 0.0.0.0:8080].
+    #[arg(long, env = "JUKEBOX_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Audio output: default | alsa:NAME | wav:PATH | null [default: default].
+    #[arg(long, env = "JUKEBOX_OUTPUT", value_name = "SPEC")]
+    pub output: Option<String>,
+    /// Name shown to guests and advertised over mDNS as NAME.local [default: jukebox].
+    #[arg(long, env = "JUKEBOX_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Host PIN, 4 to 12 digits [default: generated on first start and printed in the log].
+    #[arg(long, env = "JUKEBOX_HOST_PIN", value_name = "PIN")]
+    pub host_pin: Option<String>,
+    /// Do not advertise over mDNS.
+    #[arg(long, env = "JUKEBOX_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub no_mdns: Option<bool>,
+    /// Generate a small tagged demo library and play it (ignores --music).
+    #[arg(long, env = "JUKEBOX_DEMO", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub demo: Option<bool>,
+    /// Most pending requests one guest may have, 1..=50 [default: 3].
+    #[arg(long, env = "JUKEBOX_REQUEST_LIMIT", value_name = "N")]
+    pub request_limit: Option<i64>,
+    /// Minutes before a played track may be requested or auto-played again, 0..=1440 [default: 60].
+    #[arg(long, env = "JUKEBOX_NO_REPEAT_MINUTES", value_name = "MIN")]
+    pub no_repeat_minutes: Option<i64>,
+    /// A request is refused when its artist is among the last N tracks played, 0..=20 [default: 2].
+    #[arg(long, env = "JUKEBOX_ARTIST_SPACING", value_name = "N")]
+    pub artist_spacing: Option<i64>,
+    /// Skip votes always needed at least, 1..=100 [default: 2].
+    #[arg(long, env = "JUKEBOX_SKIP_MIN_VOTES", value_name = "N")]
+    pub skip_min_votes: Option<i64>,
+    /// Percentage of connected guests whose skip votes skip a track, 1..=100 [default: 50].
+    #[arg(long, env = "JUKEBOX_SKIP_PERCENT", value_name = "PCT")]
+    pub skip_percent: Option<i64>,
+    /// Volume at first start, 0..=100 [default: 70].
+    #[arg(long, env = "JUKEBOX_VOLUME", value_name = "PCT")]
+    pub volume: Option<i64>,
+    /// Highest volume anyone may set, 0..=100 [default: 100].
+    #[arg(long, env = "JUKEBOX_MAX_VOLUME", value_name = "PCT")]
+    pub max_volume: Option<i64>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive) [default: info].
+    #[arg(long, env = "JUKEBOX_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The keys accepted in the TOML file: the same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    music: Option<PathBuf>,
+    db: Option<PathBuf>,
+    listen: Option<String>,
+    output: Option<String>,
+    name: Option<String>,
+    host_pin: Option<String>,
+    no_mdns: Option<bool>,
+    demo: Option<bool>,
+    request_limit: Option<i64>,
+    no_repeat_minutes: Option<i64>,
+    artist_spacing: Option<i64>,
+    skip_min_votes: Option<i64>,
+    skip_percent: Option<i64>,
+    volume: Option<i64>,
+    max_volume: Option<i64>,
+    log: Option<String>,
+}
+
+/// Where the audio goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// The system's default ALSA device; falls back to `Null` while it is missing.
+    Default,
+    /// A named ALSA device (as listed by `jukebox devices`).
+    Alsa(String),
+    /// The exact PCM the device would get, paced in real time, into a WAV file.
+    Wav(PathBuf),
+    /// Paced like a device, discarded.
+    Null,
+}
+
+impl std::fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutputSpec::Default => write!(f, "default"),
+            OutputSpec::Alsa(n) => write!(f, "alsa:{n}"),
+            OutputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
+            OutputSpec::Null => write!(f, "null"),
+        }
+    }
+}
+
+impl std::str::FromStr for OutputSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(OutputSpec::Default),
+            "null" => Ok(OutputSpec::Null),
+            _ => {
+                if let Some(name) = s.strip_prefix("alsa:") {
+                    if name.is_empty() {
+                        return Err(
+                            "alsa: needs a device name, e.g. alsa:hw:CARD=Headphones".into()
+                        );
+                    }
+                    Ok(OutputSpec::Alsa(name.to_string()))
+                } else if let Some(path) = s.strip_prefix("wav:") {
+                    if path.is_empty() {
+                        return Err("wav: needs a file path, e.g. wav:/tmp/out.wav".into());
+                    }
+                    Ok(OutputSpec::Wav(PathBuf::from(path)))
+                } else {
+                    Err(format!(
+                        "unknown output {s:?}; allowed: default, alsa:NAME, wav:PATH, null"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The validated configuration of a running jukebox.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub music: PathBuf,
+    pub db: PathBuf,
+    pub listen: SocketAddr,
+    pub output: OutputSpec,
+    pub name: String,
+    pub host_pin: Option<String>,
+    pub mdns: bool,
+    pub demo: bool,
+    /// Party rules used on first start; afterwards the persisted (host-edited) ones win,
+    /// except for keys set explicitly, which are applied again at every start.
+    pub settings: Settings,
+    /// Which settings keys were given explicitly (flag, environment or file).
+    pub explicit_settings: Vec<&'static str>,
+    pub log: String,
+}
+
+/// A configuration value that is not acceptable: which key, why, and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value for `{key}` (--{flag}, JUKEBOX_{env}): {reason}")]
+    Invalid {
+        key: &'static str,
+        flag: String,
+        env: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        flag: key.replace('_', "-"),
+        env: key.to_uppercase(),
+        reason: reason.into(),
+    }
+}
+
+fn ranged(key: &'static str, v: i64, lo: i64, hi: i64) -> Result<u32, ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(
+            key,
+            format!("{v} is out of range; allowed {lo}..={hi}"),
+        ));
+    }
+    Ok(v as u32)
+}
+
+impl Config {
+    /// Merge flags/environment (already in `args`) with the file and the defaults, then validate.
+    pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    fn merge(a: &RunArgs, f: FileConfig) -> Result<Config, ConfigError> {
+        let defaults = Settings::default();
+        let mut explicit = Vec::new();
+        let mut setting = |key: &'static str,
+                           cli: Option<i64>,
+                           file: Option<i64>,
+                           default: u32,
+                           lo: i64,
+                           hi: i64|
+         -> Result<u32, ConfigError> {
+            match cli.or(file) {
+                Some(v) => {
+                    explicit.push(key);
+                    ranged(key, v, lo, hi)
+                }
+                None => Ok(default),
+            }
+        };
+        let settings = Settings {
+            request_limit: setting(
+                "request_limit",
+                a.request_limit,
+                f.request_limit,
+                defaults.request_limit,
+                1,
+                50,
+            )?,
+            no_repeat_minutes: setting(
+                "no_repeat_minutes",
+                a.no_repeat_minutes,
+                f.no_repeat_minutes,
+                defaults.no_repeat_minutes,
+                0,
+                1440,
+            )?,
+            artist_spacing: setting(
+                "artist_spacing",
+                a.artist_spacing,
+                f.artist_spacing,
+                defaults.artist_spacing,
+                0,
+                20,
+            )?,
+            skip_min_votes: setting(
+                "skip_min_votes",
+                a.skip_min_votes,
+                f.skip_min_votes,
+                defaults.skip_min_votes,
+                1,
+                100,
+            )?,
+            skip_percent: setting(
+                "skip_percent",
+                a.skip_percent,
+                f.skip_percent,
+                defaults.skip_percent,
+                1,
+                100,
+            )?,
+            volume: setting("volume", a.volume, f.volume, defaults.volume, 0, 100)?,
+            max_volume: setting(
+                "max_volume",
+                a.max_volume,
+                f.max_volume,
+                defaults.max_volume,
+                0,
+                100,
+            )?,
+            requests_paused: defaults.requests_paused,
+        };
+        if settings.volume > settings.max_volume {
+            return Err(invalid(
+                "volume",
+                format!(
+                    "{} is above max_volume {}; allowed 0..={}",
+                    settings.volume, settings.max_volume, settings.max_volume
+                ),
+            ));
+        }
+
+        let listen_s = a
+            .listen
+            .clone()
+            .or(f.listen)
+            .unwrap_or_else(|| "0.0.0.0:8080".into());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_s:?} is not ADDR:PORT; e.g. 0.0.0.0:8080 or [::]:80"),
+            )
+        })?;
+
+        let output_s = a
+            .output
+            .clone()
+            .or(f.output)
+            .unwrap_or_else(|| "default".into());
+        let output: OutputSpec = output_s.parse().map_err(|e: String| invalid("output", e))?;
+
+        let name = a
+            .name
+            .clone()
+            .or(f.name)
+            .unwrap_or_else(|| "jukebox".into());
+        validate_name(&name)?;
+
+        let host_pin = a.host_pin.clone().or(f.host_pin);
+        if let Some(pin) = &host_pin {
+            if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid(
+                    "host_pin",
+                    "must be 4 to 12 digits (0-9); allowed e.g. 4821",
+                ));
+            }
+        }
+
+        let log = a.log.clone().or(f.log).unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            return Err(invalid(
+                "log",
+                format!("{log:?} is not a log filter; allowed error, warn, info, debug, trace"),
+            ));
+        }
+
+        let music = a
+            .music
+            .clone()
+            .or(f.music)
+            .unwrap_or_else(|| PathBuf::from("music"));
+        let db =
+            a.db.clone()
+                .or(f.db)
+                .unwrap_or_else(|| PathBuf::from("jukebox.db"));
+        if db.as_os_str().is_empty() {
+            return Err(invalid("db", "empty path; allowed: a file path"));
+        }
+
+        Ok(Config {
+            music,
+            db,
+            listen,
+            output,
+            name,
+            host_pin,
+            mdns: !a.no_mdns.or(f.no_mdns).unwrap_or(false),
+            demo: a.demo.or(f.demo).unwrap_or(false),
+            settings,
+            explicit_settings: explicit,
+            log,
+        })
+    }
+}
+
+/// The name becomes an mDNS host label, so it must be a valid DNS label.
+fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "name",
+            format!("{name:?} is not a host label; allowed 1..=63 letters, digits and '-', not at either end"),
+        ))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("jukebox").chain(args.iter().copied()))
+            .expect("flags parse");
+        Config::merge(&cli.run, FileConfig::default())
+    }
+
+    #[test]
+    fn defaults_follow_the_product_rules() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.settings, Settings::default());
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.output, OutputSpec::Default);
+        assert_eq!(c.name, "jukebox");
+        assert!(c.mdns && !c.demo);
+        assert!(c.explicit_settings.is_empty());
+    }
+
+    #[test]
+    fn output_specs() {
+        let table = [
+            ("default", Ok(OutputSpec::Default)),
+            ("null", Ok(OutputSpec::Null)),
+            ("alsa:hw:0,0", Ok(OutputSpec::Alsa("hw:0,0".into()))),
+            ("wav:/tmp/x.wav", Ok(OutputSpec::Wav("/tmp/x.wav".into()))),
+            ("alsa:", Err(())),
+            ("wav:", Err(())),
+            ("speaker", Err(())),
+        ];
+        for (input, want) in table {
+            let got = input.parse::<OutputSpec>().map_err(|_| ());
+            assert_eq!(got, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_key_reason_and_range() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--request-limit", "0"], "`request_limit`"),
+            (&["--skip-percent", "101"], "allowed 1..=100"),
+            (&["--listen", "nowhere"], "`listen`"),
+            (&["--output", "speaker"], "`output`"),
+            (&["--host-pin", "12ab"], "`host_pin`"),
+            (&["--name", "my jukebox"], "`name`"),
+            (&["--volume", "90", "--max-volume", "80"], "`volume`"),
+            (&["--log", "=="], "`log`"),
+        ];
+        for (args, want) in table {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_keys_fill_what_flags_leave_out() {
+        let f: FileConfig = toml::from_str(
+            r#"music = "/m"
+               listen = "127.0.0.1:80"
+               request_limit = 5
+               no_mdns = true"#,
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["jukebox", "--request-limit", "7"]).unwrap();
+        let c = Config::merge(&cli.run, f).unwrap();
+        assert_eq!(c.music, PathBuf::from("/m"));
+        assert_eq!(c.listen.port(), 80);
+        assert_eq!(c.settings.request_limit, 7, "flag beats file");
+        assert!(!c.mdns);
+        assert_eq!(c.explicit_settings, vec!["request_limit"]);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let e = toml::from_str::<FileConfig>("musik = \"/m\"").unwrap_err();
+        assert!(e.to_string().contains("musik"));
+    }
+}

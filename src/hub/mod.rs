@@ -1,0 +1,342 @@
+//! The hub: the single owner of live party state. One task reads a closed [`Command`] inbox,
+//! applies the party rules, hands the changes to the store, tells the player, and publishes
+//! typed [`Change`]s. It never waits on a socket, the disk or the audio thread: the store runs
+//! each command's writes and then, in the same order, publishes its changes and answers it, so
+//! nothing is announced or acknowledged before it is durable, and every subscriber sees one
+//! gapless order (`Published::seq`). Answers carry the `seq` of the last change published
+//! before them, which lets a connection send a reply after the updates it caused.
+
+mod state;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::config::{Config, OutputSpec};
+use crate::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
+use crate::store::{Store, StoreError};
+pub use views::*;
+
+/// Who is acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub guest: GuestId,
+    pub host: bool,
+}
+
+/// The answer to `Authenticate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub guest_id: GuestId,
+    pub name: String,
+    pub role: Role,
+    pub banned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestCreated {
+    pub guest_id: GuestId,
+    pub token: String,
+    pub name: String,
+}
+
+/// A partial settings change from the host; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub request_limit: Option<u32>,
+    pub no_repeat_minutes: Option<u32>,
+    pub artist_spacing: Option<u32>,
+    pub skip_min_votes: Option<u32>,
+    pub skip_percent: Option<u32>,
+    pub max_volume: Option<u32>,
+    pub requests_paused: Option<bool>,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    CreateGuest {
+        name: Option<String>,
+        host: bool,
+    },
+    Authenticate {
+        token: String,
+    },
+    SetName {
+        actor: Actor,
+        name: String,
+    },
+    /// A socket of this guest opened / closed (the websocket layer feeds these).
+    Connected {
+        guest: GuestId,
+    },
+    Disconnected {
+        guest: GuestId,
+    },
+    Like {
+        actor: Actor,
+        play_id: PlayId,
+        on: bool,
+    },
+    VoteSkip {
+        actor: Actor,
+        play_id: PlayId,
+    },
+    Request {
+        actor: Actor,
+        track_id: TrackId,
+    },
+    Vote {
+        actor: Actor,
+        entry_id: EntryId,
+        on: bool,
+    },
+    Play {
+        actor: Actor,
+    },
+    Pause {
+        actor: Actor,
+    },
+    Skip {
+        actor: Actor,
+    },
+    Seek {
+        actor: Actor,
+        position_ms: u64,
+    },
+    SetVolume {
+        actor: Actor,
+        volume: u32,
+    },
+    Remove {
+        actor: Actor,
+        entry_id: EntryId,
+    },
+    Move {
+        actor: Actor,
+        entry_id: EntryId,
+        to: usize,
+    },
+    Ban {
+        actor: Actor,
+        guest: GuestId,
+        on: bool,
+    },
+    Settings {
+        actor: Actor,
+        patch: SettingsPatch,
+    },
+    Announce {
+        actor: Actor,
+        text: String,
+    },
+    Rescan {
+        actor: Actor,
+    },
+    /// The whole state, consistent with the change stream; `me` for `guest`, the guest list
+    /// when `admin`.
+    Snapshot {
+        guest: Option<GuestId>,
+        admin: bool,
+    },
+    Status,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done,
+    Guest(GuestCreated),
+    Identity(Option<Identity>),
+    /// A request was admitted: a new entry, or an up-vote on the one already queued.
+    Requested {
+        entry_id: EntryId,
+        upvoted: bool,
+    },
+    Snapshot(Box<Snapshot>),
+    Status(Status),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("only the host can do that")]
+    Forbidden,
+    #[error("you have been removed from this party by the host")]
+    Banned,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("that song already ended")]
+    StalePlay,
+    #[error("{field}: {message}")]
+    BadRequest {
+        field: &'static str,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("the jukebox is shutting down")]
+    Unavailable,
+}
+
+impl HubError {
+    /// The stable protocol error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::Refused(r) => r.code(),
+            HubError::Forbidden | HubError::Banned => "forbidden",
+            HubError::NotFound(_) => "not_found",
+            HubError::StalePlay => "stale_play",
+            HubError::BadRequest { .. } => "bad_request",
+            HubError::Internal(_) | HubError::Unavailable => "internal",
+        }
+    }
+}
+
+/// A command's outcome, and the `seq` of the last change published before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub result: Result<Reply, HubError>,
+    pub after_seq: u64,
+}
+
+struct Envelope {
+    cmd: Command,
+    reply: Option<oneshot::Sender<Answer>>,
+}
+
+/// Numbers changes and sends them out. Used only from the store thread (in commit order).
+pub struct Publisher {
+    seq: AtomicU64,
+    tx: broadcast::Sender<Arc<Published>>,
+}
+
+impl Publisher {
+    fn publish(&self, changes: Vec<Change>) {
+        for change in changes {
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            // No subscribers is fine: nobody is listening yet.
+            let _ = self.tx.send(Arc::new(Published { seq, change }));
+        }
+    }
+    fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+}
+
+/// How many changes a subscriber may fall behind before it must re-snapshot.
+pub const CHANGE_BUFFER: usize = 8192;
+/// Commands waiting for the hub; senders wait when it is full (back-pressure, not loss).
+const INBOX: usize = 4096;
+
+/// A cheap, cloneable handle to the hub.
+#[derive(Clone)]
+pub struct Hub {
+    tx: mpsc::Sender<Envelope>,
+    changes: broadcast::Sender<Arc<Published>>,
+    publisher: Arc<Publisher>,
+    internal: mpsc::UnboundedSender<state::Internal>,
+}
+
+/// What the hub needs to start.
+pub struct HubConfig {
+    pub name: String,
+    pub music: PathBuf,
+    pub output: OutputSpec,
+    pub settings: Settings,
+    pub explicit_settings: Vec<&'static str>,
+    /// Run a library scan at start (in the background, after playback resumed).
+    pub scan_at_start: bool,
+}
+
+impl HubConfig {
+    pub fn from_config(c: &Config, music: PathBuf) -> HubConfig {
+        HubConfig {
+            name: c.name.clone(),
+            music,
+            output: c.output.clone(),
+            settings: c.settings.clone(),
+            explicit_settings: c.explicit_settings.clone(),
+            scan_at_start: true,
+        }
+    }
+}
+
+impl Hub {
+    /// Loads the state from the store, starts the player and the hub task, and resumes
+    /// whatever was playing when the jukebox stopped.
+    pub async fn start(cfg: HubConfig, store: Store) -> Result<(Hub, HubTask), StoreError> {
+        let (tx, rx) = mpsc::channel(INBOX);
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let publisher = Arc::new(Publisher {
+            seq: AtomicU64::new(0),
+            tx: changes.clone(),
+        });
+        let loaded = state::Loaded::load(&store).await?;
+        let engine = state::State::new(cfg, store, loaded, publisher.clone(), internal_tx.clone())?;
+        let task = tokio::spawn(engine.run(rx, internal_rx));
+        Ok((
+            Hub {
+                tx,
+                changes,
+                publisher,
+                internal: internal_tx,
+            },
+            HubTask(task),
+        ))
+    }
+
+    /// Sends a command and waits for its answer (after its changes are durable and published).
+    pub async fn call(&self, cmd: Command) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        let unavailable = Answer {
+            result: Err(HubError::Unavailable),
+            after_seq: self.publisher.last_seq(),
+        };
+        if self
+            .tx
+            .send(Envelope {
+                cmd,
+                reply: Some(tx),
+            })
+            .await
+            .is_err()
+        {
+            return unavailable;
+        }
+        rx.await.unwrap_or(unavailable)
+    }
+
+    /// Sends a command without waiting for its answer (connection counting).
+    pub async fn tell(&self, cmd: Command) {
+        let _ = self.tx.send(Envelope { cmd, reply: None }).await;
+    }
+
+    /// Subscribes to the change stream. Lagging behind (`RecvError::Lagged`) means: take a
+    /// new snapshot; never patch over a gap.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.changes.subscribe()
+    }
+
+    /// The `seq` of the last change published.
+    pub fn last_seq(&self) -> u64 {
+        self.publisher.last_seq()
+    }
+
+    /// Stops playback (finalising the audio output), lets the store commit what is queued,
+    /// and ends the hub task. Returns when the hub is gone.
+    pub async fn shutdown(&self, task: HubTask) {
+        let (tx, rx) = oneshot::channel();
+        if self.internal.send(state::Internal::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let _ = task.0.await;
+    }
+}
+
+/// The hub's task; give it back to [`Hub::shutdown`].
+pub struct HubTask(tokio::task::JoinHandle<()>);

@@ -1,0 +1,1846 @@
+//! The hub's state and its handlers. Each handler validates first and mutates after, collects
+//! its writes (`ops`) and its changes (`out`), and ends with `finish`, which hands both to the
+//! store in one job: the changes are published, and the caller answered, once the writes are
+//! durable.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+
+use super::views::*;
+use super::{
+    Actor, Answer, Command, Envelope, GuestCreated, HubConfig, HubError, Identity, Publisher,
+    Reply, SettingsPatch,
+};
+use crate::library::{self, ScanProgress};
+use crate::party::{self, Admission, Entry, EntryId, GuestId, PlayId, RecentPlay, Settings};
+use crate::player::{Key, PlayItem, Player, PlayerCommand, PlayerEvent};
+use crate::store::{Db, GuestRow, MaxIds, OpenPlay, Store, StoreError, Track};
+
+/// Hours without a play that separate two parties ("tonight" is the latest).
+pub const PARTY_GAP_MS: i64 = 6 * 3600 * 1000;
+/// How often the play position is saved, so a restart resumes close to where it was.
+const SAVE_POSITION_EVERY_MS: u64 = 5_000;
+/// Recent plays kept in memory beyond the no-repeat window (artist spacing looks at these).
+const RECENT_KEEP: usize = 32;
+/// Tracks sampled from the library for each auto-DJ pick.
+const AUTODJ_SAMPLE: u32 = 200;
+
+pub(crate) enum Internal {
+    RequestTrack {
+        actor: Actor,
+        track_id: i64,
+        track: Result<Option<Track>, String>,
+        reply: Option<ReplyTx>,
+    },
+    AutoPicked {
+        generation: u64,
+        track: Option<Track>,
+    },
+    StoreFailed,
+    Reloaded(Box<Loaded>),
+    Scan(ScanProgress),
+    ScanDone(Result<u64, String>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Everything read from the store at start (and after a failed write, to resync).
+pub(crate) struct Loaded {
+    guests: Vec<GuestRow>,
+    queue: Vec<(Entry, Track)>,
+    open: Option<(OpenPlay, Track)>,
+    recent: Vec<RecentPlay>,
+    played_tonight: HashMap<GuestId, u32>,
+    settings: Option<String>,
+    ids: MaxIds,
+    library_size: u64,
+}
+
+impl Loaded {
+    fn read(db: &Db) -> Result<Loaded, StoreError> {
+        let now = now_ms();
+        let recent = db.recent_plays(now - 24 * 3600 * 1000, RECENT_KEEP as u32)?;
+        let tonight = match (db.party_start(PARTY_GAP_MS)?, recent.first()) {
+            (Some(start), Some(last)) if now - last.started_ms < PARTY_GAP_MS => start,
+            _ => now,
+        };
+        let open = match db.open_play()? {
+            Some(p) => db.track(p.track_id)?.map(|t| (p, t)),
+            None => None,
+        };
+        Ok(Loaded {
+            guests: db.guests()?,
+            queue: db.queued()?,
+            open,
+            recent,
+            played_tonight: db.played_counts(tonight)?,
+            settings: db.meta("settings")?,
+            ids: db.max_ids()?,
+            library_size: db.track_count()?,
+        })
+    }
+
+    pub(crate) async fn load(store: &Store) -> Result<Loaded, StoreError> {
+        store.call(Loaded::read).await
+    }
+}
+
+struct Guest {
+    name: String,
+    host: bool,
+    banned: bool,
+    /// Live sockets; the skip threshold counts guests with at least one.
+    sockets: u32,
+}
+
+struct Queued {
+    entry: Entry,
+    track: Track,
+}
+
+/// What the player has been asked to play (by `Load` or `Preload`) and has not started yet.
+#[derive(Clone)]
+enum Planned {
+    Entry(EntryId, Track),
+    Auto(Track),
+    Resume(Box<OpenPlay>, Track),
+}
+
+impl Planned {
+    fn track(&self) -> &Track {
+        match self {
+            Planned::Entry(_, t) | Planned::Auto(t) | Planned::Resume(_, t) => t,
+        }
+    }
+    fn same(&self, other: &Planned) -> bool {
+        match (self, other) {
+            (Planned::Entry(a, _), Planned::Entry(b, _)) => a == b,
+            (Planned::Auto(a), Planned::Auto(b)) => a.id == b.id,
+            _ => false,
+        }
+    }
+}
+
+struct Now {
+    play_id: PlayId,
+    key: Key,
+    track: Track,
+    entry_id: Option<EntryId>,
+    requester: Option<GuestId>,
+    auto: bool,
+    position_ms: u64,
+    position_at_ms: i64,
+    paused: bool,
+    likes: HashSet<GuestId>,
+    skip_votes: HashSet<GuestId>,
+    last_saved_ms: u64,
+}
+
+type ReplyTx = oneshot::Sender<Answer>;
+type Op = Box<dyn FnOnce(&Db) -> Result<(), StoreError> + Send>;
+
+pub(crate) struct State {
+    name: String,
+    music: PathBuf,
+    store: Store,
+    player: Option<Player>,
+    player_events: Option<mpsc::UnboundedReceiver<PlayerEvent>>,
+    publisher: Arc<Publisher>,
+    internal: mpsc::UnboundedSender<Internal>,
+
+    settings: Settings,
+    guests: HashMap<GuestId, Guest>,
+    tokens: HashMap<String, GuestId>,
+    banned: HashSet<GuestId>,
+    queue: HashMap<EntryId, Queued>,
+    order: Vec<EntryId>,
+    /// The head of the queue whose requester was last told "your song is next".
+    announced_next: Option<EntryId>,
+    now: Option<Now>,
+    recent: Vec<RecentPlay>,
+    played_tonight: HashMap<GuestId, u32>,
+    library_size: u64,
+    output: OutputView,
+    scan: Option<ScanView>,
+    scanning: bool,
+    scan_at_start: bool,
+
+    planned: HashMap<Key, Planned>,
+    loading: Option<Key>,
+    preloaded: Option<(Key, Planned)>,
+    auto_next: Option<Track>,
+    auto_generation: u64,
+    auto_pending: bool,
+    /// Tracks that failed to decode: not picked again by the auto-DJ this run.
+    unplayable: HashSet<i64>,
+    idle_announced: bool,
+
+    ids: MaxIds,
+    next_key: Key,
+    ops: Vec<Op>,
+    out: Vec<Change>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn validate_name(name: &str) -> Result<String, HubError> {
+    let n = name.trim();
+    if n.chars().count() > 32 {
+        return Err(HubError::BadRequest {
+            field: "name",
+            message: "at most 32 characters".into(),
+        });
+    }
+    if n.chars().any(char::is_control) {
+        return Err(HubError::BadRequest {
+            field: "name",
+            message: "control characters are not allowed".into(),
+        });
+    }
+    Ok(n.to_string())
+}
+
+impl State {
+    pub(crate) fn new(
+        cfg: HubConfig,
+        store: Store,
+        loaded: Loaded,
+        publisher: Arc<Publisher>,
+        internal: mpsc::UnboundedSender<Internal>,
+    ) -> Result<State, StoreError> {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let player = Player::spawn(cfg.output.clone(), ev_tx).map_err(StoreError::Thread)?;
+        let mut settings: Settings = loaded
+            .settings
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_else(|| cfg.settings.clone());
+        // Keys given explicitly in the configuration win over what the host set last time.
+        for key in &cfg.explicit_settings {
+            let c = &cfg.settings;
+            match *key {
+                "request_limit" => settings.request_limit = c.request_limit,
+                "no_repeat_minutes" => settings.no_repeat_minutes = c.no_repeat_minutes,
+                "artist_spacing" => settings.artist_spacing = c.artist_spacing,
+                "skip_min_votes" => settings.skip_min_votes = c.skip_min_votes,
+                "skip_percent" => settings.skip_percent = c.skip_percent,
+                "volume" => settings.volume = c.volume,
+                "max_volume" => settings.max_volume = c.max_volume,
+                _ => {}
+            }
+        }
+        settings.volume = settings.volume.min(settings.max_volume);
+        player.send(PlayerCommand::SetVolume(settings.volume));
+        let mut s = State {
+            name: cfg.name,
+            music: cfg.music,
+            store,
+            player: Some(player),
+            player_events: Some(ev_rx),
+            publisher,
+            internal,
+            settings,
+            guests: HashMap::new(),
+            tokens: HashMap::new(),
+            banned: HashSet::new(),
+            queue: HashMap::new(),
+            order: Vec::new(),
+            announced_next: None,
+            now: None,
+            recent: Vec::new(),
+            played_tonight: HashMap::new(),
+            library_size: 0,
+            output: OutputView {
+                description: cfg.output.to_string(),
+                ok: true,
+            },
+            scan: None,
+            scanning: false,
+            scan_at_start: cfg.scan_at_start,
+            planned: HashMap::new(),
+            loading: None,
+            preloaded: None,
+            auto_next: None,
+            auto_generation: 0,
+            auto_pending: false,
+            unplayable: HashSet::new(),
+            idle_announced: false,
+            ids: MaxIds::default(),
+            next_key: 0,
+            ops: Vec::new(),
+            out: Vec::new(),
+        };
+        s.apply_loaded(loaded);
+        Ok(s)
+    }
+
+    fn apply_loaded(&mut self, l: Loaded) {
+        let sockets: HashMap<GuestId, u32> =
+            self.guests.iter().map(|(id, g)| (*id, g.sockets)).collect();
+        self.guests.clear();
+        self.tokens.clear();
+        self.banned.clear();
+        for g in l.guests {
+            if g.banned {
+                self.banned.insert(g.id);
+            }
+            self.tokens.insert(g.token, g.id);
+            self.guests.insert(
+                g.id,
+                Guest {
+                    name: g.name,
+                    host: g.is_host,
+                    banned: g.banned,
+                    sockets: sockets.get(&g.id).copied().unwrap_or(0),
+                },
+            );
+        }
+        self.queue = l
+            .queue
+            .into_iter()
+            .map(|(entry, track)| (entry.id, Queued { entry, track }))
+            .collect();
+        self.recent = l.recent;
+        self.played_tonight = l.played_tonight;
+        self.library_size = l.library_size;
+        self.ids = l.ids;
+        if let Some((open, track)) = l.open {
+            if let Some(now) = self.now.as_mut().filter(|n| n.play_id == open.id) {
+                now.likes = open.likes.iter().copied().collect();
+                now.skip_votes = open.skip_votes.iter().copied().collect();
+            } else if self.now.is_none() && self.loading.is_none() {
+                let key = self.key();
+                self.planned
+                    .insert(key, Planned::Resume(Box::new(open), track));
+                self.loading = Some(key);
+            }
+        }
+        self.order = party::order(&self.entries(), &self.banned, &self.played_tonight);
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.queue.values().map(|q| q.entry.clone()).collect()
+    }
+
+    fn key(&mut self) -> Key {
+        self.next_key += 1;
+        self.next_key
+    }
+
+    fn player(&self, cmd: PlayerCommand) {
+        if let Some(p) = &self.player {
+            p.send(cmd);
+        }
+    }
+
+    // ---- the loop ----------------------------------------------------------------------
+
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Envelope>,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+    ) {
+        let mut player_events = self.player_events.take().expect("player events");
+        self.resume();
+        if self.scan_at_start {
+            self.start_scan();
+        }
+        loop {
+            tokio::select! {
+                biased;
+                Some(msg) = internal.recv() => {
+                    if let Internal::Shutdown(done) = msg {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    self.guarded(None, |s| s.on_internal(msg));
+                }
+                Some(ev) = player_events.recv() => {
+                    self.guarded(None, |s| s.on_player(ev));
+                }
+                env = rx.recv() => match env {
+                    Some(Envelope { cmd, reply }) => {
+                        let reply = std::sync::Mutex::new(reply);
+                        self.guarded(Some(&reply), |s| {
+                            let r = reply.lock().unwrap_or_else(|e| e.into_inner()).take();
+                            s.on_command(cmd, r)
+                        });
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Runs a handler; a panic in it is logged, answered as an internal error, and followed
+    /// by a resync from the store, instead of silently killing the hub.
+    fn guarded(
+        &mut self,
+        reply: Option<&std::sync::Mutex<Option<ReplyTx>>>,
+        f: impl FnOnce(&mut State),
+    ) {
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if res.is_err() {
+            tracing::error!("a hub handler panicked; resynchronising from the database");
+            self.ops.clear();
+            self.out.clear();
+            if let Some(r) = reply.and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take())
+            {
+                let _ = r.send(Answer {
+                    result: Err(HubError::Internal("the command failed".into())),
+                    after_seq: self.publisher.last_seq(),
+                });
+            }
+            self.resync();
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(now) = &self.now {
+            let (id, pos) = (now.play_id, self.position(now));
+            self.op(move |db| db.save_position(id, pos));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.finish(Some(tx), Ok(Reply::Done));
+        let _ = rx.await;
+        if let Some(player) = self.player.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(player)).await;
+        }
+    }
+
+    fn resync(&mut self) {
+        let internal = self.internal.clone();
+        let _ = self.store.read(move |db| match Loaded::read(db) {
+            Ok(l) => {
+                let _ = internal.send(Internal::Reloaded(Box::new(l)));
+            }
+            Err(e) => tracing::error!("resync failed: {e}"),
+        });
+    }
+
+    /// Hands this step's writes and changes to the store; publishes and answers after commit.
+    fn finish(&mut self, reply: Option<ReplyTx>, result: Result<Reply, HubError>) {
+        let ops = std::mem::take(&mut self.ops);
+        let changes = std::mem::take(&mut self.out);
+        if ops.is_empty() && changes.is_empty() && reply.is_none() {
+            return;
+        }
+        let publisher = self.publisher.clone();
+        let internal = self.internal.clone();
+        self.store.write(
+            move |db| {
+                for op in ops {
+                    op(db)?;
+                }
+                Ok(())
+            },
+            move |res| match res {
+                Ok(()) => {
+                    publisher.publish(changes);
+                    if let Some(r) = reply {
+                        let _ = r.send(Answer {
+                            result,
+                            after_seq: publisher.last_seq(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("saving failed, the change is refused: {e}");
+                    if let Some(r) = reply {
+                        let _ = r.send(Answer {
+                            result: Err(HubError::Internal(format!("could not save: {e}"))),
+                            after_seq: publisher.last_seq(),
+                        });
+                    }
+                    let _ = internal.send(Internal::StoreFailed);
+                }
+            },
+        );
+    }
+
+    fn op(&mut self, f: impl FnOnce(&Db) -> Result<(), StoreError> + Send + 'static) {
+        self.ops.push(Box::new(f));
+    }
+
+    fn answer(&mut self, reply: Option<ReplyTx>, result: Result<Reply, HubError>) {
+        if result.is_err() {
+            // A refused command changes nothing.
+            self.ops.clear();
+            self.out.clear();
+        }
+        self.finish(reply, result);
+    }
+
+    // ---- views -------------------------------------------------------------------------
+
+    fn display_name(&self, g: GuestId) -> String {
+        match self.guests.get(&g) {
+            Some(guest) if guest.host && guest.name.is_empty() => "Host".into(),
+            Some(guest) if !guest.name.is_empty() => guest.name.clone(),
+            _ => format!("Guest {g}"),
+        }
+    }
+
+    fn connected(&self) -> usize {
+        self.guests
+            .iter()
+            .filter(|(id, g)| g.sockets > 0 && !self.banned.contains(id))
+            .count()
+    }
+
+    fn skip_needed(&self) -> u32 {
+        party::skip_needed(&self.settings, self.connected())
+    }
+
+    fn position(&self, n: &Now) -> u64 {
+        if n.paused {
+            n.position_ms
+        } else {
+            let ran = (now_ms() - n.position_at_ms).max(0) as u64;
+            (n.position_ms + ran).min(n.track.duration_ms.max(n.position_ms))
+        }
+    }
+
+    fn now_view(&self) -> Option<NowPlayingView> {
+        let n = self.now.as_ref()?;
+        Some(NowPlayingView {
+            play_id: n.play_id,
+            track: TrackView::from(&n.track),
+            requested_by: n.requester.map(|g| self.display_name(g)),
+            requester: n.requester,
+            entry_id: n.entry_id,
+            position_ms: self.position(n),
+            server_time_ms: now_ms(),
+            paused: n.paused,
+            likes: n.likes.len() as u32,
+            skip_votes: party::skip_votes(&n.skip_votes, &self.banned),
+            skip_needed: self.skip_needed(),
+            volume: self.settings.volume,
+            auto: n.auto,
+        })
+    }
+
+    fn entry_view(&self, id: EntryId) -> Option<QueueEntryView> {
+        let q = self.queue.get(&id)?;
+        Some(QueueEntryView {
+            id,
+            track: TrackView::from(&q.track),
+            by: q.entry.guest.map(|g| self.display_name(g)),
+            guest: q.entry.guest,
+            votes: q.entry.votes(&self.banned),
+            pinned: q.entry.pin.is_some(),
+            created_ms: q.entry.created_ms,
+        })
+    }
+
+    fn me_view(&self, g: GuestId) -> Option<MeView> {
+        let guest = self.guests.get(&g)?;
+        let in_now = |set: &HashSet<GuestId>| -> Vec<PlayId> {
+            match &self.now {
+                Some(n) if set.contains(&g) => vec![n.play_id],
+                _ => vec![],
+            }
+        };
+        let (liked, skip_voted) = match &self.now {
+            Some(n) => (in_now(&n.likes), in_now(&n.skip_votes)),
+            None => (vec![], vec![]),
+        };
+        let voted = self
+            .order
+            .iter()
+            .filter(|id| self.queue[id].entry.voters.contains(&g))
+            .copied()
+            .collect();
+        let pending: Vec<EntryId> = self
+            .order
+            .iter()
+            .filter(|id| self.queue[id].entry.guest == Some(g))
+            .copied()
+            .collect();
+        let left = if guest.banned {
+            0
+        } else {
+            self.settings
+                .request_limit
+                .saturating_sub(pending.len() as u32)
+        };
+        Some(MeView {
+            guest_id: g,
+            name: guest.name.clone(),
+            role: if guest.host { Role::Host } else { Role::Guest },
+            liked,
+            skip_voted,
+            voted,
+            pending_requests: pending,
+            requests_left: left,
+            banned: guest.banned,
+        })
+    }
+
+    fn room_view(&self) -> RoomView {
+        RoomView {
+            name: self.name.clone(),
+            guests_connected: self.connected() as u32,
+            library_size: self.library_size,
+            settings: self.settings.clone(),
+            output: self.output.clone(),
+            scan: self.scan,
+        }
+    }
+
+    fn guest_admin_view(&self, g: GuestId) -> Option<GuestAdminView> {
+        let guest = self.guests.get(&g)?;
+        Some(GuestAdminView {
+            guest_id: g,
+            name: guest.name.clone(),
+            role: if guest.host { Role::Host } else { Role::Guest },
+            banned: guest.banned,
+            connected: guest.sockets > 0,
+            pending_requests: self
+                .order
+                .iter()
+                .filter(|id| self.queue[id].entry.guest == Some(g))
+                .copied()
+                .collect(),
+            played_tonight: self.played_tonight.get(&g).copied().unwrap_or(0),
+        })
+    }
+
+    fn snapshot(&self, guest: Option<GuestId>, admin: bool) -> Snapshot {
+        let mut guests: Vec<GuestAdminView> = if admin {
+            self.guests
+                .keys()
+                .filter_map(|g| self.guest_admin_view(*g))
+                .collect()
+        } else {
+            vec![]
+        };
+        guests.sort_by_key(|g| g.guest_id);
+        Snapshot {
+            now_playing: self.now_view(),
+            queue: self
+                .order
+                .iter()
+                .filter_map(|id| self.entry_view(*id))
+                .collect(),
+            order: self.order.clone(),
+            room: self.room_view(),
+            me: guest.and_then(|g| self.me_view(g)),
+            guests,
+        }
+    }
+
+    fn push_now(&mut self) {
+        let v = self.now_view().map(Box::new);
+        self.out.push(Change::NowPlaying(v));
+    }
+    fn push_entry(&mut self, id: EntryId) {
+        let entry = self.entry_view(id).map(Box::new);
+        self.out.push(Change::QueueEntry { id, entry });
+    }
+    fn push_me(&mut self, g: GuestId) {
+        if let Some(m) = self.me_view(g) {
+            self.out.push(Change::Me(Box::new(m)));
+        }
+    }
+    fn push_room(&mut self) {
+        let r = self.room_view();
+        self.out.push(Change::Room(Box::new(r)));
+    }
+    fn push_guest(&mut self, g: GuestId) {
+        if let Some(v) = self.guest_admin_view(g) {
+            self.out.push(Change::Guest(Box::new(v)));
+        }
+    }
+    fn push_event(&mut self, to: Option<GuestId>, event: Event) {
+        self.out.push(Change::Event {
+            ts_ms: now_ms(),
+            to,
+            event,
+        });
+    }
+
+    /// Recomputes the order; announces it when it changed, tells the requester whose song
+    /// became next, and keeps the player's gapless "next" current.
+    fn reorder(&mut self) {
+        let order = party::order(&self.entries(), &self.banned, &self.played_tonight);
+        if order != self.order {
+            self.order = order;
+            self.out.push(Change::QueueOrder(self.order.clone()));
+        }
+        if let Some(&head) = self.order.first() {
+            if self.announced_next != Some(head) {
+                self.announced_next = Some(head);
+                let q = &self.queue[&head];
+                if let Some(g) = q.entry.guest {
+                    let ev = Event::YourRequestNext {
+                        entry_id: head,
+                        track_id: q.track.id,
+                        title: q.track.title.clone(),
+                    };
+                    self.push_event(Some(g), ev);
+                }
+            }
+        } else {
+            self.announced_next = None;
+        }
+        self.refresh_preload();
+    }
+
+    // ---- commands ----------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command, reply: Option<ReplyTx>) {
+        if let Command::Request { actor, track_id } = cmd {
+            // Answers later, once the store has looked the track up.
+            self.request(actor, track_id, reply);
+            return;
+        }
+        let result = self.command(cmd);
+        self.answer(reply, result);
+    }
+
+    fn command(&mut self, cmd: Command) -> Result<Reply, HubError> {
+        match cmd {
+            Command::CreateGuest { name, host } => self.create_guest(name, host),
+            Command::Authenticate { token } => {
+                Ok(Reply::Identity(self.tokens.get(&token).map(|&id| {
+                    let g = &self.guests[&id];
+                    Identity {
+                        guest_id: id,
+                        name: g.name.clone(),
+                        role: if g.host { Role::Host } else { Role::Guest },
+                        banned: g.banned,
+                    }
+                })))
+            }
+            Command::SetName { actor, name } => self.set_name(actor, &name),
+            Command::Connected { guest } => self.sockets(guest, true),
+            Command::Disconnected { guest } => self.sockets(guest, false),
+            Command::Like { actor, play_id, on } => self.like(actor, play_id, on),
+            Command::VoteSkip { actor, play_id } => self.vote_skip(actor, play_id),
+            Command::Request { .. } => Err(HubError::Internal("request out of band".into())),
+            Command::Vote {
+                actor,
+                entry_id,
+                on,
+            } => self.vote(actor, entry_id, on),
+            Command::Snapshot { guest, admin } => {
+                Ok(Reply::Snapshot(Box::new(self.snapshot(guest, admin))))
+            }
+            Command::Status => Ok(Reply::Status(Status {
+                library_size: self.library_size,
+                guests_connected: self.connected() as u32,
+                output: self.output.clone(),
+                playing: self.now.as_ref().is_some_and(|n| !n.paused),
+                queue_len: self.queue.len(),
+            })),
+            Command::Play { actor } => self.host(actor).and_then(|()| self.play()),
+            Command::Pause { actor } => self.host(actor).and_then(|()| self.pause()),
+            Command::Skip { actor } => self.host(actor).map(|()| {
+                self.skip_now("host");
+                Reply::Done
+            }),
+            Command::Seek { actor, position_ms } => {
+                self.host(actor).and_then(|()| self.seek(position_ms))
+            }
+            Command::SetVolume { actor, volume } => {
+                self.host(actor).and_then(|()| self.set_volume(volume))
+            }
+            Command::Remove { actor, entry_id } => {
+                self.host(actor).and_then(|()| self.remove(entry_id))
+            }
+            Command::Move {
+                actor,
+                entry_id,
+                to,
+            } => self
+                .host(actor)
+                .and_then(|()| self.move_entry(entry_id, to)),
+            Command::Ban { actor, guest, on } => {
+                self.host(actor).and_then(|()| self.ban(guest, on))
+            }
+            Command::Settings { actor, patch } => {
+                self.host(actor).and_then(|()| self.change_settings(patch))
+            }
+            Command::Announce { actor, text } => {
+                self.host(actor).and_then(|()| self.announce(&text))
+            }
+            Command::Rescan { actor } => self.host(actor).map(|()| {
+                self.start_scan();
+                Reply::Done
+            }),
+        }
+    }
+
+    fn host(&self, actor: Actor) -> Result<(), HubError> {
+        let is_host = actor.host || self.guests.get(&actor.guest).is_some_and(|g| g.host);
+        if is_host {
+            Ok(())
+        } else {
+            Err(HubError::Forbidden)
+        }
+    }
+
+    fn guest_ok(&self, actor: Actor) -> Result<(), HubError> {
+        match self.guests.get(&actor.guest) {
+            None => Err(HubError::NotFound("guest")),
+            Some(g) if g.banned => Err(HubError::Banned),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn create_guest(&mut self, name: Option<String>, host: bool) -> Result<Reply, HubError> {
+        let name = validate_name(name.as_deref().unwrap_or(""))?;
+        self.ids.guest += 1;
+        let id = self.ids.guest;
+        let mut rng = rand::rng();
+        let token = format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>());
+        let row = GuestRow {
+            id,
+            token: token.clone(),
+            name: name.clone(),
+            is_host: host,
+            banned: false,
+        };
+        let created = now_ms();
+        self.op(move |db| db.insert_guest(&row, created));
+        self.tokens.insert(token.clone(), id);
+        self.guests.insert(
+            id,
+            Guest {
+                name: name.clone(),
+                host,
+                banned: false,
+                sockets: 0,
+            },
+        );
+        self.push_guest(id);
+        Ok(Reply::Guest(GuestCreated {
+            guest_id: id,
+            token,
+            name,
+        }))
+    }
+
+    fn set_name(&mut self, actor: Actor, name: &str) -> Result<Reply, HubError> {
+        self.guest_ok(actor)?;
+        let name = validate_name(name)?;
+        let g = actor.guest;
+        if let Some(guest) = self.guests.get_mut(&g) {
+            guest.name = name.clone();
+        }
+        self.op(move |db| db.set_guest_name(g, &name));
+        self.push_me(g);
+        self.push_guest(g);
+        let theirs: Vec<EntryId> = self
+            .order
+            .iter()
+            .filter(|id| self.queue[id].entry.guest == Some(g))
+            .copied()
+            .collect();
+        for id in theirs {
+            self.push_entry(id);
+        }
+        if self.now.as_ref().is_some_and(|n| n.requester == Some(g)) {
+            self.push_now();
+        }
+        Ok(Reply::Done)
+    }
+
+    fn sockets(&mut self, g: GuestId, open: bool) -> Result<Reply, HubError> {
+        let Some(guest) = self.guests.get_mut(&g) else {
+            return Err(HubError::NotFound("guest"));
+        };
+        let before = guest.sockets > 0;
+        if open {
+            guest.sockets += 1;
+        } else {
+            guest.sockets = guest.sockets.saturating_sub(1);
+        }
+        let after = guest.sockets > 0;
+        if before != after {
+            self.push_guest(g);
+            self.push_room();
+            if !self.check_skip() && self.now.is_some() {
+                self.push_now();
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    fn current_play(&self, play_id: PlayId) -> Result<(), HubError> {
+        match &self.now {
+            Some(n) if n.play_id == play_id => Ok(()),
+            _ => Err(HubError::StalePlay),
+        }
+    }
+
+    fn like(&mut self, actor: Actor, play_id: PlayId, on: bool) -> Result<Reply, HubError> {
+        self.guest_ok(actor)?;
+        self.current_play(play_id)?;
+        let g = actor.guest;
+        let by = self.display_name(g);
+        let Some(n) = self.now.as_mut() else {
+            return Err(HubError::StalePlay);
+        };
+        let changed = if on {
+            n.likes.insert(g)
+        } else {
+            n.likes.remove(&g)
+        };
+        if !changed {
+            return Ok(Reply::Done);
+        }
+        let (track_id, requester) = (n.track.id, n.requester);
+        let ts = now_ms();
+        self.op(move |db| db.set_like(play_id, track_id, g, on, ts));
+        self.push_now();
+        self.push_me(g);
+        if on {
+            self.push_event(
+                None,
+                Event::Liked {
+                    play_id,
+                    track_id,
+                    by: by.clone(),
+                },
+            );
+            if let Some(r) = requester.filter(|r| *r != g) {
+                self.push_event(
+                    Some(r),
+                    Event::YourRequestLiked {
+                        play_id,
+                        track_id,
+                        by,
+                    },
+                );
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    fn vote_skip(&mut self, actor: Actor, play_id: PlayId) -> Result<Reply, HubError> {
+        self.guest_ok(actor)?;
+        self.current_play(play_id)?;
+        let g = actor.guest;
+        let by = self.display_name(g);
+        let Some(n) = self.now.as_mut() else {
+            return Err(HubError::StalePlay);
+        };
+        if !n.skip_votes.insert(g) {
+            return Ok(Reply::Done);
+        }
+        let votes = party::skip_votes(&n.skip_votes, &self.banned);
+        let needed = self.skip_needed();
+        self.op(move |db| db.add_skip_vote(play_id, g));
+        self.push_me(g);
+        self.push_event(
+            None,
+            Event::SkipVote {
+                play_id,
+                votes,
+                needed,
+                by,
+            },
+        );
+        if !self.check_skip() {
+            self.push_now();
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Skips the current play when its skip votes reached the threshold. True if it did.
+    fn check_skip(&mut self) -> bool {
+        let Some(n) = &self.now else { return false };
+        let votes = party::skip_votes(&n.skip_votes, &self.banned);
+        if votes > 0 && votes >= self.skip_needed() {
+            self.skip_now("votes");
+            true
+        } else {
+            false
+        }
+    }
+
+    fn request(&mut self, actor: Actor, track_id: i64, reply: Option<ReplyTx>) {
+        if let Err(e) = self.guest_ok(actor) {
+            self.answer(reply, Err(e));
+            return;
+        }
+        // The library lives in the store; look the track up there and continue when it answers.
+        let internal = self.internal.clone();
+        let _ = self.store.read(move |db| {
+            let track = db.track(track_id).map_err(|e| e.to_string());
+            let _ = internal.send(Internal::RequestTrack {
+                actor,
+                track_id,
+                track,
+                reply,
+            });
+        });
+    }
+
+    fn request_with_track(
+        &mut self,
+        actor: Actor,
+        track: Option<Track>,
+    ) -> Result<Reply, HubError> {
+        self.guest_ok(actor)?;
+        let is_host = self.host(actor).is_ok();
+        let track = track.filter(|t| t.present && !self.unplayable.contains(&t.id));
+        let entries = self.entries();
+        let ctx = party::RequestCtx {
+            settings: &self.settings,
+            guest: if is_host { None } else { Some(actor.guest) },
+            banned: &self.banned,
+            track: track.as_ref().map(|t| (t.id, t.artist.as_str())),
+            queue: &entries,
+            playing: self.now.as_ref().map(|n| n.track.id),
+            recent: &self.recent,
+            now_ms: now_ms(),
+        };
+        let admission = party::admit_request(&ctx).map_err(HubError::Refused)?;
+        let Some(track) = track else {
+            return Err(HubError::NotFound("track"));
+        };
+        let g = actor.guest;
+        match admission {
+            Admission::UpVote(id) => {
+                let q = self.queue.get_mut(&id).ok_or(HubError::NotFound("entry"))?;
+                if q.entry.voters.insert(g) {
+                    self.op(move |db| db.add_vote(id, g));
+                    self.push_entry(id);
+                    self.reorder();
+                    self.push_me(g);
+                }
+                Ok(Reply::Requested {
+                    entry_id: id,
+                    upvoted: true,
+                })
+            }
+            Admission::NewEntry => {
+                self.ids.request += 1;
+                let id = self.ids.request;
+                let entry = Entry {
+                    id,
+                    track_id: track.id,
+                    artist: track.artist.clone(),
+                    guest: Some(g),
+                    created_ms: now_ms(),
+                    voters: [g].into_iter().collect(),
+                    pin: None,
+                };
+                let row = entry.clone();
+                self.op(move |db| db.insert_request(&row));
+                let ev = Event::Requested {
+                    entry_id: id,
+                    track_id: track.id,
+                    title: track.title.clone(),
+                    artist: track.artist.clone(),
+                    by: Some(self.display_name(g)),
+                };
+                self.queue.insert(id, Queued { entry, track });
+                self.push_entry(id);
+                self.reorder();
+                self.push_me(g);
+                self.push_guest(g);
+                self.push_event(None, ev);
+                if self.now.is_none() && self.loading.is_none() {
+                    self.advance();
+                }
+                Ok(Reply::Requested {
+                    entry_id: id,
+                    upvoted: false,
+                })
+            }
+        }
+    }
+
+    fn vote(&mut self, actor: Actor, entry_id: EntryId, on: bool) -> Result<Reply, HubError> {
+        self.guest_ok(actor)?;
+        let g = actor.guest;
+        let q = self
+            .queue
+            .get_mut(&entry_id)
+            .ok_or(HubError::NotFound("entry"))?;
+        let changed = if on {
+            q.entry.voters.insert(g)
+        } else {
+            q.entry.voters.remove(&g)
+        };
+        if changed {
+            if on {
+                self.op(move |db| db.add_vote(entry_id, g));
+            } else {
+                self.op(move |db| db.remove_vote(entry_id, g));
+            }
+            self.push_entry(entry_id);
+            self.reorder();
+            self.push_me(g);
+        }
+        Ok(Reply::Done)
+    }
+
+    fn play(&mut self) -> Result<Reply, HubError> {
+        match self.now.as_mut() {
+            Some(n) if n.paused => {
+                n.paused = false;
+                n.position_at_ms = now_ms();
+                self.player(PlayerCommand::Resume);
+                self.push_now();
+            }
+            Some(_) => {}
+            None => {
+                if self.loading.is_none() {
+                    self.advance();
+                }
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    fn pause(&mut self) -> Result<Reply, HubError> {
+        let pos = self.now.as_ref().map(|n| self.position(n));
+        if let (Some(n), Some(pos)) = (self.now.as_mut(), pos) {
+            if !n.paused {
+                n.paused = true;
+                n.position_ms = pos;
+                n.position_at_ms = now_ms();
+                let id = n.play_id;
+                self.player(PlayerCommand::Pause);
+                self.op(move |db| db.save_position(id, pos));
+                self.push_now();
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    fn seek(&mut self, position_ms: u64) -> Result<Reply, HubError> {
+        let n = self.now.as_mut().ok_or(HubError::NotFound("play"))?;
+        let pos = position_ms.min(n.track.duration_ms.saturating_sub(1));
+        n.position_ms = pos;
+        n.position_at_ms = now_ms();
+        self.player(PlayerCommand::Seek(pos));
+        self.push_now();
+        Ok(Reply::Done)
+    }
+
+    fn save_settings(&mut self) {
+        let json = serde_json::to_string(&self.settings).unwrap_or_default();
+        self.op(move |db| db.set_meta("settings", &json));
+    }
+
+    fn set_volume(&mut self, volume: u32) -> Result<Reply, HubError> {
+        if volume > self.settings.max_volume {
+            return Err(HubError::BadRequest {
+                field: "volume",
+                message: format!(
+                    "{volume} is above the volume cap; allowed 0..={}",
+                    self.settings.max_volume
+                ),
+            });
+        }
+        self.settings.volume = volume;
+        self.player(PlayerCommand::SetVolume(volume));
+        self.save_settings();
+        self.push_room();
+        if self.now.is_some() {
+            self.push_now();
+        }
+        Ok(Reply::Done)
+    }
+
+    fn remove_entry(&mut self, id: EntryId, state: &'static str) -> Option<Queued> {
+        let q = self.queue.remove(&id)?;
+        let at = now_ms();
+        self.op(move |db| db.end_request(id, state, at));
+        self.push_entry(id);
+        Some(q)
+    }
+
+    fn remove(&mut self, entry_id: EntryId) -> Result<Reply, HubError> {
+        let q = self
+            .remove_entry(entry_id, "removed")
+            .ok_or(HubError::NotFound("entry"))?;
+        self.reorder();
+        if let Some(g) = q.entry.guest {
+            self.push_me(g);
+            self.push_guest(g);
+        }
+        for v in q.entry.voters {
+            if Some(v) != q.entry.guest {
+                self.push_me(v);
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    fn move_entry(&mut self, entry_id: EntryId, to: usize) -> Result<Reply, HubError> {
+        let pinned: HashSet<EntryId> = self
+            .queue
+            .values()
+            .filter(|q| q.entry.pin.is_some())
+            .map(|q| q.entry.id)
+            .collect();
+        let pins = party::move_entry(&self.order, &pinned, entry_id, to)
+            .ok_or(HubError::NotFound("entry"))?;
+        for (id, pin) in pins {
+            if let Some(q) = self.queue.get_mut(&id) {
+                if q.entry.pin != Some(pin) {
+                    let was_pinned = q.entry.pin.is_some();
+                    q.entry.pin = Some(pin);
+                    self.op(move |db| db.set_pin(id, Some(pin)));
+                    if !was_pinned {
+                        self.push_entry(id);
+                    }
+                }
+            }
+        }
+        self.reorder();
+        Ok(Reply::Done)
+    }
+
+    fn ban(&mut self, target: GuestId, on: bool) -> Result<Reply, HubError> {
+        let guest = self
+            .guests
+            .get_mut(&target)
+            .ok_or(HubError::NotFound("guest"))?;
+        if guest.host {
+            return Err(HubError::BadRequest {
+                field: "guest",
+                message: "the host cannot be banned".into(),
+            });
+        }
+        if guest.banned == on {
+            return Ok(Reply::Done);
+        }
+        guest.banned = on;
+        if on {
+            self.banned.insert(target);
+        } else {
+            self.banned.remove(&target);
+        }
+        self.op(move |db| db.set_banned(target, on));
+        if on {
+            let theirs: Vec<EntryId> = self
+                .queue
+                .values()
+                .filter(|q| q.entry.guest == Some(target))
+                .map(|q| q.entry.id)
+                .collect();
+            for id in theirs {
+                self.remove_entry(id, "removed");
+            }
+        }
+        // Their votes stop (or start again) counting.
+        let voted: Vec<EntryId> = self
+            .queue
+            .values()
+            .filter(|q| q.entry.voters.contains(&target))
+            .map(|q| q.entry.id)
+            .collect();
+        for id in voted {
+            self.push_entry(id);
+        }
+        self.reorder();
+        self.push_me(target);
+        self.push_guest(target);
+        self.push_room();
+        if !self.check_skip() && self.now.is_some() {
+            self.push_now();
+        }
+        Ok(Reply::Done)
+    }
+
+    fn change_settings(&mut self, p: SettingsPatch) -> Result<Reply, HubError> {
+        let check = |field: &'static str, v: Option<u32>, lo: u32, hi: u32| match v {
+            Some(x) if x < lo || x > hi => Err(HubError::BadRequest {
+                field,
+                message: format!("{x} is out of range; allowed {lo}..={hi}"),
+            }),
+            _ => Ok(()),
+        };
+        check("request_limit", p.request_limit, 1, 50)?;
+        check("no_repeat_minutes", p.no_repeat_minutes, 0, 1440)?;
+        check("artist_spacing", p.artist_spacing, 0, 20)?;
+        check("skip_min_votes", p.skip_min_votes, 1, 100)?;
+        check("skip_percent", p.skip_percent, 1, 100)?;
+        check("max_volume", p.max_volume, 0, 100)?;
+        let s = &mut self.settings;
+        if let Some(v) = p.request_limit {
+            s.request_limit = v;
+        }
+        if let Some(v) = p.no_repeat_minutes {
+            s.no_repeat_minutes = v;
+        }
+        if let Some(v) = p.artist_spacing {
+            s.artist_spacing = v;
+        }
+        if let Some(v) = p.skip_min_votes {
+            s.skip_min_votes = v;
+        }
+        if let Some(v) = p.skip_percent {
+            s.skip_percent = v;
+        }
+        if let Some(v) = p.requests_paused {
+            s.requests_paused = v;
+        }
+        if let Some(v) = p.max_volume {
+            s.max_volume = v;
+            if s.volume > v {
+                s.volume = v;
+                self.player(PlayerCommand::SetVolume(v));
+            }
+        }
+        self.save_settings();
+        self.push_room();
+        let online: Vec<GuestId> = self
+            .guests
+            .iter()
+            .filter(|(_, g)| g.sockets > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for g in online {
+            self.push_me(g);
+        }
+        if !self.check_skip() && self.now.is_some() {
+            self.push_now();
+        }
+        Ok(Reply::Done)
+    }
+
+    fn announce(&mut self, text: &str) -> Result<Reply, HubError> {
+        let text = text.trim();
+        let n = text.chars().count();
+        if n == 0 || n > 280 {
+            return Err(HubError::BadRequest {
+                field: "text",
+                message: "1 to 280 characters".into(),
+            });
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(HubError::BadRequest {
+                field: "text",
+                message: "control characters are not allowed".into(),
+            });
+        }
+        self.push_event(
+            None,
+            Event::HostMessage {
+                text: text.to_string(),
+            },
+        );
+        Ok(Reply::Done)
+    }
+
+    // ---- playback ----------------------------------------------------------------------
+
+    /// At start: resume the play that was going on, or start the next one.
+    fn resume(&mut self) {
+        if let Some(key) = self.loading {
+            if let Some(Planned::Resume(open, track)) = self.planned.get(&key).cloned() {
+                tracing::info!(
+                    "resuming {} - {} at {} s",
+                    track.artist,
+                    track.title,
+                    open.position_ms / 1000
+                );
+                self.player(PlayerCommand::Load(PlayItem {
+                    key,
+                    path: track.path.clone(),
+                    start_ms: open.position_ms,
+                }));
+                return;
+            }
+        }
+        self.advance();
+    }
+
+    /// Ends the current play (if any) as skipped and moves on.
+    fn skip_now(&mut self, reason: &'static str) {
+        if let Some(n) = self.now.take() {
+            let pos = self.position(&n);
+            let (id, at) = (n.play_id, now_ms());
+            self.op(move |db| db.end_play(id, at, "skipped", pos));
+            self.push_event(
+                None,
+                Event::Skipped {
+                    play_id: n.play_id,
+                    track_id: n.track.id,
+                    reason,
+                },
+            );
+            self.forget_play(&n);
+        }
+        self.loading = None;
+        self.advance();
+    }
+
+    /// Guests who liked or skip-voted a play that ended get their (now empty) lists.
+    fn forget_play(&mut self, n: &Now) {
+        let touched: HashSet<GuestId> = n.likes.union(&n.skip_votes).copied().collect();
+        for g in touched {
+            self.push_me(g);
+        }
+    }
+
+    /// Starts the next thing: the head of the queue, else an auto-DJ pick.
+    fn advance(&mut self) {
+        self.preloaded = None;
+        let planned = if let Some(&head) = self.order.first() {
+            Some(Planned::Entry(head, self.queue[&head].track.clone()))
+        } else {
+            self.auto_next.take().map(Planned::Auto)
+        };
+        match planned {
+            Some(p) => self.load(p),
+            None => {
+                if !self.auto_pending && self.library_size > 0 {
+                    self.request_auto();
+                }
+                if self.now.is_none() && self.loading.is_none() {
+                    self.player(PlayerCommand::Stop);
+                    if !self.idle_announced {
+                        self.idle_announced = true;
+                        self.push_now();
+                    }
+                }
+            }
+        }
+    }
+
+    fn load(&mut self, p: Planned) {
+        let key = self.key();
+        // A Load clears the player's "next": forget everything planned before.
+        self.planned.clear();
+        self.player(PlayerCommand::Load(PlayItem {
+            key,
+            path: p.track().path.clone(),
+            start_ms: 0,
+        }));
+        self.planned.insert(key, p);
+        self.loading = Some(key);
+    }
+
+    fn request_auto(&mut self) {
+        self.auto_pending = true;
+        self.auto_generation += 1;
+        let generation = self.auto_generation;
+        let now = now_ms();
+        let window = i64::from(self.settings.no_repeat_minutes) * 60_000;
+        let mut exclude: Vec<i64> = self
+            .recent
+            .iter()
+            .filter(|p| now - p.started_ms < window)
+            .map(|p| p.track_id)
+            .collect();
+        exclude.extend(self.queue.values().map(|q| q.track.id));
+        exclude.extend(self.unplayable.iter().copied());
+        if let Some(n) = &self.now {
+            exclude.push(n.track.id);
+        }
+        let mut recent = self.recent.clone();
+        if let Some(n) = &self.now {
+            if recent.first().map(|r| r.track_id) != Some(n.track.id) {
+                recent.insert(
+                    0,
+                    RecentPlay {
+                        track_id: n.track.id,
+                        artist: n.track.artist.clone(),
+                        started_ms: now,
+                    },
+                );
+            }
+        }
+        let settings = self.settings.clone();
+        let unplayable = self.unplayable.clone();
+        let internal = self.internal.clone();
+        let _ = self.store.read(move |db| {
+            let pick = db
+                .autodj_candidates(&exclude, AUTODJ_SAMPLE)
+                .map(|c| {
+                    let c: Vec<_> = c
+                        .into_iter()
+                        .filter(|c| !unplayable.contains(&c.track_id))
+                        .collect();
+                    party::pick_autodj(&c, &recent, &settings, now, rand::rng().random())
+                })
+                .and_then(|id| match id {
+                    Some(id) => db.track(id),
+                    None => Ok(None),
+                });
+            let track = pick.unwrap_or_else(|e| {
+                tracing::error!("auto-DJ could not read the library: {e}");
+                None
+            });
+            let _ = internal.send(Internal::AutoPicked { generation, track });
+        });
+    }
+
+    /// Keeps the player's gapless "next" equal to what would play next now.
+    fn refresh_preload(&mut self) {
+        if self.now.is_none() {
+            return;
+        }
+        let desired = if let Some(&head) = self.order.first() {
+            Some(Planned::Entry(head, self.queue[&head].track.clone()))
+        } else if let Some(t) = &self.auto_next {
+            Some(Planned::Auto(t.clone()))
+        } else {
+            if !self.auto_pending && self.library_size > 0 {
+                self.request_auto();
+            }
+            None
+        };
+        let same = match (&self.preloaded, &desired) {
+            (Some((_, a)), Some(b)) => a.same(b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        match desired {
+            Some(p) => {
+                let key = self.key();
+                self.player(PlayerCommand::Preload(Some(PlayItem {
+                    key,
+                    path: p.track().path.clone(),
+                    start_ms: 0,
+                })));
+                self.planned.insert(key, p.clone());
+                self.preloaded = Some((key, p));
+            }
+            None => {
+                self.player(PlayerCommand::Preload(None));
+                self.preloaded = None;
+            }
+        }
+    }
+
+    fn on_player(&mut self, ev: PlayerEvent) {
+        match ev {
+            PlayerEvent::Started { key, duration_ms } => self.started(key, duration_ms),
+            PlayerEvent::Position { key, position_ms } => {
+                if let Some(n) = self.now.as_mut().filter(|n| n.key == key) {
+                    n.position_ms = position_ms;
+                    n.position_at_ms = now_ms();
+                    if position_ms.abs_diff(n.last_saved_ms) >= SAVE_POSITION_EVERY_MS {
+                        n.last_saved_ms = position_ms;
+                        let id = n.play_id;
+                        self.op(move |db| db.save_position(id, position_ms));
+                    }
+                }
+            }
+            PlayerEvent::Finished { key } => {
+                if let Some(n) = self.now.take_if(|n| n.key == key) {
+                    let (id, at, pos) = (n.play_id, now_ms(), n.track.duration_ms);
+                    self.op(move |db| db.end_play(id, at, "finished", pos));
+                    self.forget_play(&n);
+                    match self.preloaded.take() {
+                        // The player went on to it without a gap; its Started follows.
+                        Some((k, _)) => self.loading = Some(k),
+                        None => self.advance(),
+                    }
+                }
+            }
+            PlayerEvent::Error { key, message } => {
+                let Some(p) = self.planned.remove(&key) else {
+                    return;
+                };
+                let track = p.track().clone();
+                tracing::warn!(
+                    "skipping unplayable track {}: {message}",
+                    track.path.display()
+                );
+                self.unplayable.insert(track.id);
+                if let Planned::Entry(id, _) = &p {
+                    if let Some(q) = self.remove_entry(*id, "removed") {
+                        if let Some(g) = q.entry.guest {
+                            self.push_me(g);
+                        }
+                    }
+                    self.reorder();
+                }
+                if let Planned::Resume(open, _) = &p {
+                    let (id, at) = (open.id, now_ms());
+                    self.op(move |db| db.end_play(id, at, "error", 0));
+                }
+                self.push_event(
+                    None,
+                    Event::Skipped {
+                        play_id: 0,
+                        track_id: track.id,
+                        reason: "unplayable",
+                    },
+                );
+                if self.loading == Some(key) || self.now.is_none() {
+                    self.loading = None;
+                    if self.preloaded.as_ref().is_some_and(|(k, _)| *k == key) {
+                        self.preloaded = None;
+                    }
+                    self.advance();
+                }
+            }
+            PlayerEvent::Output { description, ok } => {
+                self.output = OutputView { description, ok };
+                self.push_room();
+            }
+        }
+        self.finish(None, Ok(Reply::Done));
+    }
+
+    fn started(&mut self, key: Key, duration_ms: Option<u64>) {
+        let Some(p) = self.planned.remove(&key) else {
+            tracing::debug!("player started an item that is no longer planned");
+            return;
+        };
+        // Anything planned before this key is stale now.
+        self.planned.retain(|k, _| *k > key);
+        if self.preloaded.as_ref().is_some_and(|(k, _)| *k <= key) {
+            self.preloaded = None;
+        }
+        self.loading = None;
+        self.idle_announced = false;
+        if let Some(old) = self.now.take() {
+            let (id, at, pos) = (old.play_id, now_ms(), self.position(&old));
+            self.op(move |db| db.end_play(id, at, "skipped", pos));
+            self.forget_play(&old);
+        }
+        let started_ms = now_ms();
+        let mut track = p.track().clone();
+        if let Some(d) = duration_ms.filter(|d| *d > 0) {
+            track.duration_ms = d;
+        }
+        let resumed = matches!(p, Planned::Resume(..));
+        let (play_id, entry_id, requester, auto, position, likes, skips) = match p {
+            Planned::Resume(open, _) => (
+                open.id,
+                open.request_id,
+                open.guest_id,
+                open.request_id.is_none(),
+                open.position_ms,
+                open.likes.iter().copied().collect(),
+                open.skip_votes.iter().copied().collect(),
+            ),
+            Planned::Entry(id, _) => {
+                self.ids.play += 1;
+                let play_id = self.ids.play;
+                let (requester, entry) = match self.remove_entry(id, "played") {
+                    Some(q) => (q.entry.guest, Some(id)),
+                    None => (None, None),
+                };
+                if let Some(g) = requester {
+                    *self.played_tonight.entry(g).or_default() += 1;
+                }
+                let track_id = track.id;
+                self.op(move |db| db.insert_play(play_id, track_id, entry, started_ms));
+                (
+                    play_id,
+                    entry,
+                    requester,
+                    false,
+                    0,
+                    HashSet::new(),
+                    HashSet::new(),
+                )
+            }
+            Planned::Auto(_) => {
+                self.ids.play += 1;
+                let play_id = self.ids.play;
+                let track_id = track.id;
+                self.op(move |db| db.insert_play(play_id, track_id, None, started_ms));
+                (play_id, None, None, true, 0, HashSet::new(), HashSet::new())
+            }
+        };
+        // A resumed play is already in the history read at start.
+        if !resumed {
+            self.recent.insert(
+                0,
+                RecentPlay {
+                    track_id: track.id,
+                    artist: track.artist.clone(),
+                    started_ms,
+                },
+            );
+            self.recent.truncate(RECENT_KEEP);
+        }
+        self.auto_next = None;
+        self.auto_pending = false;
+        self.auto_generation += 1;
+        let ev = Event::TrackStarted {
+            play_id,
+            track_id: track.id,
+            title: track.title.clone(),
+            artist: track.artist.clone(),
+            requested_by: requester.map(|g| self.display_name(g)),
+        };
+        self.now = Some(Now {
+            play_id,
+            key,
+            track,
+            entry_id,
+            requester,
+            auto,
+            position_ms: position,
+            position_at_ms: started_ms,
+            paused: false,
+            likes,
+            skip_votes: skips,
+            last_saved_ms: position,
+        });
+        self.push_now();
+        self.push_event(None, ev);
+        if let Some(g) = requester {
+            self.push_me(g);
+            self.push_guest(g);
+        }
+        self.reorder();
+        // A resumed play may already have enough skip votes for the guests connected now.
+        self.check_skip();
+    }
+
+    // ---- internal ----------------------------------------------------------------------
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::RequestTrack {
+                actor,
+                track_id,
+                track,
+                reply,
+            } => {
+                let result = match track {
+                    Ok(t) => self.request_with_track(actor, t),
+                    Err(e) => Err(HubError::Internal(format!("reading track {track_id}: {e}"))),
+                };
+                self.answer(reply, result);
+                return;
+            }
+            Internal::AutoPicked { generation, track } => {
+                if generation != self.auto_generation {
+                    return;
+                }
+                self.auto_pending = false;
+                if self.now.is_none() && self.loading.is_none() {
+                    match track {
+                        Some(t) => self.load(Planned::Auto(t)),
+                        None => tracing::info!("nothing to play: the library is empty"),
+                    }
+                } else {
+                    self.auto_next = track;
+                    self.refresh_preload();
+                }
+            }
+            Internal::StoreFailed => self.resync(),
+            Internal::Reloaded(l) => {
+                let before: Vec<EntryId> = self.queue.keys().copied().collect();
+                self.apply_loaded(*l);
+                for id in before {
+                    if !self.queue.contains_key(&id) {
+                        self.push_entry(id);
+                    }
+                }
+                let all: Vec<EntryId> = self.queue.keys().copied().collect();
+                for id in all {
+                    self.push_entry(id);
+                }
+                self.out.push(Change::QueueOrder(self.order.clone()));
+                self.push_now();
+                self.push_room();
+                let online: Vec<GuestId> = self
+                    .guests
+                    .iter()
+                    .filter(|(_, g)| g.sockets > 0)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for g in online {
+                    self.push_me(g);
+                }
+            }
+            Internal::Scan(p) => {
+                self.scan = Some(p.into());
+                self.push_room();
+            }
+            Internal::ScanDone(res) => {
+                self.scanning = false;
+                match res {
+                    Ok(size) => {
+                        self.library_size = size;
+                        if let Some(s) = self.scan.as_mut() {
+                            s.done = true;
+                        }
+                    }
+                    Err(e) => tracing::error!("library scan failed: {e}"),
+                }
+                self.push_room();
+                if self.now.is_none() && self.loading.is_none() {
+                    self.advance();
+                } else {
+                    self.refresh_preload();
+                }
+            }
+            Internal::Shutdown(_) => {}
+        }
+        self.finish(None, Ok(Reply::Done));
+    }
+
+    fn start_scan(&mut self) {
+        if self.scanning {
+            return;
+        }
+        self.scanning = true;
+        self.scan = Some(ScanView {
+            files: 0,
+            read: 0,
+            done: false,
+        });
+        self.push_room();
+        let (store, music, internal) = (
+            self.store.clone(),
+            self.music.clone(),
+            self.internal.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("scan".into())
+            .spawn(move || {
+                let progress_tx = internal.clone();
+                let progress = move |p: ScanProgress| {
+                    let _ = progress_tx.send(Internal::Scan(p));
+                };
+                let res = library::scan(&music, &store, &progress)
+                    .map_err(|e| e.to_string())
+                    .and_then(|report| {
+                        tracing::info!(
+                            "library: {} audio files in {} ({} read, {} unchanged, {} removed, {} unreadable) in {} ms",
+                            report.files,
+                            music.display(),
+                            report.read,
+                            report.unchanged,
+                            report.removed,
+                            report.skipped,
+                            report.elapsed.as_millis()
+                        );
+                        store
+                            .call_blocking(|db| db.track_count())
+                            .map_err(|e| e.to_string())
+                    });
+                let _ = internal.send(Internal::ScanDone(res));
+            });
+        if let Err(e) = spawned {
+            self.scanning = false;
+            tracing::error!("cannot start the library scan: {e}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! What the hub tells the world: the typed change stream (snapshots and deltas of
+//! now playing, the queue, the room, each guest's own state, the guest list) and the
+//! notification events of protocol.md §7. These are data only; the wire encoding belongs to
+//! the protocol layer.
+
+use serde::Serialize;
+
+use crate::library::ScanProgress;
+use crate::party::{EntryId, GuestId, PlayId, Settings, TrackId};
+use crate::store::Track;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackView {
+    pub id: TrackId,
+    pub title: String,
+    pub artist: String,
+    pub album: String,
+    pub duration_ms: u64,
+    pub track_no: Option<u32>,
+    pub has_art: bool,
+}
+
+impl From<&Track> for TrackView {
+    fn from(t: &Track) -> Self {
+        TrackView {
+            id: t.id,
+            title: t.title.clone(),
+            artist: t.artist.clone(),
+            album: t.album.clone(),
+            duration_ms: t.duration_ms,
+            track_no: t.track_no,
+            has_art: t.has_art,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NowPlayingView {
+    pub play_id: PlayId,
+    pub track: TrackView,
+    /// The requester's name; `None` for the auto-DJ or the host.
+    pub requested_by: Option<String>,
+    pub requester: Option<GuestId>,
+    pub entry_id: Option<EntryId>,
+    /// Position at `server_time_ms`; clients animate from these two.
+    pub position_ms: u64,
+    pub server_time_ms: i64,
+    pub paused: bool,
+    pub likes: u32,
+    pub skip_votes: u32,
+    pub skip_needed: u32,
+    pub volume: u32,
+    /// Picked by the auto-DJ because the queue was empty.
+    pub auto: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueEntryView {
+    pub id: EntryId,
+    pub track: TrackView,
+    pub by: Option<String>,
+    pub guest: Option<GuestId>,
+    pub votes: u32,
+    /// Placed by the host: votes no longer move it.
+    pub pinned: bool,
+    pub created_ms: i64,
+}
+
+/// One guest's own state: sent only to that guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeView {
+    pub guest_id: GuestId,
+    pub name: String,
+    pub role: Role,
+    /// Plays this guest liked (of the play going on now).
+    pub liked: Vec<PlayId>,
+    pub skip_voted: Vec<PlayId>,
+    /// Queue entries this guest up-voted (their own requests included).
+    pub voted: Vec<EntryId>,
+    pub pending_requests: Vec<EntryId>,
+    pub requests_left: u32,
+    pub banned: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Guest,
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputView {
+    pub description: String,
+    /// False while a stand-in plays instead of the output that was asked for.
+    pub ok: bool,
+}
+
+/// What every guest sees of the party as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomView {
+    pub name: String,
+    /// Distinct guests with a live connection right now (banned ones not counted).
+    pub guests_connected: u32,
+    pub library_size: u64,
+    pub settings: Settings,
+    pub output: OutputView,
+    pub scan: Option<ScanView>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScanView {
+    pub files: u64,
+    pub read: u64,
+    pub done: bool,
+}
+
+impl From<ScanProgress> for ScanView {
+    fn from(p: ScanProgress) -> Self {
+        ScanView {
+            files: p.files,
+            read: p.read,
+            done: p.done,
+        }
+    }
+}
+
+/// A guest as the host sees it (the `admin` topic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestAdminView {
+    pub guest_id: GuestId,
+    pub name: String,
+    pub role: Role,
+    pub banned: bool,
+    pub connected: bool,
+    pub pending_requests: Vec<EntryId>,
+    pub played_tonight: u32,
+}
+
+/// Facts worth a toast (protocol.md §7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "name", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    TrackStarted {
+        play_id: PlayId,
+        track_id: TrackId,
+        title: String,
+        artist: String,
+        requested_by: Option<String>,
+    },
+    Liked {
+        play_id: PlayId,
+        track_id: TrackId,
+        by: String,
+    },
+    SkipVote {
+        play_id: PlayId,
+        votes: u32,
+        needed: u32,
+        by: String,
+    },
+    Skipped {
+        play_id: PlayId,
+        track_id: TrackId,
+        /// "votes", "host", or "unplayable".
+        reason: &'static str,
+    },
+    Requested {
+        entry_id: EntryId,
+        track_id: TrackId,
+        title: String,
+        artist: String,
+        by: Option<String>,
+    },
+    HostMessage {
+        text: String,
+    },
+    /// Only to the requester.
+    YourRequestNext {
+        entry_id: EntryId,
+        track_id: TrackId,
+        title: String,
+    },
+    /// Only to the requester.
+    YourRequestLiked {
+        play_id: PlayId,
+        track_id: TrackId,
+        by: String,
+    },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::TrackStarted { .. } => "track_started",
+            Event::Liked { .. } => "liked",
+            Event::SkipVote { .. } => "skip_vote",
+            Event::Skipped { .. } => "skipped",
+            Event::Requested { .. } => "requested",
+            Event::HostMessage { .. } => "host_message",
+            Event::YourRequestNext { .. } => "your_request_next",
+            Event::YourRequestLiked { .. } => "your_request_liked",
+        }
+    }
+}
+
+/// One change, in the order the hub made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    NowPlaying(Option<Box<NowPlayingView>>),
+    /// An entry was added or changed (`Some`) or left the queue (`None`).
+    QueueEntry {
+        id: EntryId,
+        entry: Option<Box<QueueEntryView>>,
+    },
+    QueueOrder(Vec<EntryId>),
+    Room(Box<RoomView>),
+    /// For that guest only.
+    Me(Box<MeView>),
+    /// For hosts only.
+    Guest(Box<GuestAdminView>),
+    Event {
+        ts_ms: i64,
+        /// `Some` for the personal events, which go only to that guest.
+        to: Option<GuestId>,
+        event: Event,
+    },
+}
+
+impl Change {
+    /// The guest this change is for, when it is personal.
+    pub fn only_for(&self) -> Option<GuestId> {
+        match self {
+            Change::Me(m) => Some(m.guest_id),
+            Change::Event { to, .. } => *to,
+            _ => None,
+        }
+    }
+}
+
+/// A change with its place in the hub's single, gapless order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub seq: u64,
+    pub change: Change,
+}
+
+/// The whole state at one point of the change order: every change with a `seq` above
+/// `Answer::after_seq` of the snapshot's answer comes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub now_playing: Option<NowPlayingView>,
+    pub queue: Vec<QueueEntryView>,
+    pub order: Vec<EntryId>,
+    pub room: RoomView,
+    pub me: Option<MeView>,
+    /// Filled for hosts only.
+    pub guests: Vec<GuestAdminView>,
+}
+
+/// The health of the box (`GET /healthz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub library_size: u64,
+    pub guests_connected: u32,
+    pub output: OutputView,
+    pub playing: bool,
+    pub queue_len: usize,
+}

@@ -1,0 +1,23 @@
+//! jukebox: a party jukebox appliance. One binary plays the music in a folder; guests request,
+//! vote, like and vote to skip from their phones; the host moderates.
+//!
+//! Layout (one job per module):
+//! - [`config`]: flags + environment + TOML file → one validated `Config`.
+//! - [`library`]: scans the music folder and reads tags (blocking, on its own thread).
+//! - [`store`]: the only owner of the SQLite connection, on its own thread; group commits.
+//! - [`party`]: the party rules as pure functions (order, fairness, admission, skip, auto-DJ).
+//! - [`hub`]: the single owner of live state; applies rules, persists, then announces.
+//! - [`player`]: the audio thread (rodio) and its outputs: device, WAV file, null.
+//! - [`demo`]: a generated, tagged demo library.
+//! - [`export`]: tonight's plays as M3U or CSV.
+//! - [`app`]: start-up and orderly shutdown.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod export;
+pub mod hub;
+pub mod library;
+pub mod party;
+pub mod player;
+pub mod store;

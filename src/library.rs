@@ -1,0 +1,339 @@
+//! The library: walks the music folder, reads tags with `lofty`, and writes what it found to
+//! the store in batches. Blocking by nature, so it runs on its own thread, never on the async
+//! runtime. Rescans are incremental: a file whose size and modification time did not change is
+//! not read again, and a file that disappeared is marked absent (it leaves search, not history).
+//! It never touches the queue.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use lofty::config::ParseOptions;
+use lofty::prelude::*;
+use lofty::probe::Probe;
+
+use crate::store::{ScannedTrack, Store, StoreError};
+
+/// File endings the decoder can play. Opus is left out: the decoder has no Opus support, and a
+/// track that is listed but cannot play would only disappoint a guest.
+pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "flac", "ogg", "oga", "wav", "m4a", "mp4", "aac"];
+
+/// Files written to the store per transaction while scanning.
+const BATCH: usize = 256;
+/// How often a long scan logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("music folder {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot read tags: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    #[error("{path}: no audio (zero length)")]
+    NoAudio { path: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a scan did, for logs, the host page and the benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Audio files found.
+    pub files: u64,
+    /// Read because they were new or changed.
+    pub read: u64,
+    /// Not read: same size and modification time as last time.
+    pub unchanged: u64,
+    /// Known before, gone now.
+    pub removed: u64,
+    /// Unreadable or corrupt: skipped with a log line each.
+    pub skipped: u64,
+    pub elapsed: Duration,
+}
+
+/// Progress of a running scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanProgress {
+    pub files: u64,
+    pub read: u64,
+    pub done: bool,
+}
+
+/// Scans `root` into the store. Blocking: call it from a thread of its own.
+pub fn scan(
+    root: &Path,
+    store: &Store,
+    progress: &dyn Fn(ScanProgress),
+) -> Result<ScanReport, LibraryError> {
+    let started = Instant::now();
+    let root = root.canonicalize().map_err(|source| LibraryError::Folder {
+        path: root.to_owned(),
+        source,
+    })?;
+    let mut known: HashMap<PathBuf, (u64, i64, bool)> =
+        store.call_blocking(|db| db.known_files())?;
+    let mut report = ScanReport::default();
+    let mut batch: Vec<ScannedTrack> = Vec::with_capacity(BATCH);
+    let mut revive: Vec<PathBuf> = Vec::new();
+    let mut last_log = Instant::now();
+
+    for entry in walkdir::WalkDir::new(&root).follow_links(true) {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(
+                    "skipping {}: {e}",
+                    e.path().map_or(root.clone(), Path::to_path_buf).display()
+                );
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() || !is_audio(entry.path()) {
+            continue;
+        }
+        report.files += 1;
+        let path = entry.path().to_path_buf();
+        let Ok(meta) = entry.metadata() else {
+            tracing::warn!("skipping {}: cannot stat", path.display());
+            report.skipped += 1;
+            continue;
+        };
+        let (size, mtime) = (meta.len(), mtime_ns(&meta));
+        match known.remove(&path) {
+            Some((s, m, present)) if s == size && m == mtime => {
+                report.unchanged += 1;
+                if !present {
+                    revive.push(path);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        match read_file(&path, size, mtime) {
+            Ok(t) => {
+                report.read += 1;
+                batch.push(t);
+            }
+            Err(e) => {
+                report.skipped += 1;
+                tracing::warn!("skipping {e}");
+            }
+        }
+        if batch.len() >= BATCH {
+            flush(store, &mut batch, &mut revive)?;
+        }
+        if last_log.elapsed() >= PROGRESS_EVERY {
+            last_log = Instant::now();
+            tracing::info!(
+                "scanning {}: {} files so far, {} read",
+                root.display(),
+                report.files,
+                report.read
+            );
+            progress(ScanProgress {
+                files: report.files,
+                read: report.read,
+                done: false,
+            });
+        }
+    }
+    flush(store, &mut batch, &mut revive)?;
+
+    // Whatever is left in `known` was not found this time: it leaves search, not history.
+    let gone: Vec<PathBuf> = known
+        .into_iter()
+        .filter(|(_, (_, _, present))| *present)
+        .map(|(p, _)| p)
+        .collect();
+    report.removed = gone.len() as u64;
+    for chunk in gone.chunks(BATCH) {
+        let chunk = chunk.to_vec();
+        store.call_blocking(move |db| {
+            for p in &chunk {
+                db.set_present(p, false)?;
+            }
+            Ok(())
+        })?;
+    }
+    report.elapsed = started.elapsed();
+    progress(ScanProgress {
+        files: report.files,
+        read: report.read,
+        done: true,
+    });
+    Ok(report)
+}
+
+fn flush(
+    store: &Store,
+    batch: &mut Vec<ScannedTrack>,
+    revive: &mut Vec<PathBuf>,
+) -> Result<(), LibraryError> {
+    if batch.is_empty() && revive.is_empty() {
+        return Ok(());
+    }
+    let tracks = std::mem::take(batch);
+    let back = std::mem::take(revive);
+    store.call_blocking(move |db| {
+        for t in &tracks {
+            db.upsert_track(t)?;
+        }
+        for p in &back {
+            db.set_present(p, true)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+pub fn is_audio(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+/// Reads one file's tags and length. No tags: the title comes from the file name.
+pub fn read_file(path: &Path, size: u64, mtime_ns: i64) -> Result<ScannedTrack, LibraryError> {
+    let unreadable = |message: String| LibraryError::Unreadable {
+        path: path.to_owned(),
+        message,
+    };
+    let tagged = Probe::open(path)
+        .and_then(|p| {
+            p.options(ParseOptions::new().read_cover_art(true))
+                .guess_file_type()
+                .map_err(Into::into)
+        })
+        .and_then(|p| p.read())
+        .map_err(|e| unreadable(e.to_string()))?;
+    let duration_ms = tagged.properties().duration().as_millis() as u64;
+    if duration_ms == 0 {
+        return Err(LibraryError::NoAudio {
+            path: path.to_owned(),
+        });
+    }
+    let tag = tagged.primary_tag().or_else(|| tagged.first_tag());
+    let text =
+        |s: Option<std::borrow::Cow<'_, str>>| s.map(|v| clean(&v)).filter(|v| !v.is_empty());
+    let title = tag
+        .and_then(|t| text(t.title()))
+        .unwrap_or_else(|| title_from_file_name(path));
+    let artist = tag
+        .and_then(|t| {
+            text(t.artist()).or_else(|| {
+                t.get_string(ItemKey::AlbumArtist)
+                    .map(clean)
+                    .filter(|v| !v.is_empty())
+            })
+        })
+        .unwrap_or_default();
+    let album = tag.and_then(|t| text(t.album())).unwrap_or_default();
+    let track_no = tag.and_then(|t| t.track());
+    let has_art = tagged.tags().iter().any(|t| !t.pictures().is_empty());
+    Ok(ScannedTrack {
+        path: path.to_owned(),
+        size,
+        mtime_ns,
+        title,
+        artist,
+        album,
+        track_no,
+        duration_ms,
+        has_art,
+    })
+}
+
+/// Embedded cover art of a file, with its MIME type, the front cover preferred.
+pub fn cover_art(path: &Path) -> Option<(Vec<u8>, String)> {
+    let tagged = Probe::open(path)
+        .ok()?
+        .guess_file_type()
+        .ok()?
+        .read()
+        .ok()?;
+    let pictures: Vec<&lofty::picture::Picture> =
+        tagged.tags().iter().flat_map(|t| t.pictures()).collect();
+    let pic = pictures
+        .iter()
+        .find(|p| p.pic_type() == lofty::picture::PictureType::CoverFront)
+        .or_else(|| pictures.first())?;
+    let mime = pic
+        .mime_type()
+        .map_or("application/octet-stream", |m| m.as_str())
+        .to_string();
+    Some((pic.data().to_vec(), mime))
+}
+
+/// Tags come from anywhere: drop control characters and surrounding blanks, cap the length.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+fn title_from_file_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let t = clean(&stem.replace('_', " "));
+    if t.is_empty() {
+        "Untitled".into()
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_extensions() {
+        let table = [
+            ("a.mp3", true),
+            ("a.FLAC", true),
+            ("a.ogg", true),
+            ("a.wav", true),
+            ("a.m4a", true),
+            ("a.opus", false),
+            ("a.txt", false),
+            ("cover.jpg", false),
+            ("noext", false),
+        ];
+        for (p, want) in table {
+            assert_eq!(is_audio(Path::new(p)), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn titles_from_file_names() {
+        let table = [
+            ("/m/01_Dancing_Queen.mp3", "01 Dancing Queen"),
+            ("/m/ plain .wav", "plain"),
+            ("/m/.mp3", ".mp3"),
+        ];
+        for (p, want) in table {
+            assert_eq!(title_from_file_name(Path::new(p)), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn tag_text_is_cleaned() {
+        assert_eq!(clean(" a\u{0}b\n "), "ab");
+        assert_eq!(clean(&"x".repeat(1000)).len(), 512);
+    }
+}

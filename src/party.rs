@@ -1,0 +1,795 @@
+//! The party rules as plain data and pure functions: queue order with round-robin fairness,
+//! request admission (cap, duplicates, no-repeat window, artist spacing, pause), the skip
+//! threshold, host moves, and the auto-DJ pick. No IO, no async, no clocks: every input,
+//! including "now" and the random draw, is a parameter, so each rule is a table of cases.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+pub type GuestId = i64;
+pub type TrackId = i64;
+pub type EntryId = i64;
+pub type PlayId = i64;
+
+/// Party settings; every one is configurable at start and changeable live by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Most pending requests one guest may have.
+    pub request_limit: u32,
+    /// A track played within this many minutes is refused and not auto-played.
+    pub no_repeat_minutes: u32,
+    /// A request is refused when its artist is among this many most recent plays.
+    pub artist_spacing: u32,
+    /// Skip votes that are always needed, however few guests are connected.
+    pub skip_min_votes: u32,
+    /// Share (percent) of connected guests whose votes skip a play.
+    pub skip_percent: u32,
+    /// Current volume, 0..=100.
+    pub volume: u32,
+    /// Volume cap set by the host; nobody can set the volume above it.
+    pub max_volume: u32,
+    /// While true only the host can add requests.
+    pub requests_paused: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            request_limit: 3,
+            no_repeat_minutes: 60,
+            artist_spacing: 2,
+            skip_min_votes: 2,
+            skip_percent: 50,
+            volume: 70,
+            max_volume: 100,
+            requests_paused: false,
+        }
+    }
+}
+
+/// A pending request in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: EntryId,
+    pub track_id: TrackId,
+    pub artist: String,
+    /// Who asked for it; `None` for the host or the auto-DJ.
+    pub guest: Option<GuestId>,
+    pub created_ms: i64,
+    /// Everyone who up-voted it, the requester included (their request is their first vote).
+    pub voters: HashSet<GuestId>,
+    /// Set by a host move: pinned entries come first, in pin order, ahead of the vote order.
+    pub pin: Option<u32>,
+}
+
+impl Entry {
+    /// Votes that count: banned guests' votes do not.
+    pub fn votes(&self, banned: &HashSet<GuestId>) -> u32 {
+        self.voters.iter().filter(|g| !banned.contains(g)).count() as u32
+    }
+}
+
+/// A play that already happened (or is happening), newest first in the slices below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentPlay {
+    pub track_id: TrackId,
+    pub artist: String,
+    pub started_ms: i64,
+}
+
+/// The queue order: pinned entries first (host moves), then more votes first; among equal
+/// votes the guest who has had fewer requests played tonight; then the earlier request.
+pub fn order(
+    entries: &[Entry],
+    banned: &HashSet<GuestId>,
+    played_tonight: &HashMap<GuestId, u32>,
+) -> Vec<EntryId> {
+    let mut keyed: Vec<(&Entry, u32, u32)> = entries
+        .iter()
+        .map(|e| {
+            let played = e
+                .guest
+                .and_then(|g| played_tonight.get(&g).copied())
+                .unwrap_or(0);
+            (e, e.votes(banned), played)
+        })
+        .collect();
+    keyed.sort_by(|(a, av, ap), (b, bv, bp)| {
+        let pin = |e: &Entry| e.pin.map_or(u64::MAX, u64::from);
+        pin(a)
+            .cmp(&pin(b))
+            .then(bv.cmp(av))
+            .then(ap.cmp(bp))
+            .then(a.created_ms.cmp(&b.created_ms))
+            .then(a.id.cmp(&b.id))
+    });
+    keyed.into_iter().map(|(e, _, _)| e.id).collect()
+}
+
+/// Why a request was refused; each says it in words a guest understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("you have been removed from this party by the host")]
+    Banned,
+    #[error("that song is not in the library")]
+    NotFound,
+    #[error("the host has paused requests")]
+    RequestsPaused,
+    #[error("that song is playing right now")]
+    PlayingNow,
+    #[error(
+        "played {minutes_ago} minutes ago; it can be requested again in {wait_minutes} minutes"
+    )]
+    RecentlyPlayed { minutes_ago: i64, wait_minutes: i64 },
+    #[error("{artist} was just played; pick another artist for now")]
+    ArtistSpacing { artist: String },
+    #[error("you already have {limit} songs waiting")]
+    LimitReached { limit: u32 },
+}
+
+impl Refusal {
+    /// The stable protocol error code for this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Banned => "forbidden",
+            Refusal::NotFound => "not_found",
+            Refusal::RequestsPaused => "requests_paused",
+            Refusal::PlayingNow | Refusal::RecentlyPlayed { .. } => "recently_played",
+            Refusal::ArtistSpacing { .. } => "artist_spacing",
+            Refusal::LimitReached { .. } => "limit_reached",
+        }
+    }
+}
+
+/// What a request turns into when it is admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A new queue entry.
+    NewEntry,
+    /// The track is already queued: the request counts as an up-vote on that entry.
+    UpVote(EntryId),
+}
+
+/// Everything the request rule looks at.
+pub struct RequestCtx<'a> {
+    pub settings: &'a Settings,
+    /// `None` when the host requests: the host is not capped, paused or spaced.
+    pub guest: Option<GuestId>,
+    pub banned: &'a HashSet<GuestId>,
+    /// The requested track's artist, or `None` when the track is not (or no longer) in the library.
+    pub track: Option<(TrackId, &'a str)>,
+    pub queue: &'a [Entry],
+    /// The play going on now, if any: its track cannot be requested.
+    pub playing: Option<TrackId>,
+    /// Newest first, the play going on now included.
+    pub recent: &'a [RecentPlay],
+    pub now_ms: i64,
+}
+
+pub fn admit_request(ctx: &RequestCtx<'_>) -> Result<Admission, Refusal> {
+    if let Some(g) = ctx.guest {
+        if ctx.banned.contains(&g) {
+            return Err(Refusal::Banned);
+        }
+    }
+    let Some((track_id, artist)) = ctx.track else {
+        return Err(Refusal::NotFound);
+    };
+    if let Some(e) = ctx.queue.iter().find(|e| e.track_id == track_id) {
+        return Ok(Admission::UpVote(e.id));
+    }
+    let Some(guest) = ctx.guest else {
+        return Ok(Admission::NewEntry);
+    };
+    let s = ctx.settings;
+    if s.requests_paused {
+        return Err(Refusal::RequestsPaused);
+    }
+    if ctx.playing == Some(track_id) {
+        return Err(Refusal::PlayingNow);
+    }
+    let window_ms = i64::from(s.no_repeat_minutes) * 60_000;
+    if let Some(p) = ctx
+        .recent
+        .iter()
+        .find(|p| p.track_id == track_id && ctx.now_ms - p.started_ms < window_ms)
+    {
+        let ago = (ctx.now_ms - p.started_ms).max(0);
+        return Err(Refusal::RecentlyPlayed {
+            minutes_ago: ago / 60_000,
+            wait_minutes: (window_ms - ago + 59_999) / 60_000,
+        });
+    }
+    if artist_recent(artist, ctx.recent, s.artist_spacing) {
+        return Err(Refusal::ArtistSpacing {
+            artist: artist.trim().to_string(),
+        });
+    }
+    let pending = ctx.queue.iter().filter(|e| e.guest == Some(guest)).count() as u32;
+    if pending >= s.request_limit {
+        return Err(Refusal::LimitReached {
+            limit: s.request_limit,
+        });
+    }
+    Ok(Admission::NewEntry)
+}
+
+/// Artists compare case-insensitively; an unknown (empty) artist never collides.
+fn same_artist(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    !a.is_empty() && a.to_lowercase() == b.to_lowercase()
+}
+
+fn artist_recent(artist: &str, recent: &[RecentPlay], spacing: u32) -> bool {
+    recent
+        .iter()
+        .take(spacing as usize)
+        .any(|p| same_artist(&p.artist, artist))
+}
+
+/// Skip votes needed to skip the current play: max(min votes, ceil(percent × connected)).
+pub fn skip_needed(s: &Settings, connected_guests: usize) -> u32 {
+    let by_share = (connected_guests as u64 * u64::from(s.skip_percent)).div_ceil(100) as u32;
+    by_share.max(s.skip_min_votes)
+}
+
+/// Skip votes that count (banned guests' do not).
+pub fn skip_votes(voters: &HashSet<GuestId>, banned: &HashSet<GuestId>) -> u32 {
+    voters.iter().filter(|g| !banned.contains(g)).count() as u32
+}
+
+/// A host move: put `entry` at `to` (0 = next) in the current order. The entries from the
+/// front down to the moved one become pinned in their new order, so later votes cannot undo
+/// the host's decision; the rest stays ordered by votes. Returns the new pins.
+pub fn move_entry(
+    current_order: &[EntryId],
+    pinned: &HashSet<EntryId>,
+    entry: EntryId,
+    to: usize,
+) -> Option<Vec<(EntryId, u32)>> {
+    let from = current_order.iter().position(|&e| e == entry)?;
+    let mut new_order = current_order.to_vec();
+    new_order.remove(from);
+    let to = to.min(new_order.len());
+    new_order.insert(to, entry);
+    let pinned_len = new_order
+        .iter()
+        .rposition(|e| pinned.contains(e))
+        .map_or(0, |i| i + 1)
+        .max(to + 1);
+    Some(
+        new_order[..pinned_len]
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (e, i as u32))
+            .collect(),
+    )
+}
+
+/// A track the auto-DJ may choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub track_id: TrackId,
+    pub artist: String,
+    /// All-time likes: more likes, more likely.
+    pub likes: u32,
+}
+
+/// Picks the next track when the queue is empty. Prefers tracks outside the no-repeat window
+/// whose artist was not among the last `artist_spacing` plays; relaxes spacing, then the
+/// window, rather than let the music stop (a small library). Weighted by likes; `draw` is a
+/// uniform number in [0, 1).
+pub fn pick_autodj(
+    candidates: &[Candidate],
+    recent: &[RecentPlay],
+    s: &Settings,
+    now_ms: i64,
+    draw: f64,
+) -> Option<TrackId> {
+    let window_ms = i64::from(s.no_repeat_minutes) * 60_000;
+    let last_played = |t: TrackId| recent.iter().find(|p| p.track_id == t);
+    let in_window =
+        |c: &Candidate| last_played(c.track_id).is_some_and(|p| now_ms - p.started_ms < window_ms);
+    let strict =
+        |c: &Candidate| !in_window(c) && !artist_recent(&c.artist, recent, s.artist_spacing.max(1));
+    for pool in [
+        candidates.iter().filter(|c| strict(c)).collect::<Vec<_>>(),
+        candidates.iter().filter(|c| !in_window(c)).collect(),
+    ] {
+        if !pool.is_empty() {
+            return Some(weighted(&pool, draw));
+        }
+    }
+    // Everything was played within the window (a small library): replay the track heard
+    // longest ago rather than let the music stop.
+    let started = |c: &Candidate| last_played(c.track_id).map_or(i64::MIN, |p| p.started_ms);
+    candidates
+        .iter()
+        .min_by_key(|c| started(c))
+        .map(|c| c.track_id)
+}
+
+fn weighted(pool: &[&Candidate], draw: f64) -> TrackId {
+    let weight = |c: &Candidate| 1.0 + f64::from(c.likes.min(1000));
+    let total: f64 = pool.iter().map(|c| weight(c)).sum();
+    let mut target = draw.clamp(0.0, 1.0) * total;
+    for c in pool {
+        target -= weight(c);
+        if target < 0.0 {
+            return c.track_id;
+        }
+    }
+    pool[pool.len() - 1].track_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: EntryId, guest: Option<GuestId>, created: i64, voters: &[GuestId]) -> Entry {
+        Entry {
+            id,
+            track_id: id * 10,
+            artist: format!("artist{id}"),
+            guest,
+            created_ms: created,
+            voters: voters.iter().copied().collect(),
+            pin: None,
+        }
+    }
+
+    fn set(ids: &[i64]) -> HashSet<i64> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn order_rule() {
+        struct Case {
+            name: &'static str,
+            entries: Vec<Entry>,
+            banned: Vec<GuestId>,
+            played: Vec<(GuestId, u32)>,
+            want: Vec<EntryId>,
+        }
+        let cases = vec![
+            Case {
+                name: "more votes plays sooner",
+                entries: vec![entry(1, Some(1), 1, &[1]), entry(2, Some(2), 2, &[2, 3, 4])],
+                banned: vec![],
+                played: vec![],
+                want: vec![2, 1],
+            },
+            Case {
+                name: "equal votes: fewer played tonight first (round robin)",
+                entries: vec![entry(1, Some(1), 1, &[1]), entry(2, Some(2), 2, &[2])],
+                banned: vec![],
+                played: vec![(1, 2), (2, 0)],
+                want: vec![2, 1],
+            },
+            Case {
+                name: "equal votes, equal fairness: earlier request first",
+                entries: vec![entry(2, Some(2), 5, &[2]), entry(1, Some(1), 3, &[1])],
+                banned: vec![],
+                played: vec![(1, 1), (2, 1)],
+                want: vec![1, 2],
+            },
+            Case {
+                name: "a banned guest's votes stop counting",
+                entries: vec![
+                    entry(1, Some(1), 1, &[1, 9, 8]),
+                    entry(2, Some(2), 2, &[2, 3]),
+                ],
+                banned: vec![9, 8],
+                played: vec![],
+                want: vec![2, 1],
+            },
+            Case {
+                name: "host and auto entries have no fairness penalty",
+                entries: vec![entry(1, Some(1), 1, &[1]), entry(2, None, 2, &[5])],
+                banned: vec![],
+                played: vec![(1, 3)],
+                want: vec![2, 1],
+            },
+            Case {
+                name: "a pinned entry stays ahead of votes",
+                entries: vec![
+                    Entry {
+                        pin: Some(0),
+                        ..entry(1, Some(1), 1, &[1])
+                    },
+                    entry(2, Some(2), 2, &[2, 3, 4, 5]),
+                ],
+                banned: vec![],
+                played: vec![],
+                want: vec![1, 2],
+            },
+            Case {
+                name: "empty queue",
+                entries: vec![],
+                banned: vec![],
+                played: vec![],
+                want: vec![],
+            },
+        ];
+        for c in cases {
+            let got = order(&c.entries, &set(&c.banned), &c.played.into_iter().collect());
+            assert_eq!(got, c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn request_rule() {
+        let now = 100 * 60_000;
+        let recent = vec![
+            RecentPlay {
+                track_id: 500,
+                artist: "ABBA".into(),
+                started_ms: now - 3 * 60_000,
+            },
+            RecentPlay {
+                track_id: 501,
+                artist: "Queen".into(),
+                started_ms: now - 20 * 60_000,
+            },
+            RecentPlay {
+                track_id: 502,
+                artist: "Blur".into(),
+                started_ms: now - 70 * 60_000,
+            },
+        ];
+        let queue = vec![
+            entry(1, Some(7), 1, &[7]),
+            entry(2, Some(7), 2, &[7]),
+            entry(3, Some(8), 3, &[8]),
+        ];
+        struct Case {
+            name: &'static str,
+            guest: Option<GuestId>,
+            track: Option<(TrackId, &'static str)>,
+            settings: Settings,
+            banned: Vec<GuestId>,
+            want: Result<Admission, Refusal>,
+        }
+        let s = Settings::default();
+        let cases = vec![
+            Case {
+                name: "a fresh track is queued",
+                guest: Some(8),
+                track: Some((900, "Pulp")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Ok(Admission::NewEntry),
+            },
+            Case {
+                name: "already queued counts as an up-vote",
+                guest: Some(9),
+                track: Some((30, "artist3")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Ok(Admission::UpVote(3)),
+            },
+            Case {
+                name: "unknown track",
+                guest: Some(8),
+                track: None,
+                settings: s.clone(),
+                banned: vec![],
+                want: Err(Refusal::NotFound),
+            },
+            Case {
+                name: "banned guest",
+                guest: Some(8),
+                track: Some((900, "Pulp")),
+                settings: s.clone(),
+                banned: vec![8],
+                want: Err(Refusal::Banned),
+            },
+            Case {
+                name: "requests paused",
+                guest: Some(8),
+                track: Some((900, "Pulp")),
+                settings: Settings {
+                    requests_paused: true,
+                    ..s.clone()
+                },
+                banned: vec![],
+                want: Err(Refusal::RequestsPaused),
+            },
+            Case {
+                name: "playing right now",
+                guest: Some(8),
+                track: Some((500, "ABBA")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Err(Refusal::PlayingNow),
+            },
+            Case {
+                name: "played within the window",
+                guest: Some(8),
+                track: Some((501, "Queen")),
+                settings: Settings {
+                    artist_spacing: 0,
+                    ..s.clone()
+                },
+                banned: vec![],
+                want: Err(Refusal::RecentlyPlayed {
+                    minutes_ago: 20,
+                    wait_minutes: 40,
+                }),
+            },
+            Case {
+                name: "played before the window is fine",
+                guest: Some(8),
+                track: Some((502, "Blur")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Ok(Admission::NewEntry),
+            },
+            Case {
+                name: "artist heard in the last two tracks (case-insensitive)",
+                guest: Some(8),
+                track: Some((901, "queen ")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Err(Refusal::ArtistSpacing {
+                    artist: "queen".into(),
+                }),
+            },
+            Case {
+                name: "artist spacing 1 only looks at the current play",
+                guest: Some(8),
+                track: Some((901, "Queen")),
+                settings: Settings {
+                    artist_spacing: 1,
+                    ..s.clone()
+                },
+                banned: vec![],
+                want: Ok(Admission::NewEntry),
+            },
+            Case {
+                name: "unknown artist never collides",
+                guest: Some(8),
+                track: Some((902, "")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Ok(Admission::NewEntry),
+            },
+            Case {
+                name: "cap reached",
+                guest: Some(7),
+                track: Some((900, "Pulp")),
+                settings: Settings {
+                    request_limit: 2,
+                    ..s.clone()
+                },
+                banned: vec![],
+                want: Err(Refusal::LimitReached { limit: 2 }),
+            },
+            Case {
+                name: "under the cap",
+                guest: Some(7),
+                track: Some((900, "Pulp")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Ok(Admission::NewEntry),
+            },
+            Case {
+                name: "the host is not capped, paused or spaced",
+                guest: None,
+                track: Some((501, "Queen")),
+                settings: Settings {
+                    requests_paused: true,
+                    request_limit: 1,
+                    ..s.clone()
+                },
+                banned: vec![],
+                want: Ok(Admission::NewEntry),
+            },
+            Case {
+                name: "a duplicate is an up-vote even at the cap",
+                guest: Some(7),
+                track: Some((30, "artist3")),
+                settings: Settings {
+                    request_limit: 2,
+                    ..s.clone()
+                },
+                banned: vec![],
+                want: Ok(Admission::UpVote(3)),
+            },
+        ];
+        for c in cases {
+            let banned = set(&c.banned);
+            let ctx = RequestCtx {
+                settings: &c.settings,
+                guest: c.guest,
+                banned: &banned,
+                track: c.track,
+                queue: &queue,
+                playing: Some(500),
+                recent: &recent,
+                now_ms: now,
+            };
+            assert_eq!(admit_request(&ctx), c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn refusals_read_as_plain_words() {
+        let r = Refusal::RecentlyPlayed {
+            minutes_ago: 20,
+            wait_minutes: 40,
+        };
+        assert_eq!(
+            r.to_string(),
+            "played 20 minutes ago; it can be requested again in 40 minutes"
+        );
+        assert_eq!(
+            Refusal::LimitReached { limit: 3 }.to_string(),
+            "you already have 3 songs waiting"
+        );
+    }
+
+    #[test]
+    fn skip_threshold_rule() {
+        // (min votes, percent, connected guests, needed)
+        let table = [
+            (2, 50, 0, 2),
+            (2, 50, 1, 2),
+            (2, 50, 3, 2),
+            (2, 50, 4, 2),
+            (2, 50, 5, 3),
+            (2, 50, 12, 6),
+            (2, 50, 13, 7),
+            (1, 100, 3, 3),
+            (5, 10, 20, 5),
+            (2, 34, 10, 4),
+        ];
+        for (min, pct, connected, want) in table {
+            let s = Settings {
+                skip_min_votes: min,
+                skip_percent: pct,
+                ..Settings::default()
+            };
+            assert_eq!(
+                skip_needed(&s, connected),
+                want,
+                "min {min} pct {pct} connected {connected}"
+            );
+        }
+    }
+
+    #[test]
+    fn skip_votes_rule() {
+        // (voters, banned, counted)
+        let table: [(&[i64], &[i64], u32); 4] = [
+            (&[], &[], 0),
+            (&[1, 2], &[], 2),
+            (&[1, 2, 3], &[2], 2),
+            (&[4], &[4], 0),
+        ];
+        for (voters, banned, want) in table {
+            assert_eq!(skip_votes(&set(voters), &set(banned)), want, "{voters:?}");
+        }
+    }
+
+    #[test]
+    fn move_rule() {
+        // (order, pinned, entry, to, want pins)
+        type Case<'a> = (&'a [i64], &'a [i64], i64, usize, Option<Vec<(i64, u32)>>);
+        let table: [Case; 6] = [
+            (&[1, 2, 3], &[], 3, 0, Some(vec![(3, 0)])),
+            (&[1, 2, 3], &[], 1, 2, Some(vec![(2, 0), (3, 1), (1, 2)])),
+            (
+                &[1, 2, 3],
+                &[1, 2],
+                3,
+                0,
+                Some(vec![(3, 0), (1, 1), (2, 2)]),
+            ),
+            (&[1, 2, 3], &[1, 2], 1, 1, Some(vec![(2, 0), (1, 1)])),
+            (&[1, 2, 3], &[], 2, 99, Some(vec![(1, 0), (3, 1), (2, 2)])),
+            (&[1, 2, 3], &[], 7, 0, None),
+        ];
+        for (order, pinned, e, to, want) in table {
+            assert_eq!(
+                move_entry(order, &set(pinned), e, to),
+                want,
+                "{order:?} {e}->{to}"
+            );
+        }
+    }
+
+    fn cand(id: TrackId, artist: &str, likes: u32) -> Candidate {
+        Candidate {
+            track_id: id,
+            artist: artist.into(),
+            likes,
+        }
+    }
+
+    #[test]
+    fn autodj_rule() {
+        let now = 1_000 * 60_000;
+        let play = |t, a: &str, min_ago: i64| RecentPlay {
+            track_id: t,
+            artist: a.into(),
+            started_ms: now - min_ago * 60_000,
+        };
+        let s = Settings::default();
+        struct Case {
+            name: &'static str,
+            candidates: Vec<Candidate>,
+            recent: Vec<RecentPlay>,
+            draw: f64,
+            want: Option<TrackId>,
+        }
+        let cases = vec![
+            Case {
+                name: "empty library: nothing to play",
+                candidates: vec![],
+                recent: vec![],
+                draw: 0.5,
+                want: None,
+            },
+            Case {
+                name: "skips tracks in the no-repeat window",
+                candidates: vec![cand(1, "A", 0), cand(2, "B", 0)],
+                recent: vec![play(1, "A", 10)],
+                draw: 0.0,
+                want: Some(2),
+            },
+            Case {
+                name: "spaces artists",
+                candidates: vec![cand(1, "A", 0), cand(2, "B", 0)],
+                recent: vec![play(9, "A", 1)],
+                draw: 0.0,
+                want: Some(2),
+            },
+            Case {
+                name: "favours liked tracks (weight 1 + likes)",
+                candidates: vec![cand(1, "A", 0), cand(2, "B", 9)],
+                recent: vec![],
+                draw: 0.5,
+                want: Some(2),
+            },
+            Case {
+                name: "the low draw still reaches an unliked track",
+                candidates: vec![cand(1, "A", 0), cand(2, "B", 9)],
+                recent: vec![],
+                draw: 0.05,
+                want: Some(1),
+            },
+            Case {
+                name: "one artist only: spacing is relaxed",
+                candidates: vec![cand(1, "A", 0), cand(2, "A", 0)],
+                recent: vec![play(1, "A", 1)],
+                draw: 0.0,
+                want: Some(2),
+            },
+            Case {
+                name: "everything recent: the longest-ago track, never the current one",
+                candidates: vec![cand(1, "A", 0), cand(2, "B", 0), cand(3, "C", 0)],
+                recent: vec![play(2, "B", 1), play(3, "C", 5), play(1, "A", 9)],
+                draw: 0.99,
+                want: Some(1),
+            },
+            Case {
+                name: "a single-track library repeats rather than stop",
+                candidates: vec![cand(1, "A", 0)],
+                recent: vec![play(1, "A", 1)],
+                draw: 0.3,
+                want: Some(1),
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                pick_autodj(&c.candidates, &c.recent, &s, now, c.draw),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
+    }
+}

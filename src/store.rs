@@ -1,0 +1,896 @@
+//! The store: the only owner of the SQLite connection, on a thread of its own. It runs the
+//! migrations, and executes jobs strictly in the order they were submitted. Writes are group
+//! committed: consecutive write jobs share one transaction (each inside its own savepoint, so
+//! one failing job does not undo its neighbours), and each job's completion runs only after the
+//! commit is durable. Completions run in submission order, so whoever publishes from them
+//! (the hub) announces changes in exactly the order it made them, and never before they are on
+//! disk. Domain rules live elsewhere; this module only knows rows.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite_migration::{Migrations, M};
+
+use crate::party::{Candidate, Entry, EntryId, GuestId, PlayId, RecentPlay, TrackId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] rusqlite_migration::Error),
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the store has shut down")]
+    Closed,
+    #[error("cannot start the store thread: {0}")]
+    Thread(std::io::Error),
+    #[error("a store job panicked")]
+    Panicked,
+    #[error("commit failed: {0}")]
+    Commit(String),
+}
+
+/// A track as the rest of the jukebox sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Track {
+    pub id: TrackId,
+    pub path: PathBuf,
+    pub title: String,
+    pub artist: String,
+    pub album: String,
+    pub track_no: Option<u32>,
+    pub duration_ms: u64,
+    pub has_art: bool,
+    pub present: bool,
+    pub likes: u32,
+}
+
+/// What the library scanner found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedTrack {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub title: String,
+    pub artist: String,
+    pub album: String,
+    pub track_no: Option<u32>,
+    pub duration_ms: u64,
+    pub has_art: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestRow {
+    pub id: GuestId,
+    pub token: String,
+    pub name: String,
+    pub is_host: bool,
+    pub banned: bool,
+}
+
+/// A play that has not ended: what to resume after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPlay {
+    pub id: PlayId,
+    pub track_id: TrackId,
+    pub request_id: Option<EntryId>,
+    pub guest_id: Option<GuestId>,
+    pub started_ms: i64,
+    pub position_ms: u64,
+    pub likes: Vec<GuestId>,
+    pub skip_votes: Vec<GuestId>,
+}
+
+/// One line of the export: a play with who requested it and its likes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayReport {
+    pub play_id: PlayId,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    pub track: Track,
+    pub requested_by: Option<String>,
+    pub votes: u32,
+    pub likes: u32,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../migrations/001_initial.sql"))])
+}
+
+/// The connection and every typed query. Only the store thread (or a short-lived read-only
+/// tool such as `jukebox export`) holds one.
+pub struct Db {
+    conn: Connection,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // WAL + synchronous=FULL: a commit is on disk when it returns, so an acknowledged
+        // change survives kill -9 and a pulled plug; readers never block the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "busy_timeout", 5000)
+            .map_err(open_err)?;
+        // A small page cache: the Pi Zero has 512 MB and the working set is tiny.
+        conn.pragma_update(None, "cache_size", -2000)
+            .map_err(open_err)?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Db { conn })
+    }
+
+    /// Opens an existing database for reading only (for `jukebox export` beside a running box).
+    pub fn open_readonly(path: &Path) -> Result<Db, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        Ok(Db { conn })
+    }
+
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    // ---- library -------------------------------------------------------------------------
+
+    /// Size and modification time of every known file, so a rescan re-reads only what changed.
+    pub fn known_files(&self) -> Result<HashMap<PathBuf, (u64, i64, bool)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT path, size, mtime_ns, present FROM tracks")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                PathBuf::from(r.get::<_, String>(0)?),
+                (r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn upsert_track(&self, t: &ScannedTrack) -> Result<TrackId, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO tracks (path, size, mtime_ns, title, artist, album, track_no,
+                                 duration_ms, has_art, present)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)
+             ON CONFLICT (path) DO UPDATE SET
+                size = excluded.size, mtime_ns = excluded.mtime_ns, title = excluded.title,
+                artist = excluded.artist, album = excluded.album, track_no = excluded.track_no,
+                duration_ms = excluded.duration_ms, has_art = excluded.has_art, present = 1
+             RETURNING id",
+        )?;
+        Ok(st.query_row(
+            params![
+                path_str(&t.path),
+                t.size as i64,
+                t.mtime_ns,
+                t.title,
+                t.artist,
+                t.album,
+                t.track_no,
+                t.duration_ms as i64,
+                t.has_art,
+            ],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Marks files present or absent (an absent track leaves search but stays in history).
+    pub fn set_present(&self, path: &Path, present: bool) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE tracks SET present = ?2 WHERE path = ?1")?
+            .execute(params![path_str(path), present])?;
+        Ok(())
+    }
+
+    pub fn track_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM tracks WHERE present = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    pub fn track(&self, id: TrackId) -> Result<Option<Track>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TRACK_COLS} FROM tracks t WHERE t.id = ?1"
+            ))?
+            .query_row([id], track_row)
+            .optional()?)
+    }
+
+    /// Ranked, paginated search: every word of `q` is a prefix, across title, artist and
+    /// album; case and accents do not matter. An empty query lists the library A-Z.
+    pub fn search(&self, q: &str, limit: u32, offset: u32) -> Result<Vec<Track>, StoreError> {
+        let fts = fts_query(q);
+        let limit = limit.clamp(1, 100);
+        if fts.is_empty() {
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {TRACK_COLS} FROM tracks t WHERE t.present = 1
+                 ORDER BY t.artist COLLATE NOCASE, t.album COLLATE NOCASE, t.track_no, t.title
+                 LIMIT ?1 OFFSET ?2"
+            ))?;
+            let rows = st.query_map(params![limit, offset], track_row)?;
+            return Ok(rows.collect::<Result<_, _>>()?);
+        }
+        // Title matches weigh most, then artist, then album.
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {TRACK_COLS} FROM tracks_fts f JOIN tracks t ON t.id = f.rowid
+             WHERE tracks_fts MATCH ?1 AND t.present = 1
+             ORDER BY bm25(tracks_fts, 10.0, 5.0, 2.0), t.likes DESC, t.title, t.id
+             LIMIT ?2 OFFSET ?3"
+        ))?;
+        let rows = st.query_map(params![fts, limit, offset], track_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Candidates for the auto-DJ: a random sample of the library plus the most liked tracks,
+    /// minus the tracks played most recently. The party rules choose among them.
+    pub fn autodj_candidates(
+        &self,
+        exclude: &[TrackId],
+        sample: u32,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let exclude_json = serde_json::to_string(exclude).unwrap_or_else(|_| "[]".into());
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, artist, likes FROM (
+                 SELECT id, artist, likes FROM tracks
+                 WHERE present = 1 AND id NOT IN (SELECT value FROM json_each(?1))
+                 ORDER BY random() LIMIT ?2)
+             UNION
+             SELECT id, artist, likes FROM (
+                 SELECT id, artist, likes FROM tracks
+                 WHERE present = 1 AND likes > 0 AND id NOT IN (SELECT value FROM json_each(?1))
+                 ORDER BY likes DESC LIMIT ?3)",
+        )?;
+        let rows = st.query_map(params![exclude_json, sample, sample / 4], |r| {
+            Ok(Candidate {
+                track_id: r.get(0)?,
+                artist: r.get(1)?,
+                likes: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+            })
+        })?;
+        let mut out: Vec<Candidate> = rows.collect::<Result<_, _>>()?;
+        if out.is_empty() && !exclude.is_empty() {
+            // A tiny library: everything was excluded; let the rules pick among all of it.
+            let mut st = self.conn.prepare_cached(
+                "SELECT id, artist, likes FROM tracks WHERE present = 1 LIMIT ?1",
+            )?;
+            out = st
+                .query_map([sample], |r| {
+                    Ok(Candidate {
+                        track_id: r.get(0)?,
+                        artist: r.get(1)?,
+                        likes: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(out)
+    }
+
+    // ---- guests --------------------------------------------------------------------------
+
+    pub fn insert_guest(&self, g: &GuestRow, created_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO guests (id, token, name, is_host, banned, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                g.id, g.token, g.name, g.is_host, g.banned, created_ms
+            ])?;
+        Ok(())
+    }
+
+    pub fn set_guest_name(&self, id: GuestId, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE guests SET name = ?2 WHERE id = ?1")?
+            .execute(params![id, name])?;
+        Ok(())
+    }
+
+    pub fn set_banned(&self, id: GuestId, banned: bool) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE guests SET banned = ?2 WHERE id = ?1")?
+            .execute(params![id, banned])?;
+        Ok(())
+    }
+
+    pub fn guests(&self) -> Result<Vec<GuestRow>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id, token, name, is_host, banned FROM guests ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok(GuestRow {
+                id: r.get(0)?,
+                token: r.get(1)?,
+                name: r.get(2)?,
+                is_host: r.get(3)?,
+                banned: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ---- queue ---------------------------------------------------------------------------
+
+    pub fn insert_request(&self, e: &Entry) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO requests (id, track_id, guest_id, created_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, 'queued')",
+            )?
+            .execute(params![e.id, e.track_id, e.guest, e.created_ms])?;
+        for g in &e.voters {
+            self.add_vote(e.id, *g)?;
+        }
+        Ok(())
+    }
+
+    pub fn add_vote(&self, request: EntryId, guest: GuestId) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO votes (request_id, guest_id) VALUES (?1, ?2)")?
+            .execute(params![request, guest])?;
+        Ok(())
+    }
+
+    pub fn remove_vote(&self, request: EntryId, guest: GuestId) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM votes WHERE request_id = ?1 AND guest_id = ?2")?
+            .execute(params![request, guest])?;
+        Ok(())
+    }
+
+    /// Ends a queue entry: `played` when it starts playing, `removed` by the host or a ban.
+    pub fn end_request(&self, id: EntryId, state: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE requests SET state = ?2, ended_ms = ?3 WHERE id = ?1")?
+            .execute(params![id, state, at_ms])?;
+        Ok(())
+    }
+
+    pub fn set_pin(&self, id: EntryId, pin: Option<u32>) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE requests SET pin = ?2 WHERE id = ?1")?
+            .execute(params![id, pin])?;
+        Ok(())
+    }
+
+    /// The queue as it was left, with every vote.
+    pub fn queued(&self) -> Result<Vec<(Entry, Track)>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT r.id, r.guest_id, r.created_ms, r.pin, {TRACK_COLS}
+             FROM requests r JOIN tracks t ON t.id = r.track_id
+             WHERE r.state = 'queued' ORDER BY r.id"
+        ))?;
+        let rows = st.query_map([], |r| {
+            let track = track_row_at(r, 4)?;
+            Ok((
+                Entry {
+                    id: r.get(0)?,
+                    track_id: track.id,
+                    artist: track.artist.clone(),
+                    guest: r.get(1)?,
+                    created_ms: r.get(2)?,
+                    voters: Default::default(),
+                    pin: r.get(3)?,
+                },
+                track,
+            ))
+        })?;
+        let mut entries: Vec<(Entry, Track)> = rows.collect::<Result<_, _>>()?;
+        let mut st = self.conn.prepare(
+            "SELECT v.request_id, v.guest_id FROM votes v
+             JOIN requests r ON r.id = v.request_id WHERE r.state = 'queued'",
+        )?;
+        let votes = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let index: HashMap<EntryId, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (e, _))| (e.id, i))
+            .collect();
+        for v in votes {
+            let (req, guest) = v?;
+            if let Some(&i) = index.get(&req) {
+                entries[i].0.voters.insert(guest);
+            }
+        }
+        Ok(entries)
+    }
+
+    // ---- plays ---------------------------------------------------------------------------
+
+    pub fn insert_play(
+        &self,
+        id: PlayId,
+        track: TrackId,
+        request: Option<EntryId>,
+        started_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO plays (id, track_id, request_id, started_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, track, request, started_ms])?;
+        Ok(())
+    }
+
+    pub fn save_position(&self, play: PlayId, position_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE plays SET position_ms = ?2 WHERE id = ?1")?
+            .execute(params![play, position_ms as i64])?;
+        Ok(())
+    }
+
+    pub fn end_play(
+        &self,
+        play: PlayId,
+        ended_ms: i64,
+        reason: &str,
+        position_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE plays SET ended_ms = ?2, end_reason = ?3, position_ms = ?4 WHERE id = ?1",
+            )?
+            .execute(params![play, ended_ms, reason, position_ms as i64])?;
+        Ok(())
+    }
+
+    /// The play that was going on when the jukebox stopped, if any.
+    pub fn open_play(&self) -> Result<Option<OpenPlay>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT p.id, p.track_id, p.request_id, r.guest_id, p.started_ms, p.position_ms
+                 FROM plays p LEFT JOIN requests r ON r.id = p.request_id
+                 WHERE p.ended_ms IS NULL ORDER BY p.id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(OpenPlay {
+                        id: r.get(0)?,
+                        track_id: r.get(1)?,
+                        request_id: r.get(2)?,
+                        guest_id: r.get(3)?,
+                        started_ms: r.get(4)?,
+                        position_ms: r.get::<_, i64>(5)?.max(0) as u64,
+                        likes: vec![],
+                        skip_votes: vec![],
+                    })
+                },
+            )
+            .optional()?;
+        let Some(mut p) = row else { return Ok(None) };
+        p.likes = self.guest_ids("SELECT guest_id FROM likes WHERE play_id = ?1", p.id)?;
+        p.skip_votes =
+            self.guest_ids("SELECT guest_id FROM skip_votes WHERE play_id = ?1", p.id)?;
+        Ok(Some(p))
+    }
+
+    fn guest_ids(&self, sql: &str, play: PlayId) -> Result<Vec<GuestId>, StoreError> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map([play], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent plays, newest first: those started since `since_ms`, and at least `n`.
+    pub fn recent_plays(&self, since_ms: i64, n: u32) -> Result<Vec<RecentPlay>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT p.track_id, t.artist, p.started_ms FROM plays p
+             JOIN tracks t ON t.id = p.track_id
+             WHERE p.id IN (SELECT id FROM plays ORDER BY id DESC LIMIT ?2)
+                OR p.started_ms >= ?1
+             ORDER BY p.started_ms DESC, p.id DESC",
+        )?;
+        let rows = st.query_map(params![since_ms, n], |r| {
+            Ok(RecentPlay {
+                track_id: r.get(0)?,
+                artist: r.get(1)?,
+                started_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many requests of each guest were played since `since_ms` (round-robin fairness).
+    pub fn played_counts(&self, since_ms: i64) -> Result<HashMap<GuestId, u32>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT r.guest_id, count(*) FROM plays p JOIN requests r ON r.id = p.request_id
+             WHERE p.started_ms >= ?1 AND r.guest_id IS NOT NULL GROUP BY r.guest_id",
+        )?;
+        let rows = st.query_map([since_ms], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Where the current party began: the first play after the last gap of `gap_ms` or more.
+    pub fn party_start(&self, gap_ms: i64) -> Result<Option<i64>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT started_ms FROM plays ORDER BY started_ms DESC")?;
+        let mut rows = st.query([])?;
+        let mut start: Option<i64> = None;
+        while let Some(r) = rows.next()? {
+            let t: i64 = r.get(0)?;
+            if let Some(s) = start {
+                if s - t >= gap_ms {
+                    break;
+                }
+            }
+            start = Some(t);
+        }
+        Ok(start)
+    }
+
+    pub fn plays_since(&self, since_ms: i64) -> Result<Vec<PlayReport>, StoreError> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT p.id, p.started_ms, p.ended_ms, p.end_reason, g.name,
+                    (SELECT count(*) FROM votes v WHERE v.request_id = p.request_id),
+                    (SELECT count(*) FROM likes l WHERE l.play_id = p.id),
+                    {TRACK_COLS}
+             FROM plays p JOIN tracks t ON t.id = p.track_id
+             LEFT JOIN requests r ON r.id = p.request_id
+             LEFT JOIN guests g ON g.id = r.guest_id
+             WHERE p.started_ms >= ?1 ORDER BY p.started_ms, p.id"
+        ))?;
+        let rows = st.query_map([since_ms], |r| {
+            Ok(PlayReport {
+                play_id: r.get(0)?,
+                started_ms: r.get(1)?,
+                ended_ms: r.get(2)?,
+                end_reason: r.get(3)?,
+                requested_by: r.get(4)?,
+                votes: r.get::<_, i64>(5)? as u32,
+                likes: r.get::<_, i64>(6)? as u32,
+                track: track_row_at(r, 7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn max_ids(&self) -> Result<MaxIds, StoreError> {
+        let max = |table: &str| -> Result<i64, StoreError> {
+            Ok(self.conn.query_row(
+                &format!("SELECT coalesce(max(id), 0) FROM {table}"),
+                [],
+                |r| r.get(0),
+            )?)
+        };
+        Ok(MaxIds {
+            guest: max("guests")?,
+            request: max("requests")?,
+            play: max("plays")?,
+        })
+    }
+
+    // ---- likes and skip votes ------------------------------------------------------------
+
+    /// Records a like and bumps the track's all-time count in the same transaction.
+    pub fn set_like(
+        &self,
+        play: PlayId,
+        track: TrackId,
+        guest: GuestId,
+        on: bool,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let changed = if on {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO likes (play_id, guest_id, created_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![play, guest, at_ms])?
+        } else {
+            self.conn
+                .prepare_cached("DELETE FROM likes WHERE play_id = ?1 AND guest_id = ?2")?
+                .execute(params![play, guest])?
+        };
+        if changed > 0 {
+            let delta: i64 = if on { 1 } else { -1 };
+            self.conn
+                .prepare_cached("UPDATE tracks SET likes = max(0, likes + ?2) WHERE id = ?1")?
+                .execute(params![track, delta])?;
+        }
+        Ok(())
+    }
+
+    pub fn add_skip_vote(&self, play: PlayId, guest: GuestId) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO skip_votes (play_id, guest_id) VALUES (?1, ?2)")?
+            .execute(params![play, guest])?;
+        Ok(())
+    }
+
+    // ---- meta ----------------------------------------------------------------------------
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    fn exec(&self, sql: &str) -> Result<(), rusqlite::Error> {
+        self.conn.execute_batch(sql)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxIds {
+    pub guest: i64,
+    pub request: i64,
+    pub play: i64,
+}
+
+const TRACK_COLS: &str =
+    "t.id, t.path, t.title, t.artist, t.album, t.track_no, t.duration_ms, t.has_art, t.present, t.likes";
+
+fn track_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
+    track_row_at(r, 0)
+}
+
+fn track_row_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Track> {
+    Ok(Track {
+        id: r.get(i)?,
+        path: PathBuf::from(r.get::<_, String>(i + 1)?),
+        title: r.get(i + 2)?,
+        artist: r.get(i + 3)?,
+        album: r.get(i + 4)?,
+        track_no: r.get(i + 5)?,
+        duration_ms: r.get::<_, i64>(i + 6)?.max(0) as u64,
+        has_art: r.get(i + 7)?,
+        present: r.get(i + 8)?,
+        likes: r.get::<_, i64>(i + 9)?.max(0) as u32,
+    })
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Turns what a guest typed into an FTS5 query: each word becomes a quoted prefix term, so
+/// no input can be FTS5 syntax ("AND", quotes, `*`, `NEAR(` are just text).
+pub fn fts_query(q: &str) -> String {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{w}\"*"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+type Work = Box<dyn FnOnce(&Db) -> Result<(), StoreError> + Send>;
+type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+enum Job {
+    /// Runs inside the group transaction; `done` runs after the commit.
+    Write { work: Work, done: Done },
+    /// Runs after every write submitted before it has been committed.
+    Read(Box<dyn FnOnce(&Db) + Send>),
+}
+
+/// A cheap, cloneable handle to the store thread.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Most jobs one transaction takes; bounds the latency a big burst adds to its first job.
+const MAX_GROUP: usize = 512;
+
+impl Store {
+    /// Opens (creating or migrating) the database and starts the store thread. The thread
+    /// ends when every handle has been dropped and the jobs queued before that are done.
+    pub fn open(path: &Path) -> Result<(Store, std::thread::JoinHandle<()>), StoreError> {
+        let db = Db::open(path)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || run(db, rx))
+            .map_err(StoreError::Thread)?;
+        Ok((Store { tx }, handle))
+    }
+
+    /// Queues a write; `done` gets its outcome once the transaction holding it is durable.
+    pub fn write(
+        &self,
+        work: impl FnOnce(&Db) -> Result<(), StoreError> + Send + 'static,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
+        let job = Job::Write {
+            work: Box::new(work),
+            done: Box::new(done),
+        };
+        if let Err(mpsc::SendError(Job::Write { done, .. })) = self.tx.send(job) {
+            done(Err(StoreError::Closed));
+        }
+    }
+
+    /// Queues a read that sees every write submitted before it.
+    pub fn read(&self, f: impl FnOnce(&Db) + Send + 'static) -> Result<(), StoreError> {
+        self.tx
+            .send(Job::Read(Box::new(f)))
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `f` as a write and waits for its commit.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let out = slot.clone();
+        self.write(
+            move |db| {
+                let r = f(db)?;
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                Ok(())
+            },
+            move |res| {
+                let _ = tx.send(res);
+            },
+        );
+        rx.await.map_err(|_| StoreError::Closed)??;
+        let value = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        value.ok_or(StoreError::Closed)
+    }
+
+    /// The same as [`Store::call`] for threads outside the runtime (the library scanner).
+    pub fn call_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let out = slot.clone();
+        self.write(
+            move |db| {
+                let r = f(db)?;
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                Ok(())
+            },
+            move |res| {
+                let _ = tx.send(res);
+            },
+        );
+        rx.recv().map_err(|_| StoreError::Closed)??;
+        let value = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        value.ok_or(StoreError::Closed)
+    }
+}
+
+fn run(db: Db, rx: mpsc::Receiver<Job>) {
+    let mut pending: Vec<(Done, Result<(), StoreError>)> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        let mut in_tx = false;
+        let mut taken = 0;
+        while let Some(job) = next.take() {
+            taken += 1;
+            match job {
+                Job::Write { work, done } => {
+                    if !in_tx {
+                        if let Err(e) = db.exec("BEGIN IMMEDIATE") {
+                            done(Err(e.into()));
+                            next = if taken < MAX_GROUP {
+                                rx.try_recv().ok()
+                            } else {
+                                None
+                            };
+                            continue;
+                        }
+                        in_tx = true;
+                    }
+                    let res = run_in_savepoint(&db, work);
+                    pending.push((done, res));
+                }
+                Job::Read(f) => {
+                    if in_tx {
+                        commit(&db, &mut pending);
+                        in_tx = false;
+                    }
+                    f(&db);
+                }
+            }
+            if taken < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if in_tx {
+            commit(&db, &mut pending);
+        }
+    }
+    // Every handle is gone: the last commit is done. Fold the WAL back so the file is whole.
+    if let Err(e) = db.exec("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!("database checkpoint at shutdown failed: {e}");
+    }
+}
+
+fn run_in_savepoint(db: &Db, work: Work) -> Result<(), StoreError> {
+    db.exec("SAVEPOINT job")?;
+    // A panicking job must not take the store thread (and every later write) down with it.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(db)))
+        .unwrap_or(Err(StoreError::Panicked));
+    match res {
+        Ok(()) => {
+            db.exec("RELEASE job")?;
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(re) = db.exec("ROLLBACK TO job; RELEASE job") {
+                tracing::error!("rollback of a failed store job failed: {re}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn commit(db: &Db, pending: &mut Vec<(Done, Result<(), StoreError>)>) {
+    let committed = db.exec("COMMIT");
+    if let Err(e) = &committed {
+        tracing::error!("database commit failed: {e}; the changes in it are refused");
+        let _ = db.exec("ROLLBACK");
+    }
+    for (done, res) in pending.drain(..) {
+        match (&committed, res) {
+            (Ok(()), res) => done(res),
+            (Err(e), _) => done(Err(StoreError::Commit(e.to_string()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_query_quotes_every_word_as_a_prefix() {
+        let table = [
+            ("abba", "\"abba\"*"),
+            ("  Dancing   que ", "\"Dancing\"* \"que\"*"),
+            ("AND OR NOT", "\"AND\"* \"OR\"* \"NOT\"*"),
+            ("\"*(:^-", ""),
+            ("beyoncé", "\"beyoncé\"*"),
+            ("", ""),
+        ];
+        for (q, want) in table {
+            assert_eq!(fts_query(q), want, "{q:?}");
+        }
+    }
+}
