@@ -721,9 +721,25 @@ fn add_note(buf: &mut [f64], start: usize, end: usize, hz: f64, amp: f64, voice:
     let attack = ((0.012 * rate) as usize).min(len / 2).max(1);
     let release = ((0.08 * rate) as usize).min(len / 2).max(1);
     let norm: f64 = voice.harmonics.iter().sum();
+    // One oscillator per audible harmonic, each a unit phasor (sin, cos)
+    // rotated by a fixed step per sample: the same as `sin(2π·f·t)`, but much
+    // cheaper than calling `sin` for every sample (this matters in debug builds).
+    let mut oscillators: Vec<[f64; 5]> = voice
+        .harmonics
+        .iter()
+        .enumerate()
+        .map(|(h, &weight)| (weight, hz * (h + 1) as f64))
+        .filter(|&(weight, f)| weight != 0.0 && f < rate / 2.0)
+        .map(|(weight, f)| {
+            let step = TAU * f / rate;
+            [weight / norm, 0.0, 1.0, step.sin(), step.cos()]
+        })
+        .collect();
+    let decay_step = (-1.0 / (voice.decay_secs * rate)).exp();
+    let mut decay = 1.0;
     for (i, out) in buf[start..end].iter_mut().enumerate() {
-        let t = i as f64 / rate;
-        let mut env = voice.sustain + (1.0 - voice.sustain) * (-t / voice.decay_secs).exp();
+        let mut env = voice.sustain + (1.0 - voice.sustain) * decay;
+        decay *= decay_step;
         if i < attack {
             env *= 0.5 - 0.5 * (std::f64::consts::PI * i as f64 / attack as f64).cos();
         }
@@ -732,13 +748,14 @@ fn add_note(buf: &mut [f64], start: usize, end: usize, hz: f64, amp: f64, voice:
             env *= 0.5 - 0.5 * (std::f64::consts::PI * left_to_go as f64 / release as f64).cos();
         }
         let mut s = 0.0;
-        for (h, weight) in voice.harmonics.iter().enumerate() {
-            let f = hz * (h + 1) as f64;
-            if *weight != 0.0 && f < rate / 2.0 {
-                s += weight * (TAU * f * t).sin();
-            }
+        for [weight, sin, cos, step_sin, step_cos] in &mut oscillators {
+            s += *weight * *sin;
+            (*sin, *cos) = (
+                *sin * *step_cos + *cos * *step_sin,
+                *cos * *step_cos - *sin * *step_sin,
+            );
         }
-        *out += amp * env * s / norm;
+        *out += amp * env * s;
     }
 }
 

@@ -560,13 +560,13 @@ impl State {
         let voted = self
             .order
             .iter()
-            .filter(|id| self.queue[id].entry.voters.contains(&g))
+            .filter(|id| self.queue.get(id).is_some_and(|q| q.entry.voters.contains(&g)))
             .copied()
             .collect();
         let pending: Vec<EntryId> = self
             .order
             .iter()
-            .filter(|id| self.queue[id].entry.guest == Some(g))
+            .filter(|id| self.queue.get(id).is_some_and(|q| q.entry.guest == Some(g)))
             .copied()
             .collect();
         let left = if guest.banned {
@@ -611,7 +611,7 @@ impl State {
             pending_requests: self
                 .order
                 .iter()
-                .filter(|id| self.queue[id].entry.guest == Some(g))
+                .filter(|id| self.queue.get(id).is_some_and(|q| q.entry.guest == Some(g)))
                 .copied()
                 .collect(),
             played_tonight: self.played_tonight.get(&g).copied().unwrap_or(0),
@@ -847,7 +847,7 @@ impl State {
         let theirs: Vec<EntryId> = self
             .order
             .iter()
-            .filter(|id| self.queue[id].entry.guest == Some(g))
+            .filter(|id| self.queue.get(id).is_some_and(|q| q.entry.guest == Some(g)))
             .copied()
             .collect();
         for id in theirs {
@@ -1398,8 +1398,8 @@ impl State {
     /// Starts the next thing: the head of the queue, else an auto-DJ pick.
     fn advance(&mut self) {
         self.preloaded = None;
-        let planned = if let Some(&head) = self.order.first() {
-            Some(Planned::Entry(head, self.queue[&head].track.clone()))
+        let planned = if let Some(p) = self.head() {
+            Some(p)
         } else {
             self.auto_next.take().map(Planned::Auto)
         };
@@ -1418,6 +1418,15 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The first entry of the queue order that is still queued.
+    fn head(&self) -> Option<Planned> {
+        self.order.iter().find_map(|id| {
+            self.queue
+                .get(id)
+                .map(|q| Planned::Entry(*id, q.track.clone()))
+        })
     }
 
     fn load(&mut self, p: Planned) {
@@ -1493,8 +1502,8 @@ impl State {
         if self.now.is_none() {
             return;
         }
-        let desired = if let Some(&head) = self.order.first() {
-            Some(Planned::Entry(head, self.queue[&head].track.clone()))
+        let desired = if let Some(p) = self.head() {
+            Some(p)
         } else if let Some(t) = &self.auto_next {
             Some(Planned::Auto(t.clone()))
         } else {

@@ -1,0 +1,177 @@
+//! Shared helpers for the integration tests: real audio files made with ffmpeg, a temporary
+//! folder per test, and the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Proc;
+
+/// Writes a tagged sine tone with ffmpeg. `ext` picks the container and codec.
+pub fn tone(dir: &Path, name: &str, freq: u32, secs: f64, tags: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join(name);
+    let mut cmd = Proc::new("ffmpeg");
+    cmd.args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency={freq}:duration={secs}:sample_rate=44100"))
+        .args(["-ac", "2", "-ar", "44100"]);
+    for (k, v) in tags {
+        cmd.arg("-metadata").arg(format!("{k}={v}"));
+    }
+    if name.ends_with(".m4a") {
+        cmd.args(["-c:a", "aac", "-b:a", "128k"]);
+    }
+    if name.ends_with(".opus") {
+        cmd.args(["-c:a", "libopus", "-ar", "48000"]);
+    }
+    if name.ends_with(".ogg") {
+        cmd.args(["-c:a", "libvorbis"]);
+    }
+    let out = cmd.arg(&path).output().expect("ffmpeg runs (scripts/test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("jukebox-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jukebox")
+}
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jukebox::config::OutputSpec;
+use jukebox::hub::{Actor, Answer, Change, Command, Hub, HubConfig, HubTask, Published, Reply};
+use jukebox::party::Settings;
+use jukebox::store::Store;
+use tokio::sync::broadcast;
+
+/// A music folder of `n` distinct tones (`secs` long, artists "Artist 0".., titles "Song 0"..).
+pub fn music(dir: &Path, n: usize, secs: f64) -> PathBuf {
+    let m = dir.join("music");
+    std::fs::create_dir_all(&m).unwrap();
+    let exts = ["flac", "ogg", "wav", "mp3"];
+    for i in 0..n {
+        let ext = exts[i % exts.len()];
+        tone(
+            &m,
+            &format!("{i:02}.{ext}"),
+            220 + 110 * i as u32,
+            secs,
+            &[("title", &format!("Song {i}")), ("artist", &format!("Artist {i}"))],
+        );
+    }
+    m
+}
+
+pub struct TestHub {
+    pub hub: Hub,
+    pub task: Option<HubTask>,
+    pub store: Store,
+    pub store_thread: Option<std::thread::JoinHandle<()>>,
+    pub rx: broadcast::Receiver<Arc<Published>>,
+}
+
+impl TestHub {
+    pub async fn start(db: &Path, music: &Path, settings: Settings) -> TestHub {
+        let (store, store_thread) = Store::open(db).unwrap();
+        let (hub, task) = Hub::start(
+            HubConfig {
+                name: "jukebox".into(),
+                music: music.to_owned(),
+                output: OutputSpec::Null,
+                settings,
+                explicit_settings: vec![],
+                scan_at_start: true,
+            },
+            store.clone(),
+        )
+        .await
+        .unwrap();
+        let rx = hub.subscribe();
+        TestHub {
+            hub,
+            task: Some(task),
+            store,
+            store_thread: Some(store_thread),
+            rx,
+        }
+    }
+
+    pub async fn call(&self, cmd: Command) -> Answer {
+        self.hub.call(cmd).await
+    }
+
+    pub async fn ok(&self, cmd: Command) -> Reply {
+        let dbg = format!("{cmd:?}");
+        let a = self.hub.call(cmd).await;
+        a.result.unwrap_or_else(|e| panic!("{dbg}: {e}"))
+    }
+
+    pub async fn guest(&self, name: &str) -> Actor {
+        match self.ok(Command::CreateGuest { name: Some(name.into()), host: false }).await {
+            Reply::Guest(g) => {
+                self.hub.tell(Command::Connected { guest: g.guest_id }).await;
+                Actor { guest: g.guest_id, host: false }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub async fn host(&self) -> Actor {
+        match self.ok(Command::CreateGuest { name: Some("DJ".into()), host: true }).await {
+            Reply::Guest(g) => Actor { guest: g.guest_id, host: true },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub async fn snapshot(&self) -> jukebox::hub::Snapshot {
+        match self.ok(Command::Snapshot { guest: None, admin: true }).await {
+            Reply::Snapshot(s) => *s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Waits (bounded) for a published change matching `pred`, returning it.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Change) -> bool) -> Arc<Published> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Ok(p)) if pred(&p.change) => return p,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("waiting for {what}: {e}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    /// Waits until something is playing and returns the snapshot.
+    pub async fn playing(&mut self) -> jukebox::hub::Snapshot {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.snapshot().await;
+            if s.now_playing.is_some() {
+                return s;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing started playing");
+            self.wait_for("now playing", |c| matches!(c, Change::NowPlaying(Some(_)))).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let task = self.task.take().unwrap();
+        self.hub.shutdown(task).await;
+        drop(self.hub);
+        drop(self.store);
+        let t = self.store_thread.take().unwrap();
+        tokio::task::spawn_blocking(move || t.join().unwrap()).await.unwrap();
+    }
+}
