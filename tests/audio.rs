@@ -1,0 +1,163 @@
+//! The real binary plays three real files of different formats through the `wav:` output.
+//! The WAV must hold them in the order they were played (as the database recorded it), each
+//! segment at its own frequency, with the right total length and no silent gaps.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use jukebox::store::Db;
+
+struct Killer(Child);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Energy of `freq` in `x` (Goertzel), normalised by the window length.
+fn power(x: &[f32], rate: f32, freq: f32) -> f32 {
+    let w = 2.0 * std::f32::consts::PI * freq / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &v in x {
+        let s0 = v + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len() as f32 * x.len() as f32)
+}
+
+fn dominant(x: &[f32], rate: f32, candidates: &[f32]) -> f32 {
+    let mut best = (0.0, 0.0);
+    for &f in candidates {
+        let p = power(x, rate, f);
+        if p > best.1 {
+            best = (f, p);
+        }
+    }
+    best.0
+}
+
+#[test]
+fn three_formats_play_in_order_through_the_wav_output() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    let freqs = [("a.mp3", 440u32), ("b.flac", 660), ("c.ogg", 880)];
+    for (i, (name, f)) in freqs.iter().enumerate() {
+        common::tone(&music, name, *f, 3.0, &[("title", &format!("T{i}")), ("artist", &format!("A{i}"))]);
+    }
+    let db = dir.path().join("j.db");
+    let wav = dir.path().join("out.wav");
+    let child = std::process::Command::new(common::bin())
+        .arg("--music")
+        .arg(&music)
+        .arg("--db")
+        .arg(&db)
+        .arg(format!("--output=wav:{}", wav.display()))
+        .args(["--no-mdns", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killer(child);
+
+    // Wait (bounded) until three plays have ended.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let done = Db::open_readonly(&db)
+            .ok()
+            .and_then(|d| d.plays_since(0).ok())
+            .map_or(0, |p| p.iter().filter(|p| p.ended_ms.is_some()).count());
+        if done >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three plays did not finish in time");
+        assert!(child.0.try_wait().unwrap().is_none(), "jukebox exited early");
+    }
+    let pid = child.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGINT: {status:?}");
+
+    let plays = Db::open_readonly(&db).unwrap().plays_since(0).unwrap();
+    assert!(plays.len() >= 3);
+    let order: Vec<u32> = plays
+        .iter()
+        .map(|p| {
+            let name = p.track.path.file_name().unwrap().to_str().unwrap().to_string();
+            freqs.iter().find(|(n, _)| *n == name).unwrap().1
+        })
+        .collect();
+    // The first three are three different tracks (no repeats while others are unplayed).
+    let mut first3 = order[..3].to_vec();
+    first3.sort();
+    assert_eq!(first3, vec![440, 660, 880], "{order:?}");
+
+    let mut reader = hound::WavReader::open(&wav).expect("the WAV was finalised");
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 44_100, 16));
+    let samples: Vec<f32> = reader
+        .samples::<i16>()
+        .step_by(2) // left channel
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    let rate = 44_100.0;
+    let secs = samples.len() as f32 / rate;
+
+    // Total length: every finished play in full, plus where the last one was stopped.
+    let expected: f32 = plays
+        .iter()
+        .map(|p| match p.end_reason.as_deref() {
+            Some("finished") => p.track.duration_ms as f32 / 1000.0,
+            _ => 0.0,
+        })
+        .sum::<f32>();
+    let last_position = Db::open_readonly(&db)
+        .unwrap()
+        .open_play()
+        .unwrap()
+        .map_or(0.0, |p| p.position_ms as f32 / 1000.0);
+    let expected = expected + last_position;
+    assert!(
+        (secs - expected).abs() / expected < 0.02,
+        "wav {secs:.3} s, plays {expected:.3} s"
+    );
+
+    // Each 3 s segment carries its own track's frequency, in the recorded order.
+    let cands = [440.0, 660.0, 880.0];
+    for (i, f) in order.iter().take(3).enumerate() {
+        for part in [0.2f32, 0.5, 0.8] {
+            let at = ((i as f32 * 3.0 + part * 3.0) * rate) as usize;
+            let win = &samples[at..at + 4410];
+            assert_eq!(dominant(win, rate, &cands), *f as f32, "segment {i} at {part}");
+        }
+    }
+
+    // No silent gap: across the first three tracks, no 10 ms window is silent for more
+    // than 30 ms in a row (encoder padding that gapless decoding could not remove).
+    let win = 441;
+    let mut silent_run = 0;
+    let mut worst = 0;
+    for w in samples[..(9.0 * rate) as usize - win].chunks(win) {
+        let rms = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+        if rms < 0.005 {
+            silent_run += 1;
+            worst = worst.max(silent_run);
+        } else {
+            silent_run = 0;
+        }
+    }
+    eprintln!("wav {secs:.3} s, expected {expected:.3} s, worst silent run {} ms, order {order:?}", worst * 10);
+    assert!(worst <= 3, "a silent gap of {} ms", worst * 10);
+
+    // The log said which output it chose.
+    let mut err = String::new();
+    use std::io::Read;
+    child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("audio output: wav file"), "{err}");
+}
