@@ -652,8 +652,9 @@ impl Tune {
             } else {
                 self.beat_frame(bar_start + bar_beats)
             };
-            for third in [0, 2, 4] {
-                let note = self.note(root + third) - 12;
+            // Triad on the chord root (root, third, fifth), an octave down.
+            for step in [0, 2, 4] {
+                let note = self.note(root + step) - 12;
                 add_note(&mut backing, start, end, midi_hz(note), 0.06, &pad_voice);
             }
             // Bass: the root on the first beat, and again half-way for 4/4.
@@ -962,6 +963,19 @@ mod tests {
             .iter()
             .find(|t| t.file_name() == name)
             .unwrap_or_else(|| panic!("unexpected file {name}"))
+    }
+
+    #[test]
+    fn error_works_with_anyhow_and_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<DemoError>();
+        let err = DemoError::Io {
+            path: PathBuf::from("/demo/01-x.wav"),
+            source: std::io::Error::other("disk full"),
+        };
+        assert_eq!(err.to_string(), "cannot write demo file /demo/01-x.wav");
+        let source = std::error::Error::source(&err).expect("cause is kept");
+        assert_eq!(source.to_string(), "disk full");
     }
 
     #[test]

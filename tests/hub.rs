@@ -366,3 +366,40 @@ async fn an_empty_library_waits_quietly_and_plays_once_music_arrives() {
     assert_eq!(s.now_playing.unwrap().track.title, "Late Arrival");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 4, 30.0);
+    let mut h = TestHub::start(&dir.path().join("j.db"), &music, Settings::default()).await;
+    let np = h.playing().await.now_playing.unwrap();
+    let host = h.host().await;
+    let mia = h.guest("Mia").await;
+    let victim = h
+        .store
+        .call(|db| db.search("", 10, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id != np.track.id)
+        .unwrap();
+    let (entry, _) = requested(h.ok(Command::Request { actor: mia, track_id: victim.id }).await);
+    // The file disappears after the scan (a USB stick pulled out, say).
+    std::fs::remove_file(&victim.path).unwrap();
+    h.ok(Command::Skip { actor: host }).await;
+    let ev = h
+        .wait_for("unplayable", |c| {
+            matches!(c, Change::Event { event: Event::Skipped { reason: "unplayable", .. }, .. })
+        })
+        .await;
+    let Change::Event { event: Event::Skipped { track_id, .. }, .. } = &ev.change else {
+        unreachable!()
+    };
+    assert_eq!(*track_id, victim.id);
+    let s = h.playing().await;
+    let now = s.now_playing.unwrap();
+    assert_ne!(now.track.id, victim.id);
+    assert_ne!(now.play_id, np.play_id, "something else plays");
+    assert!(!s.order.contains(&entry), "the broken entry left the queue");
+    h.stop().await;
+}

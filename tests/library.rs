@@ -144,3 +144,4 @@ fn cover_art_is_found() {
     assert!(bytes.starts_with(b"\x89PNG"));
     assert!(!jukebox::library::read_file(&audio, 0, 0).unwrap().has_art);
 }
+
