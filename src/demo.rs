@@ -42,44 +42,62 @@ const MANIFEST_NAME: &str = ".jukebox-demo-manifest";
 /// encoders change so that old demo files get regenerated.
 const MANIFEST_HEADER: &str = "jukebox-demo-manifest v1";
 
-/// Errors from [`generate`]. Each variant names the file that failed; the
-/// underlying cause is available through [`std::error::Error::source`].
+/// Errors from [`generate`]. Each variant names the file that failed and
+/// carries the cause; the message includes the cause's full chain (the
+/// binary prints errors with plain `{}`), so [`std::error::Error::source`]
+/// is deliberately empty to avoid printing the cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// Creating the directory, or writing, syncing or renaming a file failed.
-    #[error("cannot write demo file {}", path.display())]
+    #[error("cannot write demo file {}: {}", path.display(), chain(cause))]
     Io {
         /// The file (or directory) that could not be written.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The audio encoder rejected the synthesized samples.
-    #[error("cannot encode demo track {} as {format}", path.display())]
+    #[error("cannot encode demo track {} as {format}: {}", path.display(), chain(&**cause))]
     Encode {
         /// The track being encoded.
         path: PathBuf,
         /// "WAV", "FLAC" or "Ogg Vorbis".
         format: &'static str,
         /// The encoder's error.
-        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+        cause: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// Writing the metadata tags into the encoded track failed.
-    #[error("cannot tag demo track {}", path.display())]
+    #[error("cannot tag demo track {}: {}", path.display(), chain(cause))]
     Tag {
         /// The track being tagged.
         path: PathBuf,
         /// lofty's error.
-        source: lofty::error::FileEncodingError,
+        cause: lofty::error::FileEncodingError,
     },
+}
+
+/// Formats an error and its sources as "outer: inner: innermost".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(inner) = next {
+        let inner_text = inner.to_string();
+        // Some libraries repeat their source's message in their own.
+        if !text.ends_with(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        next = inner.source();
+    }
+    text
 }
 
 /// Writes the demo tracks into `dir` (created if missing) and returns their paths.
 /// Files that already exist with the right size are kept, so a second start is instant.
 pub fn generate(dir: &Path) -> Result<Vec<PathBuf>, DemoError> {
-    fs::create_dir_all(dir).map_err(|source| DemoError::Io {
+    fs::create_dir_all(dir).map_err(|cause| DemoError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let manifest_path = dir.join(MANIFEST_NAME);
     let old_manifest = read_manifest(&manifest_path);
@@ -147,9 +165,9 @@ fn read_manifest(path: &Path) -> HashMap<String, u64> {
 /// Writes `bytes` to a hidden temporary file next to `path`, syncs it and
 /// renames it over `path`, so `path` is either absent, old, or complete.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
-    let io_err = |source| DemoError::Io {
+    let io_err = |cause| DemoError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let file_name = path
         .file_name()
@@ -499,10 +517,10 @@ impl Track {
     /// `path` is only used to name the track in errors.
     fn render_file(&self, path: &Path) -> Result<Vec<u8>, DemoError> {
         let [left, right] = self.tune.render();
-        let encode_err = |source: Box<dyn std::error::Error + Send + Sync>| DemoError::Encode {
+        let encode_err = |cause: Box<dyn std::error::Error + Send + Sync>| DemoError::Encode {
             path: path.to_path_buf(),
             format: self.format.label(),
-            source,
+            cause,
         };
         let (bytes, tag_type) = match self.format {
             Format::Wav => (
@@ -536,9 +554,9 @@ impl Track {
         // No padding: nobody edits these tags in place, and lofty warns when it
         // has to add a FLAC PADDING block.
         tag.save_to(&mut file, WriteOptions::new().preferred_padding(0))
-            .map_err(|source| DemoError::Tag {
+            .map_err(|cause| DemoError::Tag {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         Ok(file.into_inner())
     }
@@ -966,16 +984,25 @@ mod tests {
     }
 
     #[test]
-    fn error_works_with_anyhow_and_threads() {
+    fn error_names_file_and_cause() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<DemoError>();
         let err = DemoError::Io {
             path: PathBuf::from("/demo/01-x.wav"),
-            source: std::io::Error::other("disk full"),
+            cause: std::io::Error::other("disk full"),
         };
-        assert_eq!(err.to_string(), "cannot write demo file /demo/01-x.wav");
-        let source = std::error::Error::source(&err).expect("cause is kept");
-        assert_eq!(source.to_string(), "disk full");
+        assert_eq!(
+            err.to_string(),
+            "cannot write demo file /demo/01-x.wav: disk full"
+        );
+
+        // A read-only directory makes writing fail with a useful message.
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        fs::write(&blocker, b"x").unwrap();
+        let err = generate(&blocker.join("demo")).unwrap_err();
+        assert!(matches!(err, DemoError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
     }
 
     #[test]

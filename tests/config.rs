@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use clap::Parser;
@@ -29,8 +28,8 @@ const CASES: &[(&str, &str, &str, &str)] = &[
 
 fn check(key: &str, c: &Config) -> bool {
     match key {
-        "music" => c.music == PathBuf::from("/srv/music"),
-        "db" => c.db == PathBuf::from("/var/lib/j.db"),
+        "music" => c.music == std::path::Path::new("/srv/music"),
+        "db" => c.db == std::path::Path::new("/var/lib/j.db"),
         "listen" => c.listen.to_string() == "127.0.0.1:9000",
         "output" => c.output == OutputSpec::Wav("/tmp/o.wav".into()),
         "name" => c.name == "garden",
@@ -127,7 +126,8 @@ fn bad_values_name_the_key_the_reason_and_the_range_and_exit_2() {
     let bad = bad_file.display().to_string();
     let unknown = unknown_file.display().to_string();
     let broken = broken_file.display().to_string();
-    let table: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let table: Vec<Case> = vec![
         (vec!["--request-limit", "0"], vec![], vec!["request_limit", "allowed 1..=50"]),
         (vec!["--request-limit", "many"], vec![], vec!["request-limit", "many"]),
         (vec![], vec![("JUKEBOX_SKIP_PERCENT", "0")], vec!["skip_percent", "allowed 1..=100"]),

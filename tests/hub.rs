@@ -8,14 +8,6 @@ use common::TestHub;
 use jukebox::hub::{Change, Command, Event, HubError, Reply};
 use jukebox::party::{Refusal, Settings};
 
-fn find_track(snap_titles: &[(i64, String)], title: &str) -> i64 {
-    snap_titles
-        .iter()
-        .find(|(_, t)| t == title)
-        .unwrap_or_else(|| panic!("{title} not in library"))
-        .0
-}
-
 async fn library(h: &TestHub) -> Vec<(i64, String)> {
     h.store
         .call(|db| db.search("", 100, 0))

@@ -1688,6 +1688,16 @@ impl State {
         self.auto_next = None;
         self.auto_pending = false;
         self.auto_generation += 1;
+        tracing::info!(
+            "playing: {} - {}{}",
+            if track.artist.is_empty() { "?" } else { &track.artist },
+            track.title,
+            match requester {
+                Some(g) => format!(" (requested by {})", self.display_name(g)),
+                None if resumed => " (resumed)".to_string(),
+                None => " (auto-DJ)".to_string(),
+            }
+        );
         let ev = Event::TrackStarted {
             play_id,
             track_id: track.id,

@@ -1,0 +1,82 @@
+//! Helpers shared by the benchmarks: generated libraries and percentile maths.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lofty::config::WriteOptions;
+use lofty::prelude::*;
+use lofty::tag::{Tag, TagType};
+
+/// Writes `n` tagged WAV files of `ms` milliseconds (a quiet tone) under `dir/<artist>/`.
+pub fn wav_library(dir: &Path, n: usize, ms: u32) -> Vec<PathBuf> {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let frames = 44_100 * ms / 1000;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let artist = format!("Artist {:04}", i / 10);
+        let d = dir.join(&artist);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(format!("{i:05}.wav"));
+        let mut w = hound::WavWriter::create(&p, spec).unwrap();
+        for f in 0..frames {
+            let v = ((f as f32 * 0.05).sin() * 3000.0) as i16;
+            w.write_sample(v).unwrap();
+            w.write_sample(v).unwrap();
+        }
+        w.finalize().unwrap();
+        let mut tag = Tag::new(TagType::RiffInfo);
+        tag.set_title(format!("{} song {i}", WORDS[i % WORDS.len()]));
+        tag.set_artist(artist);
+        tag.set_album(format!("Album {}", i / 100));
+        tag.save_to_path(&p, WriteOptions::default()).unwrap();
+        out.push(p);
+    }
+    out
+}
+
+pub const WORDS: &[&str] = &[
+    "love", "night", "dance", "heart", "queen", "fire", "summer", "dream", "rain", "blue",
+    "café", "beyoncé", "señorita", "über", "road", "light", "gold", "river", "moon", "star",
+    "city", "baby", "wild", "sweet", "home", "time", "world", "girl", "boy", "soul",
+];
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+pub fn rss_kb(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A bench's working folder: `JUKEBOX_BENCH_DIR` or a temp dir.
+pub fn workdir(name: &str) -> (PathBuf, Option<tempfile::TempDir>) {
+    match std::env::var_os("JUKEBOX_BENCH_DIR") {
+        Some(d) => {
+            let p = PathBuf::from(d).join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            (p, None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("jukebox-bench-").tempdir().unwrap();
+            (t.path().to_owned(), Some(t))
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Start-up to playing with 10,000 tracks already scanned, and idle memory while playing.
+//! Runs the release binary with the null output.
+//!   cargo bench --bench startup
+
+#[path = "common.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let n = 10_000;
+    let (dir, _keep) = common::workdir("startup");
+    let music = dir.join("music");
+    // One real 60 s track, hard-linked 10,000 times under different names: a real library
+    // of real files, at no disk cost.
+    if !music.join("links").exists() {
+        common::wav_library(&music.join("src"), 1, 60_000);
+        let src = std::fs::read_dir(music.join("src/Artist 0000")).unwrap().next().unwrap().unwrap().path();
+        let links = music.join("links");
+        for i in 0..n {
+            let d = links.join(format!("a{:03}", i / 100));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::hard_link(&src, d.join(format!("{i:05}.wav"))).unwrap();
+        }
+    }
+    let db = dir.join("startup.db");
+    let bin = env!("CARGO_BIN_EXE_jukebox");
+    let run = |secs: u64| -> (Duration, (u64, u64)) {
+        let t = Instant::now();
+        let mut child = Command::new(bin)
+            .arg("--music")
+            .arg(music.join("links"))
+            .arg("--db")
+            .arg(&db)
+            .args(["--output", "null", "--no-mdns", "--host-pin", "1234"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let err = child.stderr.take().unwrap();
+        let mut first_play = None;
+        for line in BufReader::new(err).lines() {
+            let line = line.unwrap();
+            if line.contains("playing:") {
+                first_play = Some(t.elapsed());
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "no play within a minute");
+        }
+        std::thread::sleep(Duration::from_secs(secs));
+        let rss = common::rss_kb(pid);
+        let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        let _ = child.wait();
+        (first_play.expect("it played"), rss)
+    };
+    // First start scans the library; not measured.
+    let (first, _) = run(8);
+    println!("first start (empty database, scan of {n} files running): {first:?} to playing");
+    let mut times = Vec::new();
+    let mut rss = (0, 0);
+    for _ in 0..5 {
+        let (t, r) = run(6);
+        times.push(t);
+        rss = r;
+    }
+    times.sort();
+    println!(
+        "start-up to playing with {n} tracks scanned: median {:?} (min {:?}, max {:?})",
+        times[2], times[0], times[4]
+    );
+    println!("idle RSS while playing: {} kB (peak {} kB)", rss.0, rss.1);
+}
