@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/test-deps.sh
+./scripts/deps.sh test
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -161,3 +161,46 @@ fn three_formats_play_in_order_through_the_wav_output() {
     child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("audio output: wav file"), "{err}");
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_leaves_a_valid_wav() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    common::tone(&music, "long.flac", 500, 20.0, &[("title", "Long")]);
+    let db = dir.path().join("j.db");
+    let wav = dir.path().join("out.wav");
+    let child = std::process::Command::new(common::bin())
+        .arg("--music")
+        .arg(&music)
+        .arg("--db")
+        .arg(&db)
+        .arg(format!("--output=wav:{}", wav.display()))
+        .args(["--no-mdns"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killer(child);
+    // Wait (bounded) until the play is recorded, then let it run a little.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Db::open_readonly(&db)
+        .ok()
+        .and_then(|d| d.open_play().ok().flatten())
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "nothing played");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let reader = hound::WavReader::open(&wav).expect("a finalised WAV");
+    let secs = reader.duration() as f32 / 44_100.0;
+    assert!(secs > 1.0 && secs < 10.0, "{secs}");
+    // The position was saved at shutdown, close to what was written.
+    let pos = Db::open_readonly(&db).unwrap().open_play().unwrap().unwrap().position_ms as f32 / 1000.0;
+    assert!((pos - secs).abs() < 0.5, "position {pos} vs wav {secs}");
+}

@@ -228,7 +228,7 @@ impl Publisher {
 }
 
 /// How many changes a subscriber may fall behind before it must re-snapshot.
-pub const CHANGE_BUFFER: usize = 8192;
+pub const CHANGE_BUFFER: usize = 1024;
 /// Commands waiting for the hub; senders wait when it is full (back-pressure, not loss).
 const INBOX: usize = 4096;
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the jukebox needs, and nothing that is already there. Safe to run again.
+#   scripts/deps.sh build   # to build and run: ALSA headers, pkg-config
+#   scripts/deps.sh test    # also what the tests use: ffmpeg (test audio), sox
+set -euo pipefail
+what=${1:-build}
+
+pkgs=(libasound2-dev pkg-config)
+[ "$what" = test ] && pkgs+=(ffmpeg sox)
+
+need=()
+for pkg in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install a Rust toolchain (rustup or your distribution) first" >&2
+  exit 1
+fi
+if [ "$what" = test ]; then
+  for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || echo "warning: cannot add $c" >&2
+  done
+fi
