@@ -68,12 +68,18 @@ async fn main() {
         };
         guests.push(Actor { guest: g.guest_id, host: false });
     }
-    let Ok(Reply::Requested { entry_id, .. }) = hub
-        .call(Command::Request { actor: guests[0], track_id: track.id })
+    // The host requests (the demo tracks share one artist, which guests would be refused).
+    let Ok(Reply::Guest(host)) = hub
+        .call(Command::CreateGuest { name: None, host: true })
         .await
         .result
     else {
         panic!()
+    };
+    let host = Actor { guest: host.guest_id, host: true };
+    let answer = hub.call(Command::Request { actor: host, track_id: track.id }).await;
+    let Ok(Reply::Requested { entry_id, .. }) = answer.result else {
+        panic!("{:?}", answer.result)
     };
 
     let start = Instant::now();

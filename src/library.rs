@@ -4,7 +4,7 @@
 //! not read again, and a file that disappeared is marked absent (it leaves search, not history).
 //! It never touches the queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ use lofty::config::ParseOptions;
 use lofty::prelude::*;
 use lofty::probe::Probe;
 
-use crate::store::{ScannedTrack, Store, StoreError};
+use crate::store::{path_key, FileStamp, ScannedTrack, Store, StoreError};
 
 /// File endings the decoder can play. Opus is left out: the decoder has no Opus support, and a
 /// track that is listed but cannot play would only disappoint a guest.
@@ -73,8 +73,7 @@ pub fn scan(
         path: root.to_owned(),
         source,
     })?;
-    let mut known: HashMap<PathBuf, (u64, i64, bool)> =
-        store.call_blocking(|db| db.known_files())?;
+    let mut known: HashMap<u64, FileStamp> = store.call_blocking(|db| db.known_files())?;
     let mut report = ScanReport::default();
     let mut batch: Vec<ScannedTrack> = Vec::with_capacity(BATCH);
     let mut revive: Vec<PathBuf> = Vec::new();
@@ -102,10 +101,10 @@ pub fn scan(
             continue;
         };
         let (size, mtime) = (meta.len(), mtime_ns(&meta));
-        match known.remove(&path) {
-            Some((s, m, present)) if s == size && m == mtime => {
+        match known.remove(&path_key(&path)) {
+            Some(k) if k.size == size && k.mtime_ns == mtime => {
                 report.unchanged += 1;
-                if !present {
+                if !k.present {
                     revive.push(path);
                 }
                 continue;
@@ -143,21 +142,12 @@ pub fn scan(
     flush(store, &mut batch, &mut revive)?;
 
     // Whatever is left in `known` was not found this time: it leaves search, not history.
-    let gone: Vec<PathBuf> = known
+    let gone: HashSet<u64> = known
         .into_iter()
-        .filter(|(_, (_, _, present))| *present)
-        .map(|(p, _)| p)
+        .filter(|(_, k)| k.present)
+        .map(|(key, _)| key)
         .collect();
-    report.removed = gone.len() as u64;
-    for chunk in gone.chunks(BATCH) {
-        let chunk = chunk.to_vec();
-        store.call_blocking(move |db| {
-            for p in &chunk {
-                db.set_present(p, false)?;
-            }
-            Ok(())
-        })?;
-    }
+    report.removed = store.call_blocking(move |db| db.mark_absent(&gone))?;
     report.elapsed = started.elapsed();
     progress(ScanProgress {
         files: report.files,

@@ -94,7 +94,10 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     // ... but stays in the database for history.
     let gone = sub.join("1.flac");
     let known = store.call_blocking(|db| db.known_files()).unwrap();
-    assert_eq!(known.get(&gone).map(|k| k.2), Some(false));
+    assert_eq!(
+        known.get(&jukebox::store::path_key(&gone)).map(|k| k.present),
+        Some(false)
+    );
 
     // The file comes back: it is listed again without being re-read.
     common::tone(&sub, "1.flac", 400, 2.0, &[("title", "Song flac")]);
