@@ -55,12 +55,25 @@ fn main() {
         })
         .collect();
     let mut times: Vec<Duration> = Vec::with_capacity(queries.len());
+    let mut by_kind: [Vec<Duration>; 4] = Default::default();
     let mut hits = 0;
-    for q in queries {
+    for (i, q) in queries.into_iter().enumerate() {
         let t = Instant::now();
         let r = store.call_blocking(move |db| db.search(&q, 20, 0)).unwrap();
         times.push(t.elapsed());
+        by_kind[i % 4].push(t.elapsed());
         hits += r.len();
+    }
+    for (kind, mut t) in ["2-letter prefix", "one word", "word + 3-letter prefix", "word band number"]
+        .into_iter()
+        .zip(by_kind)
+    {
+        t.sort();
+        println!(
+            "  {kind:<24} p50 {:?}, p99 {:?}",
+            common::percentile(&t, 0.5),
+            common::percentile(&t, 0.99)
+        );
     }
     times.sort();
     println!(
