@@ -40,6 +40,7 @@ pub fn wav_library(dir: &Path, n: usize, ms: u32) -> Vec<PathBuf> {
     out
 }
 
+#[rustfmt::skip]
 pub const WORDS: &[&str] = &[
     "love", "night", "dance", "heart", "queen", "fire", "summer", "dream", "rain", "blue",
     "café", "beyoncé", "señorita", "über", "road", "light", "gold", "river", "moon", "star",
@@ -75,7 +76,10 @@ pub fn workdir(name: &str) -> (PathBuf, Option<tempfile::TempDir>) {
             (p, None)
         }
         None => {
-            let t = tempfile::Builder::new().prefix("jukebox-bench-").tempdir().unwrap();
+            let t = tempfile::Builder::new()
+                .prefix("jukebox-bench-")
+                .tempdir()
+                .unwrap();
             (t.path().to_owned(), Some(t))
         }
     }

@@ -10,7 +10,10 @@ use jukebox::library::scan;
 use jukebox::store::Store;
 
 fn main() {
-    let n: usize = std::env::var("JUKEBOX_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("JUKEBOX_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let (dir, _keep) = common::workdir("scan");
     let music = dir.join("music");
     if !music.join("Artist 0000").exists() {

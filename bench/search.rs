@@ -64,9 +64,14 @@ fn main() {
         by_kind[i % 4].push(t.elapsed());
         hits += r.len();
     }
-    for (kind, mut t) in ["2-letter prefix", "one word", "word + 3-letter prefix", "word band number"]
-        .into_iter()
-        .zip(by_kind)
+    for (kind, mut t) in [
+        "2-letter prefix",
+        "one word",
+        "word + 3-letter prefix",
+        "word band number",
+    ]
+    .into_iter()
+    .zip(by_kind)
     {
         t.sort();
         println!(

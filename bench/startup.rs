@@ -17,7 +17,12 @@ fn main() {
     // of real files, at no disk cost.
     if !music.join("links").exists() {
         common::wav_library(&music.join("src"), 1, 60_000);
-        let src = std::fs::read_dir(music.join("src/Artist 0000")).unwrap().next().unwrap().unwrap().path();
+        let src = std::fs::read_dir(music.join("src/Artist 0000"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let links = music.join("links");
         for i in 0..n {
             let d = links.join(format!("a{:03}", i / 100));
@@ -48,7 +53,10 @@ fn main() {
                 first_play = Some(t.elapsed());
                 break;
             }
-            assert!(t.elapsed() < Duration::from_secs(60), "no play within a minute");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "no play within a minute"
+            );
         }
         // Let the background rescan finish, then measure a quiet stretch of playing.
         std::thread::sleep(Duration::from_secs(2));
@@ -56,7 +64,9 @@ fn main() {
         std::thread::sleep(Duration::from_secs(secs));
         let cpu = common::cpu_time(pid) - cpu0;
         let rss = common::rss_kb(pid);
-        let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
         let _ = child.wait();
         (first_play.expect("it played"), rss, cpu)
     };

@@ -42,7 +42,14 @@ async fn main() {
     // Wait for the library and a playing track.
     let deadline = Instant::now() + Duration::from_secs(30);
     let playing = loop {
-        if let Ok(Reply::Snapshot(s)) = hub.call(Command::Snapshot { guest: None, admin: false }).await.result {
+        if let Ok(Reply::Snapshot(s)) = hub
+            .call(Command::Snapshot {
+                guest: None,
+                admin: false,
+            })
+            .await
+            .result
+        {
             if let Some(n) = s.now_playing {
                 break n;
             }
@@ -60,24 +67,41 @@ async fn main() {
     let mut guests = Vec::new();
     for i in 0..votes {
         let Ok(Reply::Guest(g)) = hub
-            .call(Command::CreateGuest { name: Some(format!("g{i}")), host: false })
+            .call(Command::CreateGuest {
+                name: Some(format!("g{i}")),
+                host: false,
+            })
             .await
             .result
         else {
             panic!()
         };
-        guests.push(Actor { guest: g.guest_id, host: false });
+        guests.push(Actor {
+            guest: g.guest_id,
+            host: false,
+        });
     }
     // The host requests (the demo tracks share one artist, which guests would be refused).
     let Ok(Reply::Guest(host)) = hub
-        .call(Command::CreateGuest { name: None, host: true })
+        .call(Command::CreateGuest {
+            name: None,
+            host: true,
+        })
         .await
         .result
     else {
         panic!()
     };
-    let host = Actor { guest: host.guest_id, host: true };
-    let answer = hub.call(Command::Request { actor: host, track_id: track.id }).await;
+    let host = Actor {
+        guest: host.guest_id,
+        host: true,
+    };
+    let answer = hub
+        .call(Command::Request {
+            actor: host,
+            track_id: track.id,
+        })
+        .await;
     let Ok(Reply::Requested { entry_id, .. }) = answer.result else {
         panic!("{:?}", answer.result)
     };
@@ -89,14 +113,27 @@ async fn main() {
         let (hub, lat) = (hub.clone(), lat.clone());
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let a = hub.call(Command::Vote { actor: g, entry_id, on: true }).await;
+            let a = hub
+                .call(Command::Vote {
+                    actor: g,
+                    entry_id,
+                    on: true,
+                })
+                .await;
             assert!(a.result.is_ok());
             lat.lock().unwrap().push(t.elapsed());
         }));
     }
     // One more from the requester's side to make it an even 1,000.
     let t = Instant::now();
-    hub.call(Command::Vote { actor: guests[1], entry_id, on: false }).await.result.unwrap();
+    hub.call(Command::Vote {
+        actor: guests[1],
+        entry_id,
+        on: false,
+    })
+    .await
+    .result
+    .unwrap();
     lat.lock().unwrap().push(t.elapsed());
     for t in tasks {
         t.await.unwrap();
@@ -115,7 +152,14 @@ async fn main() {
     // Sequential: one vote at a time (the worst case for group commit).
     let t = Instant::now();
     for g in guests.iter().take(200) {
-        hub.call(Command::Vote { actor: *g, entry_id, on: false }).await.result.unwrap();
+        hub.call(Command::Vote {
+            actor: *g,
+            entry_id,
+            on: false,
+        })
+        .await
+        .result
+        .unwrap();
     }
     let took = t.elapsed();
     println!(

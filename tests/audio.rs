@@ -48,7 +48,13 @@ fn three_formats_play_in_order_through_the_wav_output() {
     std::fs::create_dir_all(&music).unwrap();
     let freqs = [("a.mp3", 440u32), ("b.flac", 660), ("c.ogg", 880)];
     for (i, (name, f)) in freqs.iter().enumerate() {
-        common::tone(&music, name, *f, 3.0, &[("title", &format!("T{i}")), ("artist", &format!("A{i}"))]);
+        common::tone(
+            &music,
+            name,
+            *f,
+            3.0,
+            &[("title", &format!("T{i}")), ("artist", &format!("A{i}"))],
+        );
     }
     let db = dir.path().join("j.db");
     let wav = dir.path().join("out.wav");
@@ -76,11 +82,21 @@ fn three_formats_play_in_order_through_the_wav_output() {
         if done >= 3 {
             break;
         }
-        assert!(Instant::now() < deadline, "three plays did not finish in time");
-        assert!(child.0.try_wait().unwrap().is_none(), "jukebox exited early");
+        assert!(
+            Instant::now() < deadline,
+            "three plays did not finish in time"
+        );
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "jukebox exited early"
+        );
     }
     let pid = child.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.0.wait().unwrap();
     assert!(status.success(), "clean exit on SIGINT: {status:?}");
 
@@ -89,7 +105,14 @@ fn three_formats_play_in_order_through_the_wav_output() {
     let order: Vec<u32> = plays
         .iter()
         .map(|p| {
-            let name = p.track.path.file_name().unwrap().to_str().unwrap().to_string();
+            let name = p
+                .track
+                .path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             freqs.iter().find(|(n, _)| *n == name).unwrap().1
         })
         .collect();
@@ -100,7 +123,10 @@ fn three_formats_play_in_order_through_the_wav_output() {
 
     let mut reader = hound::WavReader::open(&wav).expect("the WAV was finalised");
     let spec = reader.spec();
-    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 44_100, 16));
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 44_100, 16)
+    );
     let samples: Vec<f32> = reader
         .samples::<i16>()
         .step_by(2) // left channel
@@ -134,7 +160,11 @@ fn three_formats_play_in_order_through_the_wav_output() {
         for part in [0.2f32, 0.5, 0.8] {
             let at = ((i as f32 * 3.0 + part * 3.0) * rate) as usize;
             let win = &samples[at..at + 4410];
-            assert_eq!(dominant(win, rate, &cands), *f as f32, "segment {i} at {part}");
+            assert_eq!(
+                dominant(win, rate, &cands),
+                *f as f32,
+                "segment {i} at {part}"
+            );
         }
     }
 
@@ -152,13 +182,22 @@ fn three_formats_play_in_order_through_the_wav_output() {
             silent_run = 0;
         }
     }
-    eprintln!("wav {secs:.3} s, expected {expected:.3} s, worst silent run {} ms, order {order:?}", worst * 10);
+    eprintln!(
+        "wav {secs:.3} s, expected {expected:.3} s, worst silent run {} ms, order {order:?}",
+        worst * 10
+    );
     assert!(worst <= 3, "a silent gap of {} ms", worst * 10);
 
     // The log said which output it chose.
     let mut err = String::new();
     use std::io::Read;
-    child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("audio output: wav file"), "{err}");
 }
 
@@ -194,13 +233,23 @@ fn sigterm_stops_cleanly_and_leaves_a_valid_wav() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let pid = child.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let reader = hound::WavReader::open(&wav).expect("a finalised WAV");
     let secs = reader.duration() as f32 / 44_100.0;
     assert!(secs > 1.0 && secs < 10.0, "{secs}");
     // The position was saved at shutdown, close to what was written.
-    let pos = Db::open_readonly(&db).unwrap().open_play().unwrap().unwrap().position_ms as f32 / 1000.0;
+    let pos = Db::open_readonly(&db)
+        .unwrap()
+        .open_play()
+        .unwrap()
+        .unwrap()
+        .position_ms as f32
+        / 1000.0;
     assert!((pos - secs).abs() < 0.5, "position {pos} vs wav {secs}");
 }

@@ -12,8 +12,18 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     // key, flag value, env value, toml value
     ("music", "/srv/music", "/srv/music", "\"/srv/music\""),
     ("db", "/var/lib/j.db", "/var/lib/j.db", "\"/var/lib/j.db\""),
-    ("listen", "127.0.0.1:9000", "127.0.0.1:9000", "\"127.0.0.1:9000\""),
-    ("output", "wav:/tmp/o.wav", "wav:/tmp/o.wav", "\"wav:/tmp/o.wav\""),
+    (
+        "listen",
+        "127.0.0.1:9000",
+        "127.0.0.1:9000",
+        "\"127.0.0.1:9000\"",
+    ),
+    (
+        "output",
+        "wav:/tmp/o.wav",
+        "wav:/tmp/o.wav",
+        "\"wav:/tmp/o.wav\"",
+    ),
     ("name", "garden", "garden", "\"garden\""),
     ("host-pin", "4821", "4821", "\"4821\""),
     ("request-limit", "7", "7", "7"),
@@ -47,8 +57,9 @@ fn check(key: &str, c: &Config) -> bool {
 }
 
 fn load(args: &[String]) -> Config {
-    let cli = Cli::try_parse_from(std::iter::once("jukebox".to_string()).chain(args.iter().cloned()))
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let cli =
+        Cli::try_parse_from(std::iter::once("jukebox".to_string()).chain(args.iter().cloned()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     Config::load(&cli.run).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
@@ -91,7 +102,12 @@ fn every_key_as_flag_env_and_file() {
     std::env::set_var("JUKEBOX_REQUEST_LIMIT", "5");
     let c = load(&["--config".into(), file.display().to_string()]);
     assert_eq!(c.settings.request_limit, 5, "env beats file");
-    let c = load(&["--config".into(), file.display().to_string(), "--request-limit".into(), "6".into()]);
+    let c = load(&[
+        "--config".into(),
+        file.display().to_string(),
+        "--request-limit".into(),
+        "6".into(),
+    ]);
     assert_eq!(c.settings.request_limit, 6, "flag beats env");
     std::env::remove_var("JUKEBOX_REQUEST_LIMIT");
     // The config file itself from the environment.
@@ -128,20 +144,52 @@ fn bad_values_name_the_key_the_reason_and_the_range_and_exit_2() {
     let broken = broken_file.display().to_string();
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
     let table: Vec<Case> = vec![
-        (vec!["--request-limit", "0"], vec![], vec!["request_limit", "allowed 1..=50"]),
-        (vec!["--request-limit", "many"], vec![], vec!["request-limit", "many"]),
-        (vec![], vec![("JUKEBOX_SKIP_PERCENT", "0")], vec!["skip_percent", "allowed 1..=100"]),
-        (vec!["--config", &bad], vec![], vec!["skip_percent", "250", "1..=100"]),
+        (
+            vec!["--request-limit", "0"],
+            vec![],
+            vec!["request_limit", "allowed 1..=50"],
+        ),
+        (
+            vec!["--request-limit", "many"],
+            vec![],
+            vec!["request-limit", "many"],
+        ),
+        (
+            vec![],
+            vec![("JUKEBOX_SKIP_PERCENT", "0")],
+            vec!["skip_percent", "allowed 1..=100"],
+        ),
+        (
+            vec!["--config", &bad],
+            vec![],
+            vec!["skip_percent", "250", "1..=100"],
+        ),
         (vec!["--config", &unknown], vec![], vec!["musik"]),
         (vec!["--config", &broken], vec![], vec!["broken.toml"]),
-        (vec!["--config", "/nonexistent.toml"], vec![], vec!["/nonexistent.toml"]),
-        (vec!["--output", "speakers"], vec![], vec!["output", "default, alsa:NAME, wav:PATH, null"]),
+        (
+            vec!["--config", "/nonexistent.toml"],
+            vec![],
+            vec!["/nonexistent.toml"],
+        ),
+        (
+            vec!["--output", "speakers"],
+            vec![],
+            vec!["output", "default, alsa:NAME, wav:PATH, null"],
+        ),
         (vec!["--listen", "80"], vec![], vec!["listen", "ADDR:PORT"]),
-        (vec!["--host-pin", "12"], vec![], vec!["host_pin", "4 to 12 digits"]),
+        (
+            vec!["--host-pin", "12"],
+            vec![],
+            vec!["host_pin", "4 to 12 digits"],
+        ),
         (vec!["--name=-bad-"], vec![], vec!["name", "host label"]),
         (vec!["--volume", "101"], vec![], vec!["volume", "0..=100"]),
         (vec!["--no-such-flag"], vec![], vec!["--no-such-flag"]),
-        (vec!["export", "--db", "x.db", "--format", "xml"], vec![], vec!["xml", "m3u"]),
+        (
+            vec!["export", "--db", "x.db", "--format", "xml"],
+            vec![],
+            vec!["xml", "m3u"],
+        ),
     ];
     for (args, env, wants) in table {
         let (code, _, err) = run(&args, &env);
@@ -166,7 +214,12 @@ fn help_explains_every_key_with_its_default() {
     for flag in ["--config", "--no-mdns", "--demo", "export", "devices"] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
-    for default in ["[default: 3]", "[default: 60]", "[default: 50]", "[default: 0.0.0.0:8080]"] {
+    for default in [
+        "[default: 3]",
+        "[default: 60]",
+        "[default: 50]",
+        "[default: 0.0.0.0:8080]",
+    ] {
         assert!(out.contains(default), "--help lacks {default}");
     }
     let (code, out, _) = run(&["--version"], &[]);

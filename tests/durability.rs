@@ -27,7 +27,12 @@ fn acknowledged_votes_survive_kill_9() {
     let dir = common::tempdir();
     common::music(dir.path(), 3, 30.0);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["acknowledged_votes_survive_kill_9", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "acknowledged_votes_survive_kill_9",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -38,15 +43,20 @@ fn acknowledged_votes_survive_kill_9() {
     let deadline = Instant::now() + Duration::from_secs(60);
     // Kill it somewhere in the middle of the burst.
     while acked.len() < 300 {
-        assert!(Instant::now() < deadline, "the child did not get far enough");
-        let Some(Ok(line)) = lines.next() else { panic!("child ended early") };
+        assert!(
+            Instant::now() < deadline,
+            "the child did not get far enough"
+        );
+        let Some(Ok(line)) = lines.next() else {
+            panic!("child ended early")
+        };
         if let Some(rest) = line.strip_prefix("ACK ") {
             let mut it = rest.split(' ').map(|x| x.parse::<i64>().unwrap());
             acked.push((it.next().unwrap(), it.next().unwrap()));
         }
     }
     child.kill().unwrap(); // SIGKILL
-    // Lines already written before the kill were acknowledged too.
+                           // Lines already written before the kill were acknowledged too.
     for line in lines.map_while(Result::ok) {
         if let Some(rest) = line.strip_prefix("ACK ") {
             let mut it = rest.split(' ').filter_map(|x| x.parse::<i64>().ok());
@@ -72,7 +82,12 @@ fn acknowledged_votes_survive_kill_9() {
             missing += 1;
         }
     }
-    assert_eq!(missing, 0, "{missing} of {} acknowledged votes lost", acked.len());
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged votes lost",
+        acked.len()
+    );
 }
 
 fn child(dir: &std::path::Path) {
@@ -82,7 +97,8 @@ fn child(dir: &std::path::Path) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut h = TestHub::start(&dir.join("j.db"), &dir.join("music"), Settings::default()).await;
+        let mut h =
+            TestHub::start(&dir.join("j.db"), &dir.join("music"), Settings::default()).await;
         let np = h.playing().await.now_playing.unwrap();
         let tracks: Vec<i64> = h
             .store
@@ -96,15 +112,30 @@ fn child(dir: &std::path::Path) {
         let owner = h.guest("Owner").await;
         let mut entries = Vec::new();
         for t in tracks.iter().take(2) {
-            match h.ok(Command::Request { actor: owner, track_id: *t }).await {
+            match h
+                .ok(Command::Request {
+                    actor: owner,
+                    track_id: *t,
+                })
+                .await
+            {
                 Reply::Requested { entry_id, .. } => entries.push(entry_id),
                 other => panic!("{other:?}"),
             }
         }
         let mut guests = Vec::new();
         for i in 0..GUESTS {
-            match h.ok(Command::CreateGuest { name: Some(format!("g{i}")), host: false }).await {
-                Reply::Guest(g) => guests.push(Actor { guest: g.guest_id, host: false }),
+            match h
+                .ok(Command::CreateGuest {
+                    name: Some(format!("g{i}")),
+                    host: false,
+                })
+                .await
+            {
+                Reply::Guest(g) => guests.push(Actor {
+                    guest: g.guest_id,
+                    host: false,
+                }),
                 other => panic!("{other:?}"),
             }
         }
@@ -117,7 +148,13 @@ fn child(dir: &std::path::Path) {
                 let (hub, out, sem) = (h.hub.clone(), out.clone(), sem.clone());
                 tasks.push(tokio::spawn(async move {
                     let _permit = sem.acquire().await.unwrap();
-                    let a = hub.call(Command::Vote { actor: g, entry_id: e, on: true }).await;
+                    let a = hub
+                        .call(Command::Vote {
+                            actor: g,
+                            entry_id: e,
+                            on: true,
+                        })
+                        .await;
                     if a.result.is_ok() {
                         let mut o = out.lock().unwrap();
                         writeln!(o, "ACK {e} {}", g.guest).unwrap();

@@ -24,15 +24,41 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
         .into_iter()
         .find(|t| t.id != first.track.id)
         .unwrap();
-    h.ok(Command::Request { actor: mia, track_id: track.id }).await;
-    h.ok(Command::Like { actor: sam, play_id: first.play_id, on: true }).await;
+    h.ok(Command::Request {
+        actor: mia,
+        track_id: track.id,
+    })
+    .await;
+    h.ok(Command::Like {
+        actor: sam,
+        play_id: first.play_id,
+        on: true,
+    })
+    .await;
     h.ok(Command::Skip { actor: host }).await;
     let p = h
-        .wait_for("Mia's song", |c| matches!(c, Change::NowPlaying(Some(n)) if n.track.id == track.id))
+        .wait_for(
+            "Mia's song",
+            |c| matches!(c, Change::NowPlaying(Some(n)) if n.track.id == track.id),
+        )
         .await;
-    let Change::NowPlaying(Some(now)) = &p.change else { unreachable!() };
-    h.ok(Command::Like { actor: sam, play_id: now.play_id, on: true }).await;
-    match h.ok(Command::Like { actor: mia, play_id: now.play_id, on: true }).await {
+    let Change::NowPlaying(Some(now)) = &p.change else {
+        unreachable!()
+    };
+    h.ok(Command::Like {
+        actor: sam,
+        play_id: now.play_id,
+        on: true,
+    })
+    .await;
+    match h
+        .ok(Command::Like {
+            actor: mia,
+            play_id: now.play_id,
+            on: true,
+        })
+        .await
+    {
         Reply::Done => {}
         other => panic!("{other:?}"),
     }
@@ -43,7 +69,11 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
         .arg(&db)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = String::from_utf8(out.stdout).unwrap();
     let mut r = csv::Reader::from_reader(csv.as_bytes());
     let headers = r.headers().unwrap().clone();
@@ -68,9 +98,18 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
     let m3u = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = m3u.lines().collect();
     assert_eq!(lines[0], "#EXTM3U");
-    assert!(lines.contains(&track.path.display().to_string().as_str()), "{m3u}");
-    assert!(m3u.contains(&format!("#EXTINF:30,{} - {}", track.artist, track.title)), "{m3u}");
-    assert!(m3u.contains("requested by Mia, \"the\" DJ; 2 likes"), "{m3u}");
+    assert!(
+        lines.contains(&track.path.display().to_string().as_str()),
+        "{m3u}"
+    );
+    assert!(
+        m3u.contains(&format!("#EXTINF:30,{} - {}", track.artist, track.title)),
+        "{m3u}"
+    );
+    assert!(
+        m3u.contains("requested by Mia, \"the\" DJ; 2 likes"),
+        "{m3u}"
+    );
 
     // A database that does not exist is a clear error, not a new empty file.
     let missing = dir.path().join("nope.db");

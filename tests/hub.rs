@@ -47,31 +47,85 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
         .collect();
 
     // A request, then the same track from another guest counts as an up-vote.
-    let (e1, up) = requested(h.ok(Command::Request { actor: mia, track_id: free[0] }).await);
+    let (e1, up) = requested(
+        h.ok(Command::Request {
+            actor: mia,
+            track_id: free[0],
+        })
+        .await,
+    );
     assert!(!up);
-    let (e1b, up) = requested(h.ok(Command::Request { actor: sam, track_id: free[0] }).await);
+    let (e1b, up) = requested(
+        h.ok(Command::Request {
+            actor: sam,
+            track_id: free[0],
+        })
+        .await,
+    );
     assert_eq!((e1b, up), (e1, true));
     // Asking again is idempotent.
-    h.ok(Command::Request { actor: sam, track_id: free[0] }).await;
+    h.ok(Command::Request {
+        actor: sam,
+        track_id: free[0],
+    })
+    .await;
     let s = h.snapshot().await;
     assert_eq!(s.queue.len(), 1);
     assert_eq!(s.queue[0].votes, 2, "requester's own vote plus Sam's");
     assert_eq!(s.queue[0].by.as_deref(), Some("Mia"));
 
     // Order: Zoë's request with 1 vote goes after Mia's with 2, until two up-votes.
-    let (e2, _) = requested(h.ok(Command::Request { actor: zoe, track_id: free[1] }).await);
+    let (e2, _) = requested(
+        h.ok(Command::Request {
+            actor: zoe,
+            track_id: free[1],
+        })
+        .await,
+    );
     assert_eq!(h.snapshot().await.order, vec![e1, e2]);
-    h.ok(Command::Vote { actor: mia, entry_id: e2, on: true }).await;
-    h.ok(Command::Vote { actor: sam, entry_id: e2, on: true }).await;
-    assert_eq!(h.snapshot().await.order, vec![e2, e1], "more votes plays sooner");
-    h.ok(Command::Vote { actor: sam, entry_id: e2, on: false }).await;
+    h.ok(Command::Vote {
+        actor: mia,
+        entry_id: e2,
+        on: true,
+    })
+    .await;
+    h.ok(Command::Vote {
+        actor: sam,
+        entry_id: e2,
+        on: true,
+    })
+    .await;
+    assert_eq!(
+        h.snapshot().await.order,
+        vec![e2, e1],
+        "more votes plays sooner"
+    );
+    h.ok(Command::Vote {
+        actor: sam,
+        entry_id: e2,
+        on: false,
+    })
+    .await;
     let s = h.snapshot().await;
     assert_eq!(s.order, vec![e1, e2], "equal votes: the earlier request");
 
     // Request cap (3 pending) with a reason in words.
-    h.ok(Command::Request { actor: zoe, track_id: free[2] }).await;
-    h.ok(Command::Request { actor: zoe, track_id: free[3] }).await;
-    let refused = h.call(Command::Request { actor: zoe, track_id: free[4] }).await;
+    h.ok(Command::Request {
+        actor: zoe,
+        track_id: free[2],
+    })
+    .await;
+    h.ok(Command::Request {
+        actor: zoe,
+        track_id: free[3],
+    })
+    .await;
+    let refused = h
+        .call(Command::Request {
+            actor: zoe,
+            track_id: free[4],
+        })
+        .await;
     assert_eq!(
         refused.result,
         Err(HubError::Refused(Refusal::LimitReached { limit: 3 }))
@@ -81,46 +135,122 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
         "you already have 3 songs waiting"
     );
     // The playing track is refused; an unknown track is not found.
-    let r = h.call(Command::Request { actor: sam, track_id: np.track.id }).await;
+    let r = h
+        .call(Command::Request {
+            actor: sam,
+            track_id: np.track.id,
+        })
+        .await;
     assert_eq!(r.result, Err(HubError::Refused(Refusal::PlayingNow)));
-    let r = h.call(Command::Request { actor: sam, track_id: 999_999 }).await;
+    let r = h
+        .call(Command::Request {
+            actor: sam,
+            track_id: 999_999,
+        })
+        .await;
     assert_eq!(r.result.unwrap_err().code(), "not_found");
 
     // Likes: one per guest per play, idempotent, stale ids refused, the requester told.
-    h.ok(Command::Like { actor: mia, play_id: np.play_id, on: true }).await;
-    h.ok(Command::Like { actor: mia, play_id: np.play_id, on: true }).await;
-    h.ok(Command::Like { actor: sam, play_id: np.play_id, on: true }).await;
+    h.ok(Command::Like {
+        actor: mia,
+        play_id: np.play_id,
+        on: true,
+    })
+    .await;
+    h.ok(Command::Like {
+        actor: mia,
+        play_id: np.play_id,
+        on: true,
+    })
+    .await;
+    h.ok(Command::Like {
+        actor: sam,
+        play_id: np.play_id,
+        on: true,
+    })
+    .await;
     assert_eq!(h.snapshot().await.now_playing.unwrap().likes, 2);
-    h.ok(Command::Like { actor: sam, play_id: np.play_id, on: false }).await;
+    h.ok(Command::Like {
+        actor: sam,
+        play_id: np.play_id,
+        on: false,
+    })
+    .await;
     assert_eq!(h.snapshot().await.now_playing.unwrap().likes, 1);
-    let stale = h.call(Command::Like { actor: mia, play_id: np.play_id + 100, on: true }).await;
+    let stale = h
+        .call(Command::Like {
+            actor: mia,
+            play_id: np.play_id + 100,
+            on: true,
+        })
+        .await;
     assert_eq!(stale.result, Err(HubError::StalePlay));
 
     // Skip: needed = max(2, ceil(50% of 3 connected)) = 2.
     let s = h.snapshot().await;
     assert_eq!(s.now_playing.as_ref().unwrap().skip_needed, 2);
     assert_eq!(s.room.guests_connected, 3);
-    h.ok(Command::VoteSkip { actor: mia, play_id: np.play_id }).await;
-    h.ok(Command::VoteSkip { actor: mia, play_id: np.play_id }).await;
-    assert_eq!(h.snapshot().await.now_playing.unwrap().skip_votes, 1, "one vote per guest");
-    h.ok(Command::VoteSkip { actor: sam, play_id: np.play_id }).await;
+    h.ok(Command::VoteSkip {
+        actor: mia,
+        play_id: np.play_id,
+    })
+    .await;
+    h.ok(Command::VoteSkip {
+        actor: mia,
+        play_id: np.play_id,
+    })
+    .await;
+    assert_eq!(
+        h.snapshot().await.now_playing.unwrap().skip_votes,
+        1,
+        "one vote per guest"
+    );
+    h.ok(Command::VoteSkip {
+        actor: sam,
+        play_id: np.play_id,
+    })
+    .await;
     h.wait_for("skipped", |c| {
-        matches!(c, Change::Event { event: Event::Skipped { reason: "votes", .. }, .. })
+        matches!(
+            c,
+            Change::Event {
+                event: Event::Skipped {
+                    reason: "votes",
+                    ..
+                },
+                ..
+            }
+        )
     })
     .await;
     let started = h
-        .wait_for("next track", |c| matches!(c, Change::NowPlaying(Some(n)) if n.play_id != np.play_id))
+        .wait_for(
+            "next track",
+            |c| matches!(c, Change::NowPlaying(Some(n)) if n.play_id != np.play_id),
+        )
         .await;
-    let Change::NowPlaying(Some(next)) = &started.change else { unreachable!() };
+    let Change::NowPlaying(Some(next)) = &started.change else {
+        unreachable!()
+    };
     assert_eq!(next.entry_id, Some(e1), "the head of the queue plays next");
     assert_eq!(next.requested_by.as_deref(), Some("Mia"));
     // Zoë's entry became the head: she, and only she, is told her song is next.
     let next_ev = h
         .wait_for("your_request_next", |c| {
-            matches!(c, Change::Event { event: Event::YourRequestNext { .. }, .. })
+            matches!(
+                c,
+                Change::Event {
+                    event: Event::YourRequestNext { .. },
+                    ..
+                }
+            )
         })
         .await;
-    let Change::Event { to, event: Event::YourRequestNext { entry_id, .. }, .. } = &next_ev.change
+    let Change::Event {
+        to,
+        event: Event::YourRequestNext { entry_id, .. },
+        ..
+    } = &next_ev.change
     else {
         unreachable!()
     };
@@ -128,12 +258,22 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
     let s = h.snapshot().await;
     assert!(!s.order.contains(&e1));
     // A late skip vote for the old play does not hit the new one.
-    let late = h.call(Command::VoteSkip { actor: zoe, play_id: np.play_id }).await;
+    let late = h
+        .call(Command::VoteSkip {
+            actor: zoe,
+            play_id: np.play_id,
+        })
+        .await;
     assert_eq!(late.result, Err(HubError::StalePlay));
     assert_eq!(h.snapshot().await.now_playing.unwrap().skip_votes, 0);
 
     // Liking Mia's song tells Mia.
-    h.ok(Command::Like { actor: zoe, play_id: next.play_id, on: true }).await;
+    h.ok(Command::Like {
+        actor: zoe,
+        play_id: next.play_id,
+        on: true,
+    })
+    .await;
     h.wait_for("your_request_liked", |c| {
         matches!(c, Change::Event { to: Some(g), event: Event::YourRequestLiked { .. }, .. } if *g == mia.guest)
     })
@@ -149,7 +289,11 @@ async fn moderation_and_host_only_commands() {
     let mut h = TestHub::start(&dir.path().join("j.db"), &music, Settings::default()).await;
     let np = h.playing().await.now_playing.unwrap();
     let lib = library(&h).await;
-    let free: Vec<i64> = lib.iter().map(|(id, _)| *id).filter(|id| *id != np.track.id).collect();
+    let free: Vec<i64> = lib
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != np.track.id)
+        .collect();
     let host = h.host().await;
     let mia = h.guest("Mia").await;
     let troll = h.guest("Troll").await;
@@ -158,75 +302,192 @@ async fn moderation_and_host_only_commands() {
     for cmd in [
         Command::Skip { actor: mia },
         Command::Pause { actor: mia },
-        Command::SetVolume { actor: mia, volume: 10 },
-        Command::Ban { actor: mia, guest: troll.guest, on: true },
-        Command::Announce { actor: mia, text: "hi".into() },
+        Command::SetVolume {
+            actor: mia,
+            volume: 10,
+        },
+        Command::Ban {
+            actor: mia,
+            guest: troll.guest,
+            on: true,
+        },
+        Command::Announce {
+            actor: mia,
+            text: "hi".into(),
+        },
     ] {
         assert_eq!(h.call(cmd).await.result, Err(HubError::Forbidden));
     }
 
-    let (em, _) = requested(h.ok(Command::Request { actor: mia, track_id: free[0] }).await);
-    let (et, _) = requested(h.ok(Command::Request { actor: troll, track_id: free[1] }).await);
-    h.ok(Command::Vote { actor: troll, entry_id: em, on: true }).await;
-    h.ok(Command::VoteSkip { actor: troll, play_id: np.play_id }).await;
-    assert_eq!(h.snapshot().await.queue.iter().find(|e| e.id == em).unwrap().votes, 2);
+    let (em, _) = requested(
+        h.ok(Command::Request {
+            actor: mia,
+            track_id: free[0],
+        })
+        .await,
+    );
+    let (et, _) = requested(
+        h.ok(Command::Request {
+            actor: troll,
+            track_id: free[1],
+        })
+        .await,
+    );
+    h.ok(Command::Vote {
+        actor: troll,
+        entry_id: em,
+        on: true,
+    })
+    .await;
+    h.ok(Command::VoteSkip {
+        actor: troll,
+        play_id: np.play_id,
+    })
+    .await;
+    assert_eq!(
+        h.snapshot()
+            .await
+            .queue
+            .iter()
+            .find(|e| e.id == em)
+            .unwrap()
+            .votes,
+        2
+    );
 
     // Ban: pending requests go, votes stop counting, actions are refused.
-    h.ok(Command::Ban { actor: host, guest: troll.guest, on: true }).await;
+    h.ok(Command::Ban {
+        actor: host,
+        guest: troll.guest,
+        on: true,
+    })
+    .await;
     let s = h.snapshot().await;
     assert_eq!(s.order, vec![em]);
     assert!(!s.queue.iter().any(|e| e.id == et));
     assert_eq!(s.queue[0].votes, 1);
     assert_eq!(s.now_playing.unwrap().skip_votes, 0);
     assert_eq!(s.room.guests_connected, 1, "a banned guest is not counted");
-    let r = h.call(Command::Like { actor: troll, play_id: np.play_id, on: true }).await;
+    let r = h
+        .call(Command::Like {
+            actor: troll,
+            play_id: np.play_id,
+            on: true,
+        })
+        .await;
     assert_eq!(r.result, Err(HubError::Banned));
-    let r = h.call(Command::Request { actor: troll, track_id: free[2] }).await;
+    let r = h
+        .call(Command::Request {
+            actor: troll,
+            track_id: free[2],
+        })
+        .await;
     assert_eq!(r.result.unwrap_err().code(), "forbidden");
 
     // Move and remove.
-    let (e2, _) = requested(h.ok(Command::Request { actor: mia, track_id: free[2] }).await);
-    let (e3, _) = requested(h.ok(Command::Request { actor: mia, track_id: free[3] }).await);
+    let (e2, _) = requested(
+        h.ok(Command::Request {
+            actor: mia,
+            track_id: free[2],
+        })
+        .await,
+    );
+    let (e3, _) = requested(
+        h.ok(Command::Request {
+            actor: mia,
+            track_id: free[3],
+        })
+        .await,
+    );
     assert_eq!(h.snapshot().await.order, vec![em, e2, e3]);
-    h.ok(Command::Move { actor: host, entry_id: e3, to: 0 }).await;
+    h.ok(Command::Move {
+        actor: host,
+        entry_id: e3,
+        to: 0,
+    })
+    .await;
     assert_eq!(h.snapshot().await.order, vec![e3, em, e2]);
     // Votes no longer move a pinned entry ahead of it.
     let sam = h.guest("Sam").await;
-    h.ok(Command::Vote { actor: sam, entry_id: em, on: true }).await;
+    h.ok(Command::Vote {
+        actor: sam,
+        entry_id: em,
+        on: true,
+    })
+    .await;
     assert_eq!(h.snapshot().await.order, vec![e3, em, e2]);
-    h.ok(Command::Remove { actor: host, entry_id: em }).await;
+    h.ok(Command::Remove {
+        actor: host,
+        entry_id: em,
+    })
+    .await;
     assert_eq!(h.snapshot().await.order, vec![e3, e2]);
     assert_eq!(
-        h.call(Command::Remove { actor: host, entry_id: em }).await.result,
+        h.call(Command::Remove {
+            actor: host,
+            entry_id: em
+        })
+        .await
+        .result,
         Err(HubError::NotFound("entry"))
     );
 
     // Pause requests: guests are refused with a reason, the host is not.
     h.ok(Command::Settings {
         actor: host,
-        patch: jukebox::hub::SettingsPatch { requests_paused: Some(true), ..Default::default() },
+        patch: jukebox::hub::SettingsPatch {
+            requests_paused: Some(true),
+            ..Default::default()
+        },
     })
     .await;
-    let r = h.call(Command::Request { actor: sam, track_id: free[4] }).await;
+    let r = h
+        .call(Command::Request {
+            actor: sam,
+            track_id: free[4],
+        })
+        .await;
     assert_eq!(r.result, Err(HubError::Refused(Refusal::RequestsPaused)));
-    h.ok(Command::Request { actor: host, track_id: free[4] }).await;
+    h.ok(Command::Request {
+        actor: host,
+        track_id: free[4],
+    })
+    .await;
 
     // Volume cap.
     h.ok(Command::Settings {
         actor: host,
-        patch: jukebox::hub::SettingsPatch { max_volume: Some(50), ..Default::default() },
+        patch: jukebox::hub::SettingsPatch {
+            max_volume: Some(50),
+            ..Default::default()
+        },
     })
     .await;
     let s = h.snapshot().await;
-    assert_eq!((s.room.settings.max_volume, s.room.settings.volume), (50, 50));
-    let r = h.call(Command::SetVolume { actor: host, volume: 80 }).await;
+    assert_eq!(
+        (s.room.settings.max_volume, s.room.settings.volume),
+        (50, 50)
+    );
+    let r = h
+        .call(Command::SetVolume {
+            actor: host,
+            volume: 80,
+        })
+        .await;
     assert_eq!(r.result.unwrap_err().code(), "bad_request");
-    h.ok(Command::SetVolume { actor: host, volume: 30 }).await;
+    h.ok(Command::SetVolume {
+        actor: host,
+        volume: 30,
+    })
+    .await;
     assert_eq!(h.snapshot().await.now_playing.unwrap().volume, 30);
     let r = h
         .call(Command::Settings {
             actor: host,
-            patch: jukebox::hub::SettingsPatch { skip_percent: Some(0), ..Default::default() },
+            patch: jukebox::hub::SettingsPatch {
+                skip_percent: Some(0),
+                ..Default::default()
+            },
         })
         .await;
     assert!(r.result.unwrap_err().to_string().contains("skip_percent"));
@@ -236,18 +497,35 @@ async fn moderation_and_host_only_commands() {
     let p1 = h.snapshot().await.now_playing.unwrap();
     assert!(p1.paused);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(h.snapshot().await.now_playing.unwrap().position_ms, p1.position_ms);
+    assert_eq!(
+        h.snapshot().await.now_playing.unwrap().position_ms,
+        p1.position_ms
+    );
     h.ok(Command::Play { actor: host }).await;
-    h.ok(Command::Seek { actor: host, position_ms: 20_000 }).await;
+    h.ok(Command::Seek {
+        actor: host,
+        position_ms: 20_000,
+    })
+    .await;
     assert!(h.snapshot().await.now_playing.unwrap().position_ms >= 20_000);
     h.ok(Command::Skip { actor: host }).await;
     h.wait_for("host skip", |c| {
-        matches!(c, Change::Event { event: Event::Skipped { reason: "host", .. }, .. })
+        matches!(
+            c,
+            Change::Event {
+                event: Event::Skipped { reason: "host", .. },
+                ..
+            }
+        )
     })
     .await;
 
     // A host message reaches everyone.
-    h.ok(Command::Announce { actor: host, text: "Pizza is here!".into() }).await;
+    h.ok(Command::Announce {
+        actor: host,
+        text: "Pizza is here!".into(),
+    })
+    .await;
     h.wait_for("host message", |c| {
         matches!(c, Change::Event { to: None, event: Event::HostMessage { text }, .. } if text == "Pizza is here!")
     })
@@ -263,7 +541,13 @@ async fn changes_are_published_before_the_answer_in_one_gapless_order() {
     let np = h.playing().await.now_playing.unwrap();
     let mia = h.guest("Mia").await;
     let mut rx = h.hub.subscribe();
-    let a = h.call(Command::Like { actor: mia, play_id: np.play_id, on: true }).await;
+    let a = h
+        .call(Command::Like {
+            actor: mia,
+            play_id: np.play_id,
+            on: true,
+        })
+        .await;
     assert!(a.result.is_ok());
     // Everything the like caused has a seq at or below the answer's watermark.
     let mut seqs = Vec::new();
@@ -275,12 +559,25 @@ async fn changes_are_published_before_the_answer_in_one_gapless_order() {
             saw_like = true;
         }
     }
-    assert!(saw_like, "the like's update was published before the answer");
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gaps: {seqs:?}");
+    assert!(
+        saw_like,
+        "the like's update was published before the answer"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gaps: {seqs:?}"
+    );
     // A snapshot is consistent with the stream: its watermark is the last seq published.
-    let snap = h.call(Command::Snapshot { guest: Some(mia.guest), admin: false }).await;
+    let snap = h
+        .call(Command::Snapshot {
+            guest: Some(mia.guest),
+            admin: false,
+        })
+        .await;
     assert_eq!(snap.after_seq, h.hub.last_seq());
-    let Ok(Reply::Snapshot(s)) = snap.result else { panic!() };
+    let Ok(Reply::Snapshot(s)) = snap.result else {
+        panic!()
+    };
     assert_eq!(s.me.unwrap().liked, vec![np.play_id]);
     h.stop().await;
 }
@@ -290,29 +587,79 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
     let dir = common::tempdir();
     let db = dir.path().join("j.db");
     let music = common::music(dir.path(), 5, 30.0);
-    let host_settings = Settings { request_limit: 5, ..Settings::default() };
+    let host_settings = Settings {
+        request_limit: 5,
+        ..Settings::default()
+    };
     let mut h = TestHub::start(&db, &music, Settings::default()).await;
     let np = h.playing().await.now_playing.unwrap();
     let lib = library(&h).await;
-    let free: Vec<i64> = lib.iter().map(|(id, _)| *id).filter(|id| *id != np.track.id).collect();
+    let free: Vec<i64> = lib
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != np.track.id)
+        .collect();
     let host = h.host().await;
-    let token = match h.ok(Command::CreateGuest { name: Some("Mia".into()), host: false }).await {
+    let token = match h
+        .ok(Command::CreateGuest {
+            name: Some("Mia".into()),
+            host: false,
+        })
+        .await
+    {
         Reply::Guest(g) => g,
         other => panic!("{other:?}"),
     };
-    let mia = jukebox::hub::Actor { guest: token.guest_id, host: false };
+    let mia = jukebox::hub::Actor {
+        guest: token.guest_id,
+        host: false,
+    };
     let sam = h.guest("Sam").await;
-    let (e1, _) = requested(h.ok(Command::Request { actor: mia, track_id: free[0] }).await);
-    let (e2, _) = requested(h.ok(Command::Request { actor: sam, track_id: free[1] }).await);
-    h.ok(Command::Vote { actor: mia, entry_id: e2, on: true }).await;
-    h.ok(Command::Like { actor: mia, play_id: np.play_id, on: true }).await;
-    h.ok(Command::VoteSkip { actor: sam, play_id: np.play_id }).await;
-    h.ok(Command::Settings {
-        actor: host,
-        patch: jukebox::hub::SettingsPatch { request_limit: Some(host_settings.request_limit), ..Default::default() },
+    let (e1, _) = requested(
+        h.ok(Command::Request {
+            actor: mia,
+            track_id: free[0],
+        })
+        .await,
+    );
+    let (e2, _) = requested(
+        h.ok(Command::Request {
+            actor: sam,
+            track_id: free[1],
+        })
+        .await,
+    );
+    h.ok(Command::Vote {
+        actor: mia,
+        entry_id: e2,
+        on: true,
     })
     .await;
-    h.ok(Command::Ban { actor: host, guest: sam.guest, on: true }).await;
+    h.ok(Command::Like {
+        actor: mia,
+        play_id: np.play_id,
+        on: true,
+    })
+    .await;
+    h.ok(Command::VoteSkip {
+        actor: sam,
+        play_id: np.play_id,
+    })
+    .await;
+    h.ok(Command::Settings {
+        actor: host,
+        patch: jukebox::hub::SettingsPatch {
+            request_limit: Some(host_settings.request_limit),
+            ..Default::default()
+        },
+    })
+    .await;
+    h.ok(Command::Ban {
+        actor: host,
+        guest: sam.guest,
+        on: true,
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let before = h.snapshot().await;
     h.stop().await;
@@ -321,22 +668,45 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
     let after = h.playing().await;
     let now = after.now_playing.clone().unwrap();
     assert_eq!(now.play_id, np.play_id, "the same play resumes");
-    assert!(now.position_ms >= 1000, "close to where it was: {}", now.position_ms);
+    assert!(
+        now.position_ms >= 1000,
+        "close to where it was: {}",
+        now.position_ms
+    );
     assert_eq!(now.likes, 1);
     assert_eq!(after.order, before.order);
     assert_eq!(after.order, vec![e1]);
     assert_eq!(after.queue, before.queue);
-    assert_eq!(after.room.settings.request_limit, 5, "host settings survive");
+    assert_eq!(
+        after.room.settings.request_limit, 5,
+        "host settings survive"
+    );
     // Tokens survive: Mia is still Mia.
-    match h.ok(Command::Authenticate { token: token.token.clone() }).await {
-        Reply::Identity(Some(id)) => assert_eq!((id.guest_id, id.name.as_str()), (mia.guest, "Mia")),
+    match h
+        .ok(Command::Authenticate {
+            token: token.token.clone(),
+        })
+        .await
+    {
+        Reply::Identity(Some(id)) => {
+            assert_eq!((id.guest_id, id.name.as_str()), (mia.guest, "Mia"))
+        }
         other => panic!("{other:?}"),
     }
-    match h.ok(Command::Authenticate { token: "forged".into() }).await {
+    match h
+        .ok(Command::Authenticate {
+            token: "forged".into(),
+        })
+        .await
+    {
         Reply::Identity(None) => {}
         other => panic!("{other:?}"),
     }
-    let banned = after.guests.iter().find(|g| g.guest_id == sam.guest).unwrap();
+    let banned = after
+        .guests
+        .iter()
+        .find(|g| g.guest_id == sam.guest)
+        .unwrap();
     assert!(banned.banned);
     h.stop().await;
 }
@@ -347,7 +717,11 @@ async fn an_empty_library_waits_quietly_and_plays_once_music_arrives() {
     let music = dir.path().join("music");
     std::fs::create_dir_all(&music).unwrap();
     let mut h = TestHub::start(&dir.path().join("j.db"), &music, Settings::default()).await;
-    h.wait_for("scan done", |c| matches!(c, Change::Room(r) if r.scan.is_some_and(|s| s.done))).await;
+    h.wait_for(
+        "scan done",
+        |c| matches!(c, Change::Room(r) if r.scan.is_some_and(|s| s.done)),
+    )
+    .await;
     let s = h.snapshot().await;
     assert!(s.now_playing.is_none());
     assert_eq!(s.room.library_size, 0);
@@ -375,16 +749,35 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
         .into_iter()
         .find(|t| t.id != np.track.id)
         .unwrap();
-    let (entry, _) = requested(h.ok(Command::Request { actor: mia, track_id: victim.id }).await);
+    let (entry, _) = requested(
+        h.ok(Command::Request {
+            actor: mia,
+            track_id: victim.id,
+        })
+        .await,
+    );
     // The file disappears after the scan (a USB stick pulled out, say).
     std::fs::remove_file(&victim.path).unwrap();
     h.ok(Command::Skip { actor: host }).await;
     let ev = h
         .wait_for("unplayable", |c| {
-            matches!(c, Change::Event { event: Event::Skipped { reason: "unplayable", .. }, .. })
+            matches!(
+                c,
+                Change::Event {
+                    event: Event::Skipped {
+                        reason: "unplayable",
+                        ..
+                    },
+                    ..
+                }
+            )
         })
         .await;
-    let Change::Event { event: Event::Skipped { track_id, .. }, .. } = &ev.change else {
+    let Change::Event {
+        event: Event::Skipped { track_id, .. },
+        ..
+    } = &ev.change
+    else {
         unreachable!()
     };
     assert_eq!(*track_id, victim.id);

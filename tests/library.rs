@@ -78,24 +78,43 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
 
     // Rescan with nothing changed: nothing is read again.
     let again = scan(&music, &store, &no_progress).unwrap();
-    assert_eq!((again.read, again.unchanged, again.removed), (0, 6, 0), "{again:?}");
+    assert_eq!(
+        (again.read, again.unchanged, again.removed),
+        (0, 6, 0),
+        "{again:?}"
+    );
 
     // Change one file, delete one, add one.
     std::thread::sleep(Duration::from_millis(20));
-    common::tone(&sub, "0.mp3", 300, 1.0, &[("title", "Song mp3 v2"), ("artist", "Zoë Tester")]);
+    common::tone(
+        &sub,
+        "0.mp3",
+        300,
+        1.0,
+        &[("title", "Song mp3 v2"), ("artist", "Zoë Tester")],
+    );
     std::fs::remove_file(sub.join("1.flac")).unwrap();
     common::tone(&music, "new.flac", 700, 1.0, &[("title", "Brand New")]);
     let third = scan(&music, &store, &no_progress).unwrap();
     assert_eq!((third.read, third.removed), (2, 1), "{third:?}");
     assert_eq!(store.call_blocking(|db| db.track_count()).unwrap(), 6);
-    assert!(track_by_title(&store, "song flac").is_empty(), "a deleted file leaves search");
+    assert!(
+        track_by_title(&store, "song flac").is_empty(),
+        "a deleted file leaves search"
+    );
     assert_eq!(track_by_title(&store, "brand new").len(), 1);
-    assert_eq!(track_by_title(&store, "mp3 v2").len(), 1, "a changed file is re-read");
+    assert_eq!(
+        track_by_title(&store, "mp3 v2").len(),
+        1,
+        "a changed file is re-read"
+    );
     // ... but stays in the database for history.
     let gone = sub.join("1.flac");
     let known = store.call_blocking(|db| db.known_files()).unwrap();
     assert_eq!(
-        known.get(&jukebox::store::path_key(&gone)).map(|k| k.present),
+        known
+            .get(&jukebox::store::path_key(&gone))
+            .map(|k| k.present),
         Some(false)
     );
 
@@ -123,7 +142,17 @@ fn cover_art_is_found() {
     // Make a tiny PNG with ffmpeg and embed it as the cover of an mp3.
     let png = dir.path().join("c.png");
     let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=red:s=8x8", "-frames:v", "1"])
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=8x8",
+            "-frames:v",
+            "1",
+        ])
         .arg(&png)
         .output()
         .unwrap();
@@ -135,11 +164,26 @@ fn cover_art_is_found() {
         .arg(&audio)
         .arg("-i")
         .arg(&png)
-        .args(["-map", "0", "-map", "1", "-c", "copy", "-id3v2_version", "3", "-metadata:s:v", "comment=Cover (front)"])
+        .args([
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-id3v2_version",
+            "3",
+            "-metadata:s:v",
+            "comment=Cover (front)",
+        ])
         .arg(&with_art)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = jukebox::library::read_file(&with_art, 0, 0).unwrap();
     assert!(t.has_art);
     let (bytes, mime) = jukebox::library::cover_art(&with_art).unwrap();
@@ -147,4 +191,3 @@ fn cover_art_is_found() {
     assert!(bytes.starts_with(b"\x89PNG"));
     assert!(!jukebox::library::read_file(&audio, 0, 0).unwrap().has_art);
 }
-

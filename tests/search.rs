@@ -95,7 +95,11 @@ fn search_rules() {
     );
     assert_eq!(q[2], "Bohemian Rhapsody", "artist match after: {q:?}");
     let night = titles(&store, "night", 20, 0);
-    assert_eq!(night, vec!["Queen of the Night", "Bohemian Rhapsody"], "album match last");
+    assert_eq!(
+        night,
+        vec!["Queen of the Night", "Bohemian Rhapsody"],
+        "album match last"
+    );
 }
 
 #[test]

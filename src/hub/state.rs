@@ -560,7 +560,11 @@ impl State {
         let voted = self
             .order
             .iter()
-            .filter(|id| self.queue.get(id).is_some_and(|q| q.entry.voters.contains(&g)))
+            .filter(|id| {
+                self.queue
+                    .get(id)
+                    .is_some_and(|q| q.entry.voters.contains(&g))
+            })
             .copied()
             .collect();
         let pending: Vec<EntryId> = self
@@ -1690,7 +1694,11 @@ impl State {
         self.auto_generation += 1;
         tracing::info!(
             "playing: {} - {}{}",
-            if track.artist.is_empty() { "?" } else { &track.artist },
+            if track.artist.is_empty() {
+                "?"
+            } else {
+                &track.artist
+            },
             track.title,
             match requester {
                 Some(g) => format!(" (requested by {})", self.display_name(g)),

@@ -10,7 +10,9 @@ pub fn tone(dir: &Path, name: &str, freq: u32, secs: f64, tags: &[(&str, &str)])
     let path = dir.join(name);
     let mut cmd = Proc::new("ffmpeg");
     cmd.args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency={freq}:duration={secs}:sample_rate=44100"))
+        .arg(format!(
+            "sine=frequency={freq}:duration={secs}:sample_rate=44100"
+        ))
         .args(["-ac", "2", "-ar", "44100"]);
     for (k, v) in tags {
         cmd.arg("-metadata").arg(format!("{k}={v}"));
@@ -24,7 +26,10 @@ pub fn tone(dir: &Path, name: &str, freq: u32, secs: f64, tags: &[(&str, &str)])
     if name.ends_with(".ogg") {
         cmd.args(["-c:a", "libvorbis"]);
     }
-    let out = cmd.arg(&path).output().expect("ffmpeg runs (scripts/test-deps.sh installs it)");
+    let out = cmd
+        .arg(&path)
+        .output()
+        .expect("ffmpeg runs (scripts/test-deps.sh installs it)");
     assert!(
         out.status.success(),
         "ffmpeg {name}: {}",
@@ -65,7 +70,10 @@ pub fn music(dir: &Path, n: usize, secs: f64) -> PathBuf {
             &format!("{i:02}.{ext}"),
             220 + 110 * i as u32,
             secs,
-            &[("title", &format!("Song {i}")), ("artist", &format!("Artist {i}"))],
+            &[
+                ("title", &format!("Song {i}")),
+                ("artist", &format!("Artist {i}")),
+            ],
         );
     }
     m
@@ -116,24 +124,50 @@ impl TestHub {
     }
 
     pub async fn guest(&self, name: &str) -> Actor {
-        match self.ok(Command::CreateGuest { name: Some(name.into()), host: false }).await {
+        match self
+            .ok(Command::CreateGuest {
+                name: Some(name.into()),
+                host: false,
+            })
+            .await
+        {
             Reply::Guest(g) => {
-                self.hub.tell(Command::Connected { guest: g.guest_id }).await;
-                Actor { guest: g.guest_id, host: false }
+                self.hub
+                    .tell(Command::Connected { guest: g.guest_id })
+                    .await;
+                Actor {
+                    guest: g.guest_id,
+                    host: false,
+                }
             }
             other => panic!("{other:?}"),
         }
     }
 
     pub async fn host(&self) -> Actor {
-        match self.ok(Command::CreateGuest { name: Some("DJ".into()), host: true }).await {
-            Reply::Guest(g) => Actor { guest: g.guest_id, host: true },
+        match self
+            .ok(Command::CreateGuest {
+                name: Some("DJ".into()),
+                host: true,
+            })
+            .await
+        {
+            Reply::Guest(g) => Actor {
+                guest: g.guest_id,
+                host: true,
+            },
             other => panic!("{other:?}"),
         }
     }
 
     pub async fn snapshot(&self) -> jukebox::hub::Snapshot {
-        match self.ok(Command::Snapshot { guest: None, admin: true }).await {
+        match self
+            .ok(Command::Snapshot {
+                guest: None,
+                admin: true,
+            })
+            .await
+        {
             Reply::Snapshot(s) => *s,
             other => panic!("{other:?}"),
         }
@@ -161,8 +195,12 @@ impl TestHub {
             if s.now_playing.is_some() {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "nothing started playing");
-            self.wait_for("now playing", |c| matches!(c, Change::NowPlaying(Some(_)))).await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing started playing"
+            );
+            self.wait_for("now playing", |c| matches!(c, Change::NowPlaying(Some(_))))
+                .await;
         }
     }
 
@@ -172,6 +210,8 @@ impl TestHub {
         drop(self.hub);
         drop(self.store);
         let t = self.store_thread.take().unwrap();
-        tokio::task::spawn_blocking(move || t.join().unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || t.join().unwrap())
+            .await
+            .unwrap();
     }
 }
