@@ -51,6 +51,12 @@ pub fn demo_dir(db: &Path) -> PathBuf {
 }
 
 pub async fn start(config: &Config) -> Result<Running, AppError> {
+    let (running, _) = start_with_music(config).await?;
+    Ok(running)
+}
+
+/// Starts, and returns the music folder in use (the demo folder with `--demo`).
+async fn start_with_music(config: &Config) -> Result<(Running, PathBuf), AppError> {
     let music = if config.demo {
         let dir = demo_dir(&config.db);
         let d = dir.clone();
@@ -74,14 +80,18 @@ pub async fn start(config: &Config) -> Result<Running, AppError> {
     }
     let (store, store_thread) = Store::open(&config.db)?;
     let host_pin = ensure_host_pin(&store, config.host_pin.clone()).await?;
-    let (hub, task) = Hub::start(HubConfig::from_config(config, music), store.clone()).await?;
-    Ok(Running {
-        hub,
-        store,
-        host_pin,
-        task,
-        store_thread,
-    })
+    let (hub, task) =
+        Hub::start(HubConfig::from_config(config, music.clone()), store.clone()).await?;
+    Ok((
+        Running {
+            hub,
+            store,
+            host_pin,
+            task,
+            store_thread,
+        },
+        music,
+    ))
 }
 
 /// The configured PIN, or the one generated on first start (stored, and printed in the log
@@ -123,11 +133,11 @@ pub async fn shutdown_signal() {
 
 /// Runs the jukebox until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), AppError> {
-    let running = start(&config).await?;
+    let (running, music) = start_with_music(&config).await?;
     tracing::info!(
         "jukebox {} running: music from {}, database {}",
         env!("CARGO_PKG_VERSION"),
-        config.music.display(),
+        music.display(),
         config.db.display()
     );
     shutdown_signal().await;

@@ -352,14 +352,49 @@ fn open_output(spec: &OutputSpec) -> (Box<dyn AudioOut>, Result<(), String>) {
             Ok(w) => (Box::new(w), Ok(())),
             Err(e) => (null(), Err(e)),
         },
-        OutputSpec::Default => match DeviceOut::open(None) {
-            Ok(d) => (Box::new(d), Ok(())),
-            Err(e) => (null(), Err(e)),
+        OutputSpec::Default => match sound_card_absent() {
+            Some(why) => (null(), Err(why)),
+            None => match DeviceOut::open(None) {
+                Ok(d) => (Box::new(d), Ok(())),
+                Err(e) => (null(), Err(e)),
+            },
         },
         OutputSpec::Alsa(n) => match DeviceOut::open(Some(n)) {
             Ok(d) => (Box::new(d), Ok(())),
             Err(e) => (null(), Err(e)),
         },
+    }
+}
+
+/// Says why the default device surely cannot open: no sound card, and no ALSA configuration
+/// that could route `default` elsewhere (PulseAudio, PipeWire, a file plugin). Checking first
+/// keeps libasound from printing its errors on every retry on a machine without sound, and
+/// makes a USB sound card plugged in later show up within seconds.
+fn sound_card_absent() -> Option<String> {
+    if std::env::var_os("ALSA_CONFIG_PATH").is_some() {
+        return None;
+    }
+    let home_rc = std::env::var_os("HOME").map(|h| Path::new(&h).join(".asoundrc"));
+    if Path::new("/etc/asound.conf").exists() || home_rc.is_some_and(|p| p.exists()) {
+        return None;
+    }
+    let routed = std::fs::read_dir("/etc/alsa/conf.d").is_ok_and(|d| {
+        d.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_lowercase();
+            n.contains("pulse") || n.contains("pipewire")
+        })
+    });
+    if routed {
+        return None;
+    }
+    match std::fs::read_to_string("/proc/asound/cards") {
+        Ok(cards) if cards.trim().is_empty() || cards.contains("no soundcards") => {
+            Some("no sound card found (/proc/asound/cards lists none)".into())
+        }
+        Err(_) if !Path::new("/proc/asound").exists() => {
+            Some("no sound support in this kernel (/proc/asound is missing)".into())
+        }
+        _ => None,
     }
 }
 
@@ -660,7 +695,15 @@ impl Engine {
             }
             self.report_output(Ok(()));
         } else {
-            self.retry_every = (self.retry_every * 2).min(Duration::from_secs(60));
+            // Looking for a card is cheap: keep looking every 2 s. A card that exists but
+            // fails to open is retried less and less often.
+            let no_card = res
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.starts_with("no sound"));
+            if !no_card {
+                self.retry_every = (self.retry_every * 2).min(Duration::from_secs(60));
+            }
             self.retry_at = Some(Instant::now() + self.retry_every);
             tracing::debug!(
                 "audio device still unavailable; next try in {:?}",

@@ -253,3 +253,82 @@ fn sigterm_stops_cleanly_and_leaves_a_valid_wav() {
         / 1000.0;
     assert!((pos - secs).abs() < 0.5, "position {pos} vs wav {secs}");
 }
+
+/// The real ALSA path: ALSA's own `file` plugin stands in for a sound card (this machine has
+/// none), so the PCM that rodio hands to ALSA lands in a WAV file, resampled to 48 kHz.
+#[test]
+fn the_alsa_device_output_gets_the_music() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    common::tone(&music, "a.flac", 440, 2.0, &[("title", "A")]);
+    let captured = dir.path().join("alsa.wav");
+    let conf = dir.path().join("asound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pcm.nullsink {{ type null }}\n\
+             pcm.filesink {{ type file slave.pcm \"nullsink\" file \"{}\" format \"wav\" }}\n\
+             pcm.!default {{ type plug slave {{ pcm \"filesink\" format S16_LE rate 48000 channels 2 }} \
+             hint {{ show on description \"Test sink\" }} }}\n",
+            captured.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Killer(
+        std::process::Command::new(common::bin())
+            .arg("--music")
+            .arg(&music)
+            .arg("--db")
+            .arg(dir.path().join("j.db"))
+            .args(["--no-mdns", "--output", "default"])
+            .env("ALSA_CONFIG_PATH", &conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The file plugin is not paced: a few hundred ms are plenty.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&captured).map_or(0, |m| m.len()) < 48_000 * 4 * 3 {
+        assert!(Instant::now() < deadline, "nothing reached ALSA");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(child.0.wait().unwrap().success());
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("audio output: ALSA device default (48000 Hz, 2 channels)"),
+        "{err}"
+    );
+
+    // ALSA's file plugin leaves the header sizes unset; read the raw PCM after the header.
+    let bytes = std::fs::read(&captured).unwrap();
+    let data_at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+    let left: Vec<f32> = bytes[data_at..]
+        .chunks_exact(4)
+        .map(|f| f32::from(i16::from_le_bytes([f[0], f[1]])) / 32768.0)
+        .collect();
+    // Find a loud stretch and check it is our 440 Hz tone, resampled to 48 kHz.
+    let start = left
+        .iter()
+        .position(|v| v.abs() > 0.01)
+        .expect("sound, not silence");
+    let win = &left[start + 4800..start + 4800 + 9600];
+    assert_eq!(
+        dominant(win, 48_000.0, &[220.0, 440.0, 480.0, 880.0]),
+        440.0
+    );
+}

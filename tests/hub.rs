@@ -788,3 +788,51 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
     assert!(!s.order.contains(&entry), "the broken entry left the queue");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_leaving_lower_the_skip_threshold_and_can_complete_a_skip() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 3, 30.0);
+    let settings = Settings {
+        skip_min_votes: 1,
+        skip_percent: 50,
+        ..Settings::default()
+    };
+    let mut h = TestHub::start(&dir.path().join("j.db"), &music, settings).await;
+    let np = h.playing().await.now_playing.unwrap();
+    let a = h.guest("A").await;
+    let b = h.guest("B").await;
+    let c = h.guest("C").await;
+    let _d = h.guest("D").await;
+    // A second tab of the same guest does not count twice.
+    h.hub.tell(Command::Connected { guest: a.guest }).await;
+    let s = h.snapshot().await;
+    assert_eq!(s.room.guests_connected, 4);
+    assert_eq!(s.now_playing.unwrap().skip_needed, 2);
+    h.ok(Command::VoteSkip {
+        actor: a,
+        play_id: np.play_id,
+    })
+    .await;
+    assert_eq!(h.snapshot().await.now_playing.unwrap().play_id, np.play_id);
+    // B and C leave: 2 connected, 1 vote needed, A's vote is enough.
+    h.hub.tell(Command::Disconnected { guest: b.guest }).await;
+    h.hub.tell(Command::Disconnected { guest: c.guest }).await;
+    h.wait_for("skip by votes", |ch| {
+        matches!(
+            ch,
+            Change::Event {
+                event: Event::Skipped {
+                    reason: "votes",
+                    ..
+                },
+                ..
+            }
+        )
+    })
+    .await;
+    let s = h.playing().await;
+    assert_ne!(s.now_playing.unwrap().play_id, np.play_id);
+    assert_eq!(s.room.guests_connected, 2);
+    h.stop().await;
+}
