@@ -237,14 +237,8 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn ranged(key: &'static str, v: i64, lo: i64, hi: i64) -> Result<u32, ConfigError> {
-    if v < lo || v > hi {
-        return Err(invalid(
-            key,
-            format!("{v} is out of range; allowed {lo}..={hi}"),
-        ));
-    }
-    Ok(v as u32)
+fn ranged(key: &'static str, v: i64) -> Result<u32, ConfigError> {
+    crate::party::check_setting(key, v).map_err(|reason| invalid(key, reason))
 }
 
 impl Config {
@@ -266,14 +260,12 @@ impl Config {
         let mut setting = |key: &'static str,
                            cli: Option<i64>,
                            file: Option<i64>,
-                           default: u32,
-                           lo: i64,
-                           hi: i64|
+                           default: u32|
          -> Result<u32, ConfigError> {
             match cli.or(file) {
                 Some(v) => {
                     explicit.push(key);
-                    ranged(key, v, lo, hi)
+                    ranged(key, v)
                 }
                 None => Ok(default),
             }
@@ -284,49 +276,37 @@ impl Config {
                 a.request_limit,
                 f.request_limit,
                 defaults.request_limit,
-                1,
-                50,
             )?,
             no_repeat_minutes: setting(
                 "no_repeat_minutes",
                 a.no_repeat_minutes,
                 f.no_repeat_minutes,
                 defaults.no_repeat_minutes,
-                0,
-                1440,
             )?,
             artist_spacing: setting(
                 "artist_spacing",
                 a.artist_spacing,
                 f.artist_spacing,
                 defaults.artist_spacing,
-                0,
-                20,
             )?,
             skip_min_votes: setting(
                 "skip_min_votes",
                 a.skip_min_votes,
                 f.skip_min_votes,
                 defaults.skip_min_votes,
-                1,
-                100,
             )?,
             skip_percent: setting(
                 "skip_percent",
                 a.skip_percent,
                 f.skip_percent,
                 defaults.skip_percent,
-                1,
-                100,
             )?,
-            volume: setting("volume", a.volume, f.volume, defaults.volume, 0, 100)?,
+            volume: setting("volume", a.volume, f.volume, defaults.volume)?,
             max_volume: setting(
                 "max_volume",
                 a.max_volume,
                 f.max_volume,
                 defaults.max_volume,
-                0,
-                100,
             )?,
             requests_paused: defaults.requests_paused,
         };

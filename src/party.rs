@@ -34,6 +34,30 @@ pub struct Settings {
     pub requests_paused: bool,
 }
 
+/// The allowed range of each numeric setting, by its configuration key. One table, used by
+/// the configuration at start and by the host's live changes.
+pub const SETTING_RANGES: &[(&str, u32, u32)] = &[
+    ("request_limit", 1, 50),
+    ("no_repeat_minutes", 0, 1440),
+    ("artist_spacing", 0, 20),
+    ("skip_min_votes", 1, 100),
+    ("skip_percent", 1, 100),
+    ("volume", 0, 100),
+    ("max_volume", 0, 100),
+];
+
+/// Checks `value` against the range of `key`; the error says the value and the range.
+pub fn check_setting(key: &str, value: i64) -> Result<u32, String> {
+    let (lo, hi) = SETTING_RANGES
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or((0, u32::MAX), |(_, lo, hi)| (*lo, *hi));
+    if value < i64::from(lo) || value > i64::from(hi) {
+        return Err(format!("{value} is out of range; allowed {lo}..={hi}"));
+    }
+    Ok(value as u32)
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
@@ -808,21 +808,11 @@ impl Store {
         f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let out = slot.clone();
-        self.write(
-            move |db| {
-                let r = f(db)?;
-                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                Ok(())
-            },
-            move |res| {
-                let _ = tx.send(res);
-            },
-        );
+        let slot = self.submit(f, move |res| {
+            let _ = tx.send(res);
+        });
         rx.await.map_err(|_| StoreError::Closed)??;
-        let value = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        value.ok_or(StoreError::Closed)
+        take(&slot)
     }
 
     /// The same as [`Store::call`] for threads outside the runtime (the library scanner).
@@ -831,7 +821,20 @@ impl Store {
         f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = self.submit(f, move |res| {
+            let _ = tx.send(res);
+        });
+        rx.recv().map_err(|_| StoreError::Closed)??;
+        take(&slot)
+    }
+
+    /// Queues `f` as a write whose value lands in the returned slot; `done` runs after commit.
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Slot<R> {
+        let slot: Slot<R> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         self.write(
             move |db| {
@@ -839,14 +842,17 @@ impl Store {
                 *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                 Ok(())
             },
-            move |res| {
-                let _ = tx.send(res);
-            },
+            done,
         );
-        rx.recv().map_err(|_| StoreError::Closed)??;
-        let value = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        value.ok_or(StoreError::Closed)
+        slot
     }
+}
+
+type Slot<R> = Arc<Mutex<Option<R>>>;
+
+fn take<R>(slot: &Slot<R>) -> Result<R, StoreError> {
+    let value = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    value.ok_or(StoreError::Closed)
 }
 
 fn run(db: Db, rx: mpsc::Receiver<Job>) {

@@ -1268,19 +1268,19 @@ impl State {
     }
 
     fn change_settings(&mut self, p: SettingsPatch) -> Result<Reply, HubError> {
-        let check = |field: &'static str, v: Option<u32>, lo: u32, hi: u32| match v {
-            Some(x) if x < lo || x > hi => Err(HubError::BadRequest {
-                field,
-                message: format!("{x} is out of range; allowed {lo}..={hi}"),
-            }),
-            _ => Ok(()),
-        };
-        check("request_limit", p.request_limit, 1, 50)?;
-        check("no_repeat_minutes", p.no_repeat_minutes, 0, 1440)?;
-        check("artist_spacing", p.artist_spacing, 0, 20)?;
-        check("skip_min_votes", p.skip_min_votes, 1, 100)?;
-        check("skip_percent", p.skip_percent, 1, 100)?;
-        check("max_volume", p.max_volume, 0, 100)?;
+        for (field, v) in [
+            ("request_limit", p.request_limit),
+            ("no_repeat_minutes", p.no_repeat_minutes),
+            ("artist_spacing", p.artist_spacing),
+            ("skip_min_votes", p.skip_min_votes),
+            ("skip_percent", p.skip_percent),
+            ("max_volume", p.max_volume),
+        ] {
+            if let Some(v) = v {
+                party::check_setting(field, i64::from(v))
+                    .map_err(|message| HubError::BadRequest { field, message })?;
+            }
+        }
         let s = &mut self.settings;
         if let Some(v) = p.request_limit {
             s.request_limit = v;
@@ -1799,6 +1799,11 @@ impl State {
             Internal::Scan(p) => {
                 self.scan = Some(p.into());
                 self.push_room();
+                // A first scan of a big library: start the music with what is indexed so far.
+                if p.read > 0 && self.now.is_none() && self.loading.is_none() && !self.auto_pending
+                {
+                    self.request_auto();
+                }
             }
             Internal::ScanDone(res) => {
                 self.scanning = false;
