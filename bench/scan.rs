@@ -32,7 +32,13 @@ fn main() {
         .is_ok_and(|s| s.success());
     println!("page cache dropped before the cold scan: {dropped}");
     let (store, thread) = Store::open(&db).unwrap();
-    let cold = scan(&music, &store, &|_| {}).unwrap();
+    let cold = scan(
+        &music,
+        &store,
+        &|_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
     let secs = cold.elapsed.as_secs_f64();
     println!(
         "cold scan: {} files, {} read, {:.2} s, {:.0} tracks/s",
@@ -41,7 +47,13 @@ fn main() {
         secs,
         cold.read as f64 / secs
     );
-    let warm = scan(&music, &store, &|_| {}).unwrap();
+    let warm = scan(
+        &music,
+        &store,
+        &|_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
     println!(
         "warm rescan: {} files, {} unchanged, {} ms",
         warm.files,

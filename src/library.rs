@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use lofty::config::ParseOptions;
@@ -36,6 +37,8 @@ pub enum LibraryError {
     NoAudio { path: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("scan cancelled")]
+    Cancelled,
 }
 
 /// What a scan did, for logs, the host page and the benchmarks.
@@ -62,11 +65,13 @@ pub struct ScanProgress {
     pub done: bool,
 }
 
-/// Scans `root` into the store. Blocking: call it from a thread of its own.
+/// Scans `root` into the store. Blocking: call it from a thread of its own. Setting `cancel`
+/// stops it between two files; what was read so far is kept, and nothing is marked absent.
 pub fn scan(
     root: &Path,
     store: &Store,
     progress: &dyn Fn(ScanProgress),
+    cancel: &AtomicBool,
 ) -> Result<ScanReport, LibraryError> {
     let started = Instant::now();
     let root = root.canonicalize().map_err(|source| LibraryError::Folder {
@@ -78,6 +83,7 @@ pub fn scan(
     let mut batch: Vec<ScannedTrack> = Vec::with_capacity(BATCH);
     let mut revive: Vec<PathBuf> = Vec::new();
     let mut last_log = Instant::now();
+    let mut unreadable: HashSet<u64> = HashSet::new();
 
     for entry in walkdir::WalkDir::new(&root).follow_links(true) {
         let entry = match entry {
@@ -90,6 +96,10 @@ pub fn scan(
                 continue;
             }
         };
+        if cancel.load(Ordering::Relaxed) {
+            flush(store, &mut batch, &mut revive)?;
+            return Err(LibraryError::Cancelled);
+        }
         if !entry.file_type().is_file() || !is_audio(entry.path()) {
             continue;
         }
@@ -119,6 +129,8 @@ pub fn scan(
             Err(e) => {
                 report.skipped += 1;
                 tracing::warn!("skipping {e}");
+                // A known file that became unreadable leaves search too.
+                unreadable.insert(path_key(&path));
             }
         }
         if batch.len() >= BATCH {
@@ -142,11 +154,12 @@ pub fn scan(
     flush(store, &mut batch, &mut revive)?;
 
     // Whatever is left in `known` was not found this time: it leaves search, not history.
-    let gone: HashSet<u64> = known
+    let mut gone: HashSet<u64> = known
         .into_iter()
         .filter(|(_, k)| k.present)
         .map(|(key, _)| key)
         .collect();
+    gone.extend(unreadable);
     report.removed = store.call_blocking(move |db| db.mark_absent(&gone))?;
     report.elapsed = started.elapsed();
     progress(ScanProgress {

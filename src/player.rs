@@ -52,26 +52,18 @@ pub enum PlayerEvent {
     Started {
         key: Key,
         duration_ms: Option<u64>,
-    },
-    /// About once a second while playing, and after a seek.
-    Position {
-        key: Key,
+        /// Where it started (0 when a resume could not seek).
         position_ms: u64,
     },
-    /// The track played to its end.
-    Finished {
-        key: Key,
-    },
-    /// The track could not be opened or decoded; the player moved on.
-    Error {
-        key: Key,
-        message: String,
-    },
+    /// About once a second while playing, and after a seek.
+    Position { key: Key, position_ms: u64 },
+    /// The track played to its end; `next` is the preloaded item the player went on to
+    /// (its `Started` or `Error` follows), or `None` when it has nothing left to play.
+    Finished { key: Key, next: Option<Key> },
+    /// The track could not be opened; the hub decides what plays instead.
+    Error { key: Key, message: String },
     /// Which output is in use, and whether it is the one asked for.
-    Output {
-        description: String,
-        ok: bool,
-    },
+    Output { description: String, ok: bool },
 }
 
 /// The output format of the wav and null outputs.
@@ -325,8 +317,14 @@ impl AudioOut for DeviceOut {
             rate,
             samples.to_vec(),
         ));
-        // ~8 chunks of 1024 frames ≈ 190 ms at 44.1 kHz queued ahead of the device.
+        // ~8 chunks of 1024 frames ≈ 190 ms at 44.1 kHz queued ahead of the device. A device
+        // that stops taking samples (unplugged) must not hang the audio thread.
+        let deadline = Instant::now() + Duration::from_secs(2);
         while self.player.len() > 8 {
+            if Instant::now() > deadline {
+                self.player.clear();
+                return Err(format!("{} stopped taking samples", self.name));
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
@@ -479,11 +477,12 @@ struct Current {
     frames: u64,
 }
 
+/// Opens a track converted to the output format; returns it, its length, and where it starts.
 fn open_track(
     item: &PlayItem,
     channels: u16,
     rate: u32,
-) -> Result<(Converted, Option<u64>), String> {
+) -> Result<(Converted, Option<u64>, u64), String> {
     let file = File::open(&item.path).map_err(|e| format!("{}: {e}", item.path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut builder = Decoder::builder()
@@ -502,12 +501,18 @@ fn open_track(
         return Err("output has no channels or rate".into());
     };
     let mut source = UniformSourceIterator::new(WholeSpan(decoder), ch, r);
-    if item.start_ms > 0 {
-        source
-            .try_seek(Duration::from_millis(item.start_ms))
-            .map_err(|e| format!("{}: cannot seek: {e}", item.path.display()))?;
+    let mut start_ms = item.start_ms;
+    if start_ms > 0 {
+        if let Err(e) = source.try_seek(Duration::from_millis(start_ms)) {
+            // Better the whole song than none of it.
+            tracing::warn!(
+                "{}: cannot seek to {start_ms} ms ({e}); playing from the start",
+                item.path.display()
+            );
+            start_ms = 0;
+        }
     }
-    Ok((source, duration))
+    Ok((source, duration, start_ms))
 }
 
 /// The handle. Dropping it stops the audio thread after the current chunk and finalises the
@@ -679,9 +684,9 @@ impl Engine {
                     ..cur.item
                 };
                 match open_track(&item, self.out.channels(), self.out.rate()) {
-                    Ok((source, _)) => {
+                    Ok((source, _, start_ms)) => {
                         self.current = Some(Current {
-                            frames: item.start_ms * u64::from(self.out.rate()) / 1000,
+                            frames: start_ms * u64::from(self.out.rate()) / 1000,
                             rate: self.out.rate(),
                             item,
                             source,
@@ -752,26 +757,28 @@ impl Engine {
 
     /// Opens `item` and makes it current; on failure reports it (the hub decides what next).
     fn start(&mut self, it: PlayItem) {
-        {
-            match open_track(&it, self.out.channels(), self.out.rate()) {
-                Ok((source, duration_ms)) => {
-                    let key = it.key;
-                    self.current = Some(Current {
-                        frames: it.start_ms * u64::from(self.out.rate()) / 1000,
-                        rate: self.out.rate(),
-                        item: it,
-                        source,
-                    });
-                    self.last_position = Instant::now();
-                    self.emit(PlayerEvent::Started { key, duration_ms });
-                }
-                Err(message) => {
-                    tracing::warn!("cannot play: {message}");
-                    self.emit(PlayerEvent::Error {
-                        key: it.key,
-                        message,
-                    });
-                }
+        match open_track(&it, self.out.channels(), self.out.rate()) {
+            Ok((source, duration_ms, position_ms)) => {
+                let key = it.key;
+                self.current = Some(Current {
+                    frames: position_ms * u64::from(self.out.rate()) / 1000,
+                    rate: self.out.rate(),
+                    item: it,
+                    source,
+                });
+                self.last_position = Instant::now();
+                self.emit(PlayerEvent::Started {
+                    key,
+                    duration_ms,
+                    position_ms,
+                });
+            }
+            Err(message) => {
+                tracing::warn!("cannot play: {message}");
+                self.emit(PlayerEvent::Error {
+                    key: it.key,
+                    message,
+                });
             }
         }
     }
@@ -796,8 +803,12 @@ impl Engine {
                     self.output_failed(e);
                 }
                 self.current = None;
-                self.emit(PlayerEvent::Finished { key });
-                if let Some(next) = self.next.take() {
+                let next = self.next.take();
+                self.emit(PlayerEvent::Finished {
+                    key,
+                    next: next.as_ref().map(|n| n.key),
+                });
+                if let Some(next) = next {
                     self.start(next);
                 }
             }

@@ -802,6 +802,19 @@ impl Store {
             .map_err(|_| StoreError::Closed)
     }
 
+    /// Runs `f` as a read (after every write submitted before it) and returns its value.
+    /// Reads do not join the group transaction, so they never delay a commit.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.read(move |db| {
+            let _ = tx.send(f(db));
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Runs `f` as a write and waits for its commit.
     pub async fn call<R: Send + 'static>(
         &self,
@@ -878,14 +891,29 @@ fn run(db: Db, rx: mpsc::Receiver<Job>) {
                         in_tx = true;
                     }
                     let res = run_in_savepoint(&db, work);
+                    let failed = res.is_err();
                     pending.push((done, res));
+                    if failed && db.conn.is_autocommit() {
+                        // SQLite rolled the whole transaction back (a full disk, an I/O
+                        // error): nothing of this group was saved, so none of it may be
+                        // acknowledged. Later jobs start a new transaction.
+                        for (done, res) in pending.drain(..) {
+                            done(Err(res.err().unwrap_or_else(|| {
+                                StoreError::Commit("rolled back with a failed neighbour".into())
+                            })));
+                        }
+                        in_tx = false;
+                    }
                 }
                 Job::Read(f) => {
                     if in_tx {
                         commit(&db, &mut pending);
                         in_tx = false;
                     }
-                    f(&db);
+                    // A panicking read must not take the store thread down with it.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&db))).is_err() {
+                        tracing::error!("a store read panicked");
+                    }
                 }
             }
             if taken < MAX_GROUP {

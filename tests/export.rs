@@ -35,7 +35,11 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
         on: true,
     })
     .await;
-    h.ok(Command::Skip { actor: host }).await;
+    h.ok(Command::Skip {
+        actor: host,
+        play_id: None,
+    })
+    .await;
     let p = h
         .wait_for(
             "Mia's song",

@@ -300,7 +300,10 @@ async fn moderation_and_host_only_commands() {
 
     // Guests cannot use host commands.
     for cmd in [
-        Command::Skip { actor: mia },
+        Command::Skip {
+            actor: mia,
+            play_id: None,
+        },
         Command::Pause { actor: mia },
         Command::SetVolume {
             actor: mia,
@@ -508,7 +511,11 @@ async fn moderation_and_host_only_commands() {
     })
     .await;
     assert!(h.snapshot().await.now_playing.unwrap().position_ms >= 20_000);
-    h.ok(Command::Skip { actor: host }).await;
+    h.ok(Command::Skip {
+        actor: host,
+        play_id: None,
+    })
+    .await;
     h.wait_for("host skip", |c| {
         matches!(
             c,
@@ -758,7 +765,11 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
     );
     // The file disappears after the scan (a USB stick pulled out, say).
     std::fs::remove_file(&victim.path).unwrap();
-    h.ok(Command::Skip { actor: host }).await;
+    h.ok(Command::Skip {
+        actor: host,
+        play_id: None,
+    })
+    .await;
     let ev = h
         .wait_for("unplayable", |c| {
             matches!(

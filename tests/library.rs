@@ -4,12 +4,15 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use jukebox::library::{scan, ScanProgress};
 use jukebox::store::Store;
 
 fn no_progress(_: ScanProgress) {}
+
+static GO: AtomicBool = AtomicBool::new(false);
 
 fn track_by_title(store: &Store, q: &str) -> Vec<jukebox::store::Track> {
     let q = q.to_string();
@@ -49,7 +52,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     std::fs::write(music.join("notes.txt"), b"not music").unwrap();
 
     let (store, thread) = Store::open(&dir.path().join("j.db")).unwrap();
-    let report = scan(&music, &store, &no_progress).unwrap();
+    let report = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!(report.files, 8, "{report:?}");
     assert_eq!(report.read, 6, "{report:?}");
     assert_eq!(report.skipped, 2, "{report:?}");
@@ -77,7 +80,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     assert_eq!(untagged[0].artist, "");
 
     // Rescan with nothing changed: nothing is read again.
-    let again = scan(&music, &store, &no_progress).unwrap();
+    let again = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!(
         (again.read, again.unchanged, again.removed),
         (0, 6, 0),
@@ -95,7 +98,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     );
     std::fs::remove_file(sub.join("1.flac")).unwrap();
     common::tone(&music, "new.flac", 700, 1.0, &[("title", "Brand New")]);
-    let third = scan(&music, &store, &no_progress).unwrap();
+    let third = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!((third.read, third.removed), (2, 1), "{third:?}");
     assert_eq!(store.call_blocking(|db| db.track_count()).unwrap(), 6);
     assert!(
@@ -118,9 +121,16 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
         Some(false)
     );
 
+    // A known file that turns into garbage leaves search on the next scan.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(music.join("new.flac"), vec![0x42; 2048]).unwrap();
+    let broken = scan(&music, &store, &no_progress, &GO).unwrap();
+    assert_eq!((broken.skipped, broken.removed), (3, 1), "{broken:?}");
+    assert!(track_by_title(&store, "brand new").is_empty());
+
     // The file comes back: it is listed again without being re-read.
     common::tone(&sub, "1.flac", 400, 2.0, &[("title", "Song flac")]);
-    let fourth = scan(&music, &store, &no_progress).unwrap();
+    let fourth = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!(fourth.read, 1, "{fourth:?}");
     assert_eq!(track_by_title(&store, "song flac").len(), 1);
 
@@ -132,7 +142,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
 fn a_missing_music_folder_is_an_error_naming_it() {
     let dir = common::tempdir();
     let (store, _t) = Store::open(&dir.path().join("j.db")).unwrap();
-    let err = scan(Path::new("/nonexistent/music"), &store, &no_progress).unwrap_err();
+    let err = scan(Path::new("/nonexistent/music"), &store, &no_progress, &GO).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/music"), "{err}");
 }
 
@@ -190,4 +200,19 @@ fn cover_art_is_found() {
     assert_eq!(mime, "image/png");
     assert!(bytes.starts_with(b"\x89PNG"));
     assert!(!jukebox::library::read_file(&audio, 0, 0).unwrap().has_art);
+}
+
+#[test]
+fn a_cancelled_scan_keeps_what_it_read_and_marks_nothing_absent() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 3, 1.0);
+    let (store, _t) = Store::open(&dir.path().join("j.db")).unwrap();
+    scan(&music, &store, &no_progress, &GO).unwrap();
+    let stop = AtomicBool::new(true);
+    let err = scan(&music, &store, &no_progress, &stop).unwrap_err();
+    assert!(
+        matches!(err, jukebox::library::LibraryError::Cancelled),
+        "{err}"
+    );
+    assert_eq!(store.call_blocking(|db| db.track_count()).unwrap(), 3);
 }

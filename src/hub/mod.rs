@@ -100,8 +100,11 @@ pub enum Command {
     Pause {
         actor: Actor,
     },
+    /// Skip the play going on; with `play_id`, only if that is still the one (a late tap
+    /// never skips the next song).
     Skip {
         actor: Actor,
+        play_id: Option<PlayId>,
     },
     Seek {
         actor: Actor,
@@ -228,7 +231,7 @@ impl Publisher {
 }
 
 /// How many changes a subscriber may fall behind before it must re-snapshot.
-pub const CHANGE_BUFFER: usize = 1024;
+pub const CHANGE_BUFFER: usize = 4096;
 /// Commands waiting for the hub; senders wait when it is full (back-pressure, not loss).
 const INBOX: usize = 4096;
 
@@ -316,6 +319,16 @@ impl Hub {
         let _ = self.tx.send(Envelope { cmd, reply: None }).await;
     }
 
+    /// Counts a live socket of `guest` until the returned guard is dropped (however the
+    /// connection ends, a panic included), for "guests connected right now".
+    pub fn connect(&self, guest: GuestId) -> Connection {
+        let _ = self.internal.send(state::Internal::Socket(guest, true));
+        Connection {
+            guest,
+            internal: self.internal.clone(),
+        }
+    }
+
     /// Subscribes to the change stream. Lagging behind (`RecvError::Lagged`) means: take a
     /// new snapshot; never patch over a gap.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
@@ -335,6 +348,20 @@ impl Hub {
             let _ = rx.await;
         }
         let _ = task.0.await;
+    }
+}
+
+/// A live socket, counted while this guard lives.
+pub struct Connection {
+    guest: GuestId,
+    internal: mpsc::UnboundedSender<state::Internal>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self
+            .internal
+            .send(state::Internal::Socket(self.guest, false));
     }
 }
 

@@ -42,7 +42,8 @@ pub(crate) enum Internal {
         track: Option<Track>,
     },
     StoreFailed,
-    Reloaded(Box<Loaded>),
+    /// A socket of this guest opened (`true`) or closed (from `Hub::connect`'s guard).
+    Socket(GuestId, bool),
     Scan(ScanProgress),
     ScanDone(Result<u64, String>),
     Shutdown(oneshot::Sender<()>),
@@ -137,6 +138,9 @@ struct Now {
     paused: bool,
     likes: HashSet<GuestId>,
     skip_votes: HashSet<GuestId>,
+    /// Guests whose like of this play was already announced: un-liking and liking again
+    /// changes the count but does not toast again.
+    like_announced: HashSet<GuestId>,
     last_saved_ms: u64,
 }
 
@@ -178,6 +182,13 @@ pub(crate) struct State {
     /// Tracks that failed to decode: not picked again by the auto-DJ this run.
     unplayable: HashSet<i64>,
     idle_announced: bool,
+    /// The key of the latest `Load`: events about older keys are stale.
+    last_load: Key,
+    needs_resync: bool,
+    /// The play to resume (found at start or after a reload), sent by `kick`.
+    pending_resume: Option<Planned>,
+    /// Tells a running scan to stop (shutdown).
+    scan_cancel: Arc<std::sync::atomic::AtomicBool>,
 
     ids: MaxIds,
     next_key: Key,
@@ -273,6 +284,10 @@ impl State {
             auto_pending: false,
             unplayable: HashSet::new(),
             idle_announced: false,
+            last_load: 0,
+            needs_resync: false,
+            pending_resume: None,
+            scan_cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             ids: MaxIds::default(),
             next_key: 0,
             ops: Vec::new(),
@@ -311,16 +326,18 @@ impl State {
         self.recent = l.recent;
         self.played_tonight = l.played_tonight;
         self.library_size = l.library_size;
-        self.ids = l.ids;
+        // Never hand out an id twice, even if the database lags what memory has seen.
+        self.ids = MaxIds {
+            guest: self.ids.guest.max(l.ids.guest),
+            request: self.ids.request.max(l.ids.request),
+            play: self.ids.play.max(l.ids.play),
+        };
         if let Some((open, track)) = l.open {
             if let Some(now) = self.now.as_mut().filter(|n| n.play_id == open.id) {
                 now.likes = open.likes.iter().copied().collect();
                 now.skip_votes = open.skip_votes.iter().copied().collect();
             } else if self.now.is_none() && self.loading.is_none() {
-                let key = self.key();
-                self.planned
-                    .insert(key, Planned::Resume(Box::new(open), track));
-                self.loading = Some(key);
+                self.pending_resume = Some(Planned::Resume(Box::new(open), track));
             }
         }
         self.order = party::order(&self.entries(), &self.banned, &self.played_tonight);
@@ -349,7 +366,8 @@ impl State {
         mut internal: mpsc::UnboundedReceiver<Internal>,
     ) {
         let mut player_events = self.player_events.take().expect("player events");
-        self.resume();
+        self.kick();
+        self.finish(None, Ok(Reply::Done));
         if self.scan_at_start {
             self.start_scan();
         }
@@ -381,6 +399,9 @@ impl State {
                     }
                 },
             }
+            if self.needs_resync {
+                self.resync().await;
+            }
         }
     }
 
@@ -403,11 +424,13 @@ impl State {
                     after_seq: self.publisher.last_seq(),
                 });
             }
-            self.resync();
+            self.needs_resync = true;
         }
     }
 
     async fn shutdown(&mut self) {
+        self.scan_cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(now) = &self.now {
             let (id, pos) = (now.play_id, self.position(now));
             self.op(move |db| db.save_position(id, pos));
@@ -420,14 +443,43 @@ impl State {
         }
     }
 
-    fn resync(&mut self) {
-        let internal = self.internal.clone();
-        let _ = self.store.read(move |db| match Loaded::read(db) {
+    /// Reloads the state from the database after a failed write or a panic, before taking
+    /// another command: the store runs this read after every write submitted before it, so
+    /// what comes back is exactly what is durable.
+    async fn resync(&mut self) {
+        self.needs_resync = false;
+        match Loaded::load(&self.store).await {
             Ok(l) => {
-                let _ = internal.send(Internal::Reloaded(Box::new(l)));
+                let before: Vec<EntryId> = self.queue.keys().copied().collect();
+                self.apply_loaded(l);
+                for id in before {
+                    if !self.queue.contains_key(&id) {
+                        self.push_entry(id);
+                    }
+                }
+                let all: Vec<EntryId> = self.queue.keys().copied().collect();
+                for id in all {
+                    self.push_entry(id);
+                }
+                self.out.push(Change::QueueOrder(self.order.clone()));
+                self.push_now();
+                self.push_room();
+                let online: Vec<GuestId> = self
+                    .guests
+                    .iter()
+                    .filter(|(_, g)| g.sockets > 0)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for g in online {
+                    self.push_me(g);
+                }
+                self.kick();
+                self.finish(None, Ok(Reply::Done));
             }
-            Err(e) => tracing::error!("resync failed: {e}"),
-        });
+            Err(e) => {
+                tracing::error!("reloading the state from the database failed: {e}");
+            }
+        }
     }
 
     /// Hands this step's writes and changes to the store; publishes and answers after commit.
@@ -524,7 +576,7 @@ impl State {
             position_ms: self.position(n),
             server_time_ms: now_ms(),
             paused: n.paused,
-            likes: n.likes.len() as u32,
+            likes: n.likes.iter().filter(|g| !self.banned.contains(g)).count() as u32,
             skip_votes: party::skip_votes(&n.skip_votes, &self.banned),
             skip_needed: self.skip_needed(),
             volume: self.settings.volume,
@@ -599,7 +651,7 @@ impl State {
             guests_connected: self.connected() as u32,
             library_size: self.library_size,
             settings: self.settings.clone(),
-            output: self.output.clone(),
+            audio_ok: self.output.ok,
             scan: self.scan,
         }
     }
@@ -643,6 +695,7 @@ impl State {
             room: self.room_view(),
             me: guest.and_then(|g| self.me_view(g)),
             guests,
+            output: self.output.clone(),
         }
     }
 
@@ -752,9 +805,12 @@ impl State {
             })),
             Command::Play { actor } => self.host(actor).and_then(|()| self.play()),
             Command::Pause { actor } => self.host(actor).and_then(|()| self.pause()),
-            Command::Skip { actor } => self.host(actor).map(|()| {
+            Command::Skip { actor, play_id } => self.host(actor).and_then(|()| {
+                if let Some(id) = play_id {
+                    self.current_play(id)?;
+                }
                 self.skip_now("host");
-                Reply::Done
+                Ok(Reply::Done)
             }),
             Command::Seek { actor, position_ms } => {
                 self.host(actor).and_then(|()| self.seek(position_ms))
@@ -908,11 +964,12 @@ impl State {
             return Ok(Reply::Done);
         }
         let (track_id, requester) = (n.track.id, n.requester);
+        let first_like = on && n.like_announced.insert(g);
         let ts = now_ms();
         self.op(move |db| db.set_like(play_id, track_id, g, on, ts));
         self.push_now();
         self.push_me(g);
-        if on {
+        if first_like {
             self.push_event(
                 None,
                 Event::Liked {
@@ -1078,6 +1135,12 @@ impl State {
             .queue
             .get_mut(&entry_id)
             .ok_or(HubError::NotFound("entry"))?;
+        if !on && q.entry.guest == Some(g) {
+            return Err(HubError::BadRequest {
+                field: "on",
+                message: "your own request always keeps your vote".into(),
+            });
+        }
         let changed = if on {
             q.entry.voters.insert(g)
         } else {
@@ -1309,14 +1372,13 @@ impl State {
         }
         self.save_settings();
         self.push_room();
-        let online: Vec<GuestId> = self
-            .guests
-            .iter()
-            .filter(|(_, g)| g.sockets > 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for g in online {
-            self.push_me(g);
+        // `requests_left` is personal: only a new cap changes it, for guests with requests.
+        if p.request_limit.is_some() {
+            let with_requests: HashSet<GuestId> =
+                self.queue.values().filter_map(|q| q.entry.guest).collect();
+            for g in with_requests {
+                self.push_me(g);
+            }
         }
         if !self.check_skip() && self.now.is_some() {
             self.push_now();
@@ -1350,25 +1412,26 @@ impl State {
 
     // ---- playback ----------------------------------------------------------------------
 
-    /// At start: resume the play that was going on, or start the next one.
-    fn resume(&mut self) {
-        if let Some(key) = self.loading {
-            if let Some(Planned::Resume(open, track)) = self.planned.get(&key).cloned() {
-                tracing::info!(
-                    "resuming {} - {} at {} s",
-                    track.artist,
-                    track.title,
-                    open.position_ms / 1000
-                );
-                self.player(PlayerCommand::Load(PlayItem {
-                    key,
-                    path: track.path.clone(),
-                    start_ms: open.position_ms,
-                }));
-                return;
-            }
+    /// When nothing plays or loads: resume the play that was going on (at start, or after a
+    /// reload), or start the next one.
+    fn kick(&mut self) {
+        if self.now.is_some() || self.loading.is_some() {
+            return;
         }
-        self.advance();
+        match self.pending_resume.take() {
+            Some(p @ Planned::Resume(..)) => {
+                if let Planned::Resume(open, track) = &p {
+                    tracing::info!(
+                        "resuming {} - {} at {} s",
+                        track.artist,
+                        track.title,
+                        open.position_ms / 1000
+                    );
+                }
+                self.load(p);
+            }
+            _ => self.advance(),
+        }
     }
 
     /// Ends the current play (if any) as skipped and moves on.
@@ -1380,7 +1443,7 @@ impl State {
             self.push_event(
                 None,
                 Event::Skipped {
-                    play_id: n.play_id,
+                    play_id: Some(n.play_id),
                     track_id: n.track.id,
                     reason,
                 },
@@ -1414,7 +1477,7 @@ impl State {
                     self.request_auto();
                 }
                 if self.now.is_none() && self.loading.is_none() {
-                    self.player(PlayerCommand::Stop);
+                    self.stop();
                     if !self.idle_announced {
                         self.idle_announced = true;
                         self.push_now();
@@ -1435,15 +1498,29 @@ impl State {
 
     fn load(&mut self, p: Planned) {
         let key = self.key();
+        let start_ms = match &p {
+            Planned::Resume(open, _) => open.position_ms,
+            _ => 0,
+        };
         // A Load clears the player's "next": forget everything planned before.
         self.planned.clear();
+        self.preloaded = None;
         self.player(PlayerCommand::Load(PlayItem {
             key,
             path: p.track().path.clone(),
-            start_ms: 0,
+            start_ms,
         }));
         self.planned.insert(key, p);
         self.loading = Some(key);
+        self.last_load = key;
+    }
+
+    /// Nothing left to play: the player stops and forgets its "next".
+    fn stop(&mut self) {
+        self.player(PlayerCommand::Stop);
+        self.planned.clear();
+        self.preloaded = None;
+        self.loading = None;
     }
 
     fn request_auto(&mut self) {
@@ -1544,7 +1621,11 @@ impl State {
 
     fn on_player(&mut self, ev: PlayerEvent) {
         match ev {
-            PlayerEvent::Started { key, duration_ms } => self.started(key, duration_ms),
+            PlayerEvent::Started {
+                key,
+                duration_ms,
+                position_ms,
+            } => self.started(key, duration_ms, position_ms),
             PlayerEvent::Position { key, position_ms } => {
                 if let Some(n) = self.now.as_mut().filter(|n| n.key == key) {
                     n.position_ms = position_ms;
@@ -1556,19 +1637,24 @@ impl State {
                     }
                 }
             }
-            PlayerEvent::Finished { key } => {
+            PlayerEvent::Finished { key, next } => {
+                // Only the play going on now can finish; anything else was already replaced.
                 if let Some(n) = self.now.take_if(|n| n.key == key) {
                     let (id, at, pos) = (n.play_id, now_ms(), n.track.duration_ms);
                     self.op(move |db| db.end_play(id, at, "finished", pos));
                     self.forget_play(&n);
-                    match self.preloaded.take() {
+                    self.preloaded = None;
+                    match next.filter(|k| *k > self.last_load) {
                         // The player went on to it without a gap; its Started follows.
-                        Some((k, _)) => self.loading = Some(k),
+                        Some(k) => self.loading = Some(k),
                         None => self.advance(),
                     }
                 }
             }
             PlayerEvent::Error { key, message } => {
+                if key < self.last_load {
+                    return;
+                }
                 let Some(p) = self.planned.remove(&key) else {
                     return;
                 };
@@ -1593,7 +1679,7 @@ impl State {
                 self.push_event(
                     None,
                     Event::Skipped {
-                        play_id: 0,
+                        play_id: None,
                         track_id: track.id,
                         reason: "unplayable",
                     },
@@ -1607,22 +1693,43 @@ impl State {
                 }
             }
             PlayerEvent::Output { description, ok } => {
+                let changed_ok = self.output.ok != ok;
                 self.output = OutputView { description, ok };
-                self.push_room();
+                self.out.push(Change::Output(self.output.clone()));
+                if changed_ok {
+                    self.push_room();
+                }
             }
         }
         self.finish(None, Ok(Reply::Done));
     }
 
-    fn started(&mut self, key: Key, duration_ms: Option<u64>) {
+    fn started(&mut self, key: Key, duration_ms: Option<u64>, start_ms: u64) {
+        if key < self.last_load {
+            // Superseded by a later Load that the player is about to start.
+            return;
+        }
         let Some(p) = self.planned.remove(&key) else {
-            tracing::debug!("player started an item that is no longer planned");
+            // The player plays something no longer planned: take control again.
+            tracing::warn!("the player started an item that is no longer planned; moving on");
+            self.loading = None;
+            self.now = None;
+            self.advance();
             return;
         };
         // Anything planned before this key is stale now.
         self.planned.retain(|k, _| *k > key);
         if self.preloaded.as_ref().is_some_and(|(k, _)| *k <= key) {
             self.preloaded = None;
+        }
+        if let Planned::Entry(id, _) = &p {
+            if !self.queue.contains_key(id) {
+                // Removed (or its guest banned) after it was preloaded: not played.
+                tracing::info!("not playing entry {id}: it left the queue");
+                self.loading = None;
+                self.advance();
+                return;
+            }
         }
         self.loading = None;
         self.idle_announced = false;
@@ -1643,7 +1750,7 @@ impl State {
                 open.request_id,
                 open.guest_id,
                 open.request_id.is_none(),
-                open.position_ms,
+                start_ms,
                 open.likes.iter().copied().collect(),
                 open.skip_votes.iter().copied().collect(),
             ),
@@ -1677,6 +1784,14 @@ impl State {
                 (play_id, None, None, true, 0, HashSet::new(), HashSet::new())
             }
         };
+        // A long break means a new party: fairness starts over.
+        if self
+            .recent
+            .first()
+            .is_some_and(|r| started_ms - r.started_ms >= PARTY_GAP_MS)
+        {
+            self.played_tonight.clear();
+        }
         // A resumed play is already in the history read at start.
         if !resumed {
             self.recent.insert(
@@ -1687,7 +1802,13 @@ impl State {
                     started_ms,
                 },
             );
-            self.recent.truncate(RECENT_KEEP);
+            // Keep every play inside the no-repeat window, and a few more for artist spacing.
+            let window = i64::from(self.settings.no_repeat_minutes) * 60_000;
+            let mut i = 0;
+            self.recent.retain(|r| {
+                i += 1;
+                i <= RECENT_KEEP || started_ms - r.started_ms < window
+            });
         }
         self.auto_next = None;
         self.auto_pending = false;
@@ -1725,6 +1846,7 @@ impl State {
             paused: false,
             likes,
             skip_votes: skips,
+            like_announced: HashSet::new(),
             last_saved_ms: position,
         });
         self.push_now();
@@ -1770,31 +1892,9 @@ impl State {
                     self.refresh_preload();
                 }
             }
-            Internal::StoreFailed => self.resync(),
-            Internal::Reloaded(l) => {
-                let before: Vec<EntryId> = self.queue.keys().copied().collect();
-                self.apply_loaded(*l);
-                for id in before {
-                    if !self.queue.contains_key(&id) {
-                        self.push_entry(id);
-                    }
-                }
-                let all: Vec<EntryId> = self.queue.keys().copied().collect();
-                for id in all {
-                    self.push_entry(id);
-                }
-                self.out.push(Change::QueueOrder(self.order.clone()));
-                self.push_now();
-                self.push_room();
-                let online: Vec<GuestId> = self
-                    .guests
-                    .iter()
-                    .filter(|(_, g)| g.sockets > 0)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for g in online {
-                    self.push_me(g);
-                }
+            Internal::StoreFailed => self.needs_resync = true,
+            Internal::Socket(g, open) => {
+                let _ = self.sockets(g, open);
             }
             Internal::Scan(p) => {
                 self.scan = Some(p.into());
@@ -1839,10 +1939,11 @@ impl State {
             done: false,
         });
         self.push_room();
-        let (store, music, internal) = (
+        let (store, music, internal, cancel) = (
             self.store.clone(),
             self.music.clone(),
             self.internal.clone(),
+            self.scan_cancel.clone(),
         );
         let spawned = std::thread::Builder::new()
             .name("scan".into())
@@ -1851,7 +1952,7 @@ impl State {
                 let progress = move |p: ScanProgress| {
                     let _ = progress_tx.send(Internal::Scan(p));
                 };
-                let res = library::scan(&music, &store, &progress)
+                let res = library::scan(&music, &store, &progress, &cancel)
                     .map_err(|e| e.to_string())
                     .and_then(|report| {
                         tracing::info!(

@@ -104,7 +104,8 @@ pub struct RoomView {
     pub guests_connected: u32,
     pub library_size: u64,
     pub settings: Settings,
-    pub output: OutputView,
+    /// Whether the music reaches the output that was asked for (details: `Change::Output`).
+    pub audio_ok: bool,
     pub scan: Option<ScanView>,
 }
 
@@ -160,7 +161,8 @@ pub enum Event {
         by: String,
     },
     Skipped {
-        play_id: PlayId,
+        /// `None` when the track could not even start.
+        play_id: Option<PlayId>,
         track_id: TrackId,
         /// "votes", "host", or "unplayable".
         reason: &'static str,
@@ -219,6 +221,8 @@ pub enum Change {
     Me(Box<MeView>),
     /// For hosts only.
     Guest(Box<GuestAdminView>),
+    /// For hosts only: which audio output is in use (it may name a file path).
+    Output(OutputView),
     Event {
         ts_ms: i64,
         /// `Some` for the personal events, which go only to that guest.
@@ -256,6 +260,8 @@ pub struct Snapshot {
     pub me: Option<MeView>,
     /// Filled for hosts only.
     pub guests: Vec<GuestAdminView>,
+    /// For hosts only.
+    pub output: OutputView,
 }
 
 /// The health of the box (`GET /healthz`).
