@@ -1,0 +1,207 @@
+//! Playback planning under fire: very short tracks end while requests, votes, removals,
+//! moves, skips and pauses race them. Afterwards the music must still be going, and the hub's
+//! queue must equal the database's.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::TestHub;
+use jukebox::hub::{Actor, Change, Command, Event, Reply};
+use jukebox::party::Settings;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_music_never_stops_under_a_storm_of_commands() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 8, 0.4);
+    let settings = Settings {
+        no_repeat_minutes: 0,
+        artist_spacing: 0,
+        request_limit: 5,
+        ..Settings::default()
+    };
+    let db = dir.path().join("j.db");
+    let mut h = TestHub::start(&db, &music, settings).await;
+    h.playing().await;
+    let tracks: Vec<i64> = h
+        .store
+        .query(|db| db.search("", 20, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let host = h.host().await;
+    let mut guests = Vec::new();
+    for i in 0..6 {
+        guests.push(h.guest(&format!("g{i}")).await);
+    }
+    let mut rx = h.hub.subscribe();
+    let seed = std::env::var("JUKEBOX_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+    let mut actions = 0;
+    while started.elapsed() < Duration::from_secs(6) && actions < 2_000 {
+        actions += 1;
+        let g: Actor = guests[rng.random_range(0..guests.len())];
+        let s = h.snapshot().await;
+        let play = s.now_playing.as_ref().map(|n| n.play_id);
+        let entry = (!s.order.is_empty()).then(|| s.order[rng.random_range(0..s.order.len())]);
+        let cmd = match rng.random_range(0..12) {
+            0..=2 => Command::Request {
+                actor: g,
+                track_id: tracks[rng.random_range(0..tracks.len())],
+            },
+            3 => match entry {
+                Some(e) => Command::Vote {
+                    actor: g,
+                    entry_id: e,
+                    on: rng.random(),
+                },
+                None => continue,
+            },
+            4 => match entry {
+                Some(e) => Command::Remove {
+                    actor: host,
+                    entry_id: e,
+                },
+                None => continue,
+            },
+            5 => match entry {
+                Some(e) => Command::Move {
+                    actor: host,
+                    entry_id: e,
+                    to: rng.random_range(0..4),
+                },
+                None => continue,
+            },
+            6 => Command::Skip {
+                actor: host,
+                play_id: play,
+            },
+            7 => match play {
+                Some(p) => Command::VoteSkip {
+                    actor: g,
+                    play_id: p,
+                },
+                None => continue,
+            },
+            8 => match play {
+                Some(p) => Command::Like {
+                    actor: g,
+                    play_id: p,
+                    on: rng.random(),
+                },
+                None => continue,
+            },
+            // Jump to the very end: the track finishes at once, racing whatever the hub is
+            // still preparing as its successor.
+            10 | 11 => match &s.now_playing {
+                Some(n) => Command::Seek {
+                    actor: host,
+                    position_ms: n.track.duration_ms.saturating_sub(5),
+                },
+                None => continue,
+            },
+            _ => {
+                if rng.random_bool(0.5) {
+                    Command::Pause { actor: host }
+                } else {
+                    Command::Play { actor: host }
+                }
+            }
+        };
+        // Refusals are fine; internal errors are not.
+        let a = h.call(cmd).await;
+        if let Err(e) = &a.result {
+            assert_ne!(e.code(), "internal", "{e}");
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..15))).await;
+    }
+    h.ok(Command::Play { actor: host }).await;
+    // Then the auto-DJ alone, with tracks cut short right after they start.
+    for e in h.snapshot().await.order {
+        let _ = h
+            .call(Command::Remove {
+                actor: host,
+                entry_id: e,
+            })
+            .await;
+    }
+    for _ in 0..60 {
+        if let Some(n) = h.snapshot().await.now_playing {
+            let _ = h
+                .call(Command::Seek {
+                    actor: host,
+                    position_ms: n.track.duration_ms.saturating_sub(5),
+                })
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
+    }
+
+    // Every change so far came in one gapless order.
+    let mut last = None;
+    while let Ok(p) = rx.try_recv() {
+        if let Some(l) = last {
+            assert_eq!(p.seq, l + 1, "a gap in the change order");
+        }
+        last = Some(p.seq);
+    }
+
+    // The music goes on: new tracks keep starting (each is 0.4 s).
+    let mut starts = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while starts < 3 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(p)) => {
+                if matches!(
+                    p.change,
+                    Change::Event {
+                        event: Event::TrackStarted { .. },
+                        ..
+                    }
+                ) {
+                    starts += 1;
+                }
+            }
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("the music stopped after {actions} actions ({starts} starts)"),
+        }
+    }
+
+    // Memory and disk agree on the queue and its votes.
+    let s = match h
+        .ok(Command::Snapshot {
+            guest: None,
+            admin: true,
+        })
+        .await
+    {
+        Reply::Snapshot(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let db_queue: BTreeMap<i64, usize> = h
+        .store
+        .query(|db| db.queued())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| (e.id, e.voters.len()))
+        .collect();
+    let mem_queue: BTreeMap<i64, usize> =
+        s.queue.iter().map(|e| (e.id, e.votes as usize)).collect();
+    assert_eq!(mem_queue, db_queue);
+    assert_eq!(
+        s.order.iter().copied().collect::<BTreeSet<_>>(),
+        db_queue.keys().copied().collect::<BTreeSet<_>>()
+    );
+    h.stop().await;
+}
