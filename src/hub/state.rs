@@ -86,7 +86,7 @@ impl Loaded {
     }
 
     pub(crate) async fn load(store: &Store) -> Result<Loaded, StoreError> {
-        store.call(Loaded::read).await
+        store.query(Loaded::read).await
     }
 }
 
