@@ -20,6 +20,11 @@ pub enum AppError {
     Demo(#[from] crate::demo::DemoError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The parts of a started jukebox that the caller (main, or a test) holds.
@@ -131,8 +136,14 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs the jukebox until a shutdown signal.
+/// Runs the jukebox until a shutdown signal: the engine, then the live server.
 pub async fn run(config: Config) -> Result<(), AppError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| AppError::Listen {
+            addr: config.listen,
+            source: e,
+        })?;
     let (running, music) = start_with_music(&config).await?;
     tracing::info!(
         "jukebox {} running: music from {}, database {}",
@@ -140,7 +151,19 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         music.display(),
         config.db.display()
     );
-    shutdown_signal().await;
+    let state = crate::server::state(
+        running.hub.clone(),
+        running.store.clone(),
+        crate::server::ServerConfig {
+            host_pin: running.host_pin.clone(),
+            allowed_origins: config.allow_origin.clone(),
+            ws_limits: crate::server::WsLimits::default(),
+            session_limits: crate::server::session::SessionLimits::default(),
+        },
+    );
+    if let Err(e) = crate::server::serve(listener, state, shutdown_signal()).await {
+        tracing::error!("the server stopped: {e}");
+    }
     tracing::info!("shutting down");
     running.shutdown().await;
     tracing::info!("stopped");

@@ -110,6 +110,15 @@ pub struct RunArgs {
     /// Highest volume anyone may set, 0..=100 [default: 100].
     #[arg(long, env = "JUKEBOX_MAX_VOLUME", value_name = "PCT")]
     pub max_volume: Option<i64>,
+    /// Extra web origin allowed to open the live connection (repeatable; comma-separated in
+    /// the environment), e.g. http://tv.example:3000. The jukebox's own origin always is.
+    #[arg(
+        long,
+        env = "JUKEBOX_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Option<Vec<String>>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive) [default: info].
     #[arg(long, env = "JUKEBOX_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -134,6 +143,7 @@ struct FileConfig {
     skip_percent: Option<i64>,
     volume: Option<i64>,
     max_volume: Option<i64>,
+    allow_origin: Option<Vec<String>>,
     log: Option<String>,
 }
 
@@ -206,6 +216,8 @@ pub struct Config {
     pub settings: Settings,
     /// Which settings keys were given explicitly (flag, environment or file).
     pub explicit_settings: Vec<&'static str>,
+    /// Web origins besides the jukebox's own that may open the live connection.
+    pub allow_origin: Vec<String>,
     pub log: String,
 }
 
@@ -377,7 +389,27 @@ impl Config {
             return Err(invalid("db", "empty path; allowed: a file path"));
         }
 
+        let allow_origin = a
+            .allow_origin
+            .clone()
+            .or(f.allow_origin)
+            .unwrap_or_default();
+        for o in &allow_origin {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && o.len() <= 256;
+            if !ok {
+                return Err(invalid(
+                    "allow_origin",
+                    format!(
+                        "{o:?} is not an origin; allowed e.g. http://tv.example:3000 (no path)"
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
+            allow_origin,
             music,
             db,
             listen,

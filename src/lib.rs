@@ -20,4 +20,6 @@ pub mod hub;
 pub mod library;
 pub mod party;
 pub mod player;
+pub mod protocol;
+pub mod server;
 pub mod store;

@@ -1,0 +1,501 @@
+//! The JSON API: guest tokens, host login, a read-only view of the state and search for
+//! scripts, cover art, host actions with the host token, and `/healthz`. Errors are
+//! `{"code","message"}` with the protocol's codes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::hub::{Actor, Command, HubError, Reply, Role};
+use crate::protocol::{self, Cmd, Incoming, Topic};
+
+pub(crate) type IpLimiter = DefaultKeyedRateLimiter<IpAddr>;
+
+/// `per_minute` requests a minute per address, with bursts of `burst`.
+pub(crate) fn ip_limiter(per_minute: u32, burst: u32) -> IpLimiter {
+    RateLimiter::keyed(
+        Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero")),
+    )
+}
+
+/// An HTTP error: `{"code","message"}` (and `field` when one field is at fault).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Box<Value>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(*self.body)).into_response()
+    }
+}
+
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    api_error(status, code, message).into_response()
+}
+
+fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        body: Box::new(json!({"code": code, "message": message.into()})),
+    }
+}
+
+fn status_for(code: &str) -> StatusCode {
+    match code {
+        "bad_json" | "bad_request" | "unknown_cmd" => StatusCode::BAD_REQUEST,
+        "unauthorized" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" => StatusCode::NOT_FOUND,
+        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+fn hub_error(e: &HubError) -> Response {
+    let mut body = json!({"code": e.code(), "message": e.to_string()});
+    if let HubError::BadRequest { field, message } = e {
+        body["field"] = json!(field);
+        body["message"] = json!(message);
+    }
+    (status_for(e.code()), Json(body)).into_response()
+}
+
+fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
+    let not_until = limiter.check_key(&ip).err()?;
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+        &governor::clock::DefaultClock::default(),
+    ));
+    let ms = wait.as_millis().max(1) as u64;
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"code": "rate_limited", "message": "too many attempts; wait a little", "retry_after_ms": ms})),
+    )
+        .into_response();
+    if let Ok(v) = (ms.div_ceil(1000)).to_string().parse() {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(r)
+}
+
+/// Parses a JSON body; an empty body is `{}`.
+fn body_json(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    if !v.is_object() {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(v)
+}
+
+pub async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such page")
+}
+
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.hub.call(Command::Status).await.result {
+        Ok(Reply::Status(s)) => Json(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": state.started.elapsed().as_secs(),
+            "audio": {"output": s.output.description, "ok": s.output.ok, "playing": s.playing},
+            "library_size": s.library_size,
+            "phones_connected": s.guests_connected,
+            "sessions": state.sessions.len(),
+            "queue_len": s.queue_len,
+        }))
+        .into_response(),
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
+        Err(e) => hub_error(&e),
+    }
+}
+
+pub async fn create_guest(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = rate_limited(&state.guest_limiter, addr.ip()) {
+        return r;
+    }
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let name = match v.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "name: a string of at most 32 characters",
+            )
+        }
+    };
+    match state
+        .hub
+        .call(Command::CreateGuest { name, host: false })
+        .await
+        .result
+    {
+        Ok(Reply::Guest(g)) => (
+            StatusCode::CREATED,
+            Json(json!({"token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name})),
+        )
+            .into_response(),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
+        Err(e) => hub_error(&e),
+    }
+}
+
+pub async fn host_login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = rate_limited(&state.login_limiter, addr.ip()) {
+        return r;
+    }
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let Some(pin) = v.get("pin").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "pin: a string of digits",
+        );
+    };
+    // Constant time, so the answer's timing says nothing about the PIN.
+    let ok: bool = pin.as_bytes().ct_eq(state.host_pin.as_bytes()).into();
+    if !ok {
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong PIN");
+    }
+    match state
+        .hub
+        .call(Command::CreateGuest {
+            name: Some("Host".into()),
+            host: true,
+        })
+        .await
+        .result
+    {
+        Ok(Reply::Guest(g)) => Json(json!({
+            "token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name, "role": "host"
+        }))
+        .into_response(),
+        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
+        Err(e) => hub_error(&e),
+    }
+}
+
+/// The host token from `Authorization: Bearer …`.
+async fn host_actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            api_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the host token as Authorization: Bearer <token>",
+            )
+        })?;
+    match state
+        .hub
+        .call(Command::Authenticate {
+            token: token.trim().to_string(),
+        })
+        .await
+        .result
+    {
+        Ok(Reply::Identity(Some(id))) if id.role == Role::Host => Ok(Actor {
+            guest: id.guest_id,
+            host: true,
+        }),
+        Ok(Reply::Identity(Some(_))) => Err(api_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the host can do that",
+        )),
+        _ => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bad or revoked token",
+        )),
+    }
+}
+
+/// `POST /api/host/{action}`: the protocol's host commands over HTTP. The body carries the
+/// same fields as the websocket command (`message` is `announce`, `volume` is `set_volume`).
+pub async fn host_action(
+    State(state): State<Arc<AppState>>,
+    Path(action): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let actor = match host_actor(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    let cmd_name = match action.as_str() {
+        "message" => "announce",
+        "volume" => "set_volume",
+        other => other,
+    };
+    let mut v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    v["cmd"] = json!(cmd_name);
+    v["rid"] = json!(1);
+    let cmd = match protocol::parse(&v.to_string()) {
+        Ok(Incoming::Request { cmd, .. }) if cmd.host_only() => cmd,
+        Ok(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no host action {action:?}"),
+            )
+        }
+        Err(e) if e.code == "unknown_cmd" => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no host action {action:?}"),
+            )
+        }
+        Err(e) => {
+            let mut body = json!({"code": e.code, "message": e.message});
+            if let Some(f) = e.field {
+                body["field"] = json!(f);
+            }
+            return (status_for(e.code), Json(body)).into_response();
+        }
+    };
+    let hub_cmd = match cmd {
+        Cmd::Play => Command::Play { actor },
+        Cmd::Pause => Command::Pause { actor },
+        Cmd::Skip { play_id } => Command::Skip { actor, play_id },
+        Cmd::Seek { position_ms } => Command::Seek { actor, position_ms },
+        Cmd::SetVolume { volume } => Command::SetVolume { actor, volume },
+        Cmd::Remove { entry_id } => Command::Remove { actor, entry_id },
+        Cmd::Move { entry_id, to } => Command::Move {
+            actor,
+            entry_id,
+            to,
+        },
+        Cmd::Ban { guest_id, on } => Command::Ban {
+            actor,
+            guest: guest_id,
+            on,
+        },
+        Cmd::Settings(m) => Command::Settings {
+            actor,
+            patch: crate::hub::SettingsPatch {
+                request_limit: m.request_limit,
+                no_repeat_minutes: m.no_repeat_minutes,
+                artist_spacing: m.artist_spacing,
+                skip_min_votes: m.skip_min_votes,
+                skip_percent: m.skip_percent,
+                max_volume: m.max_volume,
+                requests_paused: m.requests_paused,
+            },
+        },
+        Cmd::Announce { text } => Command::Announce { actor, text },
+        Cmd::Rescan => Command::Rescan { actor },
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no host action {action:?}"),
+            )
+        }
+    };
+    match state.hub.call(hub_cmd).await.result {
+        Ok(_) => Json(json!({"ok": true})).into_response(),
+        Err(e) => hub_error(&e),
+    }
+}
+
+pub async fn api_state(State(state): State<Arc<AppState>>) -> Response {
+    match state
+        .hub
+        .call(Command::Snapshot {
+            guest: None,
+            admin: false,
+        })
+        .await
+        .result
+    {
+        Ok(Reply::Snapshot(s)) => {
+            let part = |t: Topic| -> Value {
+                let tail = protocol::encode_snapshot(t, &s);
+                let mut v: Value =
+                    serde_json::from_str(&tail.render(0)).unwrap_or_else(|_| json!({}));
+                let obj = v.as_object_mut().expect("an object");
+                obj.remove("cmd");
+                obj.remove("seq");
+                obj.remove("topic");
+                v
+            };
+            Json(json!({
+                "now_playing": part(Topic::NowPlaying)["data"].clone(),
+                "queue": part(Topic::Queue),
+                "room": part(Topic::Room)["data"].clone(),
+            }))
+            .into_response()
+        }
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
+        Err(e) => hub_error(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn api_search(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<SearchQuery>,
+) -> Response {
+    let q = p.q.unwrap_or_default();
+    if q.chars().count() > 200 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "q: at most 200 characters",
+        );
+    }
+    let offset = match p.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => match c.strip_prefix('c').and_then(|n| n.parse::<u32>().ok()) {
+            Some(o) => o,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "cursor: not a cursor from a previous answer",
+                )
+            }
+        },
+    };
+    let limit = p.limit.unwrap_or(20).clamp(1, 100);
+    match state
+        .store
+        .query(move |db| db.search(&q, limit + 1, offset))
+        .await
+    {
+        Ok(mut tracks) => {
+            let more = tracks.len() > limit as usize;
+            tracks.truncate(limit as usize);
+            Json(json!({
+                "results": tracks.iter().map(protocol::track_row).collect::<Vec<_>>(),
+                "next_cursor": more.then(|| protocol::cursor(offset + limit)),
+            }))
+            .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+pub async fn art(
+    State(state): State<Arc<AppState>>,
+    Path(track): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(id) = protocol::parse_track_id(&track) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such track");
+    };
+    let row = match state.store.query(move |db| db.track(id)).await {
+        Ok(Some(t)) if t.has_art => t,
+        Ok(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no cover art for this track",
+            )
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let path = row.path.clone();
+    let Ok(Some((bytes, mime))) =
+        tokio::task::spawn_blocking(move || crate::library::cover_art(&path)).await
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no cover art for this track",
+        );
+    };
+    let etag = format!("\"{}-{:x}\"", track, {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    });
+    let cache = "public, max-age=86400";
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache.to_string()),
+            ],
+        )
+            .into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache.to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
+}

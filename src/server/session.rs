@@ -1,0 +1,612 @@
+//! Sessions: the unit of sequencing and resume (protocol.md §3–4, §10). A session outlives its
+//! sockets. Each session is one task that takes the encoded change stream, keeps what its
+//! guest may see (subscribed topics, their own personal changes), numbers it with the
+//! session's `seq`, keeps the last messages for resume, and hands them to the attached socket
+//! through a bounded queue. Replies travel through the same task and wait until the changes
+//! they caused have been numbered, so a reply always comes after its own updates. Snapshots
+//! are merged into the stream so that no change falls between a snapshot and the next delta,
+//! and none is applied twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::hub::{Command, Hub, Reply, Role};
+use crate::party::GuestId;
+use crate::protocol::{self, Tail, Topic};
+
+/// One encoded change, shared by every session (encoded once).
+#[derive(Debug)]
+pub struct Wire {
+    pub hub_seq: u64,
+    /// `None` for events, which go to every socket.
+    pub topic: Option<Topic>,
+    /// Personal changes name their guest.
+    pub to: Option<GuestId>,
+    /// `None` for changes the wire does not carry (the seq still goes by).
+    pub tail: Option<Tail>,
+    /// The encoder lost changes: every session must snapshot again.
+    pub gap: bool,
+}
+
+/// Limits of a session (protocol.md §3, §10).
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Messages kept for resume (at least 256).
+    pub buffer: usize,
+    /// How long a session outlives its last socket.
+    pub ttl: Duration,
+    /// Messages that may wait for a socket's writer before it counts as too slow.
+    pub socket_queue: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            buffer: 1024,
+            ttl: Duration::from_secs(15 * 60),
+            socket_queue: 512,
+        }
+    }
+}
+
+/// What a socket's writer receives.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Utf8Bytes),
+    /// Send `bye` with this code and close.
+    Close {
+        code: u16,
+        reason: &'static str,
+        reconnect: bool,
+    },
+}
+
+/// Facts the welcome message carries.
+pub struct ServerInfo {
+    pub build: String,
+    pub epoch: String,
+    pub heartbeat_ms: u64,
+}
+
+pub enum Resume {
+    /// A new session: snapshots of these topics follow the welcome.
+    Fresh { reason: Option<&'static str> },
+    /// Resume after `last_seq`.
+    From(u64),
+}
+
+/// The result of attaching a socket.
+pub enum Attached {
+    Ok,
+    /// The missed messages are gone: start a new session.
+    TooOld,
+}
+
+enum Msg {
+    Attach {
+        socket: u64,
+        out: mpsc::Sender<Outbound>,
+        resume: Resume,
+        done: oneshot::Sender<Attached>,
+    },
+    Detach {
+        socket: u64,
+    },
+    Sub {
+        topics: Vec<Topic>,
+        reply: Option<(u64, u64)>,
+    },
+    Unsub {
+        topics: Vec<Topic>,
+    },
+    /// A reply to send once the hub changes up to `after` have been numbered.
+    Reply {
+        after: u64,
+        tail: Tail,
+    },
+    Snapshot {
+        answer: crate::hub::Answer,
+        topics: Vec<Topic>,
+        reply: Option<(u64, u64)>,
+    },
+}
+
+/// The handle to a session task.
+pub struct Session {
+    pub id: String,
+    pub guest: GuestId,
+    pub role: Role,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// Highest `rid` received (duplicate detection, `welcome.last_rid`).
+    last_rid: Mutex<u64>,
+}
+
+impl Session {
+    /// Registers a request id: false when it is at or below the highest one seen.
+    pub fn accept_rid(&self, rid: u64) -> bool {
+        let mut last = self.last_rid.lock().unwrap_or_else(|e| e.into_inner());
+        if rid <= *last {
+            return false;
+        }
+        *last = rid;
+        true
+    }
+
+    pub fn last_rid(&self) -> u64 {
+        *self.last_rid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn attach(
+        &self,
+        socket: u64,
+        out: mpsc::Sender<Outbound>,
+        resume: Resume,
+    ) -> Attached {
+        let (done, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Msg::Attach {
+                socket,
+                out,
+                resume,
+                done,
+            })
+            .is_err()
+        {
+            return Attached::TooOld;
+        }
+        rx.await.unwrap_or(Attached::TooOld)
+    }
+
+    pub fn detach(&self, socket: u64) {
+        let _ = self.tx.send(Msg::Detach { socket });
+    }
+
+    pub fn subscribe(&self, topics: Vec<Topic>, reply: Option<(u64, u64)>) {
+        let _ = self.tx.send(Msg::Sub { topics, reply });
+    }
+
+    pub fn unsubscribe(&self, topics: Vec<Topic>) {
+        let _ = self.tx.send(Msg::Unsub { topics });
+    }
+
+    /// Sends `tail` as a reply after the hub changes up to `after`.
+    pub fn reply(&self, after: u64, tail: Tail) {
+        let _ = self.tx.send(Msg::Reply { after, tail });
+    }
+}
+
+/// All live sessions.
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    wire: broadcast::Sender<Arc<Wire>>,
+    /// The hub seq of the last change encoded (replies to reads wait for nothing newer).
+    pub info: Arc<ServerInfo>,
+    pub limits: SessionLimits,
+    hub: Hub,
+}
+
+impl Sessions {
+    /// Starts the encoder that turns hub changes into shared wire messages.
+    pub fn start(hub: Hub, info: ServerInfo, limits: SessionLimits) -> Arc<Sessions> {
+        let (wire, _) = broadcast::channel(crate::hub::CHANGE_BUFFER);
+        let sessions = Arc::new(Sessions {
+            map: Mutex::new(HashMap::new()),
+            wire: wire.clone(),
+            info: Arc::new(info),
+            limits,
+            hub: hub.clone(),
+        });
+        let mut changes = hub.subscribe();
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(p) => {
+                        let _ = wire.send(Arc::new(Wire {
+                            hub_seq: p.seq,
+                            topic: protocol::change_topic(&p.change),
+                            to: p.change.only_for(),
+                            tail: protocol::encode_change(&p.change),
+                            gap: false,
+                        }));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("the change encoder fell {n} changes behind");
+                        let _ = wire.send(Arc::new(Wire {
+                            hub_seq: hub.last_seq(),
+                            topic: None,
+                            to: None,
+                            tail: None,
+                            gap: true,
+                        }));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        sessions
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Creates a session for `guest` subscribed to `topics`.
+    pub fn create(
+        self: &Arc<Self>,
+        guest: GuestId,
+        role: Role,
+        topics: Vec<Topic>,
+    ) -> Arc<Session> {
+        // The epoch is part of the id, so a resume after a restart can say why it failed.
+        let id = format!("s_{}_{:016x}", self.info.epoch, rand::random::<u64>());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = Arc::new(Session {
+            id: id.clone(),
+            guest,
+            role,
+            tx: tx.clone(),
+            last_rid: Mutex::new(0),
+        });
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), session.clone());
+        let task = Task {
+            id,
+            guest,
+            role,
+            topics: topics.into_iter().collect(),
+            seq: 0,
+            buffer: VecDeque::new(),
+            hub_cursor: self.hub.last_seq(),
+            pending_replies: BTreeMap::new(),
+            reply_order: 0,
+            snapshotting: 0,
+            covered: HashMap::new(),
+            held: Vec::new(),
+            socket: None,
+            detached_at: Some(Instant::now()),
+            tx,
+            hub: self.hub.clone(),
+            info: self.info.clone(),
+            limits: self.limits.clone(),
+        };
+        let rx_wire = self.wire.subscribe();
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let id = task.id.clone();
+            task.run(rx, rx_wire).await;
+            if let Some(s) = me.upgrade() {
+                s.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            }
+        });
+        session
+    }
+}
+
+struct Attachment {
+    socket: u64,
+    out: mpsc::Sender<Outbound>,
+}
+
+/// A message kept for resume: shared (encoded once) or the session's own.
+#[derive(Clone)]
+enum Kept {
+    Shared(Arc<Wire>),
+    Own(Arc<Tail>),
+}
+
+impl Kept {
+    fn render(&self, seq: u64) -> String {
+        match self {
+            Kept::Shared(w) => w.tail.as_ref().map_or_else(String::new, |t| t.render(seq)),
+            Kept::Own(t) => t.render(seq),
+        }
+    }
+}
+
+struct Task {
+    id: String,
+    guest: GuestId,
+    role: Role,
+    topics: BTreeSet<Topic>,
+    seq: u64,
+    buffer: VecDeque<(u64, Kept)>,
+    /// The last hub seq this session has dealt with.
+    hub_cursor: u64,
+    /// Replies waiting for their changes: (after, order) → tail.
+    pending_replies: BTreeMap<(u64, u64), Tail>,
+    reply_order: u64,
+    /// Snapshots in flight; while any is, new changes are held back.
+    snapshotting: u32,
+    /// For each topic, the hub seq its last snapshot reflects: older changes are in it.
+    covered: HashMap<Topic, u64>,
+    held: Vec<Arc<Wire>>,
+    socket: Option<Attachment>,
+    detached_at: Option<Instant>,
+    tx: mpsc::UnboundedSender<Msg>,
+    hub: Hub,
+    info: Arc<ServerInfo>,
+    limits: SessionLimits,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut wire: broadcast::Receiver<Arc<Wire>>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                biased;
+                msg = rx.recv() => match msg {
+                    Some(m) => self.on_msg(m),
+                    None => return,
+                },
+                w = wire.recv() => match w {
+                    Ok(w) if w.gap => self.resnapshot(),
+                    Ok(w) => self.on_wire(w),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {
+                    if self.detached_at.is_some_and(|t| t.elapsed() > self.limits.ttl) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Changes were lost on the way: we cannot know which, so every topic is sent again.
+    fn resnapshot(&mut self) {
+        let topics: Vec<Topic> = self.topics.iter().copied().collect();
+        self.hub_cursor = self.hub_cursor.max(self.hub.last_seq());
+        self.request_snapshot(topics, None);
+    }
+
+    fn wants(&self, w: &Wire) -> bool {
+        if w.to.is_some_and(|g| g != self.guest) {
+            return false;
+        }
+        match w.topic {
+            None => true,
+            Some(Topic::Admin) => self.role == Role::Host && self.topics.contains(&Topic::Admin),
+            Some(t) => self.topics.contains(&t),
+        }
+    }
+
+    fn on_wire(&mut self, w: Arc<Wire>) {
+        if self.snapshotting > 0 {
+            self.held.push(w);
+            return;
+        }
+        self.apply_wire(w);
+        self.flush_replies();
+    }
+
+    fn apply_wire(&mut self, w: Arc<Wire>) {
+        if w.hub_seq <= self.hub_cursor {
+            return;
+        }
+        self.hub_cursor = w.hub_seq;
+        // Already part of a snapshot this session sent?
+        if let Some(t) = w.topic {
+            if self.covered.get(&t).is_some_and(|s| w.hub_seq <= *s) {
+                return;
+            }
+        }
+        if w.tail.is_some() && self.wants(&w) {
+            self.emit(Kept::Shared(w));
+        }
+    }
+
+    fn emit(&mut self, item: Kept) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.buffer.push_back((seq, item.clone()));
+        while self.buffer.len() > self.limits.buffer {
+            self.buffer.pop_front();
+        }
+        self.send(seq, &item);
+    }
+
+    fn send(&mut self, seq: u64, item: &Kept) {
+        let Some(att) = &self.socket else { return };
+        let frame = Outbound::Frame(Utf8Bytes::from(item.render(seq)));
+        if att.out.try_send(frame).is_err() {
+            // Too slow to keep up (or gone): it resumes from the buffer when it comes back.
+            let att = self.socket.take().expect("attached");
+            let _ = att.out.try_send(Outbound::Close {
+                code: 4008,
+                reason: "too slow to keep up",
+                reconnect: true,
+            });
+            self.detached_at = Some(Instant::now());
+        }
+    }
+
+    fn flush_replies(&mut self) {
+        if self.snapshotting > 0 {
+            return;
+        }
+        while let Some((&(after, order), _)) = self.pending_replies.iter().next() {
+            if after > self.hub_cursor {
+                break;
+            }
+            let tail = self
+                .pending_replies
+                .remove(&(after, order))
+                .expect("present");
+            self.emit(Kept::Own(Arc::new(tail)));
+        }
+    }
+
+    fn request_snapshot(&mut self, topics: Vec<Topic>, reply: Option<(u64, u64)>) {
+        self.snapshotting += 1;
+        let (hub, tx, guest) = (self.hub.clone(), self.tx.clone(), self.guest);
+        let admin = self.role == Role::Host && topics.contains(&Topic::Admin);
+        tokio::spawn(async move {
+            let answer = hub
+                .call(Command::Snapshot {
+                    guest: Some(guest),
+                    admin,
+                })
+                .await;
+            let _ = tx.send(Msg::Snapshot {
+                answer,
+                topics,
+                reply,
+            });
+        });
+    }
+
+    fn on_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Attach {
+                socket,
+                out,
+                resume,
+                done,
+            } => {
+                let (resumed, reason, replay_from) = match resume {
+                    Resume::From(last) => {
+                        let oldest = self.buffer.front().map_or(self.seq + 1, |(s, _)| *s);
+                        if last > self.seq || last + 1 < oldest {
+                            let _ = done.send(Attached::TooOld);
+                            return;
+                        }
+                        (true, None, Some(last))
+                    }
+                    Resume::Fresh { reason } => (false, reason, None),
+                };
+                if let Some(old) = self.socket.take() {
+                    // A newer socket takes over this session.
+                    let _ = old.out.try_send(Outbound::Close {
+                        code: 4008,
+                        reason: "the session continued on another connection",
+                        reconnect: false,
+                    });
+                }
+                let welcome = protocol::welcome(
+                    &self.info.build,
+                    &self.info.epoch,
+                    &self.id,
+                    resumed,
+                    reason,
+                    0,
+                    self.role,
+                    self.info.heartbeat_ms,
+                );
+                let _ = out.try_send(Outbound::Frame(Utf8Bytes::from(welcome)));
+                self.socket = Some(Attachment { socket, out });
+                self.detached_at = None;
+                let _ = done.send(Attached::Ok);
+                match replay_from {
+                    Some(last) => {
+                        let missed: Vec<(u64, Kept)> = self
+                            .buffer
+                            .iter()
+                            .filter(|(s, _)| *s > last)
+                            .cloned()
+                            .collect();
+                        for (seq, item) in missed {
+                            self.send(seq, &item);
+                        }
+                    }
+                    None => {
+                        let topics: Vec<Topic> = self.topics.iter().copied().collect();
+                        if !topics.is_empty() {
+                            self.request_snapshot(topics, None);
+                        }
+                    }
+                }
+            }
+            Msg::Detach { socket } => {
+                if self.socket.as_ref().is_some_and(|a| a.socket == socket) {
+                    self.socket = None;
+                    self.detached_at = Some(Instant::now());
+                }
+            }
+            Msg::Sub { topics, reply } => {
+                let new: Vec<Topic> = topics
+                    .into_iter()
+                    .filter(|t| *t != Topic::Admin || self.role == Role::Host)
+                    .filter(|t| self.topics.insert(*t))
+                    .collect();
+                if new.is_empty() {
+                    if let Some((rid, after)) = reply {
+                        self.queue_reply(after, protocol::reply_ok(rid, serde_json::json!({})));
+                    }
+                } else {
+                    self.request_snapshot(new, reply);
+                }
+            }
+            Msg::Unsub { topics } => {
+                for t in topics {
+                    self.topics.remove(&t);
+                }
+            }
+            Msg::Reply { after, tail } => self.queue_reply(after, tail),
+            Msg::Snapshot {
+                answer,
+                topics,
+                reply,
+            } => {
+                self.snapshotting = self.snapshotting.saturating_sub(1);
+                match answer.result {
+                    Ok(Reply::Snapshot(s)) => {
+                        // Changes up to the snapshot's point are in it; the ones we
+                        // already sent for other topics stay sent.
+                        for t in &topics {
+                            if self.topics.contains(t) {
+                                self.emit(Kept::Own(Arc::new(protocol::encode_snapshot(*t, &s))));
+                                self.covered.insert(*t, answer.after_seq);
+                            }
+                        }
+                    }
+                    other => {
+                        tracing::warn!("snapshot for a session failed: {:?}", other.err());
+                    }
+                }
+                if let Some((rid, _)) = reply {
+                    self.emit(Kept::Own(Arc::new(protocol::reply_ok(
+                        rid,
+                        serde_json::json!({}),
+                    ))));
+                }
+                if self.snapshotting == 0 {
+                    for w in std::mem::take(&mut self.held) {
+                        self.apply_wire(w);
+                    }
+                }
+                self.flush_replies();
+            }
+        }
+    }
+
+    fn queue_reply(&mut self, after: u64, tail: Tail) {
+        self.reply_order += 1;
+        self.pending_replies.insert((after, self.reply_order), tail);
+        self.flush_replies();
+    }
+}
