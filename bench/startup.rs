@@ -39,7 +39,15 @@ fn main() {
             .arg(music.join("links"))
             .arg("--db")
             .arg(&db)
-            .args(["--output", "null", "--no-mdns", "--host-pin", "1234", "--listen", "127.0.0.1:0"])
+            .args([
+                "--output",
+                "null",
+                "--no-mdns",
+                "--host-pin",
+                "1234",
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

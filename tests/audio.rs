@@ -281,7 +281,13 @@ fn the_alsa_device_output_gets_the_music() {
             .arg(&music)
             .arg("--db")
             .arg(dir.path().join("j.db"))
-            .args(["--no-mdns", "--listen", "127.0.0.1:0", "--output", "default"])
+            .args([
+                "--no-mdns",
+                "--listen",
+                "127.0.0.1:0",
+                "--output",
+                "default",
+            ])
             .env("ALSA_CONFIG_PATH", &conf)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -50,6 +50,8 @@ pub fn bin() -> &'static str {
 }
 
 use std::sync::Arc;
+
+pub mod live;
 use std::time::Duration;
 
 use jukebox::config::OutputSpec;

@@ -1,0 +1,274 @@
+//! The real binary as a server on 127.0.0.1, and phones talking to it: websocket clients
+//! that check the protocol's sequencing rules on everything they receive.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const PIN: &str = "4321";
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub log: Arc<Mutex<String>>,
+    pub db: PathBuf,
+    pub music: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary with a null output and waits (bounded) for "listening on".
+    pub fn start(db: &Path, music: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(super::bin())
+            .arg("--music")
+            .arg(music)
+            .arg("--db")
+            .arg(db)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--output",
+                "null",
+                "--no-mdns",
+                "--host-pin",
+                PIN,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the jukebox starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+                log2.lock().unwrap().push_str(&line);
+                log2.lock().unwrap().push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no 'listening on' line: {}", log.lock().unwrap()));
+        Server {
+            child,
+            addr,
+            log,
+            db: db.to_owned(),
+            music: music.to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops it with SIGTERM and waits.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent()
+    }
+
+    /// POSTs JSON; returns (status, body).
+    pub fn post(&self, path: &str, body: &Value, bearer: Option<&str>) -> (u16, Value) {
+        let mut req = Self::agent()
+            .post(self.url(path))
+            .header("Content-Type", "application/json");
+        if let Some(t) = bearer {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut resp = req.send(body.to_string()).unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let mut resp = Self::agent().get(self.url(path)).call().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn guest(&self, name: &str) -> String {
+        let (s, v) = self.post("/api/guest", &json!({"name": name}), None);
+        assert_eq!(s, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub fn host(&self) -> String {
+        let (s, v) = self.post("/api/host/login", &json!({"pin": PIN}), None);
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A websocket client that checks every sequenced message it gets: `seq` 1, 2, 3 … with no
+/// gaps (unless it reconnects).
+pub struct Phone {
+    pub ws: Ws,
+    pub session: String,
+    pub last_seq: u64,
+    pub rid: u64,
+    pub welcome: Value,
+}
+
+pub async fn raw(
+    addr: &str,
+    path: &str,
+    origin: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    Ok(ws)
+}
+
+impl Phone {
+    pub async fn connect(addr: &str, token: &str, topics: &[&str]) -> Phone {
+        Self::hello(
+            addr,
+            json!({"cmd": "hello", "v": 1, "token": token, "topics": topics}),
+        )
+        .await
+    }
+
+    pub async fn resume(addr: &str, token: &str, session: &str, last_seq: u64) -> Phone {
+        Self::hello(
+            addr,
+            json!({"cmd": "hello", "v": 1, "token": token, "session": session, "last_seq": last_seq}),
+        )
+        .await
+    }
+
+    async fn hello(addr: &str, hello: Value) -> Phone {
+        let mut ws = raw(addr, "/ws?v=1", None).await.expect("upgrade");
+        ws.send(Message::text(hello.to_string())).await.unwrap();
+        let welcome = next_json(&mut ws).await.expect("welcome");
+        assert_eq!(welcome["cmd"], "welcome", "{welcome}");
+        let resumed = welcome["resumed"].as_bool().unwrap();
+        let last_seq = if resumed {
+            hello["last_seq"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        Phone {
+            session: welcome["session"].as_str().unwrap().to_string(),
+            last_seq,
+            rid: welcome["last_rid"].as_u64().unwrap_or(0),
+            ws,
+            welcome,
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    /// Sends a request with the next rid; returns the rid.
+    pub async fn request(&mut self, mut v: Value) -> u64 {
+        self.rid += 1;
+        v["rid"] = json!(self.rid);
+        self.send(v).await;
+        self.rid
+    }
+
+    /// The next message (10 s at most), checking sequencing.
+    pub async fn recv(&mut self) -> Value {
+        let v = tokio::time::timeout(Duration::from_secs(10), next_json(&mut self.ws))
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open");
+        if let Some(seq) = v["seq"].as_u64() {
+            assert_eq!(seq, self.last_seq + 1, "seq must have no gaps: {v}");
+            self.last_seq = seq;
+        }
+        v
+    }
+
+    /// Messages until one matches; returns all of them, the match last.
+    pub async fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        for _ in 0..500 {
+            let v = self.recv().await;
+            let hit = pred(&v);
+            seen.push(v);
+            if hit {
+                return seen;
+            }
+        }
+        panic!("no matching message in 500: {seen:?}");
+    }
+
+    /// The reply to `rid`, with everything before it.
+    pub async fn reply(&mut self, rid: u64) -> (Value, Vec<Value>) {
+        let mut seen = self.until(|v| v["cmd"] == "reply" && v["rid"] == rid).await;
+        let r = seen.pop().unwrap();
+        (r, seen)
+    }
+
+    /// Waits for the close: returns the `bye` code and the close frame's code.
+    pub async fn closed(&mut self) -> (Option<u64>, Option<u16>) {
+        let mut bye = None;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(70), self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["cmd"] == "bye" {
+                        bye = v["code"].as_u64();
+                    }
+                }
+                Ok(Some(Ok(Message::Close(f)))) => return (bye, f.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => return (bye, None),
+                Err(_) => panic!("the socket did not close"),
+            }
+        }
+    }
+}
+
+pub async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => {
+                return Some(serde_json::from_str(&t).expect("JSON from the server"))
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}

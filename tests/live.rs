@@ -1,0 +1,418 @@
+//! The live protocol against the real binary, with real websocket clients: two phones seeing
+//! each other's actions in order, resume, restarts, and every error and close code.
+
+mod common;
+
+use common::live::{raw, Phone, Server};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const ALL: &[&str] = &["now_playing", "queue", "me", "room"];
+
+async fn snapshots(p: &mut Phone) -> Value {
+    // After a fresh welcome: one snapshot per subscribed topic.
+    let mut np = Value::Null;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 4 {
+        let v = p.recv().await;
+        if v["cmd"] == "update" {
+            let t = v["topic"].as_str().unwrap().to_string();
+            if t == "now_playing" {
+                np = v["data"].clone();
+            }
+            seen.insert(t);
+        }
+    }
+    np
+}
+
+fn server(dir: &std::path::Path) -> Server {
+    let music = common::music(dir, 5, 30.0);
+    Server::start(&dir.join("j.db"), &music, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phones_see_each_others_actions_in_order() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let (ta, tb) = (s.guest("Mia"), s.guest("Sam"));
+    let mut a = Phone::connect(&s.addr, &ta, ALL).await;
+    let mut b = Phone::connect(&s.addr, &tb, ALL).await;
+    assert_eq!(a.welcome["resumed"], false);
+    assert_eq!(a.welcome["role"], "guest");
+    let np = snapshots(&mut a).await;
+    snapshots(&mut b).await;
+    let play = np["play_id"].as_str().unwrap().to_string();
+
+    // A likes: its own update comes before its reply; B sees the update and the event.
+    let rid = a
+        .request(json!({"cmd": "like", "play_id": play, "on": true}))
+        .await;
+    let (reply, before) = a.reply(rid).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(
+        before
+            .iter()
+            .any(|v| v["topic"] == "now_playing" && v["data"]["likes"] == 1),
+        "the like's update precedes the reply: {before:?}"
+    );
+    let seen = b
+        .until(|v| v["cmd"] == "event" && v["name"] == "liked")
+        .await;
+    assert!(seen
+        .iter()
+        .any(|v| v["topic"] == "now_playing" && v["data"]["likes"] == 1));
+    assert_eq!(seen.last().unwrap()["data"]["by"], "Mia");
+
+    // A requests a song; B sees the entry, the order and the event.
+    let (_, res) = s.get("/api/search?q=song&limit=10");
+    let track = res["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] != np["track"]["id"])
+        .unwrap()["id"]
+        .clone();
+    let rid = a
+        .request(json!({"cmd": "request", "track_id": track}))
+        .await;
+    let (reply, _) = a.reply(rid).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let entry = reply["data"]["entry_id"].as_str().unwrap().to_string();
+    let seen = b
+        .until(|v| v["cmd"] == "event" && v["name"] == "requested")
+        .await;
+    assert!(seen
+        .iter()
+        .any(|v| v["topic"] == "queue" && v["id"] == entry.as_str()));
+    assert!(seen
+        .iter()
+        .any(|v| v["topic"] == "queue" && v["order"] == json!([entry])));
+
+    // B up-votes it; A sees two votes.
+    let rid = b
+        .request(json!({"cmd": "vote", "entry_id": entry, "on": true}))
+        .await;
+    let (reply, _) = b.reply(rid).await;
+    assert_eq!(reply["ok"], true);
+    a.until(|v| v["topic"] == "queue" && v["data"]["votes"] == 2)
+        .await;
+
+    // Skip votes from both reach the threshold (2): the track changes for both.
+    let r1 = a
+        .request(json!({"cmd": "vote_skip", "play_id": play}))
+        .await;
+    a.reply(r1).await;
+    let r2 = b
+        .request(json!({"cmd": "vote_skip", "play_id": play}))
+        .await;
+    let (reply, before) = b.reply(r2).await;
+    assert_eq!(reply["ok"], true);
+    assert!(before
+        .iter()
+        .any(|v| v["cmd"] == "event" && v["name"] == "skipped"));
+    let seen = a
+        .until(|v| {
+            v["topic"] == "now_playing"
+                && v["data"]["play_id"] != play.as_str()
+                && !v["data"].is_null()
+        })
+        .await;
+    assert_eq!(seen.last().unwrap()["data"]["requested_by"], "Mia");
+    // A late vote for the old play is refused, not applied to the new one.
+    let r = a
+        .request(json!({"cmd": "vote_skip", "play_id": play}))
+        .await;
+    let (reply, _) = a.reply(r).await;
+    assert_eq!(reply["error"]["code"], "stale_play");
+    s.stop();
+}
+
+/// Reads until the host message `text`; returns what came after `from_marker` (without seq).
+async fn read_to(p: &mut Phone, text: &str) -> Vec<Value> {
+    let seen = p
+        .until(|v| v["name"] == "host_message" && v["data"]["text"] == text)
+        .await;
+    seen.into_iter()
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("seq");
+            v
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_phone_resumes_with_exactly_what_it_missed() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let host = s.host();
+    let (ta, tb, tc) = (s.guest("Mia"), s.guest("Sam"), s.guest("Twin"));
+    let shared = &["now_playing", "queue", "room"];
+    let mut a = Phone::connect(&s.addr, &ta, shared).await;
+    let mut c = Phone::connect(&s.addr, &tc, shared).await;
+    let mut b = Phone::connect(&s.addr, &tb, ALL).await;
+    let np = snapshots(&mut b).await;
+    let play = np["play_id"].as_str().unwrap().to_string();
+    let announce = |text: &str| {
+        let (st, v) = s.post("/api/host/message", &json!({"text": text}), Some(&host));
+        assert_eq!(st, 200, "{v}");
+    };
+    // A common point in both streams.
+    announce("sync");
+    read_to(&mut a, "sync").await;
+    read_to(&mut c, "sync").await;
+    let (session, last) = (a.session.clone(), a.last_seq);
+    drop(a);
+    // Things happen while A is away.
+    let rid = b.request(json!({"cmd": "like", "play_id": play})).await;
+    b.reply(rid).await;
+    let (_, res) = s.get("/api/search?q=song&limit=10");
+    let track = res["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] != np["track"]["id"])
+        .unwrap()["id"]
+        .clone();
+    let rid = b
+        .request(json!({"cmd": "request", "track_id": track}))
+        .await;
+    b.reply(rid).await;
+    announce("end");
+    let twin = read_to(&mut c, "end").await;
+
+    let mut a = Phone::resume(&s.addr, &ta, &session, last).await;
+    assert_eq!(a.welcome["resumed"], true, "{}", a.welcome);
+    assert_eq!(a.welcome["session"], session.as_str());
+    // Exactly what a phone that never left got, seq continuing from `last`.
+    let got = read_to(&mut a, "end").await;
+    assert_eq!(got, twin);
+    assert!(got.iter().any(|v| v["name"] == "liked"));
+    assert!(got.iter().any(|v| v["name"] == "requested"));
+    // Nothing else was pending: only the count of connected guests (A is back, which the room
+    // and the skip threshold show) precedes a pong.
+    a.send(json!({"cmd": "ping"})).await;
+    let before = a.until(|v| v["cmd"] == "pong").await;
+    assert!(
+        before[..before.len() - 1]
+            .iter()
+            .all(|v| v["topic"] == "room" || v["topic"] == "now_playing"),
+        "{before:?}"
+    );
+
+    // Resume with nothing missed works too.
+    let (session, last) = (a.session.clone(), a.last_seq);
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let a = Phone::resume(&s.addr, &ta, &session, last).await;
+    assert_eq!(a.welcome["resumed"], true);
+    // A last_seq the session never sent is refused: a new session.
+    let d = Phone::resume(&s.addr, &ta, &session, last + 1000).await;
+    assert_eq!(
+        (d.welcome["resumed"].as_bool(), d.welcome["reason"].as_str()),
+        (Some(false), Some("too_old"))
+    );
+
+    // A server restart: resumed false, reason epoch, fresh snapshots.
+    let (session, last) = (a.session.clone(), a.last_seq);
+    drop((a, b, c, d));
+    let (db, music) = (s.db.clone(), s.music.clone());
+    assert!(s.stop().success());
+    let s = Server::start(&db, &music, &[]);
+    let mut a = Phone::resume(&s.addr, &ta, &session, last).await;
+    assert_eq!(a.welcome["resumed"], false);
+    assert_eq!(a.welcome["reason"], "epoch");
+    assert_eq!(a.last_seq, 0);
+    let mut np2 = snapshots(&mut a).await;
+    if np2.is_null() {
+        // The snapshot came before the player had started again: the update follows.
+        let seen = a
+            .until(|v| v["topic"] == "now_playing" && !v["data"].is_null())
+            .await;
+        np2 = seen.last().unwrap()["data"].clone();
+    }
+    assert_eq!(
+        np2["play_id"], np["play_id"],
+        "the same play resumed after the restart"
+    );
+    assert_eq!(np2["likes"], 1);
+    // A session id from no epoch, and an unknown one of this epoch.
+    let c = Phone::resume(&s.addr, &ta, "s_nope", 5).await;
+    assert_eq!(c.welcome["reason"], "epoch");
+    let this_epoch = a.session.rsplit_once('_').unwrap().0.to_string();
+    let c = Phone::resume(&s.addr, &ta, &format!("{this_epoch}_00000000"), 5).await;
+    assert_eq!(c.welcome["reason"], "unknown_session");
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_codes_and_close_codes() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let token = s.guest("Mia");
+
+    // Foreign origin: refused at the upgrade with 403. Own origin: fine.
+    let err = raw(&s.addr, "/ws?v=1", Some("http://evil.example"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    raw(&s.addr, "/ws?v=1", Some(&format!("http://{}", s.addr)))
+        .await
+        .unwrap();
+
+    // Forged token: bye 4401.
+    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    ws.send(Message::text(
+        json!({"cmd":"hello","v":1,"token":"forged"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let mut p = Phone {
+        ws,
+        session: String::new(),
+        last_seq: 0,
+        rid: 0,
+        welcome: Value::Null,
+    };
+    assert_eq!(p.closed().await, (Some(4401), Some(4401)));
+
+    // Unsupported version: 4426.
+    let ws = raw(&s.addr, "/ws?v=2", None).await.unwrap();
+    let mut p = Phone {
+        ws,
+        session: String::new(),
+        last_seq: 0,
+        rid: 0,
+        welcome: Value::Null,
+    };
+    assert_eq!(p.closed().await, (Some(4426), Some(4426)));
+
+    // No hello in 5 s: 4408.
+    let ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    let mut p = Phone {
+        ws,
+        session: String::new(),
+        last_seq: 0,
+        rid: 0,
+        welcome: Value::Null,
+    };
+    assert_eq!(p.closed().await, (Some(4408), Some(4408)));
+
+    // Bad JSON: an unsequenced error, the socket stays open.
+    let mut a = Phone::connect(&s.addr, &token, &[]).await;
+    a.send(json!("not an object")).await;
+    a.ws.send(Message::text("{oops")).await.unwrap();
+    let e = a.recv().await;
+    assert_eq!(e["cmd"], "error");
+    let e = a.recv().await;
+    assert_eq!(
+        (e["cmd"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("bad_json"))
+    );
+    assert!(e.get("seq").is_none());
+    // Unknown command, wrong types, duplicates: replies with codes.
+    let r = a.request(json!({"cmd": "dance"})).await;
+    assert_eq!(a.reply(r).await.0["error"]["code"], "unknown_cmd");
+    let r = a.request(json!({"cmd": "like", "play_id": 5})).await;
+    let (reply, _) = a.reply(r).await;
+    assert_eq!(reply["error"]["code"], "bad_request");
+    assert_eq!(reply["error"]["field"], "play_id");
+    a.send(json!({"cmd": "ping", "rid": 1})).await; // pings need no rid and get a pong
+    assert_eq!(a.recv().await["cmd"], "pong");
+    a.send(json!({"cmd": "unsub", "rid": 1, "topics": ["queue"]}))
+        .await;
+    let (reply, _) = a.reply(1).await;
+    assert_eq!(reply["error"]["code"], "duplicate");
+    // A guest calling host commands.
+    for cmd in ["skip", "pause", "play", "rescan"] {
+        let r = a.request(json!({"cmd": cmd})).await;
+        assert_eq!(a.reply(r).await.0["error"]["code"], "forbidden", "{cmd}");
+    }
+    let r = a.request(json!({"cmd": "sub", "topics": ["admin"]})).await;
+    assert_eq!(a.reply(r).await.0["error"]["code"], "forbidden");
+
+    // 100 KB frame: bye 1009.
+    a.ws.send(Message::text("x".repeat(100_000))).await.unwrap();
+    assert_eq!(a.closed().await, (Some(1009), Some(1009)));
+
+    // 21 bad frames in a minute: 4400.
+    let mut a = Phone::connect(&s.addr, &token, &[]).await;
+    for _ in 0..21 {
+        a.ws.send(Message::text("{")).await.unwrap();
+    }
+    assert_eq!(a.closed().await.0, Some(4400));
+
+    // Too many sockets for one guest: 4429.
+    let mut phones = Vec::new();
+    for _ in 0..5 {
+        phones.push(Phone::connect(&s.addr, &token, &[]).await);
+    }
+    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    ws.send(Message::text(
+        json!({"cmd":"hello","v":1,"token":token}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let mut p = Phone {
+        ws,
+        session: String::new(),
+        last_seq: 0,
+        rid: 0,
+        welcome: Value::Null,
+    };
+    assert_eq!(p.closed().await, (Some(4429), Some(4429)));
+    drop(phones);
+
+    // Rate limits: a flood gets rate_limited with a retry time.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut a = Phone::connect(&s.addr, &token, &[]).await;
+    for _ in 0..100 {
+        a.request(json!({"cmd": "unsub", "topics": []})).await;
+    }
+    let seen = a.until(|v| v["cmd"] == "reply" && v["rid"] == 100).await;
+    let limited: Vec<&Value> = seen
+        .iter()
+        .filter(|v| v["error"]["code"] == "rate_limited")
+        .collect();
+    assert!(!limited.is_empty(), "no rate limit in a flood of 100");
+    assert!(limited[0]["error"]["retry_after_ms"].as_u64().unwrap() > 0);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_seconds_of_silence_close_the_socket_but_keep_the_session() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let token = s.guest("Quiet");
+    let mut a = Phone::connect(&s.addr, &token, &["room"]).await;
+    let session = a.session.clone();
+    let started = std::time::Instant::now();
+    // Read without ever sending: the server pings after 20 s, closes after 50 s.
+    let mut pinged = false;
+    let (bye, close) = loop {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(70),
+            common::live::next_json(&mut a.ws),
+        )
+        .await
+        {
+            Ok(Some(v)) if v["cmd"] == "ping" => pinged = true,
+            Ok(Some(v)) if v["cmd"] == "bye" => break (v["code"].as_u64(), ()),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("closed without bye"),
+            Err(_) => panic!("never closed"),
+        }
+    };
+    let _ = close;
+    assert!(pinged, "the server pings after 20 s of quiet");
+    assert_eq!(bye, Some(4408));
+    let took = started.elapsed().as_secs();
+    assert!((48..=55).contains(&took), "closed after {took} s");
+    let a = Phone::resume(&s.addr, &token, &session, a.last_seq).await;
+    assert_eq!(
+        a.welcome["resumed"], true,
+        "the session outlives the socket"
+    );
+    s.stop();
+}
