@@ -156,8 +156,15 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         running.store.clone(),
         crate::server::ServerConfig {
             host_pin: running.host_pin.clone(),
+            guest_rate: config.limits.guest_rate,
+            login_rate: config.limits.login_rate,
             allowed_origins: config.allow_origin.clone(),
-            ws_limits: crate::server::WsLimits::default(),
+            ws_limits: crate::server::WsLimits {
+                rate_per_sec: config.limits.ws_rate,
+                rate_burst: config.limits.ws_burst,
+                sockets_per_guest: config.limits.sockets_per_guest as usize,
+                ..Default::default()
+            },
             session_limits: crate::server::session::SessionLimits::default(),
         },
     );

@@ -110,6 +110,21 @@ pub struct RunArgs {
     /// Highest volume anyone may set, 0..=100 [default: 100].
     #[arg(long, env = "JUKEBOX_MAX_VOLUME", value_name = "PCT")]
     pub max_volume: Option<i64>,
+    /// New guest tokens per minute from one address, 1..=100000 [default: 30].
+    #[arg(long, env = "JUKEBOX_GUEST_RATE", value_name = "N")]
+    pub guest_rate: Option<i64>,
+    /// Host PIN attempts per minute from one address, 1..=1000 [default: 5].
+    #[arg(long, env = "JUKEBOX_LOGIN_RATE", value_name = "N")]
+    pub login_rate: Option<i64>,
+    /// Live requests per second one connection may send, 1..=10000 [default: 20].
+    #[arg(long, env = "JUKEBOX_WS_RATE", value_name = "N")]
+    pub ws_rate: Option<i64>,
+    /// Burst of live requests above that rate, 1..=100000 [default: 60].
+    #[arg(long, env = "JUKEBOX_WS_BURST", value_name = "N")]
+    pub ws_burst: Option<i64>,
+    /// Live connections one guest may have at once, 1..=100 [default: 5].
+    #[arg(long, env = "JUKEBOX_SOCKETS_PER_GUEST", value_name = "N")]
+    pub sockets_per_guest: Option<i64>,
     /// Extra web origin allowed to open the live connection (repeatable; comma-separated in
     /// the environment), e.g. http://tv.example:3000. The jukebox's own origin always is.
     #[arg(
@@ -144,6 +159,11 @@ struct FileConfig {
     volume: Option<i64>,
     max_volume: Option<i64>,
     allow_origin: Option<Vec<String>>,
+    guest_rate: Option<i64>,
+    login_rate: Option<i64>,
+    ws_rate: Option<i64>,
+    ws_burst: Option<i64>,
+    sockets_per_guest: Option<i64>,
     log: Option<String>,
 }
 
@@ -218,7 +238,18 @@ pub struct Config {
     pub explicit_settings: Vec<&'static str>,
     /// Web origins besides the jukebox's own that may open the live connection.
     pub allow_origin: Vec<String>,
+    pub limits: Limits,
     pub log: String,
+}
+
+/// Abuse limits of the live server (defaults no honest guest meets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub guest_rate: u32,
+    pub login_rate: u32,
+    pub ws_rate: u32,
+    pub ws_burst: u32,
+    pub sockets_per_guest: u32,
 }
 
 /// A configuration value that is not acceptable: which key, why, and what is allowed.
@@ -408,7 +439,29 @@ impl Config {
             }
         }
 
+        let limit = |key: &'static str, v: Option<i64>, default: u32, hi: i64| match v {
+            None => Ok(default),
+            Some(v) if (1..=hi).contains(&v) => Ok(v as u32),
+            Some(v) => Err(invalid(
+                key,
+                format!("{v} is out of range; allowed 1..={hi}"),
+            )),
+        };
+        let limits = Limits {
+            guest_rate: limit("guest_rate", a.guest_rate.or(f.guest_rate), 30, 100_000)?,
+            login_rate: limit("login_rate", a.login_rate.or(f.login_rate), 5, 1000)?,
+            ws_rate: limit("ws_rate", a.ws_rate.or(f.ws_rate), 20, 10_000)?,
+            ws_burst: limit("ws_burst", a.ws_burst.or(f.ws_burst), 60, 100_000)?,
+            sockets_per_guest: limit(
+                "sockets_per_guest",
+                a.sockets_per_guest.or(f.sockets_per_guest),
+                5,
+                100,
+            )?,
+        };
+
         Ok(Config {
+            limits,
             allow_origin,
             music,
             db,

@@ -77,6 +77,8 @@ impl AppState {
 /// What the server needs besides the hub and store.
 pub struct ServerConfig {
     pub host_pin: String,
+    pub guest_rate: u32,
+    pub login_rate: u32,
     pub allowed_origins: Vec<String>,
     pub ws_limits: WsLimits,
     pub session_limits: SessionLimits,
@@ -103,8 +105,8 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         started: Instant::now(),
         sockets: Mutex::new(HashMap::new()),
         closing: tokio::sync::watch::Sender::new(false),
-        login_limiter: http::ip_limiter(5, 5),
-        guest_limiter: http::ip_limiter(30, 30),
+        login_limiter: http::ip_limiter(cfg.login_rate, cfg.login_rate),
+        guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
     })
 }
 
@@ -122,6 +124,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The kernel send buffer of each connection.
+const SEND_BUFFER: usize = 64 * 1024;
+
 /// Serves until `shutdown` resolves. Logs the real bound address once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -136,6 +141,11 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("TCP_NODELAY: {e}");
+        }
+        // Bound what the kernel holds for one phone: thousands of phones on a Pi must not
+        // pin megabytes each, and a phone that stops reading shows up as slow in seconds.
+        if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER) {
+            tracing::debug!("SO_SNDBUF: {e}");
         }
     });
     let closing = state_for_close;

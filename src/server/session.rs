@@ -53,6 +53,10 @@ impl Default for SessionLimits {
     }
 }
 
+/// A close the session asks of a socket, out of band (its queue may be full): code, reason,
+/// and whether the client should reconnect.
+pub type Kick = tokio::sync::watch::Sender<Option<(u16, &'static str, bool)>>;
+
 /// What a socket's writer receives.
 #[derive(Debug)]
 pub enum Outbound {
@@ -90,6 +94,7 @@ enum Msg {
     Attach {
         socket: u64,
         out: mpsc::Sender<Outbound>,
+        kick: Kick,
         resume: Resume,
         done: oneshot::Sender<Attached>,
     },
@@ -144,6 +149,7 @@ impl Session {
         &self,
         socket: u64,
         out: mpsc::Sender<Outbound>,
+        kick: Kick,
         resume: Resume,
     ) -> Attached {
         let (done, rx) = oneshot::channel();
@@ -152,6 +158,7 @@ impl Session {
             .send(Msg::Attach {
                 socket,
                 out,
+                kick,
                 resume,
                 done,
             })
@@ -305,6 +312,7 @@ impl Sessions {
 struct Attachment {
     socket: u64,
     out: mpsc::Sender<Outbound>,
+    kick: Kick,
 }
 
 /// A message kept for resume: shared (encoded once) or the session's own.
@@ -436,11 +444,8 @@ impl Task {
         if att.out.try_send(frame).is_err() {
             // Too slow to keep up (or gone): it resumes from the buffer when it comes back.
             let att = self.socket.take().expect("attached");
-            let _ = att.out.try_send(Outbound::Close {
-                code: 4008,
-                reason: "too slow to keep up",
-                reconnect: true,
-            });
+            att.kick
+                .send_replace(Some((4008, "too slow to keep up", true)));
             self.detached_at = Some(Instant::now());
         }
     }
@@ -485,6 +490,7 @@ impl Task {
             Msg::Attach {
                 socket,
                 out,
+                kick,
                 resume,
                 done,
             } => {
@@ -501,11 +507,11 @@ impl Task {
                 };
                 if let Some(old) = self.socket.take() {
                     // A newer socket takes over this session.
-                    let _ = old.out.try_send(Outbound::Close {
-                        code: 4008,
-                        reason: "the session continued on another connection",
-                        reconnect: false,
-                    });
+                    old.kick.send_replace(Some((
+                        4008,
+                        "the session continued on another connection",
+                        false,
+                    )));
                 }
                 let welcome = protocol::welcome(
                     &self.info.build,
@@ -518,7 +524,7 @@ impl Task {
                     self.info.heartbeat_ms,
                 );
                 let _ = out.try_send(Outbound::Frame(Utf8Bytes::from(welcome)));
-                self.socket = Some(Attachment { socket, out });
+                self.socket = Some(Attachment { socket, out, kick });
                 self.detached_at = None;
                 let _ = done.send(Attached::Ok);
                 match replay_from {

@@ -57,20 +57,55 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
     let limits = state.ws_limits.clone();
     let socket_id = SOCKETS.fetch_add(1, Ordering::Relaxed);
 
-    // The writer: everything to the client goes through this queue.
+    // The writer: everything to the client goes through this queue; the session can also
+    // close it out of band (`kick`) when the queue is full.
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(state.sessions.limits.socket_queue);
+    let (kick, mut kicked) = tokio::sync::watch::channel(None);
     let write_timeout = limits.write_timeout;
     let writer = tokio::spawn(async move {
-        while let Some(item) = out_rx.recv().await {
+        loop {
+            let item = tokio::select! {
+                item = out_rx.recv() => item,
+                _ = kicked.changed() => None,
+            };
+            let item = match item {
+                Some(item) => item,
+                None => match current(&kicked) {
+                    Some((code, reason, reconnect)) => Outbound::Close {
+                        code,
+                        reason,
+                        reconnect,
+                    },
+                    None => return,
+                },
+            };
             match item {
                 Outbound::Frame(text) => {
-                    match tokio::time::timeout(write_timeout, sink.send(Message::Text(text))).await
-                    {
+                    let sent = tokio::select! {
+                        r = tokio::time::timeout(write_timeout, sink.send(Message::Text(text))) => r,
+                        _ = kicked.changed() => {
+                            if let Some((code, reason, reconnect)) = current(&kicked) {
+                                // Queued behind what the client has not read yet: give a slow
+                                // but living phone time to get it. Nobody else waits on this.
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(30),
+                                    close(&mut sink, code, reason, reconnect),
+                                )
+                                .await;
+                            }
+                            return;
+                        }
+                    };
+                    match sent {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return,
                         Err(_) => {
                             // A write blocked too long: the client is too slow.
-                            let _ = close(&mut sink, 4008, "too slow to keep up", true).await;
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(30),
+                                close(&mut sink, 4008, "too slow to keep up", true),
+                            )
+                            .await;
                             return;
                         }
                     }
@@ -80,7 +115,11 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                     reason,
                     reconnect,
                 } => {
-                    let _ = close(&mut sink, code, reason, reconnect).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        close(&mut sink, code, reason, reconnect),
+                    )
+                    .await;
                     return;
                 }
             }
@@ -180,7 +219,10 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                     Some(last) => Resume::From(last),
                     None => Resume::From(0),
                 };
-                match s.attach(socket_id, out_tx.clone(), resume).await {
+                match s
+                    .attach(socket_id, out_tx.clone(), kick.clone(), resume)
+                    .await
+                {
                     Attached::Ok => session = Some(s),
                     Attached::TooOld => reason = Some("too_old"),
                 }
@@ -198,8 +240,13 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         Some(s) => s,
         None => {
             let s = state.sessions.create(guest, role, topics);
-            s.attach(socket_id, out_tx.clone(), Resume::Fresh { reason })
-                .await;
+            s.attach(
+                socket_id,
+                out_tx.clone(),
+                kick.clone(),
+                Resume::Fresh { reason },
+            )
+            .await;
             s
         }
     };
@@ -319,6 +366,13 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
 fn sid_epoch_differs(sid: &str, state: &AppState) -> bool {
     let epoch = sid.strip_prefix("s_").and_then(|r| r.split('_').next());
     epoch != Some(state.sessions.info.epoch.as_str())
+}
+
+/// The close asked for, copied out (a watch borrow must not live across an await).
+fn current(
+    k: &tokio::sync::watch::Receiver<Option<(u16, &'static str, bool)>>,
+) -> Option<(u16, &'static str, bool)> {
+    *k.borrow()
 }
 
 fn too_many_bad(bad: &mut VecDeque<Instant>, per_minute: usize) -> bool {
