@@ -99,8 +99,20 @@ pub struct Hello {
     pub session: Option<String>,
     #[serde(default)]
     pub last_seq: Option<u64>,
-    #[serde(default)]
+    /// Unknown topic names are ignored here, so a client written for a later version still
+    /// connects (a `sub` for an unknown topic is answered `bad_request`).
+    #[serde(default, deserialize_with = "known_topics")]
     pub topics: Option<Vec<Topic>>,
+}
+
+fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Topic>>, D::Error> {
+    let names: Option<Vec<String>> = Option::deserialize(d)?;
+    Ok(names.map(|names| {
+        names
+            .iter()
+            .filter_map(|n| serde_json::from_value(Value::String(n.clone())).ok())
+            .collect()
+    }))
 }
 
 /// A host's settings change: absent fields stay as they are.
@@ -712,6 +724,22 @@ pub fn encode_snapshot(topic: Topic, s: &Snapshot) -> Tail {
 
 pub fn reply_ok(rid: u64, data: Value) -> Tail {
     Tail::new("reply", json!({"rid": rid, "ok": true, "data": data}))
+}
+
+/// The reply to an admitted `request`.
+pub fn reply_requested(rid: u64, entry: i64, upvoted: bool) -> Tail {
+    reply_ok(
+        rid,
+        json!({"entry_id": entry_id(entry), "upvoted": upvoted}),
+    )
+}
+
+/// The body of a search answer (websocket reply data and `GET /api/search`).
+pub fn search_results(tracks: &[Track], next_offset: Option<u32>) -> Value {
+    json!({
+        "results": tracks.iter().map(track_row).collect::<Vec<_>>(),
+        "next_cursor": next_offset.map(cursor),
+    })
 }
 
 /// The wire form of an error.

@@ -281,7 +281,8 @@ impl Db {
     /// album; case and accents do not matter. An empty query lists the library A-Z.
     pub fn search(&self, q: &str, limit: u32, offset: u32) -> Result<Vec<Track>, StoreError> {
         let fts = fts_query(q);
-        let limit = limit.clamp(1, 100);
+        // Callers ask for one more than they show, to know whether there is a next page.
+        let limit = limit.clamp(1, 101);
         if fts.is_empty() {
             let mut st = self.conn.prepare_cached(&format!(
                 "SELECT {TRACK_COLS} FROM tracks t WHERE t.present = 1

@@ -415,3 +415,87 @@ async fn fifty_seconds_of_silence_close_the_socket_but_keep_the_session() {
     );
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_rules() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let token = s.guest("Mia");
+    let blank = |ws| Phone {
+        ws,
+        session: String::new(),
+        last_seq: 0,
+        rid: 0,
+        welcome: Value::Null,
+    };
+
+    // hello.v other than 1: an unsupported_version error, then bye 4426.
+    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    ws.send(Message::text(
+        json!({"cmd":"hello","v":2,"token":token}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let e = common::live::next_json(&mut ws).await.unwrap();
+    assert_eq!(
+        (e["cmd"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("unsupported_version"))
+    );
+    assert_eq!(blank(ws).closed().await, (Some(4426), Some(4426)));
+
+    // A hello over 16 KiB: bye 1009.
+    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    let pad = "x".repeat(20_000);
+    ws.send(Message::text(
+        json!({"cmd":"hello","v":1,"token":token,"pad":pad}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(blank(ws).closed().await, (Some(1009), Some(1009)));
+
+    // A first frame that is not hello: 4400.
+    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    ws.send(Message::text(json!({"cmd":"ping"}).to_string()))
+        .await
+        .unwrap();
+    assert_eq!(blank(ws).closed().await.0, Some(4400));
+
+    // A guest asking for the host's admin topic: 4403.
+    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    ws.send(Message::text(
+        json!({"cmd":"hello","v":1,"token":token,"topics":["admin"]}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(blank(ws).closed().await, (Some(4403), Some(4403)));
+
+    // Unknown topics in hello are ignored; known ones get their snapshots.
+    let mut a = Phone::connect(&s.addr, &token, &["weather", "room"]).await;
+    let v = a.recv().await;
+    assert_eq!(v["topic"], "room");
+
+    // welcome.last_rid tells a resuming client which requests arrived.
+    for _ in 0..3 {
+        let r = a.request(json!({"cmd": "unsub", "topics": []})).await;
+        a.reply(r).await;
+    }
+    let (session, last) = (a.session.clone(), a.last_seq);
+    drop(a);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let a = Phone::resume(&s.addr, &token, &session, last).await;
+    assert_eq!(a.welcome["resumed"], true);
+    assert_eq!(a.welcome["last_rid"], 3);
+
+    // The host gets the admin topic.
+    let host = s.host();
+    let mut h = Phone::connect(&s.addr, &host, &["admin"]).await;
+    assert_eq!(h.welcome["role"], "host");
+    let v = h.recv().await;
+    assert_eq!(v["topic"], "admin");
+    assert!(v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "Mia"));
+    s.stop();
+}

@@ -1285,7 +1285,7 @@ impl State {
             .ok_or(HubError::NotFound("guest"))?;
         if guest.host {
             return Err(HubError::BadRequest {
-                field: "guest",
+                field: "guest_id",
                 message: "the host cannot be banned".into(),
             });
         }

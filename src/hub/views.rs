@@ -38,7 +38,7 @@ impl From<&Track> for TrackView {
 pub struct NowPlayingView {
     pub play_id: PlayId,
     pub track: TrackView,
-    /// The requester's name; `None` for the auto-DJ or the host.
+    /// The requester's name ("Host" for the host's own requests); `None` for the auto-DJ.
     pub requested_by: Option<String>,
     pub requester: Option<GuestId>,
     pub entry_id: Option<EntryId>,

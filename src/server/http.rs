@@ -53,6 +53,15 @@ fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiE
     }
 }
 
+/// A `bad_request` naming the field at fault.
+fn bad_field(field: &str, message: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"code": "bad_request", "field": field, "message": message.into()})),
+    )
+        .into_response()
+}
+
 fn status_for(code: &str) -> StatusCode {
     match code {
         "bad_json" | "bad_request" | "unknown_cmd" => StatusCode::BAD_REQUEST,
@@ -74,21 +83,44 @@ fn hub_error(e: &HubError) -> Response {
     (status_for(e.code()), Json(body)).into_response()
 }
 
-fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
+/// How long `ip` must wait, when it is over its limit (counting this attempt).
+fn limit_wait(limiter: &IpLimiter, ip: IpAddr) -> Option<u64> {
     let not_until = limiter.check_key(&ip).err()?;
     let wait = not_until.wait_time_from(governor::clock::Clock::now(
         &governor::clock::DefaultClock::default(),
     ));
-    let ms = wait.as_millis().max(1) as u64;
+    Some(wait.as_millis().max(1) as u64)
+}
+
+fn too_many(ms: u64, message: &str) -> Response {
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"code": "rate_limited", "message": "too many attempts; wait a little", "retry_after_ms": ms})),
+        Json(json!({"code": "rate_limited", "message": message, "retry_after_ms": ms})),
     )
         .into_response();
-    if let Ok(v) = (ms.div_ceil(1000)).to_string().parse() {
+    if let Ok(v) = ms.div_ceil(1000).to_string().parse() {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    Some(r)
+    r
+}
+
+fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
+    limit_wait(limiter, ip).map(|ms| too_many(ms, "too many attempts; wait a little"))
+}
+
+fn still_blocked(state: &AppState, ip: IpAddr) -> Option<Response> {
+    let mut blocked = state
+        .login_blocked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let until = *blocked.get(&ip)?;
+    let now = std::time::Instant::now();
+    if until <= now {
+        blocked.remove(&ip);
+        return None;
+    }
+    let ms = (until - now).as_millis().max(1) as u64;
+    Some(too_many(ms, "too many wrong PINs; wait a little"))
 }
 
 /// Parses a JSON body; an empty body is `{}`.
@@ -104,11 +136,13 @@ fn body_json(body: &Bytes) -> Result<Value, ApiError> {
         )
     })?;
     if !v.is_object() {
-        return Err(api_error(
+        let mut e = api_error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "the body must be a JSON object",
-        ));
+        );
+        e.body["field"] = json!("body");
+        return Err(e);
     }
     Ok(v)
 }
@@ -154,13 +188,7 @@ pub async fn create_guest(
     let name = match v.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "name: a string of at most 32 characters",
-            )
-        }
+        Some(_) => return bad_field("name", "a string of at most 32 characters"),
     };
     match state
         .hub
@@ -183,7 +211,9 @@ pub async fn host_login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = rate_limited(&state.login_limiter, addr.ip()) {
+    // Failed attempts are limited per address; while an address is over its limit, even the
+    // right PIN is refused, so guessing cannot go on.
+    if let Some(r) = still_blocked(&state, addr.ip()) {
         return r;
     }
     let v = match body_json(&body) {
@@ -191,15 +221,22 @@ pub async fn host_login(
         Err(r) => return r.into_response(),
     };
     let Some(pin) = v.get("pin").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "pin: a string of digits",
-        );
+        return bad_field("pin", "a string of digits");
     };
     // Constant time, so the answer's timing says nothing about the PIN.
     let ok: bool = pin.as_bytes().ct_eq(state.host_pin.as_bytes()).into();
     if !ok {
+        if let Some(ms) = limit_wait(&state.login_limiter, addr.ip()) {
+            state
+                .login_blocked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    addr.ip(),
+                    std::time::Instant::now() + std::time::Duration::from_millis(ms),
+                );
+            return too_many(ms, "too many wrong PINs; wait a little");
+        }
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong PIN");
     }
     match state
@@ -410,13 +447,7 @@ pub async fn api_search(
         None | Some("") => 0,
         Some(c) => match c.strip_prefix('c').and_then(|n| n.parse::<u32>().ok()) {
             Some(o) => o,
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "cursor: not a cursor from a previous answer",
-                )
-            }
+            None => return bad_field("cursor", "not a cursor from a previous answer"),
         },
     };
     let limit = p.limit.unwrap_or(20).clamp(1, 100);
@@ -428,10 +459,10 @@ pub async fn api_search(
         Ok(mut tracks) => {
             let more = tracks.len() > limit as usize;
             tracks.truncate(limit as usize);
-            Json(json!({
-                "results": tracks.iter().map(protocol::track_row).collect::<Vec<_>>(),
-                "next_cursor": more.then(|| protocol::cursor(offset + limit)),
-            }))
+            Json(protocol::search_results(
+                &tracks,
+                more.then_some(offset + limit),
+            ))
             .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),

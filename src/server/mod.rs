@@ -37,6 +37,8 @@ pub struct AppState {
     /// Set when the jukebox shuts down: every socket says bye (1001) and closes.
     pub closing: tokio::sync::watch::Sender<bool>,
     pub(crate) login_limiter: http::IpLimiter,
+    /// Addresses refused host logins until then (too many wrong PINs).
+    pub(crate) login_blocked: Mutex<HashMap<std::net::IpAddr, Instant>>,
     pub(crate) guest_limiter: http::IpLimiter,
 }
 
@@ -106,6 +108,7 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         sockets: Mutex::new(HashMap::new()),
         closing: tokio::sync::watch::Sender::new(false),
         login_limiter: http::ip_limiter(cfg.login_rate, cfg.login_rate),
+        login_blocked: Mutex::new(HashMap::new()),
         guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
     })
 }

@@ -96,6 +96,7 @@ enum Msg {
         out: mpsc::Sender<Outbound>,
         kick: Kick,
         resume: Resume,
+        last_rid: u64,
         done: oneshot::Sender<Attached>,
     },
     Detach {
@@ -160,6 +161,7 @@ impl Session {
                 out,
                 kick,
                 resume,
+                last_rid: self.last_rid(),
                 done,
             })
             .is_err()
@@ -492,6 +494,7 @@ impl Task {
                 out,
                 kick,
                 resume,
+                last_rid,
                 done,
             } => {
                 let (resumed, reason, replay_from) = match resume {
@@ -519,7 +522,7 @@ impl Task {
                     &self.id,
                     resumed,
                     reason,
-                    0,
+                    last_rid,
                     self.role,
                     self.info.heartbeat_ms,
                 );

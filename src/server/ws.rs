@@ -31,7 +31,7 @@ pub struct WsLimits {
     pub write_timeout: Duration,
     pub bad_frames_per_minute: usize,
     pub sockets_per_guest: usize,
-    /// Requests per second a session may send, and the burst above it.
+    /// Requests per second one connection may send, and the burst above it.
     pub rate_per_sec: u32,
     pub rate_burst: u32,
 }
@@ -144,24 +144,38 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
     }
 
     // The handshake: the first frame must be hello, within the deadline.
-    let hello = match tokio::time::timeout(limits.hello_timeout, stream.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => match protocol::parse(&t) {
-            Ok(Incoming::Hello(h)) => Some(h),
-            _ => None,
-        },
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+    let first = match tokio::time::timeout(limits.hello_timeout, stream.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => {
             drop(out_tx);
             let _ = writer.await;
             return;
         }
-        Ok(Some(Ok(_))) => None,
+        Ok(Some(Err(e))) => {
+            if too_large(&e) {
+                let _ = out_tx
+                    .send(bye(1009, "frame too large (16 KiB at most)", true))
+                    .await;
+            }
+            drop(out_tx);
+            let _ = writer.await;
+            return;
+        }
+        Ok(Some(Ok(_))) => Utf8Bytes::from_static(""),
         Err(_) => {
             let _ = out_tx.send(bye(4408, "no hello within 5 s", true)).await;
             let _ = writer.await;
             return;
         }
     };
-    let Some(hello) = hello else {
+    if first.len() > protocol::MAX_FRAME {
+        let _ = out_tx
+            .send(bye(1009, "frame too large (16 KiB at most)", true))
+            .await;
+        let _ = writer.await;
+        return;
+    }
+    let Ok(Incoming::Hello(hello)) = protocol::parse(&first) else {
         let _ = out_tx
             .send(bye(4400, "the first frame must be hello", true))
             .await;
@@ -169,6 +183,11 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         return;
     };
     if hello.v != protocol::VERSION {
+        let mut e = WireError::new("unsupported_version", "this jukebox speaks protocol v1");
+        e.field = Some("v".into());
+        let _ = out_tx
+            .send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&e))))
+            .await;
         let _ = out_tx
             .send(bye(4426, "unsupported protocol version", false))
             .await;
@@ -202,12 +221,18 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         return;
     };
 
-    let mut topics: Vec<Topic> = hello
+    let topics: Vec<Topic> = hello
         .topics
         .clone()
         .unwrap_or_else(|| vec![Topic::NowPlaying, Topic::Queue, Topic::Me, Topic::Room]);
     // Only hosts see the admin topic.
-    topics.retain(|t| *t != Topic::Admin || role == Role::Host);
+    if topics.contains(&Topic::Admin) && role != Role::Host {
+        let _ = out_tx
+            .send(bye(4403, "the admin topic is for the host", false))
+            .await;
+        let _ = writer.await;
+        return;
+    }
 
     // Resume, or a new session.
     let mut reason = None;
@@ -273,15 +298,22 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                 break;
             }
             frame = stream.next() => {
-                let Some(Ok(frame)) = frame else {
-                    // Gone (or a frame over the transport limit).
-                    break;
+                let frame = match frame {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) => {
+                        if too_large(&e) {
+                            let _ = out_tx.send(bye(1009, "frame too large (16 KiB at most)", true)).await;
+                        }
+                        break;
+                    }
+                    None => break,
                 };
                 last_in = Instant::now();
                 let text = match frame {
                     Message::Text(t) => t,
                     Message::Binary(_) => {
-                        let e = WireError::new("bad_request", "binary frames are not part of the protocol");
+                        let mut e = WireError::new("bad_request", "binary frames are not part of the protocol");
+                        e.field = Some("frame".into());
                         let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&e))));
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
                             let _ = out_tx.send(bye(4400, "too many bad frames", true)).await;
@@ -303,7 +335,8 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                     }
                     Ok(Incoming::Pong) => {}
                     Ok(Incoming::Hello(_)) => {
-                        let e = WireError::new("bad_request", "already said hello");
+                        let mut e = WireError::new("bad_request", "already said hello");
+                        e.field = Some("cmd".into());
                         let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&e))));
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
                             let _ = out_tx.send(bye(4400, "too many bad frames", true)).await;
@@ -366,6 +399,13 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
 fn sid_epoch_differs(sid: &str, state: &AppState) -> bool {
     let epoch = sid.strip_prefix("s_").and_then(|r| r.split('_').next());
     epoch != Some(state.sessions.info.epoch.as_str())
+}
+
+/// A frame beyond the transport's own limit (1 MiB): it still deserves its `bye` 1009.
+fn too_large(e: &axum::Error) -> bool {
+    // The websocket library reports it as a capacity error; its text is the stable part we see.
+    let text = e.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
 }
 
 /// The close asked for, copied out (a watch borrow must not live across an await).
@@ -446,13 +486,9 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
                 Ok(mut tracks) => {
                     let more = tracks.len() > limit as usize;
                     tracks.truncate(limit as usize);
-                    let next = more.then(|| protocol::cursor(offset + limit));
                     protocol::reply_ok(
                         rid,
-                        json!({
-                            "results": tracks.iter().map(protocol::track_row).collect::<Vec<_>>(),
-                            "next_cursor": next,
-                        }),
+                        protocol::search_results(&tracks, more.then_some(offset + limit)),
                     )
                 }
                 Err(e) => protocol::reply_err(rid, &WireError::new("internal", e.to_string())),
@@ -502,10 +538,9 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
     };
     let answer = state.hub.call(hub_cmd).await;
     let tail = match answer.result {
-        Ok(Reply::Requested { entry_id, upvoted }) => protocol::reply_ok(
-            rid,
-            json!({"entry_id": protocol::entry_id(entry_id), "upvoted": upvoted}),
-        ),
+        Ok(Reply::Requested { entry_id, upvoted }) => {
+            protocol::reply_requested(rid, entry_id, upvoted)
+        }
         Ok(_) => protocol::reply_ok(rid, json!({})),
         Err(e) => {
             if matches!(e, HubError::Internal(_)) {

@@ -1,0 +1,344 @@
+//! docs/PROTOCOL.md cannot drift from the server: every client frame in it must be accepted
+//! by the server's own parser, and every server frame must have exactly the shape (the same
+//! keys, recursively) that the server's own encoder produces for that kind of message.
+
+use jukebox::hub::{
+    Change, Event, GuestAdminView, MeView, NowPlayingView, OutputView, QueueEntryView, Role,
+    RoomView, ScanView, Snapshot, TrackView,
+};
+use jukebox::party::Settings;
+use jukebox::protocol::{self, Incoming, Tail, Topic, WireError};
+use serde_json::Value;
+
+fn blocks(doc: &str, tag: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        if line.trim() == format!("```json {tag}") {
+            inside = true;
+        } else if inside && line.trim() == "```" {
+            inside = false;
+        } else if inside && !line.trim().is_empty() {
+            out.push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+fn track(id: i64, art: bool) -> TrackView {
+    TrackView {
+        id,
+        title: "T".into(),
+        artist: "A".into(),
+        album: "B".into(),
+        duration_ms: 1000,
+        track_no: Some(1),
+        has_art: art,
+    }
+}
+
+fn sample_snapshot() -> Snapshot {
+    Snapshot {
+        now_playing: Some(NowPlayingView {
+            play_id: 1,
+            track: track(3, true),
+            requested_by: Some("Sam".into()),
+            requester: Some(2),
+            entry_id: Some(4),
+            position_ms: 0,
+            server_time_ms: 0,
+            paused: false,
+            likes: 0,
+            skip_votes: 0,
+            skip_needed: 2,
+            volume: 70,
+            auto: false,
+        }),
+        queue: vec![QueueEntryView {
+            id: 42,
+            track: track(9, false),
+            by: Some("Mia".into()),
+            guest: Some(1),
+            votes: 1,
+            pinned: false,
+            created_ms: 0,
+        }],
+        order: vec![42],
+        room: RoomView {
+            name: "jukebox".into(),
+            guests_connected: 1,
+            library_size: 5,
+            settings: Settings::default(),
+            audio_ok: true,
+            scan: Some(ScanView {
+                files: 1,
+                read: 1,
+                done: true,
+            }),
+        },
+        me: Some(MeView {
+            guest_id: 17,
+            name: "Mia".into(),
+            role: Role::Guest,
+            liked: vec![1],
+            skip_voted: vec![],
+            voted: vec![42],
+            pending_requests: vec![42],
+            requests_left: 2,
+            banned: false,
+        }),
+        guests: vec![GuestAdminView {
+            guest_id: 17,
+            name: "Mia".into(),
+            role: Role::Guest,
+            banned: false,
+            connected: true,
+            pending_requests: vec![42],
+            played_tonight: 0,
+        }],
+        output: OutputView {
+            description: "null".into(),
+            ok: true,
+        },
+    }
+}
+
+fn render(t: &Tail) -> Value {
+    serde_json::from_str(&t.render(1)).unwrap()
+}
+
+/// Every kind of message the server sends, made by its own encoder.
+fn references() -> Vec<Value> {
+    let s = sample_snapshot();
+    let mut out = Vec::new();
+    for topic in Topic::ALL {
+        out.push(render(&protocol::encode_snapshot(topic, &s)));
+    }
+    let changes = vec![
+        Change::NowPlaying(s.now_playing.clone().map(Box::new)),
+        Change::QueueEntry {
+            id: 42,
+            entry: Some(Box::new(s.queue[0].clone())),
+        },
+        Change::QueueOrder(vec![42]),
+        Change::Room(Box::new(s.room.clone())),
+        Change::Me(Box::new(s.me.clone().unwrap())),
+        Change::Guest(Box::new(s.guests[0].clone())),
+    ];
+    let events = vec![
+        Event::TrackStarted {
+            play_id: 1,
+            track_id: 2,
+            title: "t".into(),
+            artist: "a".into(),
+            requested_by: None,
+        },
+        Event::Liked {
+            play_id: 1,
+            track_id: 2,
+            by: "b".into(),
+        },
+        Event::SkipVote {
+            play_id: 1,
+            votes: 1,
+            needed: 2,
+            by: "b".into(),
+        },
+        Event::Skipped {
+            play_id: Some(1),
+            track_id: 2,
+            reason: "votes",
+        },
+        Event::Requested {
+            entry_id: 1,
+            track_id: 2,
+            title: "t".into(),
+            artist: "a".into(),
+            by: None,
+        },
+        Event::HostMessage { text: "hi".into() },
+        Event::YourRequestNext {
+            entry_id: 1,
+            track_id: 2,
+            title: "t".into(),
+        },
+        Event::YourRequestLiked {
+            play_id: 1,
+            track_id: 2,
+            by: "b".into(),
+        },
+    ];
+    for c in changes
+        .into_iter()
+        .chain(events.into_iter().map(|event| Change::Event {
+            ts_ms: 0,
+            to: None,
+            event,
+        }))
+    {
+        out.push(render(&protocol::encode_change(&c).unwrap()));
+    }
+    out.push(render(&protocol::reply_ok(1, serde_json::json!({}))));
+    out.push(render(&protocol::reply_requested(1, 2, false)));
+    let row = jukebox::store::Track {
+        id: 1,
+        path: "/m/a.mp3".into(),
+        title: "t".into(),
+        artist: "a".into(),
+        album: "b".into(),
+        track_no: None,
+        duration_ms: 1,
+        has_art: false,
+        present: true,
+        likes: 0,
+    };
+    out.push(render(&protocol::reply_ok(
+        1,
+        protocol::search_results(&[row], Some(20)),
+    )));
+    let mut e = WireError::new("bad_request", "m");
+    out.push(render(&protocol::reply_err(1, &e)));
+    e.field = Some("f".into());
+    out.push(render(&protocol::reply_err(1, &e)));
+    let mut r = WireError::new("rate_limited", "m");
+    r.retry_after_ms = Some(5);
+    out.push(render(&protocol::reply_err(1, &r)));
+    out.push(
+        serde_json::from_str(&protocol::error_frame(&WireError::new("bad_json", "m"))).unwrap(),
+    );
+    out.push(serde_json::from_str(&protocol::error_frame(&e)).unwrap());
+    out.push(serde_json::from_str(&protocol::bye(4008, "r", true)).unwrap());
+    out.push(serde_json::from_str(protocol::PING).unwrap());
+    out.push(serde_json::from_str(protocol::PONG).unwrap());
+    for reason in [None, Some("epoch")] {
+        out.push(
+            serde_json::from_str(&protocol::welcome(
+                "b",
+                "e",
+                "s",
+                reason.is_none(),
+                reason,
+                0,
+                Role::Guest,
+                1,
+            ))
+            .unwrap(),
+        );
+    }
+    out
+}
+
+/// The same keys, recursively (nulls match anything; arrays compare their first elements).
+fn same_shape(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => true,
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_shape(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => match (x.first(), y.first()) {
+            (Some(p), Some(q)) => same_shape(p, q),
+            _ => true,
+        },
+        _ => true,
+    }
+}
+
+/// Which reference an example should be compared with.
+fn kind(v: &Value) -> String {
+    let mut k = v["cmd"].as_str().unwrap_or("?").to_string();
+    if let Some(t) = v["topic"].as_str() {
+        k += &format!(" {t}");
+        for f in ["items", "id", "order", "data"] {
+            if v.get(f).is_some() {
+                k += &format!(" {f}");
+                break;
+            }
+        }
+    }
+    if let Some(n) = v["name"].as_str() {
+        k += &format!(" {n}");
+    }
+    if v["cmd"] == "reply" {
+        k += if v["ok"] == true { " ok" } else { " err" };
+    }
+    k
+}
+
+#[test]
+fn every_example_in_the_protocol_doc_matches_the_server() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
+    let client = blocks(&doc, "client");
+    let server = blocks(&doc, "server");
+    assert!(
+        client.len() >= 20 && server.len() >= 30,
+        "{} client and {} server examples",
+        client.len(),
+        server.len()
+    );
+
+    let mut client_cmds = std::collections::BTreeSet::new();
+    for line in &client {
+        match protocol::parse(line) {
+            Ok(Incoming::Request { .. } | Incoming::Hello(_) | Incoming::Ping | Incoming::Pong) => {
+            }
+            Err(e) => panic!("the server refuses a documented client frame: {line}\n{e:?}"),
+        }
+        let v: Value = serde_json::from_str(line).unwrap();
+        client_cmds.insert(v["cmd"].as_str().unwrap().to_string());
+    }
+    for cmd in [
+        "hello",
+        "ping",
+        "pong",
+        "sub",
+        "unsub",
+        "like",
+        "vote_skip",
+        "request",
+        "vote",
+        "search",
+        "set_name",
+        "play",
+        "pause",
+        "skip",
+        "seek",
+        "set_volume",
+        "remove",
+        "move",
+        "ban",
+        "settings",
+        "announce",
+        "rescan",
+    ] {
+        assert!(client_cmds.contains(cmd), "no client example of {cmd}");
+    }
+
+    let refs = references();
+    let mut covered = std::collections::BTreeSet::new();
+    for line in &server {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        let k = kind(&v);
+        let candidates: Vec<&Value> = refs.iter().filter(|r| kind(r) == k).collect();
+        assert!(
+            !candidates.is_empty(),
+            "the server never sends a message like: {line}"
+        );
+        assert!(
+            candidates.iter().any(|r| same_shape(&v, r)),
+            "documented shape differs from the server's: {line}\nserver: {}",
+            candidates[0]
+        );
+        covered.insert(k);
+    }
+    for r in &refs {
+        assert!(
+            covered.contains(&kind(r)),
+            "no documented example of: {}",
+            kind(r)
+        );
+    }
+}
