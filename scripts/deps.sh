@@ -25,6 +25,12 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 if [ "$what" = test ]; then
+  # An independent websocket client for the protocol conformance test.
+  if ! python3 -c "import websockets" 2>/dev/null; then
+    echo "installing: python websockets"
+    python3 -m pip install --quiet websockets 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages websockets
+  fi
   for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || echo "warning: cannot add $c" >&2
   done

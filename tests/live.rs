@@ -499,3 +499,35 @@ async fn handshake_rules() {
         .any(|g| g["name"] == "Mia"));
     s.stop();
 }
+
+/// A client library we did not write (Python `websockets`) speaks the protocol end to end.
+#[test]
+fn an_independent_client_library_conforms() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let token = s.guest("Py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&s.addr)
+        .arg(&token)
+        .output()
+        .expect("python3 runs (scripts/deps.sh test installs websockets)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "hello/welcome",
+        "snapshots",
+        "like",
+        "request",
+        "errors",
+        "resume",
+    ] {
+        assert!(stdout.contains(&format!("ok {check}")), "{stdout}");
+    }
+    s.stop();
+}
