@@ -1,0 +1,287 @@
+//! The JSON API of the real binary: tokens, host login and its rate limit, the read-only state
+//! and search for scripts, cover art with caching headers, host actions with the host token,
+//! `/healthz`, and JSON errors with the protocol's codes.
+
+mod common;
+
+use std::process::Command;
+
+use common::live::{Phone, Server, PIN};
+use serde_json::{json, Value};
+
+fn art_track(music: &std::path::Path) {
+    let png = music.join("cover.png");
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=8x8",
+            "-frames:v",
+            "1",
+        ])
+        .arg(&png)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let plain = common::tone(
+        music,
+        "plain-art.mp3",
+        300,
+        30.0,
+        &[("title", "Pictured"), ("artist", "Painter")],
+    );
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+        .arg(&plain)
+        .arg("-i")
+        .arg(&png)
+        .args([
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-id3v2_version",
+            "3",
+        ])
+        .arg(music.join("art.mp3"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::remove_file(plain).unwrap();
+    std::fs::remove_file(png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 4, 30.0);
+    art_track(&music);
+    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+
+    // Guests: a name is optional; bad names are refused with the field named.
+    let (st, v) = s.post("/api/guest", &json!({}), None);
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["token"].as_str().unwrap().len(), 64, "128+ bits of token");
+    assert!(v["guest_id"].as_str().unwrap().starts_with("g_"));
+    let (st, v) = s.post("/api/guest", &json!({"name": "  Zoë  "}), None);
+    assert_eq!((st, v["name"].as_str()), (201, Some("Zoë")));
+    let (st, v) = s.post("/api/guest", &json!({"name": "x".repeat(33)}), None);
+    assert_eq!(
+        (st, v["code"].as_str(), v["field"].as_str()),
+        (400, Some("bad_request"), Some("name"))
+    );
+    let (st, v) = s.post("/api/guest", &json!({"name": "bad\u{7}bell"}), None);
+    assert_eq!((st, v["field"].as_str()), (400, Some("name")));
+    let (st, v) = s.post("/api/guest", &json!({"name": 5}), None);
+    assert_eq!((st, v["field"].as_str()), (400, Some("name")));
+    let mut resp = ureq::post(s.url("/api/guest"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send("{nope")
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(v["code"], "bad_json");
+
+    // Read-only state and search.
+    let (st, state) = s.get("/api/state");
+    assert_eq!(st, 200);
+    assert!(
+        state["queue"]["items"].is_array() && state["room"]["library_size"] == 5,
+        "{state}"
+    );
+    let (st, page1) = s.get("/api/search?q=song&limit=2");
+    assert_eq!(st, 200);
+    assert_eq!(page1["results"].as_array().unwrap().len(), 2);
+    let cursor = page1["next_cursor"].as_str().unwrap().to_string();
+    let (_, page2) = s.get(&format!("/api/search?q=song&limit=2&cursor={cursor}"));
+    assert_eq!(page2["results"].as_array().unwrap().len(), 2);
+    assert_ne!(page1["results"][0]["id"], page2["results"][0]["id"]);
+    let (st, v) = s.get("/api/search?q=song&cursor=zzz");
+    assert_eq!((st, v["field"].as_str()), (400, Some("cursor")));
+    let (_, v) = s.get("/api/search?q=beyonce");
+    assert_eq!(v["results"].as_array().unwrap().len(), 0);
+
+    // Cover art: the image with caching headers, 304 when unchanged, 404 without art.
+    let (_, v) = s.get("/api/search?q=pictured");
+    let t = &v["results"][0];
+    let art = t["art"]
+        .as_str()
+        .expect("an art url for a track with a cover")
+        .to_string();
+    let mut resp = ureq::get(s.url(&art)).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert!(resp.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    assert!(resp
+        .body_mut()
+        .read_to_vec()
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    let resp = ureq::get(s.url(&art))
+        .header("If-None-Match", &etag)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 304);
+    let (_, v) = s.get("/api/search?q=song&limit=1");
+    let plain = v["results"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.get(&format!("/api/art/{plain}")).0, 404);
+    assert_eq!(s.get("/api/art/zzz").0, 404);
+
+    // Host login: a wrong PIN is 401; too many wrong ones lock the address out, right PIN too.
+    let (st, v) = s.post("/api/host/login", &json!({"pin": "0000"}), None);
+    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
+    let host = s.host();
+    let guest = s.guest("Mia");
+
+    // Host actions over HTTP: a message reaches every phone.
+    let mut phone = Phone::connect(&s.addr, &guest, &["now_playing"]).await;
+    let (st, v) = s.post(
+        "/api/host/message",
+        &json!({"text": "Pizza is here!"}),
+        Some(&host),
+    );
+    assert_eq!(st, 200, "{v}");
+    let ev = phone
+        .until(|v| v["name"] == "host_message")
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(ev["data"]["text"], "Pizza is here!");
+    let (st, _) = s.post("/api/host/volume", &json!({"volume": 40}), Some(&host));
+    assert_eq!(st, 200);
+    phone
+        .until(|v| v["topic"] == "now_playing" && v["data"]["volume"] == 40)
+        .await;
+    let (st, v) = s.post("/api/host/volume", &json!({"volume": "loud"}), Some(&host));
+    assert_eq!((st, v["field"].as_str()), (400, Some("volume")));
+    let (st, v) = s.post("/api/host/skip", &json!({"play_id": "p999"}), Some(&host));
+    assert_eq!((st, v["code"].as_str()), (409, Some("stale_play")));
+    let (st, _) = s.post("/api/host/skip", &json!({}), Some(&host));
+    assert_eq!(st, 200);
+    let (st, v) = s.post("/api/host/message", &json!({"text": "hi"}), Some(&guest));
+    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")));
+    let (st, v) = s.post("/api/host/message", &json!({"text": "hi"}), Some("forged"));
+    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
+    let (st, v) = s.post("/api/host/message", &json!({"text": "hi"}), None);
+    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
+    let (st, v) = s.post("/api/host/dance", &json!({}), Some(&host));
+    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
+    let (st, v) = s.post("/api/host/like", &json!({"play_id": "p1"}), Some(&host));
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (404, Some("not_found")),
+        "guest commands are not host actions"
+    );
+
+    // Health.
+    let (st, h) = s.get("/healthz");
+    assert_eq!(st, 200);
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["library_size"], 5);
+    assert_eq!(h["phones_connected"], 1);
+    assert!(h["audio"]["ok"].as_bool().unwrap());
+    assert!(h["uptime_s"].is_u64());
+    // Unknown paths answer JSON too.
+    let (st, v) = s.get("/nope");
+    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
+
+    // Brute force: after 5 wrong PINs a minute, even the right one waits.
+    for _ in 0..5 {
+        s.post("/api/host/login", &json!({"pin": "1111"}), None);
+    }
+    let (st, v) = s.post("/api/host/login", &json!({"pin": PIN}), None);
+    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(v["retry_after_ms"].as_u64().unwrap() > 0);
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counting_and_personal_events() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 5, 30.0);
+    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    let host = s.host();
+    let (ta, tb, tc) = (s.guest("Mia"), s.guest("Sam"), s.guest("Troll"));
+    let mut a = Phone::connect(&s.addr, &ta, &["now_playing", "room", "me", "queue"]).await;
+    let _a2 = Phone::connect(&s.addr, &ta, &[]).await; // a second tab of Mia
+    let _b = Phone::connect(&s.addr, &tb, &[]).await;
+    let _c = Phone::connect(&s.addr, &tc, &[]).await;
+    // Three guests connected, whatever the tabs: the room says so.
+    a.until(|v| v["topic"] == "room" && v["data"]["guests_connected"] == 3)
+        .await;
+    // A banned guest is not counted.
+    let troll_id = {
+        let mut h = Phone::connect(&s.addr, &host, &["admin"]).await;
+        let snap = h.until(|v| v["topic"] == "admin").await.pop().unwrap();
+        snap["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "Troll")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (st, _) = s.post("/api/host/ban", &json!({"guest_id": troll_id}), Some(&host));
+    assert_eq!(st, 200);
+    a.until(|v| v["topic"] == "room" && v["data"]["guests_connected"] == 2)
+        .await;
+
+    // Mia's request becomes next: she alone is told; a like of it tells her too.
+    let np = s.get("/api/state").1["now_playing"].clone();
+    let (_, res) = s.get("/api/search?q=song&limit=10");
+    let track = res["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] != np["track"]["id"])
+        .unwrap()["id"]
+        .clone();
+    let rid = a
+        .request(json!({"cmd": "request", "track_id": track}))
+        .await;
+    let (reply, before) = a.reply(rid).await;
+    assert_eq!(reply["ok"], true);
+    assert!(
+        before.iter().any(|v| v["name"] == "your_request_next"),
+        "{before:?}"
+    );
+    let (st, _) = s.post("/api/host/skip", &json!({}), Some(&host));
+    assert_eq!(st, 200);
+    let now = a
+        .until(|v| v["topic"] == "now_playing" && v["data"]["requested_by"] == "Mia")
+        .await
+        .pop()
+        .unwrap();
+    let mut b = Phone::connect(&s.addr, &tb, &[]).await;
+    let rid = b
+        .request(json!({"cmd": "like", "play_id": now["data"]["play_id"]}))
+        .await;
+    b.reply(rid).await;
+    let ev = a
+        .until(|v| v["name"] == "your_request_liked")
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(ev["data"]["by"], "Sam");
+    s.stop();
+}
