@@ -1,0 +1,391 @@
+//! Fan-out: N phones on loopback (100, 1,000, 3,000) subscribed to now_playing, K likes at a
+//! fixed rate. Reports delivered/expected, latency from the server's timestamp to each phone
+//! (p50/p99/max), server RSS and CPU seconds, CPU µs per delivered message, and memory per
+//! idle connection — for the jukebox, and in the same run for a minimal axum broadcast server
+//! (the floor: no sessions, no sequencing, no party; just one shared frame to every socket).
+//!   cargo bench --bench fanout
+//!   JUKEBOX_FANOUT_SIZES=100,1000 cargo bench --bench fanout
+
+#[path = "common.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const FLOOR_ENV: &str = "JUKEBOX_FANOUT_FLOOR";
+const LIKES: usize = 60;
+const LIKE_EVERY: Duration = Duration::from_millis(50);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn main() {
+    if std::env::var_os(FLOOR_ENV).is_some() {
+        floor::serve();
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("JUKEBOX_FANOUT_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100, 1000, 3000]);
+    let (dir, _keep) = common::workdir("fanout");
+    let music = dir.join("music");
+    if !music.exists() {
+        common::wav_library(&music, 3, 300_000);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{:<8} {:>6} {:>14} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>11}",
+        "server",
+        "phones",
+        "delivered",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "RSS kB",
+        "CPU s",
+        "µs/msg",
+        "kB/idle"
+    );
+    for n in sizes {
+        let db = dir.join(format!("fanout-{n}.db"));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+        }
+        let jb = Target::jukebox(&music, &db);
+        let r = rt.block_on(run(&jb, n));
+        r.print("jukebox", n);
+        drop(jb);
+        let fl = Target::floor();
+        let f = rt.block_on(run(&fl, n));
+        f.print("floor", n);
+        drop(fl);
+        println!(
+            "{:<8} {:>6}  CPU/delivery {:.2}x the floor, p99 {:.2}x the floor",
+            "ratio",
+            n,
+            r.cpu_us_per_msg / f.cpu_us_per_msg.max(0.001),
+            r.p99 as f64 / (f.p99.max(1)) as f64
+        );
+    }
+}
+
+struct Target {
+    child: Child,
+    addr: String,
+    jukebox: bool,
+}
+
+impl Target {
+    fn spawn(mut cmd: Command, jukebox: bool) -> Target {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(a) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(a.trim().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("listening");
+        Target {
+            child,
+            addr,
+            jukebox,
+        }
+    }
+
+    fn jukebox(music: &std::path::Path, db: &std::path::Path) -> Target {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jukebox"));
+        cmd.arg("--music").arg(music).arg("--db").arg(db).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "null",
+            "--no-mdns",
+            "--host-pin",
+            "1234",
+            "--guest-rate",
+            "100000",
+            "--ws-rate",
+            "10000",
+            "--ws-burst",
+            "100000",
+            "--log",
+            "warn,jukebox::server=info",
+        ]);
+        Target::spawn(cmd, true)
+    }
+
+    fn floor() -> Target {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env(FLOOR_ENV, "1");
+        Target::spawn(cmd, false)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A token for one phone (the floor needs none).
+    fn token(&self, agent: &ureq::Agent, i: usize) -> String {
+        if !self.jukebox {
+            return format!("t{i}");
+        }
+        let mut r = agent
+            .post(format!("http://{}/api/guest", self.addr))
+            .send(json!({"name": format!("p{i}")}).to_string())
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Result_ {
+    delivered: u64,
+    expected: u64,
+    p50: i64,
+    p99: i64,
+    max: i64,
+    rss_kb: u64,
+    cpu_s: f64,
+    cpu_us_per_msg: f64,
+    kb_per_idle: f64,
+}
+
+impl Result_ {
+    fn print(&self, name: &str, n: usize) {
+        println!(
+            "{:<8} {:>6} {:>14} {:>8} {:>8} {:>8} {:>9} {:>9.2} {:>10.1} {:>11.1}",
+            name,
+            n,
+            format!("{}/{}", self.delivered, self.expected),
+            self.p50,
+            self.p99,
+            self.max,
+            self.rss_kb,
+            self.cpu_s,
+            self.cpu_us_per_msg,
+            self.kb_per_idle
+        );
+    }
+}
+
+async fn run(t: &Target, n: usize) -> Result_ {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let rss_before = common::rss_kb(t.pid()).0;
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(n * LIKES)));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut ready = Vec::new();
+    for i in 0..n {
+        let token = t.token(&agent, i);
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?v=1", t.addr))
+            .await
+            .unwrap();
+        ws.send(Message::text(
+            json!({"cmd":"hello","v":1,"token":token,"topics":["now_playing"]}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let (lat, delivered) = (lat.clone(), delivered.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ready.push(rx);
+        tasks.push(tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Some(Ok(m)) = ws.next().await {
+                let Message::Text(text) = m else { continue };
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["topic"] == "now_playing" {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                        continue; // the snapshot
+                    }
+                    if let Some(ts) = v["data"]["server_time_ms"].as_i64() {
+                        lat.lock().unwrap().push(now_ms() - ts);
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for r in ready {
+        let _ = tokio::time::timeout(Duration::from_secs(30), r).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = common::rss_kb(t.pid()).0;
+
+    // The liker.
+    let token = t.token(&agent, n + 1);
+    let (mut liker, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?v=1", t.addr))
+        .await
+        .unwrap();
+    liker
+        .send(Message::text(
+            json!({"cmd":"hello","v":1,"token":token,"topics":["now_playing"]}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let mut play = String::new();
+    while play.is_empty() {
+        let Some(Ok(Message::Text(t))) = liker.next().await else {
+            panic!("the liker was closed")
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if let Some(p) = v["data"]["play_id"].as_str() {
+            play = p.to_string();
+        }
+    }
+    let (mut sink, mut stream) = liker.split();
+    let drain = tokio::spawn(async move { while stream.next().await.is_some() {} });
+    let cpu0 = common::cpu_time(t.pid());
+    let start = Instant::now();
+    for i in 0..LIKES {
+        let frame = json!({"cmd":"like","rid": i + 1,"play_id": play,"on": i % 2 == 0});
+        sink.send(Message::text(frame.to_string())).await.unwrap();
+        let due = start + LIKE_EVERY * (i as u32 + 1);
+        tokio::time::sleep_until(due.into()).await;
+    }
+    let expected = (n * LIKES) as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = common::cpu_time(t.pid()) - cpu0;
+    let rss = common::rss_kb(t.pid()).0;
+    drain.abort();
+    for task in tasks {
+        task.abort();
+    }
+    let mut lat = lat.lock().unwrap().clone();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let d = delivered.load(Ordering::Relaxed);
+    Result_ {
+        delivered: d,
+        expected,
+        p50: pct(0.5),
+        p99: pct(0.99),
+        max: lat.last().copied().unwrap_or(0),
+        rss_kb: rss,
+        cpu_s: cpu.as_secs_f64(),
+        cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / d.max(1) as f64,
+        kb_per_idle: (rss_idle.saturating_sub(rss_before)) as f64 / n as f64,
+    }
+}
+
+/// The floor: the smallest axum server that fans one frame out to every socket.
+mod floor {
+    use std::sync::Arc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+    use axum::extract::State;
+    use axum::response::Response;
+    use axum::routing::get;
+    use axum::Router;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::sync::broadcast;
+
+    type Tx = Arc<broadcast::Sender<Utf8Bytes>>;
+
+    pub fn serve() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, _) = broadcast::channel(1024);
+            let app = Router::new()
+                .route("/ws", get(upgrade))
+                .with_state(Arc::new(tx));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            eprintln!("listening on http://{}", listener.local_addr().unwrap());
+            axum::serve(listener, app).await.unwrap();
+        });
+    }
+
+    async fn upgrade(State(tx): State<Tx>, ws: WebSocketUpgrade) -> Response {
+        ws.on_upgrade(move |s| socket(s, tx))
+    }
+
+    fn frame(likes: u64) -> Utf8Bytes {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        // The same size and shape as the jukebox's now_playing update.
+        Utf8Bytes::from(format!(
+            r#"{{"cmd":"update","seq":1,"topic":"now_playing","data":{{"play_id":"p1","track":{{"id":"t1","title":"Song 0","artist":"Artist 0000","album":"Album 0","duration_ms":300000,"track_no":null,"art":null}},"requested_by":null,"position_ms":1000,"server_time_ms":{ms},"paused":false,"likes":{likes},"skip_votes":0,"skip_needed":2,"volume":70,"auto":true}}}}"#
+        ))
+    }
+
+    async fn socket(ws: WebSocket, tx: Tx) {
+        let (mut sink, mut stream) = ws.split();
+        let mut rx = tx.subscribe();
+        let _ = sink.send(Message::Text(frame(0))).await; // the "snapshot"
+        let mut likes = 0;
+        loop {
+            tokio::select! {
+                m = stream.next() => match m {
+                    Some(Ok(Message::Text(t))) if t.contains("\"like\"") => {
+                        likes += 1;
+                        let _ = tx.send(frame(likes));
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+                f = rx.recv() => match f {
+                    Ok(f) => if sink.send(Message::Text(f)).await.is_err() { return },
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+}
