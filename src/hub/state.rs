@@ -27,6 +27,8 @@ pub const PARTY_GAP_MS: i64 = 6 * 3600 * 1000;
 const SAVE_POSITION_EVERY_MS: u64 = 5_000;
 /// Recent plays kept in memory beyond the no-repeat window (artist spacing looks at these).
 const RECENT_KEEP: usize = 32;
+/// How often changes in who is connected are announced.
+const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 /// Tracks sampled from the library for each auto-DJ pick.
 const AUTODJ_SAMPLE: u32 = 200;
 
@@ -182,6 +184,10 @@ pub(crate) struct State {
     /// Tracks that failed to decode: not picked again by the auto-DJ this run.
     unplayable: HashSet<i64>,
     idle_announced: bool,
+    /// Guests whose connected state changed since the last presence tick.
+    presence_dirty: HashSet<GuestId>,
+    /// The skip threshold the last `now_playing` carried.
+    announced_skip_needed: u32,
     /// The key of the latest `Load`: events about older keys are stale.
     last_load: Key,
     needs_resync: bool,
@@ -285,6 +291,8 @@ impl State {
             unplayable: HashSet::new(),
             idle_announced: false,
             last_load: 0,
+            presence_dirty: HashSet::new(),
+            announced_skip_needed: 0,
             needs_resync: false,
             pending_resume: None,
             scan_cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -371,6 +379,8 @@ impl State {
         if self.scan_at_start {
             self.start_scan();
         }
+        let mut presence = tokio::time::interval(PRESENCE_TICK);
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -384,6 +394,9 @@ impl State {
                 }
                 Some(ev) = player_events.recv() => {
                     self.guarded(None, |s| s.on_player(ev));
+                }
+                _ = presence.tick() => {
+                    self.guarded(None, |s| s.flush_presence());
                 }
                 env = rx.recv() => match env {
                     Some(Envelope { cmd, reply }) => {
@@ -700,6 +713,7 @@ impl State {
     }
 
     fn push_now(&mut self) {
+        self.announced_skip_needed = self.skip_needed();
         let v = self.now_view().map(Box::new);
         self.out.push(Change::NowPlaying(v));
     }
@@ -931,13 +945,28 @@ impl State {
         }
         let after = guest.sockets > 0;
         if before != after {
-            self.push_guest(g);
-            self.push_room();
-            if !self.check_skip() && self.now.is_some() {
-                self.push_now();
-            }
+            // Announced on the next presence tick: when a room fills up (or Wi-Fi drops
+            // everyone), one update tells everybody instead of one per phone.
+            self.presence_dirty.insert(g);
         }
         Ok(Reply::Done)
+    }
+
+    /// Publishes the presence changes gathered since the last tick.
+    fn flush_presence(&mut self) {
+        if self.presence_dirty.is_empty() {
+            return;
+        }
+        let changed: Vec<GuestId> = self.presence_dirty.drain().collect();
+        for g in changed {
+            self.push_guest(g);
+        }
+        self.push_room();
+        let needed = self.skip_needed();
+        if !self.check_skip() && self.now.is_some() && needed != self.announced_skip_needed {
+            self.push_now();
+        }
+        self.finish(None, Ok(Reply::Done));
     }
 
     fn current_play(&self, play_id: PlayId) -> Result<(), HubError> {

@@ -46,7 +46,8 @@ pub struct SessionLimits {
 impl Default for SessionLimits {
     fn default() -> Self {
         SessionLimits {
-            buffer: 1024,
+            // The protocol's minimum: thousands of phones each keep this many.
+            buffer: 256,
             ttl: Duration::from_secs(15 * 60),
             socket_queue: 512,
         }
