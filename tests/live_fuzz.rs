@@ -10,6 +10,8 @@ use futures_util::SinkExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 
 const LIMITS: &[&str] = &["--guest-rate", "100000"];
@@ -17,7 +19,7 @@ const LIMITS: &[&str] = &["--guest-rate", "100000"];
 /// One malformed frame of many kinds, from a seeded generator.
 fn junk(rng: &mut StdRng) -> Message {
     let big = || "9".repeat(400);
-    match rng.random_range(0..14) {
+    match rng.random_range(0..15) {
         0 => Message::text("{"),
         1 => Message::text("[1,2,3]"),
         2 => Message::text("\"just a string\""),
@@ -29,6 +31,12 @@ fn junk(rng: &mut StdRng) -> Message {
         8 => Message::text(format!("{}{}", "[".repeat(2000), "]".repeat(2000))),
         9 => Message::text(json!({"cmd": "sub", "rid": rng.random::<u32>(), "topics": "all"}).to_string()),
         10 => Message::binary(vec![0xff, 0xfe, 0x00, rng.random()]),
+        // A text frame whose payload is not UTF-8.
+        14 => Message::Frame(Frame::message(
+            vec![b'{', 0xc3, 0x28, b'}'],
+            OpCode::Data(OpData::Text),
+            true,
+        )),
         11 => Message::text(json!({"cmd": "seek", "rid": rng.random::<u32>(), "position_ms": -5}).to_string()),
         12 => Message::text(json!({"cmd": "search", "rid": rng.random::<u32>(), "q": "x".repeat(300)}).to_string()),
         _ => Message::text(json!({"cmd": "vote_skip", "rid": rng.random::<u32>(), "play_id": {"nested": [1, {"x": null}]}}).to_string()),

@@ -186,7 +186,7 @@ async fn ws_upgrade(
         .max_message_size(1 << 20)
         .max_frame_size(1 << 20)
         // Thousands of idle phones: keep per-socket buffers small.
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .on_upgrade(move |socket| ws::serve(socket, state, version_ok))
         .into_response()
