@@ -91,35 +91,33 @@ pub enum Attached {
     TooOld,
 }
 
+/// Messages to a session task. Large payloads are boxed: every session's inbox reserves room
+/// for 32 of these, and thousands of sessions idle with an empty inbox.
 enum Msg {
-    Attach {
-        socket: u64,
-        out: mpsc::Sender<Outbound>,
-        kick: Kick,
-        resume: Resume,
-        last_rid: u64,
-        done: oneshot::Sender<Attached>,
-    },
+    Attach(Box<AttachMsg>),
     Detach {
         socket: u64,
     },
-    Sub {
-        topics: Vec<Topic>,
-        reply: Option<(u64, u64)>,
-    },
-    Unsub {
-        topics: Vec<Topic>,
-    },
+    Sub(Box<(Vec<Topic>, Option<(u64, u64)>)>),
+    Unsub(Vec<Topic>),
     /// A reply to send once the hub changes up to `after` have been numbered.
-    Reply {
-        after: u64,
-        tail: Tail,
-    },
-    Snapshot {
-        answer: crate::hub::Answer,
-        topics: Vec<Topic>,
-        reply: Option<(u64, u64)>,
-    },
+    Reply(Box<(u64, Tail)>),
+    Snapshot(Box<SnapshotMsg>),
+}
+
+struct AttachMsg {
+    socket: u64,
+    out: mpsc::Sender<Outbound>,
+    kick: Kick,
+    resume: Resume,
+    last_rid: u64,
+    done: oneshot::Sender<Attached>,
+}
+
+struct SnapshotMsg {
+    answer: crate::hub::Answer,
+    topics: Vec<Topic>,
+    reply: Option<(u64, u64)>,
 }
 
 /// The handle to a session task.
@@ -157,14 +155,14 @@ impl Session {
         let (done, rx) = oneshot::channel();
         if self
             .tx
-            .send(Msg::Attach {
+            .send(Msg::Attach(Box::new(AttachMsg {
                 socket,
                 out,
                 kick,
                 resume,
                 last_rid: self.last_rid(),
                 done,
-            })
+            })))
             .is_err()
         {
             return Attached::TooOld;
@@ -177,16 +175,16 @@ impl Session {
     }
 
     pub fn subscribe(&self, topics: Vec<Topic>, reply: Option<(u64, u64)>) {
-        let _ = self.tx.send(Msg::Sub { topics, reply });
+        let _ = self.tx.send(Msg::Sub(Box::new((topics, reply))));
     }
 
     pub fn unsubscribe(&self, topics: Vec<Topic>) {
-        let _ = self.tx.send(Msg::Unsub { topics });
+        let _ = self.tx.send(Msg::Unsub(topics));
     }
 
     /// Sends `tail` as a reply after the hub changes up to `after`.
     pub fn reply(&self, after: u64, tail: Tail) {
-        let _ = self.tx.send(Msg::Reply { after, tail });
+        let _ = self.tx.send(Msg::Reply(Box::new((after, tail))));
     }
 }
 
@@ -340,7 +338,9 @@ struct Task {
     role: Role,
     topics: BTreeSet<Topic>,
     seq: u64,
-    buffer: VecDeque<(u64, Kept)>,
+    /// The last messages, for resume; `buffer[i]` has seq `seq + 1 - buffer.len() + i` (they
+    /// are contiguous, so the numbers need not be stored).
+    buffer: VecDeque<Kept>,
     /// The last hub seq this session has dealt with.
     hub_cursor: u64,
     /// Replies waiting for their changes: (after, order) → tail.
@@ -434,7 +434,7 @@ impl Task {
     fn emit(&mut self, item: Kept) {
         self.seq += 1;
         let seq = self.seq;
-        self.buffer.push_back((seq, item.clone()));
+        self.buffer.push_back(item.clone());
         while self.buffer.len() > self.limits.buffer {
             self.buffer.pop_front();
         }
@@ -480,27 +480,28 @@ impl Task {
                     admin,
                 })
                 .await;
-            let _ = tx.send(Msg::Snapshot {
+            let _ = tx.send(Msg::Snapshot(Box::new(SnapshotMsg {
                 answer,
                 topics,
                 reply,
-            });
+            })));
         });
     }
 
     fn on_msg(&mut self, m: Msg) {
         match m {
-            Msg::Attach {
-                socket,
-                out,
-                kick,
-                resume,
-                last_rid,
-                done,
-            } => {
+            Msg::Attach(a) => {
+                let AttachMsg {
+                    socket,
+                    out,
+                    kick,
+                    resume,
+                    last_rid,
+                    done,
+                } = *a;
                 let (resumed, reason, replay_from) = match resume {
                     Resume::From(last) => {
-                        let oldest = self.buffer.front().map_or(self.seq + 1, |(s, _)| *s);
+                        let oldest = self.seq + 1 - self.buffer.len() as u64;
                         if last > self.seq || last + 1 < oldest {
                             let _ = done.send(Attached::TooOld);
                             return;
@@ -533,11 +534,13 @@ impl Task {
                 let _ = done.send(Attached::Ok);
                 match replay_from {
                     Some(last) => {
+                        let oldest = self.seq + 1 - self.buffer.len() as u64;
                         let missed: Vec<(u64, Kept)> = self
                             .buffer
                             .iter()
+                            .enumerate()
+                            .map(|(i, k)| (oldest + i as u64, k.clone()))
                             .filter(|(s, _)| *s > last)
-                            .cloned()
                             .collect();
                         for (seq, item) in missed {
                             self.send(seq, &item);
@@ -557,7 +560,8 @@ impl Task {
                     self.detached_at = Some(Instant::now());
                 }
             }
-            Msg::Sub { topics, reply } => {
+            Msg::Sub(sub) => {
+                let (topics, reply) = *sub;
                 let new: Vec<Topic> = topics
                     .into_iter()
                     .filter(|t| *t != Topic::Admin || self.role == Role::Host)
@@ -571,17 +575,21 @@ impl Task {
                     self.request_snapshot(new, reply);
                 }
             }
-            Msg::Unsub { topics } => {
+            Msg::Unsub(topics) => {
                 for t in topics {
                     self.topics.remove(&t);
                 }
             }
-            Msg::Reply { after, tail } => self.queue_reply(after, tail),
-            Msg::Snapshot {
-                answer,
-                topics,
-                reply,
-            } => {
+            Msg::Reply(r) => {
+                let (after, tail) = *r;
+                self.queue_reply(after, tail);
+            }
+            Msg::Snapshot(snap) => {
+                let SnapshotMsg {
+                    answer,
+                    topics,
+                    reply,
+                } = *snap;
                 self.snapshotting = self.snapshotting.saturating_sub(1);
                 match answer.result {
                     Ok(Reply::Snapshot(s)) => {

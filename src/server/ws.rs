@@ -194,13 +194,11 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         let _ = writer.await;
         return;
     }
-    let identity = match state
-        .hub
-        .call(Command::Authenticate {
-            token: hello.token.clone(),
-        })
-        .await
-        .result
+    let identity = match Box::pin(state.hub.call(Command::Authenticate {
+        token: hello.token.clone(),
+    }))
+    .await
+    .result
     {
         Ok(Reply::Identity(Some(id))) => id,
         _ => {
@@ -244,10 +242,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                     Some(last) => Resume::From(last),
                     None => Resume::From(0),
                 };
-                match s
-                    .attach(socket_id, out_tx.clone(), kick.clone(), resume)
-                    .await
-                {
+                match Box::pin(s.attach(socket_id, out_tx.clone(), kick.clone(), resume)).await {
                     Attached::Ok => session = Some(s),
                     Attached::TooOld => reason = Some("too_old"),
                 }
@@ -265,12 +260,12 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         Some(s) => s,
         None => {
             let s = state.sessions.create(guest, role, topics);
-            s.attach(
+            Box::pin(s.attach(
                 socket_id,
                 out_tx.clone(),
                 kick.clone(),
                 Resume::Fresh { reason },
-            )
+            ))
             .await;
             s
         }
@@ -356,7 +351,8 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                             session.reply(0, protocol::reply_err(rid, &e));
                             continue;
                         }
-                        handle(&state, &session, actor, rid, cmd).await;
+                        // Boxed: the socket's own future stays small while it idles.
+                        Box::pin(handle(&state, &session, actor, rid, cmd)).await;
                     }
                     Err(e) => {
                         let wire = WireError::from(&e);
