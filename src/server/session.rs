@@ -98,12 +98,15 @@ enum Msg {
     Detach {
         socket: u64,
     },
-    Sub(Box<(Vec<Topic>, Option<(u64, u64)>)>),
+    Sub(Box<SubMsg>),
     Unsub(Vec<Topic>),
     /// A reply to send once the hub changes up to `after` have been numbered.
     Reply(Box<(u64, Tail)>),
     Snapshot(Box<SnapshotMsg>),
 }
+
+/// Topics to add, and the request (rid, after) to answer once their snapshots are sent.
+type SubMsg = (Vec<Topic>, Option<(u64, u64)>);
 
 struct AttachMsg {
     socket: u64,
