@@ -70,6 +70,9 @@ fn main() {
         let jb = Target::jukebox(&music, &db);
         let r = rt.block_on(run(&jb, n));
         r.print("jukebox", n);
+        for (kind, count) in jb.notes.lock().unwrap().iter() {
+            println!("         server log, {count} times: {kind}");
+        }
         drop(jb);
         let fl = Target::floor();
         let f = rt.block_on(run(&fl, n));
@@ -85,10 +88,14 @@ fn main() {
     }
 }
 
+type Notes = Arc<Mutex<std::collections::BTreeMap<String, usize>>>;
+
 struct Target {
     child: Child,
     addr: String,
     jukebox: bool,
+    /// Warnings and session notes from the server's log, counted by kind.
+    notes: Notes,
 }
 
 impl Target {
@@ -100,10 +107,19 @@ impl Target {
             .unwrap();
         let err = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let notes: Notes = Default::default();
+        let notes2 = notes.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if let Some(a) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(a.trim().to_string());
+                } else if line.contains("WARN")
+                    || line.contains("ERROR")
+                    || line.contains("session s_")
+                {
+                    // Count what the server had to say, by kind.
+                    let kind = line.split(": ").last().unwrap_or("").to_string();
+                    *notes2.lock().unwrap().entry(kind).or_default() += 1;
                 }
             }
         });
@@ -112,6 +128,7 @@ impl Target {
             child,
             addr,
             jukebox,
+            notes,
         }
     }
 
@@ -218,6 +235,7 @@ async fn run(t: &Target, n: usize) -> Result_ {
     let delivered = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut ready = Vec::new();
+    let mut per_phone: Vec<Arc<AtomicU64>> = Vec::new();
     for i in 0..n {
         let token = t.token(&agent, i);
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?v=1", t.addr))
@@ -229,6 +247,8 @@ async fn run(t: &Target, n: usize) -> Result_ {
         .await
         .unwrap();
         let (lat, delivered) = (lat.clone(), delivered.clone());
+        let mine = Arc::new(AtomicU64::new(0));
+        per_phone.push(mine.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         ready.push(rx);
         tasks.push(tokio::spawn(async move {
@@ -236,6 +256,15 @@ async fn run(t: &Target, n: usize) -> Result_ {
             while let Some(Ok(m)) = ws.next().await {
                 let Message::Text(text) = m else { continue };
                 let v: Value = serde_json::from_str(&text).unwrap();
+                // Like a real phone, answer the server's liveness pings (silence is closed
+                // after 50 s, and connecting 3,000 phones takes longer than that).
+                if v["cmd"] == "ping" {
+                    let _ = ws.send(Message::text(r#"{"cmd":"pong"}"#)).await;
+                    continue;
+                }
+                if v["cmd"] == "bye" {
+                    eprintln!("phone closed: {v}");
+                }
                 if v["topic"] == "now_playing" {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(());
@@ -244,14 +273,26 @@ async fn run(t: &Target, n: usize) -> Result_ {
                     if let Some(ts) = v["data"]["server_time_ms"].as_i64() {
                         lat.lock().unwrap().push(now_ms() - ts);
                         delivered.fetch_add(1, Ordering::Relaxed);
+                        mine.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
         }));
     }
+    let connected_in = Instant::now();
+    let mut late = 0;
     for r in ready {
-        let _ = tokio::time::timeout(Duration::from_secs(30), r).await;
+        if tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .is_err()
+        {
+            late += 1;
+        }
     }
+    eprintln!(
+        "{n} phones ready ({late} late) {:?} after the last connected",
+        connected_in.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = common::rss_kb(t.pid()).0;
 
@@ -296,6 +337,18 @@ async fn run(t: &Target, n: usize) -> Result_ {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu = common::cpu_time(t.pid()) - cpu0;
+    if delivered.load(Ordering::Relaxed) < expected {
+        let mut hist: std::collections::BTreeMap<u64, usize> = Default::default();
+        let mut first_short = None;
+        for (i, p) in per_phone.iter().enumerate() {
+            let c = p.load(Ordering::Relaxed);
+            *hist.entry(c).or_default() += 1;
+            if c < LIKES as u64 && first_short.is_none() {
+                first_short = Some(i);
+            }
+        }
+        eprintln!("deliveries per phone: {hist:?}; first short phone #{first_short:?}");
+    }
     let rss = common::rss_kb(t.pid()).0;
     drain.abort();
     for task in tasks {

@@ -393,6 +393,10 @@ impl Task {
 
     /// Changes were lost on the way: we cannot know which, so every topic is sent again.
     fn resnapshot(&mut self) {
+        tracing::info!(
+            "session {}: changes were lost on the way; sending snapshots again",
+            self.id
+        );
         let topics: Vec<Topic> = self.topics.iter().copied().collect();
         self.hub_cursor = self.hub_cursor.max(self.hub.last_seq());
         self.request_snapshot(topics, None);
@@ -449,6 +453,10 @@ impl Task {
         let frame = Outbound::Frame(Utf8Bytes::from(item.render(seq)));
         if att.out.try_send(frame).is_err() {
             // Too slow to keep up (or gone): it resumes from the buffer when it comes back.
+            tracing::info!(
+                "session {}: the phone is too slow; closing its socket (4008)",
+                self.id
+            );
             let att = self.socket.take().expect("attached");
             att.kick
                 .send_replace(Some((4008, "too slow to keep up", true)));
