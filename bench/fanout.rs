@@ -19,6 +19,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+static GAPS: AtomicU64 = AtomicU64::new(0);
+static LIKER_ANSWERS: Mutex<std::collections::BTreeMap<String, usize>> =
+    Mutex::new(std::collections::BTreeMap::new());
+static OTHER: AtomicU64 = AtomicU64::new(0);
 const FLOOR_ENV: &str = "JUKEBOX_FANOUT_FLOOR";
 const LIKES: usize = 60;
 const LIKE_EVERY: Duration = Duration::from_millis(50);
@@ -253,9 +257,19 @@ async fn run(t: &Target, n: usize) -> Result_ {
         ready.push(rx);
         tasks.push(tokio::spawn(async move {
             let mut tx = Some(tx);
+            let mut last_seq = 0;
             while let Some(Ok(m)) = ws.next().await {
                 let Message::Text(text) = m else { continue };
                 let v: Value = serde_json::from_str(&text).unwrap();
+                if let Some(seq) = v["seq"].as_u64() {
+                    if seq != last_seq + 1 {
+                        GAPS.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_seq = seq;
+                }
+                if v["cmd"] == "update" && v["topic"] != "now_playing" {
+                    OTHER.fetch_add(1, Ordering::Relaxed);
+                }
                 // Like a real phone, answer the server's liveness pings (silence is closed
                 // after 50 s, and connecting 3,000 phones takes longer than that).
                 if v["cmd"] == "ping" {
@@ -318,7 +332,19 @@ async fn run(t: &Target, n: usize) -> Result_ {
         }
     }
     let (mut sink, mut stream) = liker.split();
-    let drain = tokio::spawn(async move { while stream.next().await.is_some() {} });
+    let drain = tokio::spawn(async move {
+        let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
+        while let Some(Ok(m)) = stream.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                if v["cmd"] == "reply" {
+                    let k = v["error"]["code"].as_str().unwrap_or("ok").to_string();
+                    *answers.entry(k).or_default() += 1;
+                    LIKER_ANSWERS.lock().unwrap().clone_from(&answers);
+                }
+            }
+        }
+    });
     // Count only what the likes cause (not the updates of other phones connecting).
     tokio::time::sleep(Duration::from_millis(300)).await;
     delivered.store(0, Ordering::Relaxed);
@@ -347,7 +373,12 @@ async fn run(t: &Target, n: usize) -> Result_ {
                 first_short = Some(i);
             }
         }
-        eprintln!("deliveries per phone: {hist:?}; first short phone #{first_short:?}");
+        eprintln!(
+            "deliveries per phone: {hist:?}; first short phone #{first_short:?}; seq gaps {}; other updates {}; the liker's answers {:?}",
+            GAPS.load(Ordering::Relaxed),
+            OTHER.load(Ordering::Relaxed),
+            LIKER_ANSWERS.lock().unwrap()
+        );
     }
     let rss = common::rss_kb(t.pid()).0;
     drain.abort();
