@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
-use crate::protocol::{self, Cmd, Incoming, Topic};
+use crate::protocol::{self, Incoming, Topic};
 
 pub(crate) type IpLimiter = DefaultKeyedRateLimiter<IpAddr>;
 
@@ -342,44 +342,12 @@ pub async fn host_action(
             return (status_for(e.code), Json(body)).into_response();
         }
     };
-    let hub_cmd = match cmd {
-        Cmd::Play => Command::Play { actor },
-        Cmd::Pause => Command::Pause { actor },
-        Cmd::Skip { play_id } => Command::Skip { actor, play_id },
-        Cmd::Seek { position_ms } => Command::Seek { actor, position_ms },
-        Cmd::SetVolume { volume } => Command::SetVolume { actor, volume },
-        Cmd::Remove { entry_id } => Command::Remove { actor, entry_id },
-        Cmd::Move { entry_id, to } => Command::Move {
-            actor,
-            entry_id,
-            to,
-        },
-        Cmd::Ban { guest_id, on } => Command::Ban {
-            actor,
-            guest: guest_id,
-            on,
-        },
-        Cmd::Settings(m) => Command::Settings {
-            actor,
-            patch: crate::hub::SettingsPatch {
-                request_limit: m.request_limit,
-                no_repeat_minutes: m.no_repeat_minutes,
-                artist_spacing: m.artist_spacing,
-                skip_min_votes: m.skip_min_votes,
-                skip_percent: m.skip_percent,
-                max_volume: m.max_volume,
-                requests_paused: m.requests_paused,
-            },
-        },
-        Cmd::Announce { text } => Command::Announce { actor, text },
-        Cmd::Rescan => Command::Rescan { actor },
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no host action {action:?}"),
-            )
-        }
+    let Some(hub_cmd) = super::hub_command(cmd, actor) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no host action {action:?}"),
+        );
     };
     match state.hub.call(hub_cmd).await.result {
         Ok(_) => Json(json!({"ok": true})).into_response(),

@@ -127,6 +127,58 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The hub command a protocol command stands for; `None` for those the server answers itself
+/// (`sub`, `unsub`, `search`). One mapping for the websocket and the HTTP host actions.
+pub fn hub_command(
+    cmd: crate::protocol::Cmd,
+    actor: crate::hub::Actor,
+) -> Option<crate::hub::Command> {
+    use crate::hub::Command;
+    use crate::protocol::Cmd;
+    Some(match cmd {
+        Cmd::Sub { .. } | Cmd::Unsub { .. } | Cmd::Search { .. } => return None,
+        Cmd::Like { play_id, on } => Command::Like { actor, play_id, on },
+        Cmd::VoteSkip { play_id } => Command::VoteSkip { actor, play_id },
+        Cmd::Request { track_id } => Command::Request { actor, track_id },
+        Cmd::Vote { entry_id, on } => Command::Vote {
+            actor,
+            entry_id,
+            on,
+        },
+        Cmd::SetName { name } => Command::SetName { actor, name },
+        Cmd::Play => Command::Play { actor },
+        Cmd::Pause => Command::Pause { actor },
+        Cmd::Skip { play_id } => Command::Skip { actor, play_id },
+        Cmd::Seek { position_ms } => Command::Seek { actor, position_ms },
+        Cmd::SetVolume { volume } => Command::SetVolume { actor, volume },
+        Cmd::Remove { entry_id } => Command::Remove { actor, entry_id },
+        Cmd::Move { entry_id, to } => Command::Move {
+            actor,
+            entry_id,
+            to,
+        },
+        Cmd::Ban { guest_id, on } => Command::Ban {
+            actor,
+            guest: guest_id,
+            on,
+        },
+        Cmd::Settings(m) => Command::Settings {
+            actor,
+            patch: crate::hub::SettingsPatch {
+                request_limit: m.request_limit,
+                no_repeat_minutes: m.no_repeat_minutes,
+                artist_spacing: m.artist_spacing,
+                skip_min_votes: m.skip_min_votes,
+                skip_percent: m.skip_percent,
+                max_volume: m.max_volume,
+                requests_paused: m.requests_paused,
+            },
+        },
+        Cmd::Announce { text } => Command::Announce { actor, text },
+        Cmd::Rescan => Command::Rescan { actor },
+    })
+}
+
 /// The kernel send buffer of each connection.
 const SEND_BUFFER: usize = 64 * 1024;
 
