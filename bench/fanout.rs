@@ -363,6 +363,7 @@ async fn run(t: &Target, n: usize) -> Result_ {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu = common::cpu_time(t.pid()) - cpu0;
+    eprintln!("deliveries done after {:?}", start.elapsed());
     if delivered.load(Ordering::Relaxed) < expected {
         let mut hist: std::collections::BTreeMap<u64, usize> = Default::default();
         let mut first_short = None;
