@@ -3,6 +3,8 @@
 //! (p50/p99/max), server RSS and CPU seconds, CPU µs per delivered message, and memory per
 //! idle connection — for the jukebox, and in the same run for a minimal axum broadcast server
 //! (the floor: no sessions, no sequencing, no party; just one shared frame to every socket).
+//! Each like comes from a different guest, so the like count rises with every like and a
+//! phone counts exactly the updates the likes caused.
 //!   cargo bench --bench fanout
 //!   JUKEBOX_FANOUT_SIZES=100,1000 cargo bench --bench fanout
 
@@ -237,6 +239,9 @@ async fn run(t: &Target, n: usize) -> Result_ {
     let rss_before = common::rss_kb(t.pid()).0;
     let lat = Arc::new(Mutex::new(Vec::with_capacity(n * LIKES)));
     let delivered = Arc::new(AtomicU64::new(0));
+    // Every frame the likes caused (the floor sends one per like; the jukebox an update and an
+    // event), for the CPU cost per delivered message.
+    let frames = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let mut ready = Vec::new();
     let mut per_phone: Vec<Arc<AtomicU64>> = Vec::new();
@@ -250,7 +255,7 @@ async fn run(t: &Target, n: usize) -> Result_ {
         ))
         .await
         .unwrap();
-        let (lat, delivered) = (lat.clone(), delivered.clone());
+        let (lat, delivered, frames) = (lat.clone(), delivered.clone(), frames.clone());
         let mine = Arc::new(AtomicU64::new(0));
         per_phone.push(mine.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -258,6 +263,7 @@ async fn run(t: &Target, n: usize) -> Result_ {
         tasks.push(tokio::spawn(async move {
             let mut tx = Some(tx);
             let mut last_seq = 0;
+            let mut seen_likes = 0;
             while let Some(Ok(m)) = ws.next().await {
                 let Message::Text(text) = m else { continue };
                 let v: Value = serde_json::from_str(&text).unwrap();
@@ -279,14 +285,23 @@ async fn run(t: &Target, n: usize) -> Result_ {
                 if v["cmd"] == "bye" {
                     eprintln!("phone closed: {v}");
                 }
+                // Each like also toasts: the `liked` event is a delivery too.
+                if v["cmd"] == "event" && v["name"] == "liked" {
+                    frames.fetch_add(1, Ordering::Relaxed);
+                }
                 if v["topic"] == "now_playing" {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(());
                         continue; // the snapshot
                     }
-                    if let Some(ts) = v["data"]["server_time_ms"].as_i64() {
-                        lat.lock().unwrap().push(now_ms() - ts);
+                    let likes = v["data"]["likes"].as_u64().unwrap_or(0);
+                    if likes > seen_likes {
+                        seen_likes = likes;
+                        if let Some(ts) = v["data"]["server_time_ms"].as_i64() {
+                            lat.lock().unwrap().push(now_ms() - ts);
+                        }
                         delivered.fetch_add(1, Ordering::Relaxed);
+                        frames.fetch_add(1, Ordering::Relaxed);
                         mine.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -310,49 +325,69 @@ async fn run(t: &Target, n: usize) -> Result_ {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = common::rss_kb(t.pid()).0;
 
-    // The liker.
-    let token = t.token(&agent, n + 1);
-    let (mut liker, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?v=1", t.addr))
-        .await
-        .unwrap();
-    liker
-        .send(Message::text(
-            json!({"cmd":"hello","v":1,"token":token,"topics":["now_playing"]}).to_string(),
+    // The likers: one guest per like, so the like count rises 1, 2, 3 … and every phone can
+    // tell each like's update from any other update.
+    let mut likers = Vec::new();
+    let mut play = String::new();
+    for k in 0..LIKES {
+        let token = t.token(&agent, n + 1 + k);
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws?v=1", t.addr))
+            .await
+            .unwrap();
+        let topics: &[&str] = if k == 0 { &["now_playing"] } else { &[] };
+        ws.send(Message::text(
+            json!({"cmd":"hello","v":1,"token":token,"topics":topics}).to_string(),
         ))
         .await
         .unwrap();
-    let mut play = String::new();
-    while play.is_empty() {
-        let Some(Ok(Message::Text(t))) = liker.next().await else {
-            panic!("the liker was closed")
-        };
-        let v: Value = serde_json::from_str(&t).unwrap();
-        if let Some(p) = v["data"]["play_id"].as_str() {
-            play = p.to_string();
-        }
-    }
-    let (mut sink, mut stream) = liker.split();
-    let drain = tokio::spawn(async move {
-        let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
-        while let Some(Ok(m)) = stream.next().await {
-            if let Message::Text(t) = m {
-                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                if v["cmd"] == "reply" {
-                    let k = v["error"]["code"].as_str().unwrap_or("ok").to_string();
-                    *answers.entry(k).or_default() += 1;
-                    LIKER_ANSWERS.lock().unwrap().clone_from(&answers);
-                }
+        while k == 0 && play.is_empty() {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                panic!("the liker was closed")
+            };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if let Some(p) = v["data"]["play_id"].as_str() {
+                play = p.to_string();
             }
         }
-    });
+        let (sink, mut stream) = ws.split();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if let Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    if v["cmd"] == "reply" {
+                        let k = v["error"]["code"].as_str().unwrap_or("ok").to_string();
+                        *LIKER_ANSWERS.lock().unwrap().entry(k).or_default() += 1;
+                    }
+                }
+            }
+        });
+        likers.push(sink);
+    }
+    // Connecting thousands of phones can outlast a track: pause the music so the play the
+    // likes name cannot end during the measurement (likes on a paused play count the same).
+    if t.jukebox {
+        let mut r = agent
+            .post(format!("http://{}/api/host/login", t.addr))
+            .send(json!({"pin": "1234"}).to_string())
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        let host = v["token"].as_str().unwrap().to_string();
+        let r = agent
+            .post(format!("http://{}/api/host/pause", t.addr))
+            .header("Authorization", format!("Bearer {host}"))
+            .send("{}")
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
     // Count only what the likes cause (not the updates of other phones connecting).
     tokio::time::sleep(Duration::from_millis(300)).await;
     delivered.store(0, Ordering::Relaxed);
+    frames.store(0, Ordering::Relaxed);
     lat.lock().unwrap().clear();
     let cpu0 = common::cpu_time(t.pid());
     let start = Instant::now();
-    for i in 0..LIKES {
-        let frame = json!({"cmd":"like","rid": i + 1,"play_id": play,"on": i % 2 == 0});
+    for (i, sink) in likers.iter_mut().enumerate() {
+        let frame = json!({"cmd":"like","rid": 1,"play_id": play,"on": true});
         sink.send(Message::text(frame.to_string())).await.unwrap();
         let due = start + LIKE_EVERY * (i as u32 + 1);
         tokio::time::sleep_until(due.into()).await;
@@ -382,7 +417,6 @@ async fn run(t: &Target, n: usize) -> Result_ {
         );
     }
     let rss = common::rss_kb(t.pid()).0;
-    drain.abort();
     for task in tasks {
         task.abort();
     }
@@ -402,7 +436,7 @@ async fn run(t: &Target, n: usize) -> Result_ {
         max: lat.last().copied().unwrap_or(0),
         rss_kb: rss,
         cpu_s: cpu.as_secs_f64(),
-        cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / d.max(1) as f64,
+        cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / frames.load(Ordering::Relaxed).max(1) as f64,
         kb_per_idle: (rss_idle.saturating_sub(rss_before)) as f64 / n as f64,
     }
 }
@@ -421,6 +455,9 @@ mod floor {
     use tokio::sync::broadcast;
 
     type Tx = Arc<broadcast::Sender<Utf8Bytes>>;
+
+    /// Likes so far, across every socket.
+    static LIKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     pub fn serve() {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -458,12 +495,11 @@ mod floor {
         let (mut sink, mut stream) = ws.split();
         let mut rx = tx.subscribe();
         let _ = sink.send(Message::Text(frame(0))).await; // the "snapshot"
-        let mut likes = 0;
         loop {
             tokio::select! {
                 m = stream.next() => match m {
                     Some(Ok(Message::Text(t))) if t.contains("\"like\"") => {
-                        likes += 1;
+                        let likes = LIKES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                         let _ = tx.send(frame(likes));
                     }
                     Some(Ok(_)) => {}
