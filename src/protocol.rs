@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::hub::{
     Change, Event, GuestAdminView, HubError, MeView, NowPlayingView, QueueEntryView, Role,
-    RoomView, Snapshot, TrackView,
+    RoomView, SettingsPatch, Snapshot, TrackView,
 };
 use crate::store::Track;
 
@@ -115,18 +115,6 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
     }))
 }
 
-/// A host's settings change: absent fields stay as they are.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct SettingsMsg {
-    pub request_limit: Option<u32>,
-    pub no_repeat_minutes: Option<u32>,
-    pub artist_spacing: Option<u32>,
-    pub skip_min_votes: Option<u32>,
-    pub skip_percent: Option<u32>,
-    pub max_volume: Option<u32>,
-    pub requests_paused: Option<bool>,
-}
-
 /// A command after `hello`, with its ids already checked and converted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
@@ -146,7 +134,7 @@ pub enum Cmd {
     Remove { entry_id: i64 },
     Move { entry_id: i64, to: usize },
     Ban { guest_id: i64, on: bool },
-    Settings(SettingsMsg),
+    Settings(SettingsPatch),
     Announce { text: String },
     Rescan,
 }
@@ -428,7 +416,7 @@ pub fn parse(text: &str) -> Result<Incoming, FrameError> {
                 on: m.on,
             }
         }
-        "settings" => Cmd::Settings(body::<SettingsMsg>(&value, rid)?),
+        "settings" => Cmd::Settings(body::<SettingsPatch>(&value, rid)?),
         "announce" => Cmd::Announce {
             text: body::<TextMsg>(&value, rid)?.text,
         },

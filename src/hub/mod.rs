@@ -43,9 +43,9 @@ pub struct GuestCreated {
     pub name: String,
 }
 
-/// A partial settings change from the host; absent fields stay as they are.
+/// A partial settings change from the host; absent fields stay as they are. It is also the
+/// body of the protocol's `settings` command (unknown fields are ignored, as on the wire).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     pub request_limit: Option<u32>,
     pub no_repeat_minutes: Option<u32>,

@@ -162,18 +162,7 @@ pub fn hub_command(
             guest: guest_id,
             on,
         },
-        Cmd::Settings(m) => Command::Settings {
-            actor,
-            patch: crate::hub::SettingsPatch {
-                request_limit: m.request_limit,
-                no_repeat_minutes: m.no_repeat_minutes,
-                artist_spacing: m.artist_spacing,
-                skip_min_votes: m.skip_min_votes,
-                skip_percent: m.skip_percent,
-                max_volume: m.max_volume,
-                requests_paused: m.requests_paused,
-            },
-        },
+        Cmd::Settings(patch) => Command::Settings { actor, patch },
         Cmd::Announce { text } => Command::Announce { actor, text },
         Cmd::Rescan => Command::Rescan { actor },
     })
