@@ -166,6 +166,9 @@ pub async fn run(config: Config) -> Result<(), AppError> {
                 ..Default::default()
             },
             session_limits: crate::server::session::SessionLimits::default(),
+            web_dir: config.web_dir.clone(),
+            host_name: format!("{}.local", config.name),
+            listen: listener.local_addr()?,
         },
     );
     if let Err(e) = crate::server::serve(listener, state, shutdown_signal()).await {

@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive) [default: info].
     #[arg(long, env = "JUKEBOX_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Serve the phone app from this folder instead of the copy built into the binary (for
+    /// working on the app without rebuilding).
+    #[arg(long, env = "JUKEBOX_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The keys accepted in the TOML file: the same names as the flags.
@@ -165,6 +169,7 @@ struct FileConfig {
     ws_burst: Option<i64>,
     sockets_per_guest: Option<i64>,
     log: Option<String>,
+    web_dir: Option<PathBuf>,
 }
 
 /// Where the audio goes.
@@ -238,6 +243,8 @@ pub struct Config {
     pub explicit_settings: Vec<&'static str>,
     /// Web origins besides the jukebox's own that may open the live connection.
     pub allow_origin: Vec<String>,
+    /// The phone app from disk instead of the embedded copy.
+    pub web_dir: Option<PathBuf>,
     pub limits: Limits,
     pub log: String,
 }
@@ -460,9 +467,23 @@ impl Config {
             )?,
         };
 
+        let web_dir = a.web_dir.clone().or(f.web_dir);
+        if let Some(dir) = &web_dir {
+            if !dir.join("index.html").is_file() {
+                return Err(invalid(
+                    "web_dir",
+                    format!(
+                        "{} has no index.html; allowed: a folder like the source's web/",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
             limits,
             allow_origin,
+            web_dir,
             music,
             db,
             listen,

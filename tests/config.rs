@@ -34,6 +34,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ("volume", "55", "55", "55"),
     ("max-volume", "90", "90", "90"),
     ("log", "debug", "debug", "\"debug\""),
+    (
+        "web-dir",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/web"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/web"),
+        concat!("\"", env!("CARGO_MANIFEST_DIR"), "/web\""),
+    ),
 ];
 
 fn check(key: &str, c: &Config) -> bool {
@@ -52,6 +58,13 @@ fn check(key: &str, c: &Config) -> bool {
         "volume" => c.settings.volume == 55,
         "max-volume" => c.settings.max_volume == 90,
         "log" => c.log == "debug",
+        "web-dir" => {
+            c.web_dir.as_deref()
+                == Some(std::path::Path::new(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/web"
+                )))
+        }
         _ => unreachable!(),
     }
 }

@@ -498,3 +498,66 @@ pub async fn art(
     )
         .into_response()
 }
+
+#[derive(serde::Deserialize)]
+pub struct ExportQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/host/export?format=m3u|csv`: tonight's plays as a download, for the host page.
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ExportQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = host_actor(&state, &headers).await {
+        return e.into_response();
+    }
+    let format = match q.format.as_deref().unwrap_or("m3u") {
+        "m3u" => crate::config::ExportFormat::M3u,
+        "csv" => crate::config::ExportFormat::Csv,
+        other => {
+            return bad_field(
+                "format",
+                format!("{other:?} is not a format; allowed: m3u, csv"),
+            )
+        }
+    };
+    let gap = state.export_gap_hours;
+    let plays = match state
+        .store
+        .query(move |db| crate::export::tonight(db, gap))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let mut out = Vec::new();
+    let (written, mime, ext) = match format {
+        crate::config::ExportFormat::M3u => (
+            crate::export::write_m3u(&plays, &mut out).map_err(|e| e.to_string()),
+            "audio/x-mpegurl; charset=utf-8",
+            "m3u",
+        ),
+        crate::config::ExportFormat::Csv => (
+            crate::export::write_csv(&plays, &mut out).map_err(|e| e.to_string()),
+            "text/csv; charset=utf-8",
+            "csv",
+        ),
+    };
+    if let Err(e) = written {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    }
+    (
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"jukebox-tonight.{ext}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        out,
+    )
+        .into_response()
+}

@@ -3,7 +3,9 @@
 //! validates, calls the hub and encodes; it decides no party rule.
 
 pub mod http;
+pub mod join;
 pub mod session;
+pub mod web;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -40,6 +42,11 @@ pub struct AppState {
     /// Addresses refused host logins until then (too many wrong PINs).
     pub(crate) login_blocked: Mutex<HashMap<std::net::IpAddr, Instant>>,
     pub(crate) guest_limiter: http::IpLimiter,
+    /// The phone app from disk (`--web-dir`) instead of the embedded copy.
+    pub web_dir: Option<std::path::PathBuf>,
+    pub join: join::Join,
+    /// Hours without music that separate two parties, for the export.
+    pub export_gap_hours: u32,
 }
 
 /// A counted socket of one guest; uncounted on drop.
@@ -84,6 +91,11 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub ws_limits: WsLimits,
     pub session_limits: SessionLimits,
+    pub web_dir: Option<std::path::PathBuf>,
+    /// The mDNS host name, e.g. `jukebox.local`.
+    pub host_name: String,
+    /// The address actually bound.
+    pub listen: SocketAddr,
 }
 
 pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
@@ -110,6 +122,9 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         login_limiter: http::ip_limiter(cfg.login_rate, cfg.login_rate),
         login_blocked: Mutex::new(HashMap::new()),
         guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
+        web_dir: cfg.web_dir,
+        join: join::Join::new(cfg.host_name, cfg.listen),
+        export_gap_hours: 6,
     })
 }
 
@@ -123,7 +138,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/state", get(http::api_state))
         .route("/api/search", get(http::api_search))
         .route("/api/art/{track_id}", get(http::art))
-        .fallback(http::not_found)
+        .route("/api/host/export", get(http::export))
+        .route("/api/join", get(join::join))
+        .route("/api/qr.svg", get(join::qr))
+        .fallback(web::fallback)
         .with_state(state)
 }
 
