@@ -139,7 +139,16 @@ impl Target {
     }
 
     fn jukebox(music: &std::path::Path, db: &std::path::Path) -> Target {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jukebox"));
+        // JUKEBOX_FANOUT_WRAP="heaptrack -o /tmp/fanout" profiles the server under this load.
+        let mut cmd = match std::env::var("JUKEBOX_FANOUT_WRAP") {
+            Ok(wrap) if !wrap.trim().is_empty() => {
+                let mut words = wrap.split_whitespace();
+                let mut c = Command::new(words.next().expect("a command"));
+                c.args(words).arg(env!("CARGO_BIN_EXE_jukebox"));
+                c
+            }
+            _ => Command::new(env!("CARGO_BIN_EXE_jukebox")),
+        };
         cmd.arg("--music").arg(music).arg("--db").arg(db).args([
             "--listen",
             "127.0.0.1:0",

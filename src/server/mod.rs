@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod join;
+pub mod mailbox;
 pub mod session;
 pub mod web;
 pub mod ws;

@@ -7,12 +7,14 @@
 //! are merged into the stream so that no change falls between a snapshot and the next delta,
 //! and none is applied twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
+
+use super::mailbox::Mailbox;
 
 use crate::hub::{Command, Hub, Reply, Role};
 use crate::party::GuestId;
@@ -54,20 +56,27 @@ impl Default for SessionLimits {
     }
 }
 
-/// A close the session asks of a socket, out of band (its queue may be full): code, reason,
-/// and whether the client should reconnect.
-pub type Kick = tokio::sync::watch::Sender<Option<(u16, &'static str, bool)>>;
+/// A close: code, reason, and whether the client should reconnect.
+pub type CloseReq = (u16, &'static str, bool);
 
-/// What a socket's writer receives.
-#[derive(Debug)]
-pub enum Outbound {
-    Frame(Utf8Bytes),
-    /// Send `bye` with this code and close.
-    Close {
-        code: u16,
-        reason: &'static str,
-        reconnect: bool,
-    },
+/// What a socket sends: the frames its session hands it, in order, and a close the session
+/// may ask for out of band (the queue may be full of what a slow phone has not read).
+#[derive(Default)]
+pub struct Outbox {
+    pub frames: Mailbox<Utf8Bytes>,
+    kick: Mutex<Option<CloseReq>>,
+}
+
+impl Outbox {
+    /// Asks the socket to close at once, without sending what is still queued.
+    pub fn kick(&self, close: CloseReq) {
+        *self.kick.lock().unwrap_or_else(|e| e.into_inner()) = Some(close);
+        self.frames.wake();
+    }
+
+    pub fn kicked(&self) -> Option<CloseReq> {
+        *self.kick.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Facts the welcome message carries.
@@ -91,8 +100,7 @@ pub enum Attached {
     TooOld,
 }
 
-/// Messages to a session task. Large payloads are boxed: every session's inbox reserves room
-/// for 32 of these, and thousands of sessions idle with an empty inbox.
+/// Messages to a session task. Large payloads are boxed to keep the queue's slots small.
 enum Msg {
     Attach(Box<AttachMsg>),
     Detach {
@@ -110,8 +118,7 @@ type SubMsg = (Vec<Topic>, Option<(u64, u64)>);
 
 struct AttachMsg {
     socket: u64,
-    out: mpsc::Sender<Outbound>,
-    kick: Kick,
+    out: Arc<Outbox>,
     resume: Resume,
     last_rid: u64,
     done: oneshot::Sender<Attached>,
@@ -128,7 +135,7 @@ pub struct Session {
     pub id: String,
     pub guest: GuestId,
     pub role: Role,
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: Arc<Mailbox<Msg>>,
     /// Highest `rid` received (duplicate detection, `welcome.last_rid`).
     last_rid: Mutex<u64>,
 }
@@ -148,20 +155,13 @@ impl Session {
         *self.last_rid.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub async fn attach(
-        &self,
-        socket: u64,
-        out: mpsc::Sender<Outbound>,
-        kick: Kick,
-        resume: Resume,
-    ) -> Attached {
+    pub async fn attach(&self, socket: u64, out: Arc<Outbox>, resume: Resume) -> Attached {
         let (done, rx) = oneshot::channel();
         if self
             .tx
-            .send(Msg::Attach(Box::new(AttachMsg {
+            .push(Msg::Attach(Box::new(AttachMsg {
                 socket,
                 out,
-                kick,
                 resume,
                 last_rid: self.last_rid(),
                 done,
@@ -174,20 +174,20 @@ impl Session {
     }
 
     pub fn detach(&self, socket: u64) {
-        let _ = self.tx.send(Msg::Detach { socket });
+        let _ = self.tx.push(Msg::Detach { socket });
     }
 
     pub fn subscribe(&self, topics: Vec<Topic>, reply: Option<(u64, u64)>) {
-        let _ = self.tx.send(Msg::Sub(Box::new((topics, reply))));
+        let _ = self.tx.push(Msg::Sub(Box::new((topics, reply))));
     }
 
     pub fn unsubscribe(&self, topics: Vec<Topic>) {
-        let _ = self.tx.send(Msg::Unsub(topics));
+        let _ = self.tx.push(Msg::Unsub(topics));
     }
 
     /// Sends `tail` as a reply after the hub changes up to `after`.
     pub fn reply(&self, after: u64, tail: Tail) {
-        let _ = self.tx.send(Msg::Reply(Box::new((after, tail))));
+        let _ = self.tx.push(Msg::Reply(Box::new((after, tail))));
     }
 }
 
@@ -268,7 +268,7 @@ impl Sessions {
     ) -> Arc<Session> {
         // The epoch is part of the id, so a resume after a restart can say why it failed.
         let id = format!("s_{}_{:016x}", self.info.epoch, rand::random::<u64>());
-        let (tx, rx) = mpsc::unbounded_channel();
+        let tx = Arc::new(Mailbox::default());
         let session = Arc::new(Session {
             id: id.clone(),
             guest,
@@ -284,14 +284,17 @@ impl Sessions {
             id,
             guest,
             role,
-            topics: topics.into_iter().collect(),
+            topics: topics.into_iter().fold(TopicSet::default(), |mut set, t| {
+                set.insert(t);
+                set
+            }),
             seq: 0,
             buffer: VecDeque::new(),
             hub_cursor: self.hub.last_seq(),
             pending_replies: BTreeMap::new(),
             reply_order: 0,
             snapshotting: 0,
-            covered: HashMap::new(),
+            covered: [0; Topic::ALL.len()],
             held: Vec::new(),
             socket: None,
             detached_at: Some(Instant::now()),
@@ -304,7 +307,7 @@ impl Sessions {
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             let id = task.id.clone();
-            task.run(rx, rx_wire).await;
+            task.run(rx_wire).await;
             if let Some(s) = me.upgrade() {
                 s.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             }
@@ -315,23 +318,52 @@ impl Sessions {
 
 struct Attachment {
     socket: u64,
-    out: mpsc::Sender<Outbound>,
-    kick: Kick,
+    out: Arc<Outbox>,
 }
 
-/// A message kept for resume: shared (encoded once) or the session's own.
-#[derive(Clone)]
-enum Kept {
-    Shared(Arc<Wire>),
-    Own(Arc<Tail>),
+/// A message kept for resume: shared ones are encoded once for every session; the session's
+/// own (snapshots, replies) are wrapped the same way so each entry is one pointer.
+type Kept = Arc<Wire>;
+
+fn own(tail: Tail) -> Kept {
+    Arc::new(Wire {
+        hub_seq: 0,
+        topic: None,
+        to: None,
+        tail: Some(tail),
+        gap: false,
+    })
 }
 
-impl Kept {
-    fn render(&self, seq: u64) -> String {
-        match self {
-            Kept::Shared(w) => w.tail.as_ref().map_or_else(String::new, |t| t.render(seq)),
-            Kept::Own(t) => t.render(seq),
-        }
+fn render(k: &Kept, seq: u64) -> String {
+    k.tail.as_ref().map_or_else(String::new, |t| t.render(seq))
+}
+
+/// A set of topics as bits: one byte per session instead of a tree node.
+#[derive(Clone, Copy, Default)]
+struct TopicSet(u8);
+
+impl TopicSet {
+    fn bit(t: Topic) -> u8 {
+        1 << (t as u8)
+    }
+    fn contains(self, t: Topic) -> bool {
+        self.0 & Self::bit(t) != 0
+    }
+    /// True when `t` was not in the set.
+    fn insert(&mut self, t: Topic) -> bool {
+        let new = !self.contains(t);
+        self.0 |= Self::bit(t);
+        new
+    }
+    fn remove(&mut self, t: Topic) {
+        self.0 &= !Self::bit(t);
+    }
+    fn to_vec(self) -> Vec<Topic> {
+        Topic::ALL
+            .into_iter()
+            .filter(|t| self.contains(*t))
+            .collect()
     }
 }
 
@@ -339,7 +371,7 @@ struct Task {
     id: String,
     guest: GuestId,
     role: Role,
-    topics: BTreeSet<Topic>,
+    topics: TopicSet,
     seq: u64,
     /// The last messages, for resume; `buffer[i]` has seq `seq + 1 - buffer.len() + i` (they
     /// are contiguous, so the numbers need not be stored).
@@ -352,27 +384,39 @@ struct Task {
     /// Snapshots in flight; while any is, new changes are held back.
     snapshotting: u32,
     /// For each topic, the hub seq its last snapshot reflects: older changes are in it.
-    covered: HashMap<Topic, u64>,
+    covered: [u64; Topic::ALL.len()],
     held: Vec<Arc<Wire>>,
     socket: Option<Attachment>,
     detached_at: Option<Instant>,
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: Arc<Mailbox<Msg>>,
     hub: Hub,
     info: Arc<ServerInfo>,
     limits: SessionLimits,
 }
 
 impl Task {
-    async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<Msg>,
-        mut wire: broadcast::Receiver<Arc<Wire>>,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+    async fn run(mut self, mut wire: broadcast::Receiver<Arc<Wire>>) {
+        let inbox = self.tx.clone();
+        self.serve(&inbox, &mut wire).await;
+        // Nothing waits forever on a session that is gone (an attach's answer is dropped).
+        inbox.close();
+    }
+
+    async fn serve(&mut self, inbox: &Mailbox<Msg>, wire: &mut broadcast::Receiver<Arc<Wire>>) {
+        // A timer only while no socket is attached: thousands of attached sessions need none.
+        let mut expiry: Option<(Instant, std::pin::Pin<Box<tokio::time::Sleep>>)> = None;
         loop {
+            match (self.detached_at, &expiry) {
+                (Some(at), Some((set, _))) if at == *set => {}
+                (Some(at), _) => {
+                    let deadline = tokio::time::Instant::from_std(at + self.limits.ttl);
+                    expiry = Some((at, Box::pin(tokio::time::sleep_until(deadline))));
+                }
+                (None, _) => expiry = None,
+            }
             tokio::select! {
                 biased;
-                msg = rx.recv() => match msg {
+                msg = inbox.recv() => match msg {
                     Some(m) => self.on_msg(m),
                     None => return,
                 },
@@ -382,8 +426,8 @@ impl Task {
                     Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tick.tick() => {
-                    if self.detached_at.is_some_and(|t| t.elapsed() > self.limits.ttl) {
+                _ = async { expiry.as_mut().expect("checked").1.as_mut().await }, if expiry.is_some() => {
+                    if self.detached_at.is_some_and(|t| t.elapsed() >= self.limits.ttl) {
                         return;
                     }
                 }
@@ -397,7 +441,7 @@ impl Task {
             "session {}: changes were lost on the way; sending snapshots again",
             self.id
         );
-        let topics: Vec<Topic> = self.topics.iter().copied().collect();
+        let topics: Vec<Topic> = self.topics.to_vec();
         self.hub_cursor = self.hub_cursor.max(self.hub.last_seq());
         self.request_snapshot(topics, None);
     }
@@ -408,8 +452,8 @@ impl Task {
         }
         match w.topic {
             None => true,
-            Some(Topic::Admin) => self.role == Role::Host && self.topics.contains(&Topic::Admin),
-            Some(t) => self.topics.contains(&t),
+            Some(Topic::Admin) => self.role == Role::Host && self.topics.contains(Topic::Admin),
+            Some(t) => self.topics.contains(t),
         }
     }
 
@@ -429,37 +473,43 @@ impl Task {
         self.hub_cursor = w.hub_seq;
         // Already part of a snapshot this session sent?
         if let Some(t) = w.topic {
-            if self.covered.get(&t).is_some_and(|s| w.hub_seq <= *s) {
+            if w.hub_seq <= self.covered[t as usize] {
                 return;
             }
         }
         if w.tail.is_some() && self.wants(&w) {
-            self.emit(Kept::Shared(w));
+            self.emit(w);
         }
     }
 
     fn emit(&mut self, item: Kept) {
         self.seq += 1;
         let seq = self.seq;
-        self.buffer.push_back(item.clone());
-        while self.buffer.len() > self.limits.buffer {
+        // Make room first: the buffer then never grows past its limit (a deque that reached
+        // limit + 1 would double its allocation, in every session).
+        while self.buffer.len() >= self.limits.buffer.max(1) {
             self.buffer.pop_front();
         }
+        self.buffer.push_back(item.clone());
         self.send(seq, &item);
     }
 
     fn send(&mut self, seq: u64, item: &Kept) {
         let Some(att) = &self.socket else { return };
-        let frame = Outbound::Frame(Utf8Bytes::from(item.render(seq)));
-        if att.out.try_send(frame).is_err() {
+        let frame = Utf8Bytes::from(render(item, seq));
+        if att
+            .out
+            .frames
+            .push_bounded(frame, self.limits.socket_queue)
+            .is_err()
+        {
             // Too slow to keep up (or gone): it resumes from the buffer when it comes back.
             tracing::info!(
                 "session {}: the phone is too slow; closing its socket (4008)",
                 self.id
             );
             let att = self.socket.take().expect("attached");
-            att.kick
-                .send_replace(Some((4008, "too slow to keep up", true)));
+            att.out.kick((4008, "too slow to keep up", true));
             self.detached_at = Some(Instant::now());
         }
     }
@@ -476,7 +526,7 @@ impl Task {
                 .pending_replies
                 .remove(&(after, order))
                 .expect("present");
-            self.emit(Kept::Own(Arc::new(tail)));
+            self.emit(own(tail));
         }
     }
 
@@ -491,7 +541,7 @@ impl Task {
                     admin,
                 })
                 .await;
-            let _ = tx.send(Msg::Snapshot(Box::new(SnapshotMsg {
+            let _ = tx.push(Msg::Snapshot(Box::new(SnapshotMsg {
                 answer,
                 topics,
                 reply,
@@ -505,7 +555,6 @@ impl Task {
                 let AttachMsg {
                     socket,
                     out,
-                    kick,
                     resume,
                     last_rid,
                     done,
@@ -523,11 +572,8 @@ impl Task {
                 };
                 if let Some(old) = self.socket.take() {
                     // A newer socket takes over this session.
-                    old.kick.send_replace(Some((
-                        4008,
-                        "the session continued on another connection",
-                        false,
-                    )));
+                    old.out
+                        .kick((4008, "the session continued on another connection", false));
                 }
                 let welcome = protocol::welcome(
                     &self.info.build,
@@ -539,8 +585,8 @@ impl Task {
                     self.role,
                     self.info.heartbeat_ms,
                 );
-                let _ = out.try_send(Outbound::Frame(Utf8Bytes::from(welcome)));
-                self.socket = Some(Attachment { socket, out, kick });
+                let _ = out.frames.push(Utf8Bytes::from(welcome));
+                self.socket = Some(Attachment { socket, out });
                 self.detached_at = None;
                 let _ = done.send(Attached::Ok);
                 match replay_from {
@@ -558,7 +604,7 @@ impl Task {
                         }
                     }
                     None => {
-                        let topics: Vec<Topic> = self.topics.iter().copied().collect();
+                        let topics: Vec<Topic> = self.topics.to_vec();
                         if !topics.is_empty() {
                             self.request_snapshot(topics, None);
                         }
@@ -588,7 +634,7 @@ impl Task {
             }
             Msg::Unsub(topics) => {
                 for t in topics {
-                    self.topics.remove(&t);
+                    self.topics.remove(t);
                 }
             }
             Msg::Reply(r) => {
@@ -607,9 +653,9 @@ impl Task {
                         // Changes up to the snapshot's point are in it; the ones we
                         // already sent for other topics stay sent.
                         for t in &topics {
-                            if self.topics.contains(t) {
-                                self.emit(Kept::Own(Arc::new(protocol::encode_snapshot(*t, &s))));
-                                self.covered.insert(*t, answer.after_seq);
+                            if self.topics.contains(*t) {
+                                self.emit(own(protocol::encode_snapshot(*t, &s)));
+                                self.covered[*t as usize] = answer.after_seq;
                             }
                         }
                     }
@@ -618,10 +664,7 @@ impl Task {
                     }
                 }
                 if let Some((rid, _)) = reply {
-                    self.emit(Kept::Own(Arc::new(protocol::reply_ok(
-                        rid,
-                        serde_json::json!({}),
-                    ))));
+                    self.emit(own(protocol::reply_ok(rid, serde_json::json!({}))));
                 }
                 if self.snapshotting == 0 {
                     for w in std::mem::take(&mut self.held) {

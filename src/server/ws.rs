@@ -1,5 +1,5 @@
-//! One websocket: the hello handshake, then a reader that decodes, validates and calls the hub,
-//! and a writer that sends what the session hands it. Liveness (ping after 20 s of quiet,
+//! One websocket, in one task: the hello handshake, then a loop that decodes, validates and
+//! calls the hub for what the client sends, and writes what its session queues. Liveness (ping after 20 s of quiet,
 //! close after 50 s of silence), frame limits, bad-frame and rate limits, and every close
 //! preceded by `bye` (protocol.md §8–10). No party rule is decided here.
 
@@ -9,16 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
-use governor::{Quota, RateLimiter};
-use serde_json::json;
-use tokio::sync::mpsc;
-
-use super::session::{Attached, Outbound, Resume, Session};
+use super::session::{Attached, CloseReq, Outbox, Resume, Session};
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
 use crate::protocol::{self, Cmd, Incoming, Topic, WireError};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use governor::{Quota, RateLimiter};
+use serde_json::json;
 
 static SOCKETS: AtomicU64 = AtomicU64::new(1);
 
@@ -51,148 +49,177 @@ impl Default for WsLimits {
     }
 }
 
-/// Serves one upgraded socket. `version_ok` is false when `?v=` was not 1.
-pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
-    let (mut sink, mut stream) = socket.split();
-    let limits = state.ws_limits.clone();
-    let socket_id = SOCKETS.fetch_add(1, Ordering::Relaxed);
+/// Serves one upgraded socket, in one task: it reads the client's frames and writes what the
+/// session queues for it. One task and no channel blocks per phone keep thousands of idle
+/// phones cheap; a write that blocks holds up only this phone.
+pub async fn serve(mut socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
+    let outbox = Arc::new(Outbox::default());
+    // Each phase is boxed on its own, so that an idle phone holds only the live phase's
+    // state, not the handshake's or the close's.
+    let handshake = Box::pin(handshake(&mut socket, &outbox, &state, version_ok)).await;
+    let end = match handshake {
+        Ok(ready) => {
+            let end = Box::pin(live(
+                &mut socket,
+                &outbox,
+                &state,
+                &ready.session,
+                ready.actor,
+            ))
+            .await;
+            ready.session.detach(ready.socket_id);
+            end
+        }
+        Err(end) => end,
+    };
+    Box::pin(finish(
+        &mut socket,
+        &outbox,
+        end,
+        state.ws_limits.write_timeout,
+    ))
+    .await;
+}
 
-    // The writer: everything to the client goes through this queue; the session can also
-    // close it out of band (`kick`) when the queue is full.
-    let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(state.sessions.limits.socket_queue);
-    let (kick, mut kicked) = tokio::sync::watch::channel(None);
-    let write_timeout = limits.write_timeout;
-    let writer = tokio::spawn(async move {
-        loop {
-            let item = tokio::select! {
-                item = out_rx.recv() => item,
-                _ = kicked.changed() => None,
-            };
-            let item = match item {
-                Some(item) => item,
-                None => match current(&kicked) {
-                    Some((code, reason, reconnect)) => Outbound::Close {
-                        code,
-                        reason,
-                        reconnect,
-                    },
-                    None => return,
-                },
-            };
-            match item {
-                Outbound::Frame(text) => {
-                    let sent = tokio::select! {
-                        r = tokio::time::timeout(write_timeout, sink.send(Message::Text(text))) => r,
-                        _ = kicked.changed() => {
-                            if let Some((code, reason, reconnect)) = current(&kicked) {
-                                // Queued behind what the client has not read yet: give a slow
-                                // but living phone time to get it. Nobody else waits on this.
-                                let _ = tokio::time::timeout(
-                                    Duration::from_secs(30),
-                                    close(&mut sink, code, reason, reconnect),
-                                )
-                                .await;
-                            }
-                            return;
-                        }
-                    };
-                    match sent {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            // A write blocked too long: the client is too slow.
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(30),
-                                close(&mut sink, 4008, "too slow to keep up", true),
-                            )
-                            .await;
-                            return;
-                        }
+/// A socket past its handshake: its session, and the guards that count it while it lives.
+struct Ready {
+    session: Arc<Session>,
+    actor: Actor,
+    socket_id: u64,
+    _slot: super::SocketSlot,
+    _connection: crate::hub::Connection,
+}
+
+/// How a connection ends.
+enum End {
+    /// Send what is queued, then `bye` and the close frame with this code.
+    Close(CloseReq),
+    /// Send what is queued, then close quietly (the client closed, or the socket failed).
+    Quiet,
+    /// The socket can take no more (a write failed or timed out).
+    Broken,
+}
+
+fn bye(code: u16, reason: &'static str, reconnect: bool) -> End {
+    End::Close((code, reason, reconnect))
+}
+
+/// Sends what is still queued (bounded in time), then the close.
+async fn finish(socket: &mut WebSocket, outbox: &Outbox, end: End, write_timeout: Duration) {
+    let close_req = match (outbox.kicked(), end) {
+        (_, End::Broken) => return,
+        (Some(k), _) => Some(k),
+        (None, End::Close(c)) => Some(c),
+        (None, End::Quiet) => None,
+    };
+    if outbox.kicked().is_none() {
+        let drained = tokio::time::timeout(write_timeout, async {
+            while let Some(frame) = outbox.frames.try_pop() {
+                socket.feed(Message::Text(frame)).await?;
+            }
+            socket.flush().await
+        })
+        .await;
+        if !matches!(drained, Ok(Ok(()))) {
+            return;
+        }
+    }
+    if let Some((code, reason, reconnect)) = close_req {
+        // Queued behind what the client has not read yet: give a slow but living phone time
+        // to get it. Nobody else waits on this.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            close(socket, code, reason, reconnect),
+        )
+        .await;
+    }
+}
+
+/// Writes the queued frames. `Err` when the connection must end: a kick, or a socket that
+/// failed or blocked longer than the write deadline.
+async fn flush_out(
+    socket: &mut WebSocket,
+    outbox: &Outbox,
+    write_timeout: Duration,
+) -> Result<(), End> {
+    loop {
+        if outbox.kicked().is_some() {
+            return Err(End::Quiet);
+        }
+        let Some(frame) = outbox.frames.try_pop() else {
+            return Ok(());
+        };
+        let send = tokio::time::timeout(write_timeout, socket.send(Message::Text(frame)));
+        tokio::pin!(send);
+        let sent = loop {
+            tokio::select! {
+                r = &mut send => break r,
+                // More frames, or a kick: only a kick interrupts a write.
+                _ = outbox.frames.changed() => {
+                    if outbox.kicked().is_some() {
+                        return Err(End::Quiet);
                     }
                 }
-                Outbound::Close {
-                    code,
-                    reason,
-                    reconnect,
-                } => {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(30),
-                        close(&mut sink, code, reason, reconnect),
-                    )
-                    .await;
-                    return;
-                }
             }
+        };
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(End::Broken),
+            // A write blocked too long: the client is too slow.
+            Err(_) => return Err(bye(4008, "too slow to keep up", true)),
         }
-    });
-    let bye = |code: u16, reason: &'static str, reconnect: bool| Outbound::Close {
-        code,
-        reason,
-        reconnect,
+        // A wake-up taken while writing may have been for a frame: look again.
+        outbox.frames.wake();
+    }
+}
+
+/// The hello handshake and the session (new or resumed); `Err` says how to close instead.
+async fn handshake(
+    socket: &mut WebSocket,
+    outbox: &Arc<Outbox>,
+    state: &Arc<AppState>,
+    version_ok: bool,
+) -> Result<Ready, End> {
+    let limits = &state.ws_limits;
+    let socket_id = SOCKETS.fetch_add(1, Ordering::Relaxed);
+    let push = |frame: Utf8Bytes| {
+        let _ = outbox
+            .frames
+            .push_bounded(frame, state.sessions.limits.socket_queue);
     };
 
     if !version_ok {
-        let _ = out_tx
-            .send(bye(
-                4426,
-                "unsupported protocol version; use /ws?v=1",
-                false,
-            ))
-            .await;
-        let _ = writer.await;
-        return;
+        return Err(bye(
+            4426,
+            "unsupported protocol version; use /ws?v=1",
+            false,
+        ));
     }
 
     // The handshake: the first frame must be hello, within the deadline.
-    let first = match tokio::time::timeout(limits.hello_timeout, stream.next()).await {
+    let first = match tokio::time::timeout(limits.hello_timeout, socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => {
-            drop(out_tx);
-            let _ = writer.await;
-            return;
-        }
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return Err(End::Quiet),
         Ok(Some(Err(e))) => {
             if too_large(&e) {
-                let _ = out_tx
-                    .send(bye(1009, "frame too large (16 KiB at most)", true))
-                    .await;
+                return Err(bye(1009, "frame too large (16 KiB at most)", true));
             }
-            drop(out_tx);
-            let _ = writer.await;
-            return;
+            return Err(End::Quiet);
         }
         Ok(Some(Ok(_))) => Utf8Bytes::from_static(""),
-        Err(_) => {
-            let _ = out_tx.send(bye(4408, "no hello within 5 s", true)).await;
-            let _ = writer.await;
-            return;
-        }
+        Err(_) => return Err(bye(4408, "no hello within 5 s", true)),
     };
     if first.len() > protocol::MAX_FRAME {
-        let _ = out_tx
-            .send(bye(1009, "frame too large (16 KiB at most)", true))
-            .await;
-        let _ = writer.await;
-        return;
+        return Err(bye(1009, "frame too large (16 KiB at most)", true));
     }
     let Ok(Incoming::Hello(hello)) = protocol::parse(&first) else {
-        let _ = out_tx
-            .send(bye(4400, "the first frame must be hello", true))
-            .await;
-        let _ = writer.await;
-        return;
+        return Err(bye(4400, "the first frame must be hello", true));
     };
     if hello.v != protocol::VERSION {
         let mut e = WireError::new("unsupported_version", "this jukebox speaks protocol v1");
         e.field = Some("v".into());
-        let _ = out_tx
-            .send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&e))))
-            .await;
-        let _ = out_tx
-            .send(bye(4426, "unsupported protocol version", false))
-            .await;
-        let _ = writer.await;
-        return;
+        push(Utf8Bytes::from(protocol::error_frame(&e)));
+        return Err(bye(4426, "unsupported protocol version", false));
     }
     let identity = match Box::pin(state.hub.call(Command::Authenticate {
         token: hello.token.clone(),
@@ -201,22 +228,14 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
     .result
     {
         Ok(Reply::Identity(Some(id))) => id,
-        _ => {
-            let _ = out_tx.send(bye(4401, "bad or revoked token", false)).await;
-            let _ = writer.await;
-            return;
-        }
+        _ => return Err(bye(4401, "bad or revoked token", false)),
     };
     let guest = identity.guest_id;
     let role = identity.role;
 
     // Too many sockets for one guest.
     let Some(_slot) = state.socket_slot(guest, limits.sockets_per_guest) else {
-        let _ = out_tx
-            .send(bye(4429, "too many connections for one guest", false))
-            .await;
-        let _ = writer.await;
-        return;
+        return Err(bye(4429, "too many connections for one guest", false));
     };
 
     let topics: Vec<Topic> = hello
@@ -225,11 +244,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         .unwrap_or_else(|| vec![Topic::NowPlaying, Topic::Queue, Topic::Me, Topic::Room]);
     // Only hosts see the admin topic.
     if topics.contains(&Topic::Admin) && role != Role::Host {
-        let _ = out_tx
-            .send(bye(4403, "the admin topic is for the host", false))
-            .await;
-        let _ = writer.await;
-        return;
+        return Err(bye(4403, "the admin topic is for the host", false));
     }
 
     // Resume, or a new session.
@@ -238,17 +253,14 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
     if let Some(sid) = &hello.session {
         match state.sessions.get(sid) {
             Some(s) if s.guest == guest => {
-                let resume = match hello.last_seq {
-                    Some(last) => Resume::From(last),
-                    None => Resume::From(0),
-                };
-                match Box::pin(s.attach(socket_id, out_tx.clone(), kick.clone(), resume)).await {
+                let resume = Resume::From(hello.last_seq.unwrap_or(0));
+                match Box::pin(s.attach(socket_id, outbox.clone(), resume)).await {
                     Attached::Ok => session = Some(s),
                     Attached::TooOld => reason = Some("too_old"),
                 }
             }
             _ => {
-                reason = Some(if sid_epoch_differs(sid, &state) {
+                reason = Some(if sid_epoch_differs(sid, state) {
                     "epoch"
                 } else {
                     "unknown_session"
@@ -260,22 +272,36 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
         Some(s) => s,
         None => {
             let s = state.sessions.create(guest, role, topics);
-            Box::pin(s.attach(
-                socket_id,
-                out_tx.clone(),
-                kick.clone(),
-                Resume::Fresh { reason },
-            ))
-            .await;
+            Box::pin(s.attach(socket_id, outbox.clone(), Resume::Fresh { reason })).await;
             s
         }
     };
-    let _connection = state.hub.connect(guest);
-    let actor = Actor {
-        guest,
-        host: role == Role::Host,
-    };
+    Ok(Ready {
+        session,
+        actor: Actor {
+            guest,
+            host: role == Role::Host,
+        },
+        socket_id,
+        _slot,
+        _connection: state.hub.connect(guest),
+    })
+}
 
+/// The connection after the handshake: frames in, queued frames out, liveness.
+async fn live(
+    socket: &mut WebSocket,
+    outbox: &Outbox,
+    state: &Arc<AppState>,
+    session: &Session,
+    actor: Actor,
+) -> End {
+    let limits = &state.ws_limits;
+    let push = |frame: Utf8Bytes| {
+        let _ = outbox
+            .frames
+            .push_bounded(frame, state.sessions.limits.socket_queue);
+    };
     let limiter = RateLimiter::direct(
         Quota::per_second(NonZeroU32::new(limits.rate_per_sec.max(1)).expect("non-zero"))
             .allow_burst(NonZeroU32::new(limits.rate_burst.max(1)).expect("non-zero")),
@@ -289,19 +315,25 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
     loop {
         tokio::select! {
             _ = closing.changed() => {
-                let _ = out_tx.send(bye(1001, "the jukebox is restarting", true)).await;
-                break;
+                return bye(1001, "the jukebox is restarting", true);
             }
-            frame = stream.next() => {
+            _ = outbox.frames.changed() => {
+                // Boxed: its timer and write state exist only while writing.
+                if let Err(end) = Box::pin(flush_out(socket, outbox, limits.write_timeout)).await {
+                    return end;
+                }
+                last_out = Instant::now();
+            }
+            frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(f)) => f,
                     Some(Err(e)) => {
                         if too_large(&e) {
-                            let _ = out_tx.send(bye(1009, "frame too large (16 KiB at most)", true)).await;
+                            return bye(1009, "frame too large (16 KiB at most)", true);
                         }
-                        break;
+                        return End::Quiet;
                     }
-                    None => break,
+                    None => return End::Quiet,
                 };
                 last_in = Instant::now();
                 let text = match frame {
@@ -309,33 +341,27 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                     Message::Binary(_) => {
                         let mut e = WireError::new("bad_request", "binary frames are not part of the protocol");
                         e.field = Some("frame".into());
-                        let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&e))));
+                        push(Utf8Bytes::from(protocol::error_frame(&e)));
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
-                            let _ = out_tx.send(bye(4400, "too many bad frames", true)).await;
-                            break;
+                            return bye(4400, "too many bad frames", true);
                         }
                         continue;
                     }
-                    Message::Close(_) => break,
+                    Message::Close(_) => return End::Quiet,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
                 if text.len() > protocol::MAX_FRAME {
-                    let _ = out_tx.send(bye(1009, "frame too large (16 KiB at most)", true)).await;
-                    break;
+                    return bye(1009, "frame too large (16 KiB at most)", true);
                 }
                 match protocol::parse(&text) {
-                    Ok(Incoming::Ping) => {
-                        let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from_static(protocol::PONG)));
-                        last_out = Instant::now();
-                    }
+                    Ok(Incoming::Ping) => push(Utf8Bytes::from_static(protocol::PONG)),
                     Ok(Incoming::Pong) => {}
                     Ok(Incoming::Hello(_)) => {
                         let mut e = WireError::new("bad_request", "already said hello");
                         e.field = Some("cmd".into());
-                        let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&e))));
+                        push(Utf8Bytes::from(protocol::error_frame(&e)));
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
-                            let _ = out_tx.send(bye(4400, "too many bad frames", true)).await;
-                            break;
+                            return bye(4400, "too many bad frames", true);
                         }
                     }
                     Ok(Incoming::Request { rid, cmd }) => {
@@ -352,7 +378,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                             continue;
                         }
                         // Boxed: the socket's own future stays small while it idles.
-                        Box::pin(handle(&state, &session, actor, rid, cmd)).await;
+                        Box::pin(handle(state, session, actor, rid, cmd)).await;
                     }
                     Err(e) => {
                         let wire = WireError::from(&e);
@@ -360,35 +386,25 @@ pub async fn serve(socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
                             Some(rid) if session.accept_rid(rid) => {
                                 session.reply(0, protocol::reply_err(rid, &wire));
                             }
-                            _ => {
-                                let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from(protocol::error_frame(&wire))));
-                            }
+                            _ => push(Utf8Bytes::from(protocol::error_frame(&wire))),
                         }
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
-                            let _ = out_tx.send(bye(4400, "too many bad frames", true)).await;
-                            break;
+                            return bye(4400, "too many bad frames", true);
                         }
                     }
                 }
             }
             _ = ticker.tick() => {
-                if writer.is_finished() {
-                    break;
-                }
                 if last_in.elapsed() >= limits.silence {
-                    let _ = out_tx.send(bye(4408, "no frame for 50 s", true)).await;
-                    break;
+                    return bye(4408, "no frame for 50 s", true);
                 }
                 if last_in.elapsed() >= limits.ping_after && last_out.elapsed() >= limits.ping_after {
-                    let _ = out_tx.try_send(Outbound::Frame(Utf8Bytes::from_static(protocol::PING)));
+                    push(Utf8Bytes::from_static(protocol::PING));
                     last_out = Instant::now();
                 }
             }
         }
     }
-    session.detach(socket_id);
-    drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
 /// Session ids carry the epoch of the process that made them (`s_<epoch>_<random>`).
@@ -404,13 +420,6 @@ fn too_large(e: &axum::Error) -> bool {
     text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
 }
 
-/// The close asked for, copied out (a watch borrow must not live across an await).
-fn current(
-    k: &tokio::sync::watch::Receiver<Option<(u16, &'static str, bool)>>,
-) -> Option<(u16, &'static str, bool)> {
-    *k.borrow()
-}
-
 fn too_many_bad(bad: &mut VecDeque<Instant>, per_minute: usize) -> bool {
     let now = Instant::now();
     bad.push_back(now);
@@ -424,7 +433,7 @@ fn too_many_bad(bad: &mut VecDeque<Instant>, per_minute: usize) -> bool {
 }
 
 async fn close(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    sink: &mut WebSocket,
     code: u16,
     reason: &str,
     reconnect: bool,

@@ -1,0 +1,466 @@
+// Browser tests of the jukebox's web app against the real binary.
+//
+//   node tests/web/run.mjs              all tests
+//   node tests/web/run.mjs offline      only tests whose name contains "offline"
+//
+// Env: JUKEBOX_BIN (default target/debug/jukebox), JUKEBOX_WEB_DIR (serve web/ from disk),
+// CHROMIUM (default /usr/bin/chromium). Needs `npm install` in tests/web (playwright-core).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as L from './lib.mjs';
+
+const only = process.argv[2];
+const t = (name, opts, fn) => (only && !name.includes(only) ? test.skip(name, opts, fn) : test(name, opts, fn));
+
+let browser;
+let music;
+before(async () => {
+  assert.ok(fs.existsSync(L.BIN), `no jukebox binary at ${L.BIN} (set JUKEBOX_BIN)`);
+  music = L.testMusic();
+  browser = await L.launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Runs fn with a fresh server; stops it and closes every context afterwards. */
+async function withServer(opts, fn) {
+  const srv = await L.startServer({ music, ...opts });
+  const contexts = [];
+  const open = async (p, o) => {
+    const r = await L.openPage(browser, srv.url + p, o);
+    contexts.push(r.context);
+    return r;
+  };
+  try {
+    await fn(srv, open);
+  } catch (e) {
+    e.message += `\n--- jukebox log (last 3000 chars) ---\n${srv.log().slice(-3000)}`;
+    throw e;
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+    await srv.stop();
+  }
+}
+
+// --- page helpers -----------------------------------------------------------------------------
+
+const npTitle = (page) => page.locator('#np-title');
+const status = (page) => page.getByRole('status');
+const queueItem = (page, title) => page.getByRole('list', { name: 'Queue' }).getByRole('listitem').filter({ hasText: title });
+const resultItem = (page, title) => page.getByRole('list', { name: 'Search results' }).getByRole('listitem').filter({ hasText: title });
+
+async function search(page, q) {
+  await page.getByRole('searchbox', { name: 'Search' }).fill(q);
+}
+
+async function request(page, title, q = title) {
+  await search(page, q);
+  const row = resultItem(page, title).first();
+  await row.getByRole('button', { name: 'Request', exact: true }).click();
+  return row;
+}
+
+async function setName(page, name) {
+  await page.getByRole('textbox', { name: /Your name/ }).fill(name);
+  await page.getByRole('button', { name: 'Save name' }).click();
+}
+
+async function expectText(locator, re, timeout = 10000) {
+  await locator.filter({ hasText: re }).first().waitFor({ timeout });
+}
+
+async function expectTitle(pages, title, timeout = 10000) {
+  for (const p of pages) {
+    await L.until(`now playing "${title}" on ${p.url()}`, async () => (await npTitle(p).textContent()) === title, timeout);
+  }
+}
+
+function noErrors(...pages) {
+  for (const p of pages) assert.deepEqual(p.errors, [], `page errors on ${p.url()}`);
+}
+
+// --- 1 -----------------------------------------------------------------------------------------
+
+t('live: a request, a like, skip votes and a host skip reach every screen', { timeout: 90000 }, async () => {
+  await withServer({ args: ['--skip-min-votes', '2', '--skip-percent', '50'] }, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: b } = await open('/');
+    const { page: tv } = await open('/tv', L.TV);
+    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    const first = (await L.state(srv.url)).now_playing.track.title;
+    await expectTitle([a, b, tv], first);
+
+    // A name is optional and set at any time; it travels with the request.
+    await setName(a, 'Mia');
+    const [wanted] = await L.requestable(srv.url, 1);
+    await request(a, wanted);
+    const mine = queueItem(a, wanted);
+    await expectText(mine, /Your request/);
+    assert.ok(await mine.evaluate((li) => li.classList.contains('mine')), 'own request is marked');
+    await expectText(queueItem(b, wanted), /Requested by Mia/);
+    await expectText(queueItem(tv, wanted), /requested by Mia/);
+    // B can up-vote A's entry; A cannot up-vote its own (the request is its vote).
+    assert.equal(await queueItem(a, wanted).getByRole('button', { name: 'Up-vote', exact: true }).isDisabled(), true);
+    await queueItem(b, wanted).getByRole('button', { name: 'Up-vote', exact: true }).click();
+    await expectText(queueItem(a, wanted), /2 votes/);
+    await expectText(queueItem(tv, wanted), /2 votes/);
+
+    // A like on B shows on A and the TV.
+    await b.getByRole('button', { name: 'Like', exact: true }).click();
+    await expectText(a.locator('#likes'), /^1 like$/);
+    await expectText(tv.locator('#likes'), /1 like/);
+    assert.equal(await b.getByRole('button', { name: 'Like', exact: true }).getAttribute('aria-pressed'), 'true');
+
+    // Skip votes: 2 needed (A, B and the TV are connected: max(2, ceil(50% of 3)) = 2).
+    await expectText(a.locator('#skips'), /^0 of 2/);
+    await a.getByRole('button', { name: 'Vote to skip', exact: true }).click();
+    await expectText(b.locator('#skips'), /^1 of 2/);
+    assert.equal(await a.getByRole('button', { name: 'Vote to skip', exact: true }).isDisabled(), true, 'one vote per play');
+    await b.getByRole('button', { name: 'Vote to skip', exact: true }).click();
+    // The skipped song gives way to A's request, everywhere.
+    await expectTitle([a, b, tv], wanted);
+    await expectText(a.locator('#np-by'), /Your request/);
+    await expectText(b.locator('#np-by'), /Requested by Mia/);
+    await queueItem(a, wanted).waitFor({ state: 'detached' });
+
+    // The host: log in with the PIN, pause, play, volume, skip.
+    const { page: host } = await open('/host');
+    await L.hostLogin(host);
+    await expectTitle([host], wanted);
+    await host.getByRole('button', { name: 'Pause', exact: true }).click();
+    await expectText(a.locator('#np-state'), /Paused/);
+    await host.getByRole('button', { name: 'Play', exact: true }).click();
+    await L.until('play resumes on A', async () => (await a.locator('#np-state').textContent()) === '');
+    await host.getByRole('slider', { name: 'Volume', exact: true }).fill('35');
+    await L.until('volume 35', async () => (await L.state(srv.url)).room.volume === 35);
+    await host.getByRole('button', { name: 'Skip', exact: true }).click();
+    const next = await L.until('a new song after the host skip', async () => {
+      const np = (await L.state(srv.url)).now_playing;
+      return np && np.track.title !== wanted && np.track.title;
+    });
+    await expectTitle([a, b, tv, host], next);
+    noErrors(a, b, tv, host);
+  });
+});
+
+// --- 2 -----------------------------------------------------------------------------------------
+
+t('offline: a phone that loses the network says so, disables actions and catches up by itself', { timeout: 90000 }, async () => {
+  await withServer({}, async (srv, open) => {
+    const { context: ca, page: a } = await open('/');
+    const { page: b } = await open('/');
+    await Promise.all([L.live(a), L.live(b)]);
+    await a.evaluate(() => (window.__sameDocument = true));
+    await search(a, 'a'); // results on screen, so their Request buttons can be checked too
+    await resultItem(a, /./).first().waitFor();
+
+    await ca.setOffline(true);
+    await expectText(status(a), /Offline|Reconnecting/, 5000);
+    for (const name of ['Like', 'Vote to skip', 'Request']) {
+      const btns = a.getByRole('button', { name, exact: true });
+      const n = await btns.count();
+      assert.ok(n > 0, `a ${name} button exists`);
+      for (let i = 0; i < n; i++) assert.equal(await btns.nth(i).isDisabled(), true, `${name} is disabled offline`);
+    }
+
+    // Meanwhile B requests a song; A, offline, cannot know yet.
+    const [wanted] = await L.requestable(srv.url, 1);
+    await request(b, wanted);
+    await queueItem(b, wanted).waitFor();
+    await L.sleep(1000);
+    assert.equal(await queueItem(a, wanted).count(), 0, 'A is really cut off');
+
+    // Back online: Live again and the request shows, without a reload.
+    await ca.setOffline(false);
+    await L.live(a, 10000);
+    await queueItem(a, wanted).waitFor();
+    assert.equal(await a.evaluate(() => window.__sameDocument), true, 'no reload');
+    assert.equal(await a.getByRole('button', { name: 'Like', exact: true }).isDisabled(), false);
+    // It resumed its session: what it missed was replayed, not re-sent as snapshots.
+    assert.equal(await a.evaluate(() => window.jukebox.lastWelcome.resumed), true, 'resumed the session');
+
+    // A socket that silently stops answering (a frozen jukebox, a Wi-Fi that drops packets):
+    // on wake the page pings, gets no pong within 3 s, says so and reconnects when it can.
+    process.kill(srv.proc.pid, 'SIGSTOP');
+    try {
+      await a.evaluate(() => dispatchEvent(new Event('online')));
+      await expectText(status(a), /Offline|Reconnecting/, 6000);
+      assert.equal(await a.getByRole('button', { name: 'Like', exact: true }).isDisabled(), true);
+    } finally {
+      process.kill(srv.proc.pid, 'SIGCONT');
+    }
+    await L.live(a, 15000);
+    // And it still works: A likes, B sees it.
+    await a.getByRole('button', { name: 'Like', exact: true }).click();
+    await expectText(b.locator('#likes'), /^1 like$/);
+    noErrors(b);
+  });
+});
+
+// --- 3 -----------------------------------------------------------------------------------------
+
+t('restart: guest, host and TV pages recover by themselves when the jukebox restarts', { timeout: 90000 }, async () => {
+  const dir = L.tmpdir('restart');
+  let srv = await L.startServer({ music, dir });
+  const port = srv.port;
+  const contexts = [];
+  const open = async (p, o) => {
+    const r = await L.openPage(browser, srv.url + p, o);
+    contexts.push(r.context);
+    return r.page;
+  };
+  try {
+    const a = await open('/');
+    const host = await open('/host');
+    const tv = await open('/tv', L.TV);
+    await L.hostLogin(host);
+    await Promise.all([L.live(a), L.live(tv)]);
+    const [wanted] = await L.requestable(srv.url, 1);
+    await request(a, wanted);
+    await queueItem(tv, wanted).waitFor();
+    await queueItem(host, wanted).waitFor();
+    for (const p of [a, host, tv]) await p.evaluate(() => (window.__sameDocument = true));
+
+    await srv.stop();
+    for (const p of [a, host, tv]) await expectText(status(p), /Offline|Reconnecting/, 5000);
+    assert.equal(await a.getByRole('button', { name: 'Like', exact: true }).isDisabled(), true);
+    assert.equal(await host.getByRole('button', { name: 'Skip', exact: true }).isDisabled(), true);
+    await L.sleep(2000); // down for a while: the pages back off
+
+    srv = await L.startServer({ music, dir, listen: `127.0.0.1:${port}` });
+    const t0 = Date.now();
+    await Promise.all([L.live(a, 20000), L.live(host, 20000), L.live(tv, 20000)]);
+    console.log(`# pages live again ${Date.now() - t0} ms after the jukebox listened again`);
+    const st = await L.state(srv.url);
+    await expectTitle([a, host, tv], st.now_playing.track.title);
+    for (const p of [a, host, tv]) {
+      await queueItem(p, wanted).waitFor();
+      assert.equal(await p.evaluate(() => window.__sameDocument), true, 'no reload');
+    }
+    assert.equal(await host.locator('#panel').isVisible(), true, 'the host stays logged in');
+    for (const p of [a, host, tv]) {
+      const w = await p.evaluate(() => window.jukebox.lastWelcome);
+      assert.equal(w.resumed, false);
+      assert.equal(w.reason, 'epoch', 'it asked to resume its old session');
+    }
+    // It works, not just looks live: a like from A shows on the TV, the host can skip.
+    await a.getByRole('button', { name: 'Like', exact: true }).click();
+    await expectText(tv.locator('#likes'), /1 like/);
+    await host.getByRole('button', { name: 'Skip', exact: true }).click();
+    await expectTitle([a, tv], wanted);
+  } catch (e) {
+    e.message += `\n--- jukebox log ---\n${srv.log().slice(-3000)}`;
+    throw e;
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+    await srv.stop();
+  }
+});
+
+// --- 4 -----------------------------------------------------------------------------------------
+
+t('xss: tags and guest names with markup are shown as text', { timeout: 60000 }, async () => {
+  const TITLE = '<img src=x onerror=alert(1)>';
+  const NAME = '<img src=x onerror=alert(3)>';
+  await withServer({}, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: b } = await open('/');
+    const { page: tv } = await open('/tv', L.TV);
+    const { page: host } = await open('/host');
+    await L.hostLogin(host);
+    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    await setName(a, NAME);
+    await L.until('the name reached the jukebox', async () => (await a.locator('.toast').allTextContents()).some((s) => s.includes('Your name is')));
+
+    if ((await L.state(srv.url)).now_playing.track.title === TITLE) {
+      // The auto-DJ happened to pick it: move on, so that it can be requested.
+      await host.getByRole('button', { name: 'Skip', exact: true }).click();
+      await L.until('another song', async () => (await L.state(srv.url)).now_playing.track.title !== TITLE);
+    }
+    const row = await request(a, TITLE, 'onerror');
+    assert.equal(await row.locator('.t').textContent(), TITLE);
+    await expectText(queueItem(b, TITLE), /Requested by/);
+    assert.equal(await queueItem(b, TITLE).locator('.t').textContent(), TITLE);
+    assert.equal(await queueItem(b, TITLE).locator('.by').textContent().then((s) => s.startsWith(`Requested by ${NAME} ·`)), true);
+    assert.ok((await queueItem(tv, TITLE).locator('.s').textContent()).includes(`requested by ${NAME}`));
+    // Host: the guest list and the queue show the name as text too.
+    await expectText(host.getByRole('list', { name: 'Guests' }).getByRole('listitem'), NAME);
+
+    // Play it: now playing shows title and artist literally everywhere.
+    await host.getByRole('button', { name: 'Skip', exact: true }).click();
+    await expectTitle([a, b, tv, host], TITLE);
+    assert.equal(await b.locator('#np-artist').textContent(), '<b>x</b> · <script>alert(2)</script>');
+    assert.equal(await b.locator('#np-by').textContent(), `Requested by ${NAME}`);
+    for (const p of [a, b, tv, host]) {
+      assert.equal(await p.locator('img[src="x"], b, script:not([type="module"]):not([src])').count(), 0, `no injected elements on ${p.url()}`);
+      assert.deepEqual(p.dialogs, [], `no dialog on ${p.url()}`);
+    }
+    await L.sleep(500); // a late onerror would fire by now
+    for (const p of [a, b, tv]) assert.deepEqual(p.dialogs, []);
+  });
+});
+
+// --- 5 -----------------------------------------------------------------------------------------
+
+t('budget: the guest view renders within 1.5 s on a slow phone on slow 3G and weighs under 150 KB', { timeout: 90000 }, async () => {
+  // --demo: the library a newcomer sees; the app as the binary ships it (embedded, gzipped).
+  await withServer({ music: undefined, embedded: true }, async (srv) => {
+    const context = await browser.newContext({ ...L.PHONE });
+    try {
+      const page = await context.newPage();
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Network.enable');
+      await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+      await cdp.send('Network.emulateNetworkConditions', {
+        offline: false,
+        latency: 400,
+        downloadThroughput: (400 * 1000) / 8,
+        uploadThroughput: (400 * 1000) / 8,
+      });
+      await cdp.send('Emulation.setCPUThrottlingRate', { rate: 4 });
+      const t0 = Date.now();
+      await page.goto(srv.url + '/', { waitUntil: 'load', timeout: 30000 });
+      await page.waitForFunction(() => performance.getEntriesByName('jukebox-now-playing').length > 0, null, { timeout: 30000 });
+      const wall = Date.now() - t0;
+      const m = await page.evaluate(() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+        const np = performance.getEntriesByName('jukebox-now-playing')[0];
+        const res = performance.getEntriesByType('resource').filter((r) => /\.(js|css)(\?|$)/.test(new URL(r.name).pathname));
+        return {
+          fcp: fcp && fcp.startTime,
+          nowPlaying: np.startTime,
+          html: nav.decodedBodySize,
+          htmlWire: nav.transferSize,
+          files: res.map((r) => [new URL(r.name).pathname, r.decodedBodySize, r.transferSize]),
+        };
+      });
+      const bytes = m.html + m.files.reduce((s, f) => s + f[1], 0);
+      const wire = m.htmlWire + m.files.reduce((s, f) => s + f[2], 0);
+      console.log(`# guest view, 4x CPU throttle, 400 ms / 400 kbit/s: first contentful paint ${Math.round(m.fcp)} ms, now playing shown ${Math.round(m.nowPlaying)} ms (wall ${wall} ms)`);
+      console.log(`# guest view HTML+CSS+JS: ${bytes} bytes uncompressed, ${wire} bytes on the wire: ${JSON.stringify([['/', m.html, m.htmlWire], ...m.files])}`);
+      assert.ok(m.fcp > 0, 'first contentful paint measured');
+      assert.ok(m.fcp <= 1500, `first render ${Math.round(m.fcp)} ms > 1500 ms`);
+      assert.ok(m.files.some((f) => f[0] === '/app.css') && m.files.some((f) => f[0] === '/js/client.js'), 'CSS and JS counted');
+      assert.ok(bytes <= 150 * 1024, `guest view is ${bytes} bytes > 150 KB`);
+      // The same from the files themselves (what the binary embeds).
+      const web = path.join(L.ROOT, 'web');
+      const disk = ['index.html', 'app.css', 'js/client.js', 'js/ui.js', 'js/guest.js'].reduce((s, f) => s + fs.statSync(path.join(web, f)).size, 0);
+      console.log(`# guest view files on disk: ${disk} bytes`);
+      assert.ok(disk <= 150 * 1024);
+      if (disk !== bytes) console.log('# NOTE: the binary serves another version of web/ than the one on disk: rebuild it to measure this one');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+// --- 6 -----------------------------------------------------------------------------------------
+
+t('host: remove, move, ban, pause requests and live rules reach the guests', { timeout: 90000 }, async () => {
+  await withServer({ args: ['--request-limit', '2'] }, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: b } = await open('/');
+    const { page: host } = await open('/host');
+    // A wrong PIN says so; the right one logs in.
+    await host.getByRole('textbox', { name: 'PIN', exact: true }).fill('0000');
+    await host.getByRole('button', { name: 'Log in' }).click();
+    await expectText(host.locator('#login-error'), /not right/);
+    host.errors = host.errors.filter((e) => !/status of 401/.test(e)); // that one was expected
+    await L.hostLogin(host);
+    await Promise.all([L.live(a), L.live(b)]);
+    await setName(b, 'Sam');
+    const titles = await L.requestable(srv.url, 4);
+    await request(a, titles[0]);
+    await queueItem(a, titles[0]).waitFor();
+    await request(a, titles[1]);
+    await queueItem(a, titles[1]).waitFor();
+    // The limit is 2: a third request is refused in plain words.
+    const row = await request(a, titles[2]);
+    await expectText(row.locator('.why'), /You already have 2 songs waiting/);
+    await request(b, titles[2]);
+    await queueItem(host, titles[2]).waitFor();
+
+    // Move the last entry up: the guests see the new order.
+    await queueItem(host, titles[2]).getByRole('button', { name: 'Move up', exact: true }).click();
+    await L.until('moved', async () => {
+      const items = await a.getByRole('list', { name: 'Queue' }).getByRole('listitem').locator('.t').allTextContents();
+      return items.indexOf(titles[2]) === 1 && items;
+    });
+    // Remove one of A's.
+    await queueItem(host, titles[1]).getByRole('button', { name: 'Remove', exact: true }).click();
+    await queueItem(a, titles[1]).waitFor({ state: 'detached' });
+    await expectText(a.locator('#me-note'), /request 1 more song/);
+
+    // Ban Sam from the queue entry: the entry goes, Sam's phone says so and its actions stop.
+    await queueItem(host, titles[2]).getByRole('button', { name: 'Ban', exact: true }).click();
+    await queueItem(a, titles[2]).waitFor({ state: 'detached' });
+    await expectText(b.locator('#me-note'), /removed you/);
+    assert.equal(await b.getByRole('button', { name: 'Like', exact: true }).isDisabled(), true);
+    await expectText(host.getByRole('list', { name: 'Guests' }).getByRole('listitem').filter({ hasText: 'Sam' }), /banned/);
+
+    // Pause requests, and change a rule live.
+    await host.getByRole('checkbox', { name: /Pause requests/ }).check();
+    await expectText(a.locator('#me-note'), /paused requests/);
+    const refused = await request(a, titles[3]);
+    await expectText(refused.locator('.why'), /The host has paused requests/);
+    await host.getByRole('checkbox', { name: /Pause requests/ }).uncheck();
+    await host.getByRole('spinbutton', { name: 'Skip: votes at least' }).fill('3');
+    await host.getByRole('button', { name: 'Save rules' }).click();
+    await expectText(a.locator('#skips'), / of 3 to skip/);
+
+    // A library rescan shows its outcome (nothing changed: 8 files, none read again).
+    await expectText(host.locator('#scan-note'), /Last scan: 8 files, 8 new or changed/);
+    await host.getByRole('button', { name: 'Rescan library' }).click();
+    await expectText(host.locator('#scan-note'), /Last scan: 8 files, 0 new or changed/);
+    await expectText(host.locator('#audio'), /^OK · null/);
+
+    // Tonight's list, downloaded with the host token.
+    for (const [label, head] of [['Download CSV', /^started_at,title,/], ['Download M3U', /^#EXTM3U/]]) {
+      const [dl] = await Promise.all([host.waitForEvent('download', { timeout: 10000 }), host.getByRole('button', { name: label }).click()]);
+      const body = fs.readFileSync(await dl.path(), 'utf8');
+      assert.match(body, head, `${label}: ${body.slice(0, 200)}`);
+      assert.ok(body.includes((await L.state(srv.url)).now_playing.track.title), `${label} lists the song playing`);
+      assert.match(dl.suggestedFilename(), label.endsWith('CSV') ? /\.csv$/ : /\.m3u8?$/);
+    }
+    noErrors(a, b, host);
+  });
+});
+
+// --- 7 -----------------------------------------------------------------------------------------
+
+t('tokens: a jukebox that forgot its guests (new database) hands the phone a new token; the host logs in again', { timeout: 60000 }, async () => {
+  let srv = await L.startServer({ music });
+  const port = srv.port;
+  const contexts = [];
+  try {
+    const { context: c1, page: a } = await L.openPage(browser, srv.url + '/');
+    const { context: c2, page: host } = await L.openPage(browser, srv.url + '/host');
+    contexts.push(c1, c2);
+    await L.hostLogin(host);
+    await L.live(a);
+    const before = await a.evaluate(() => localStorage.getItem('jukebox.guest.token'));
+    assert.match(before, /^[0-9a-f]{64}$/);
+    await srv.stop();
+    srv = await L.startServer({ music, listen: `127.0.0.1:${port}` }); // a fresh database
+    await L.live(a, 20000);
+    const after = await a.evaluate(() => localStorage.getItem('jukebox.guest.token'));
+    assert.match(after, /^[0-9a-f]{64}$/);
+    assert.notEqual(after, before, 'a new guest token');
+    await a.getByRole('button', { name: 'Like', exact: true }).click();
+    await L.until('the like counted', async () => (await L.state(srv.url)).now_playing.likes === 1);
+    // The host's token is gone too: the page asks for the PIN instead of retrying forever.
+    await host.getByRole('textbox', { name: 'PIN', exact: true }).waitFor({ timeout: 20000 });
+    await L.hostLogin(host);
+    await host.getByRole('button', { name: 'Skip', exact: true }).waitFor();
+  } catch (e) {
+    e.message += `\n--- jukebox log ---\n${srv.log().slice(-3000)}`;
+    throw e;
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+    await srv.stop();
+  }
+});

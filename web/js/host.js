@@ -1,0 +1,415 @@
+// The host page (/host): PIN login, playback, queue moderation, bans, party rules, library.
+import { Client, api, ordered } from './client.js';
+import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch } from './ui.js';
+
+const TOKEN_KEY = 'jukebox.host.token';
+const store = {
+  get: (k) => { try { return localStorage.getItem(k); } catch { return null; } },
+  set: (k, v) => { try { v == null ? localStorage.removeItem(k) : localStorage.setItem(k, v); } catch { /* private mode */ } },
+};
+
+const client = new Client({
+  topics: ['now_playing', 'queue', 'me', 'room', 'admin'],
+  // No token: stop and show the login (a refused one is cleared in the 'unauthorized' handler).
+  getToken: async () => store.get(TOKEN_KEY),
+});
+const S = client.state;
+window.jukebox = client; // for the console (and the browser tests)
+
+const el = {};
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'guests', 'guests-more', 'gcount', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout']) {
+  el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
+}
+
+bindStatus(client, el.status);
+
+// --- login ----------------------------------------------------------------------------------
+
+function showLogin(msg) {
+  el.login.hidden = false;
+  el.panel.hidden = true;
+  text(el.loginError, msg || '');
+  el.pin.focus();
+}
+
+function showPanel() {
+  el.login.hidden = true;
+  el.panel.hidden = false;
+}
+
+el.loginForm.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const btn = el.loginForm.querySelector('button');
+  btn.disabled = true;
+  try {
+    const r = await api('/api/host/login', { pin: el.pin.value.trim() });
+    store.set(TOKEN_KEY, r.token);
+    el.pin.value = '';
+    text(el.loginError, '');
+    showPanel();
+    client.start();
+  } catch (e) {
+    text(el.loginError,
+      e.code === 'unauthorized' ? 'That PIN is not right.'
+        : e.code === 'rate_limited' ? `Too many tries. Wait ${Math.ceil((e.retryAfterMs || 60000) / 1000)} s.`
+          : `Could not log in (${e.message}).`);
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+el.logout.addEventListener('click', () => {
+  client.stop();
+  store.set(TOKEN_KEY, null);
+  showLogin('');
+});
+
+client.on('unauthorized', () => {
+  client.stop();
+  store.set(TOKEN_KEY, null);
+  showLogin('Please log in again.');
+});
+
+// --- commands -------------------------------------------------------------------------------
+
+async function run(cmd, fields, btn, what) {
+  if (btn) btn.disabled = true;
+  try {
+    return await client.command(cmd, fields);
+  } catch (e) {
+    toast(refusal(e, { room: S.room, me: S.me, what }), 'error', 6000);
+  } finally {
+    render();
+  }
+}
+
+el.play.addEventListener('click', () => run('play', {}, el.play));
+el.pause.addEventListener('click', () => run('pause', {}, el.pause));
+el.skip.addEventListener('click', () => {
+  const np = S.now_playing;
+  run('skip', np ? { play_id: np.play_id } : {}, el.skip);
+});
+
+let seeking = false;
+el.seek.addEventListener('input', () => {
+  seeking = true;
+  const np = S.now_playing;
+  if (np) text(el.npPos, fmtTime((el.seek.value / 1000) * np.track.duration_ms));
+});
+el.seek.addEventListener('change', async () => {
+  const np = S.now_playing;
+  if (np) await run('seek', { position_ms: Math.round((el.seek.value / 1000) * np.track.duration_ms) });
+  seeking = false;
+});
+
+let volTimer = 0;
+el.volume.addEventListener('input', () => {
+  text(el.volumeOut, el.volume.value);
+  clearTimeout(volTimer);
+  volTimer = setTimeout(() => run('set_volume', { volume: +el.volume.value }), 120);
+});
+
+// --- now playing ----------------------------------------------------------------------------
+
+function renderNowPlaying() {
+  const np = S.now_playing;
+  const room = S.room;
+  const live = client.live;
+  cover(el.npCover, np && np.track);
+  text(el.npTitle, np ? np.track.title : 'Nothing playing');
+  text(el.npArtist, np ? [np.track.artist, np.track.album].filter(Boolean).join(' · ') : '');
+  text(el.npBy, np ? (np.requested_by ? `Requested by ${np.requested_by}` : np.auto ? 'Auto-DJ pick' : '') : '');
+  text(el.npStats, np ? `${plural(np.likes, 'like')} · ${np.skip_votes} of ${np.skip_needed} skip votes` : '');
+  el.play.disabled = !live || (np && !np.paused);
+  el.pause.disabled = !live || !np || np.paused;
+  el.skip.disabled = !live || !np;
+  el.seek.disabled = !live || !np;
+  el.volume.disabled = !live;
+  if (room && document.activeElement !== el.volume) {
+    el.volume.max = room.max_volume;
+    el.volume.value = room.volume;
+    text(el.volumeOut, room.volume);
+  }
+  tick();
+}
+
+function tick() {
+  const np = S.now_playing;
+  const dur = np ? np.track.duration_ms : 0;
+  const pos = positionNow(np, client);
+  if (!seeking) {
+    el.seek.value = dur ? Math.round((pos / dur) * 1000) : 0;
+    text(el.npPos, fmtTime(pos));
+  }
+  text(el.npDur, fmtTime(dur));
+  text(el.npState, np && np.paused ? 'Paused' : '');
+}
+
+// --- queue ----------------------------------------------------------------------------------
+
+/** Queue entry id -> the guest who requested it, from the admin topic's pending_requests. */
+function requesters() {
+  const by = new Map();
+  for (const g of S.admin.items.values()) for (const id of g.pending_requests) by.set(id, g);
+  return by;
+}
+
+const guestLabel = (g) => g.name || 'Guest ' + g.id.replace(/^g_/, '');
+
+function renderQueue() {
+  const entries = ordered(S.queue);
+  const when = etas(S.now_playing, entries, client);
+  const live = client.live;
+  const who = requesters();
+  el.queueEmpty.hidden = entries.length > 0;
+  text(el.qcount, entries.length ? `(${entries.length})` : '');
+  syncList(
+    el.queue,
+    entries,
+    (e) => e.id,
+    (e) => {
+      const li = h('li', { class: 'item' },
+        h('span', { class: 'pos', 'aria-hidden': 'true' }),
+        h('div', { class: 'grow' }, h('p', { class: 't' }), h('p', { class: 's' }), h('p', { class: 'by' })),
+        h('div', { class: 'tools' },
+          h('button', { class: 'btn small ghost', type: 'button', 'aria-label': 'Move up', onclick: () => move(li, -1) }, '↑'),
+          h('button', { class: 'btn small ghost', type: 'button', 'aria-label': 'Move down', onclick: () => move(li, +1) }, '↓'),
+          h('button', { class: 'btn small danger', type: 'button', onclick: () => run('remove', { entry_id: li._entry.id }, null, 'vote') }, 'Remove'),
+          h('button', { class: 'btn small danger', type: 'button', onclick: () => ban(li._guest, true) }, 'Ban')));
+      return li;
+    },
+    (li, e, i) => {
+      li._entry = e;
+      const g = who.get(e.id) || null;
+      li._guest = g;
+      const [pos, info, tools] = li.children;
+      text(pos, i + 1);
+      text(info.children[0], e.track.title);
+      text(info.children[1], `${[e.track.artist, fmtTime(e.track.duration_ms)].filter(Boolean).join(' · ')} · ${plural(e.votes, 'vote')}${e.pinned ? ' · pinned' : ''}`);
+      text(info.children[2], `${e.by ? `Requested by ${e.by}` : 'Requested'} · plays ${fmtIn(when[i])}`);
+      const [up, down, remove, banBtn] = tools.children;
+      up.disabled = !live || i === 0;
+      down.disabled = !live || i === entries.length - 1;
+      remove.disabled = !live;
+      banBtn.hidden = !g || g.role === 'host';
+      banBtn.disabled = !live || !g || g.banned;
+    }
+  );
+}
+
+function move(li, delta) {
+  const order = ordered(S.queue).map((e) => e.id);
+  const i = order.indexOf(li._entry.id);
+  if (i < 0) return;
+  run('move', { entry_id: li._entry.id, to: Math.max(0, i + delta) });
+}
+
+async function ban(g, on) {
+  if (!g) return;
+  if (on && !confirm(`Ban ${guestLabel(g)}? Their requests leave the queue and their votes stop counting.`)) return;
+  await run('ban', { guest_id: g.id, on });
+  toast(on ? `${guestLabel(g)} is banned` : `${guestLabel(g)} may take part again`);
+}
+
+// --- guests (admin topic) -------------------------------------------------------------------
+
+const GUESTS_SHOWN = 100;
+function renderGuests() {
+  const guests = ordered(S.admin);
+  const live = client.live;
+  const online = guests.filter((g) => g.connected).length;
+  text(el.gcount, guests.length ? `(${online} connected, ${guests.length} in all)` : '');
+  // Who matters for moderation first: with songs waiting, connected, banned; newest first.
+  const rank = (g) => (g.pending_requests.length ? 4 : 0) + (g.connected ? 2 : 0) + (g.banned ? 1 : 0);
+  const sorted = guests.slice().reverse().sort((a, b) => rank(b) - rank(a));
+  const shown = sorted.slice(0, GUESTS_SHOWN);
+  text(el.guestsMore, sorted.length > shown.length ? `and ${sorted.length - shown.length} more` : '');
+  syncList(
+    el.guests,
+    shown,
+    (g) => g.id,
+    (g) => {
+      const li = h('li', { class: 'item' },
+        h('div', { class: 'grow' }, h('p', { class: 't' }, h('span', { class: 'dot' }), h('span')), h('p', { class: 's' })),
+        h('button', { class: 'btn small danger', type: 'button', onclick: () => ban(li._g, !li._g.banned) }, 'Ban'));
+      return li;
+    },
+    (li, g) => {
+      li._g = g;
+      const [info, btn] = li.children;
+      li.classList.toggle('banned', g.banned);
+      info.children[0].children[0].classList.toggle('on', g.connected);
+      text(info.children[0].children[1], guestLabel(g) + (g.role === 'host' ? ' (host)' : ''));
+      text(info.children[1], [g.connected ? 'connected' : 'away', `${plural(g.pending_requests.length, 'song')} waiting`, `${g.played_tonight} played tonight`, g.banned ? 'banned' : ''].filter(Boolean).join(' · '));
+      btn.hidden = g.role === 'host';
+      text(btn, g.banned ? 'Unban' : 'Ban');
+      btn.disabled = !live;
+    }
+  );
+}
+
+// --- party rules ----------------------------------------------------------------------------
+
+const RULES = ['request_limit', 'no_repeat_minutes', 'artist_spacing', 'skip_min_votes', 'skip_percent', 'max_volume'];
+let rulesDirty = false;
+el.rules.addEventListener('input', () => (rulesDirty = true));
+el.rules.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const patch = {};
+  for (const k of RULES) {
+    const v = el.rules.elements[k].value;
+    if (v !== '' && S.room && +v !== S.room[k]) patch[k] = +v;
+  }
+  if (!Object.keys(patch).length) {
+    rulesDirty = false;
+    text(el.rulesNote, 'Nothing changed.');
+    return;
+  }
+  const r = await run('settings', patch, el.rules.querySelector('button'));
+  if (r) {
+    rulesDirty = false;
+    text(el.rulesNote, 'Saved.');
+    render();
+  }
+});
+el.requestsPaused.addEventListener('change', () => run('settings', { requests_paused: el.requestsPaused.checked }));
+
+function renderRules() {
+  const room = S.room;
+  if (!room) return;
+  const live = client.live;
+  el.requestsPaused.checked = room.requests_paused;
+  el.requestsPaused.disabled = !live;
+  if (!rulesDirty) for (const k of RULES) el.rules.elements[k].value = room[k];
+  el.rules.querySelector('button').disabled = !live;
+}
+
+// --- announce -------------------------------------------------------------------------------
+
+el.say.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const t = el.sayText.value.trim();
+  if (!t) return;
+  const r = await run('announce', { text: t }, el.say.querySelector('button'));
+  if (r) el.sayText.value = '';
+});
+
+// --- the jukebox: audio, library, export ----------------------------------------------------
+
+let health = null;
+async function loadHealth() {
+  try {
+    health = await api('/healthz');
+  } catch {
+    health = null;
+  }
+  renderSystem();
+}
+
+function renderSystem() {
+  const room = S.room;
+  const live = client.live;
+  if (room) {
+    const out = health && health.audio ? health.audio.output : '';
+    text(el.audio, room.audio_ok ? `OK${out ? ' · ' + out : ''}` : `Missing: ${out || 'the chosen output is not there'} — nothing is heard`);
+    el.audio.style.color = room.audio_ok ? '' : 'var(--bad)';
+    text(el.libsize, plural(room.library_size, 'song'));
+    const sc = room.scan;
+    if (sc && !sc.done) {
+      if (sc.files > 0 && sc.read > 0) {
+        el.scanBar.max = sc.files;
+        el.scanBar.value = Math.min(sc.read, sc.files);
+      } else el.scanBar.removeAttribute('value'); // not known yet: indeterminate
+      text(el.scanNote, `Scanning… ${plural(sc.files, 'file')} found, ${sc.read} read`);
+    } else {
+      el.scanBar.max = 1;
+      el.scanBar.value = 1;
+      text(el.scanNote, sc ? `Last scan: ${plural(sc.files, 'file')}, ${sc.read} new or changed` : '');
+    }
+    el.rescan.disabled = !live || !!(sc && !sc.done);
+  }
+}
+
+el.rescan.addEventListener('click', () => run('rescan', {}, el.rescan).then(() => setTimeout(loadHealth, 500)));
+
+async function download(format) {
+  const btn = format === 'csv' ? el.exportCsv : el.exportM3u;
+  btn.disabled = true;
+  try {
+    const res = await fetch(`/api/host/export?format=${format}`, {
+      headers: { Authorization: 'Bearer ' + store.get(TOKEN_KEY) },
+      cache: 'no-store',
+    });
+    if (!res.ok) {
+      let msg = res.statusText;
+      try {
+        msg = (await res.json()).message || msg;
+      } catch { /* not JSON */ }
+      throw new Error(msg);
+    }
+    const blob = await res.blob();
+    const cd = res.headers.get('Content-Disposition') || '';
+    const m = /filename="?([^";]+)"?/.exec(cd);
+    const name = m ? m[1] : `jukebox-${new Date().toISOString().slice(0, 10)}.${format}`;
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    toast(`Could not export: ${e.message}`, 'error', 6000);
+  } finally {
+    btn.disabled = false;
+  }
+}
+el.exportM3u.addEventListener('click', () => download('m3u'));
+el.exportCsv.addEventListener('click', () => download('csv'));
+
+// --- wiring ---------------------------------------------------------------------------------
+
+let queued = false;
+function render() {
+  if (queued) return;
+  queued = true;
+  requestAnimationFrame(() => {
+    queued = false;
+    renderNowPlaying();
+    renderQueue();
+    renderGuests();
+    renderRules();
+    renderSystem();
+    search.draw();
+  });
+}
+
+const search = mountSearch(client, { input: $('#q'), results: $('#results'), note: $('#search-note'), more: $('#more') },
+  () => ({ room: S.room, me: S.me, queue: ordered(S.queue), np: S.now_playing }));
+
+client.on('update', render);
+client.on('status', render);
+client.on('welcome', (w) => {
+  if (w.role !== 'host') {
+    // A guest token in the host's place: log in properly.
+    client.stop();
+    store.set(TOKEN_KEY, null);
+    showLogin('Please log in with the host PIN.');
+    return;
+  }
+  showPanel();
+  loadHealth();
+});
+client.on('event', (ev) => eventToast(ev, client, 'Host'));
+
+setInterval(() => {
+  tick();
+  if (document.visibilityState === 'visible' && client.live) renderQueue();
+}, 1000);
+setInterval(() => client.live && document.visibilityState === 'visible' && loadHealth(), 30000);
+
+if (store.get(TOKEN_KEY)) {
+  showPanel();
+  client.start();
+} else {
+  showLogin('');
+}

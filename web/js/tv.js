@@ -1,0 +1,136 @@
+// The TV page (/tv): now playing, up next, likes flying in, and how to join. No interaction.
+import { Client, api, ordered } from './client.js';
+import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast } from './ui.js';
+
+// The TV is its own guest (it never acts), separate from a phone's guest on the same browser.
+const TOKEN_KEY = 'jukebox.tv.token';
+const store = {
+  get: (k) => { try { return localStorage.getItem(k); } catch { return null; } },
+  set: (k, v) => { try { v == null ? localStorage.removeItem(k) : localStorage.setItem(k, v); } catch { /* kiosk without storage */ } },
+};
+let memToken = null;
+let creating = null;
+async function getToken(fresh) {
+  if (fresh) {
+    store.set(TOKEN_KEY, null);
+    memToken = null;
+  }
+  const have = store.get(TOKEN_KEY) || memToken;
+  if (have) return have;
+  creating ||= api('/api/guest', {})
+    .then((r) => {
+      memToken = r.token;
+      store.set(TOKEN_KEY, r.token);
+      return r.token;
+    })
+    .finally(() => (creating = null));
+  return creating;
+}
+
+const client = new Client({ topics: ['now_playing', 'queue', 'room'], getToken });
+const S = client.state;
+window.jukebox = client; // for the console (and the browser tests)
+const el = {};
+for (const id of ['party', 'status', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-bar', 'np-fill', 'np-pos', 'np-dur', 'np-state', 'likes', 'queue', 'queue-empty', 'qr', 'join-url', 'join-alt', 'hearts']) {
+  el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
+}
+bindStatus(client, el.status);
+
+function renderNowPlaying() {
+  const np = S.now_playing;
+  const room = S.room;
+  if (room) text(el.party, room.name && room.name !== 'jukebox' ? room.name : 'Jukebox');
+  cover(el.npCover, np && np.track);
+  text(el.npTitle, np ? np.track.title : room ? 'Nothing playing right now' : 'Waiting for the jukebox…');
+  text(el.npArtist, np ? [np.track.artist, np.track.album].filter(Boolean).join(' · ') : '');
+  text(el.npBy, np && np.requested_by ? `Requested by ${np.requested_by}` : '');
+  text(el.likes, np ? `♥ ${plural(np.likes, 'like')}` : '');
+  tick();
+}
+
+function tick() {
+  const np = S.now_playing;
+  const dur = np ? np.track.duration_ms : 0;
+  const pos = positionNow(np, client);
+  const pct = dur ? Math.min(100, (pos / dur) * 100) : 0;
+  el.npFill.style.transform = `scaleX(${pct / 100})`;
+  el.npBar.setAttribute('aria-valuenow', Math.round(pct));
+  text(el.npPos, fmtTime(pos));
+  text(el.npDur, fmtTime(dur));
+  text(el.npState, np && np.paused ? 'Paused' : '');
+}
+
+function renderQueue() {
+  const entries = ordered(S.queue).slice(0, 8);
+  const when = etas(S.now_playing, entries, client);
+  el.queueEmpty.hidden = entries.length > 0;
+  syncList(
+    el.queue,
+    entries,
+    (e) => e.id,
+    () => h('li', { class: 'item' }, h('span', { class: 'pos', 'aria-hidden': 'true' }),
+      h('div', { class: 'grow' }, h('p', { class: 't' }), h('p', { class: 's' }))),
+    (li, e, i) => {
+      const [pos, info] = li.children;
+      text(pos, i + 1);
+      text(info.children[0], e.track.title);
+      text(info.children[1], [e.track.artist, e.by ? `requested by ${e.by}` : '', plural(e.votes, 'vote'), fmtIn(when[i])].filter(Boolean).join(' · '));
+    }
+  );
+}
+
+function heart() {
+  if (el.hearts.children.length > 30) return;
+  const x = h('span', { class: 'heart', style: `left:${5 + Math.random() * 90}%` }, '♥');
+  el.hearts.append(x);
+  setTimeout(() => x.remove(), 3600);
+}
+
+// How to join: the URL big, the addresses small (for phones without mDNS).
+async function loadJoin() {
+  try {
+    const j = await api('/api/join');
+    text(el.joinUrl, (j.url || location.origin + '/').replace(/^https?:\/\//, '').replace(/\/$/, ''));
+    const alts = (j.addresses || []).map((a) => a.replace(/^https?:\/\//, '').replace(/\/$/, ''));
+    text(el.joinAlt, alts.length ? `or ${alts.join(' · ')}` : '');
+  } catch {
+    text(el.joinUrl, location.host);
+    text(el.joinAlt, '');
+  }
+}
+
+let queued = false;
+function render() {
+  if (queued) return;
+  queued = true;
+  requestAnimationFrame(() => {
+    queued = false;
+    renderNowPlaying();
+    renderQueue();
+  });
+}
+
+let epoch = null;
+client.on('update', render);
+client.on('status', render);
+client.on('welcome', (w) => {
+  if (w.epoch !== epoch) {
+    // A (re)started jukebox may have new addresses: refresh the text and the QR code.
+    if (epoch !== null) el.qr.src = `/api/qr.svg?e=${encodeURIComponent(w.epoch)}`;
+    epoch = w.epoch;
+    loadJoin();
+  }
+});
+client.on('event', (ev) => {
+  if (ev.name === 'liked' && (!ev.ts_ms || client.serverNow() - ev.ts_ms < 60000)) heart();
+  eventToast(ev, client, null);
+});
+el.qr.onerror = () => setTimeout(() => (el.qr.src = `/api/qr.svg?r=${Date.now()}`), 5000);
+
+setInterval(() => {
+  tick();
+  if (S.queue.order.length) renderQueue();
+}, 1000);
+
+loadJoin();
+client.start();

@@ -1,0 +1,343 @@
+// Rendering helpers shared by the guest, host and TV pages. Everything that comes from tags or
+// guest names goes into the page as text (textContent / text nodes), never as markup.
+
+/** h('button', {class: 'x', onclick: fn, 'aria-label': 'Like'}, 'Like', child...) */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  if (props) {
+    for (const k in props) {
+      const v = props[k];
+      if (v == null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k in el && typeof v !== 'string') el[k] = v;
+      else el.setAttribute(k, v === true ? '' : v);
+    }
+  }
+  for (const c of children) add(el, c);
+  return el;
+}
+
+function add(el, c) {
+  if (c == null || c === false) return;
+  if (Array.isArray(c)) c.forEach((x) => add(el, x));
+  else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+}
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+/** Sets text only when it changed (keeps the DOM quiet on a slow phone). */
+export function text(el, s) {
+  s = s == null ? '' : String(s);
+  if (el.textContent !== s) el.textContent = s;
+}
+
+/**
+ * Keyed list update: `items` drawn in order into `parent`, reusing the element made for each
+ * key (so a tapped button keeps its place and focus). create(item) -> element;
+ * update(element, item, index) fills it.
+ */
+export function syncList(parent, items, key, create, update) {
+  const old = new Map();
+  for (const el of parent.children) if (el._key !== undefined) old.set(el._key, el);
+  let prev = null;
+  items.forEach((item, i) => {
+    const k = key(item);
+    let el = old.get(k);
+    if (el) old.delete(k);
+    else {
+      el = create(item);
+      el._key = k;
+    }
+    update(el, item, i);
+    const want = prev ? prev.nextSibling : parent.firstChild;
+    if (want !== el) parent.insertBefore(el, want);
+    prev = el;
+  });
+  for (const el of old.values()) el.remove();
+}
+
+export function fmtTime(ms) {
+  if (!(ms >= 0)) ms = 0;
+  const s = Math.floor(ms / 1000);
+  const m = Math.floor(s / 60);
+  const hh = Math.floor(m / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return hh ? `${hh}:${String(m % 60).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** "in 4 min", "in 1 h 5 min", "any moment now" */
+export function fmtIn(ms) {
+  const min = Math.round(ms / 60000);
+  if (min < 1) return 'any moment now';
+  if (min < 60) return `in ${min} min`;
+  return `in ${Math.floor(min / 60)} h ${min % 60} min`;
+}
+
+export const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`;
+
+/** Cover art: the track's art URL, or a placeholder drawn by CSS. */
+export function cover(el, track) {
+  const url = track && typeof track.art === 'string' && track.art.startsWith('/') ? track.art : '';
+  if (el._art === url) return;
+  el._art = url;
+  el.textContent = '';
+  el.classList.toggle('noart', !url);
+  if (url) {
+    const img = h('img', { src: url, alt: '', decoding: 'async' });
+    img.onerror = () => {
+      img.remove();
+      el.classList.add('noart');
+    };
+    el.append(img);
+  }
+}
+
+/** The playback position now: interpolated from position_ms at the jukebox's time. */
+export function positionNow(np, client) {
+  if (!np) return 0;
+  let pos = np.position_ms || 0;
+  if (!np.paused && np.server_time_ms) pos += Math.max(0, client.serverNow() - np.server_time_ms);
+  return Math.min(pos, np.track ? np.track.duration_ms : pos);
+}
+
+/** Milliseconds until each queue entry starts: what is left of the song, then each before it. */
+export function etas(np, entries, client) {
+  let t = np && np.track ? Math.max(0, np.track.duration_ms - positionNow(np, client)) : 0;
+  return entries.map((e) => {
+    const at = t;
+    t += e.track ? e.track.duration_ms : 0;
+    return at;
+  });
+}
+
+export const trackLine = (t) => (t ? (t.artist ? `${t.title} — ${t.artist}` : t.title) : '');
+
+// --- connection status ------------------------------------------------------------------------
+
+const STATUS_TEXT = {
+  live: 'Live',
+  connecting: 'Connecting…',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline',
+  stopped: 'Offline',
+};
+
+/** Keeps the role="status" element and the body's `offline` class in step with the client. */
+export function bindStatus(client, el) {
+  const show = (s) => {
+    text(el, STATUS_TEXT[s] || s);
+    el.dataset.state = s;
+    document.body.classList.toggle('offline', s !== 'live');
+  };
+  show(client.status);
+  client.on('status', show);
+}
+
+// --- toasts -----------------------------------------------------------------------------------
+
+let toastBox;
+export function toast(msg, kind = '', ms = 4000) {
+  if (!toastBox) {
+    toastBox = h('div', { class: 'toasts', role: 'log', 'aria-live': 'polite' });
+    document.body.append(toastBox);
+  }
+  const el = h('div', { class: 'toast ' + kind }, msg);
+  toastBox.append(el);
+  while (toastBox.children.length > 3) toastBox.firstChild.remove();
+  setTimeout(() => {
+    el.classList.add('out');
+    setTimeout(() => el.remove(), 300);
+  }, ms);
+  return el;
+}
+
+/** A toast for each event worth one; `mine` filters events the page itself caused. */
+export function eventToast(ev, client, who) {
+  // After a long sleep the resume replays old events: only toast fresh ones.
+  if (ev.ts_ms && client.serverNow() - ev.ts_ms > 60000) return;
+  const d = ev.data || {};
+  switch (ev.name) {
+    case 'liked':
+      if (who && d.by === who) return;
+      return toast(`${d.by} liked this song`, 'like');
+    case 'requested':
+      if (who && d.by === who) return;
+      return toast(`${d.by} requested ${d.title}`);
+    case 'skip_vote':
+      if (who && d.by === who) return;
+      return toast(`${d.by} voted to skip (${d.votes} of ${d.needed})`);
+    case 'skipped':
+      return toast(
+        d.reason === 'votes'
+          ? 'Skipped by vote'
+          : d.reason === 'host'
+            ? 'The host skipped the song'
+            : 'A song could not be played and was skipped'
+      );
+    case 'host_message':
+      return toast(`Host: ${d.text}`, 'host', 10000);
+    case 'your_request_next':
+      return toast(`Your song is next: ${d.title}`, 'mine', 8000);
+    case 'your_request_liked':
+      return toast(`${d.by} liked your song`, 'mine');
+  }
+}
+
+// --- refusals in plain words ------------------------------------------------------------------
+
+/** Why the jukebox said no, in words a guest understands (from the error code and fields). */
+export function refusal(err, ctx = {}) {
+  const room = ctx.room || {};
+  const m = err.message || '';
+  switch (err.code) {
+    case 'limit_reached':
+      return room.request_limit
+        ? `You already have ${plural(room.request_limit, 'song')} waiting. Wait until one plays.`
+        : 'You already have as many songs waiting as you may. Wait until one plays.';
+    case 'recently_played': {
+      const r = /played (\d+) minutes? ago.*?in (\d+) minutes?/.exec(m);
+      if (r) return `That song was played ${plural(+r[1], 'minute')} ago. It can be requested again in ${plural(+r[2], 'minute')}.`;
+      if (/right now/.test(m)) return 'That song is playing right now.';
+      return room.no_repeat_minutes
+        ? `That song was played in the last ${room.no_repeat_minutes} minutes.`
+        : 'That song was played very recently.';
+    }
+    case 'artist_spacing':
+      return ctx.track && ctx.track.artist
+        ? `${ctx.track.artist} was just played. Pick another artist for now.`
+        : 'That artist was just played. Pick another artist for now.';
+    case 'requests_paused':
+      return 'The host has paused requests for now.';
+    case 'forbidden':
+      return ctx.me && ctx.me.banned ? 'The host has removed you from this party.' : 'Only the host can do that.';
+    case 'not_found':
+      return ctx.what === 'vote' ? 'That song has already left the queue.' : 'That song is not in the library any more.';
+    case 'stale_play':
+      return 'That song already ended.';
+    case 'rate_limited':
+      return `Too fast. Try again in ${Math.max(1, Math.ceil((err.retryAfterMs || 1000) / 1000))} s.`;
+    case 'offline':
+    case 'timeout':
+    case 'stopped':
+      return 'Not connected to the jukebox. Try again when it says Live.';
+    case 'internal':
+      return 'The jukebox had a problem. Try again.';
+    default:
+      return m ? m.charAt(0).toUpperCase() + m.slice(1) : 'That did not work.';
+  }
+}
+
+// --- search as you type -------------------------------------------------------------------------
+
+/**
+ * Wires a search box to the websocket `search` command, with a "Request" button per result.
+ * els: {input, results, note, more}; ctx(): {room, me, queue entries, np} for labels and refusals.
+ */
+export function mountSearch(client, els, ctx) {
+  let timer = 0;
+  let ticket = 0;
+  let shown = []; // tracks on screen
+  let cursor = null;
+  let q = '';
+  let failed = false;
+  const why = new Map(); // track id -> refusal text
+
+  const run = async (more) => {
+    const my = ++ticket;
+    if (!more) {
+      q = els.input.value.trim();
+      cursor = null;
+    }
+    if (!q) {
+      shown = [];
+      why.clear();
+      text(els.note, '');
+      draw();
+      return;
+    }
+    if (!client.live) {
+      failed = true;
+      text(els.note, 'Searching as soon as the jukebox is back…');
+      return;
+    }
+    try {
+      const data = await client.command('search', { q, limit: 20, cursor: more ? cursor : null });
+      if (my !== ticket) return;
+      failed = false;
+      if (!more) {
+        shown = [];
+        why.clear();
+      }
+      shown = shown.concat(data.results || []);
+      cursor = data.next_cursor || null;
+      text(els.note, shown.length ? '' : `Nothing found for “${q}”.`);
+      draw();
+    } catch (e) {
+      if (my !== ticket) return;
+      failed = true;
+      text(els.note, refusal(e, ctx()));
+    }
+  };
+
+  const request = async (t, row) => {
+    const c = ctx();
+    const btn = row.querySelector('button');
+    btn.disabled = true;
+    try {
+      const d = await client.command('request', { track_id: t.id });
+      why.delete(t.id);
+      toast(d.upvoted ? `Already in the queue: your vote moves “${t.title}” up` : `Requested “${t.title}”`, 'mine');
+    } catch (e) {
+      const msg = refusal(e, { ...c, track: t });
+      why.set(t.id, msg);
+      toast(msg, 'error', 6000);
+    }
+    draw();
+  };
+
+  const draw = () => {
+    const c = ctx();
+    const queued = new Set(c.queue.map((e) => e.track && e.track.id));
+    const playing = c.np && c.np.track ? c.np.track.id : null;
+    syncList(
+      els.results,
+      shown,
+      (t) => t.id,
+      (t) => {
+        const row = h('li', { class: 'item' },
+          h('div', { class: 'grow' }, h('p', { class: 't' }), h('p', { class: 's' }), h('p', { class: 'why', role: 'alert' })),
+          h('button', { class: 'btn', type: 'button', onclick: () => request(t, row) }, 'Request'));
+        return row;
+      },
+      (row, t) => {
+        const [info, btn] = row.children;
+        text(info.children[0], t.title);
+        const tag = t.id === playing ? ' · playing now' : queued.has(t.id) ? ' · in the queue' : '';
+        text(info.children[1], [t.artist, t.album, fmtTime(t.duration_ms)].filter(Boolean).join(' · ') + tag);
+        text(info.children[2], why.get(t.id) || '');
+        btn.disabled = !client.live || (c.me && c.me.banned);
+      }
+    );
+    els.more.hidden = !cursor;
+    els.more.disabled = !client.live;
+  };
+
+  els.input.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => run(false), 200);
+  });
+  els.input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') {
+      clearTimeout(timer);
+      run(false);
+      els.input.blur(); // closes the phone keyboard so the results show
+    }
+  });
+  els.more.addEventListener('click', () => run(true));
+  client.on('status', (s) => {
+    if (s === 'live' && failed) run(false);
+  });
+  return { draw };
+}
