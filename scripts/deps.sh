@@ -6,7 +6,8 @@ set -euo pipefail
 what=${1:-build}
 
 pkgs=(libasound2-dev pkg-config)
-[ "$what" = test ] && pkgs+=(ffmpeg sox)
+# ffmpeg makes test audio; iproute2 and avahi-daemon are for the mDNS test's namespaces.
+[ "$what" = test ] && pkgs+=(ffmpeg sox iproute2 avahi-daemon)
 
 need=()
 for pkg in "${pkgs[@]}"; do
@@ -26,11 +27,15 @@ if ! command -v cargo >/dev/null; then
 fi
 if [ "$what" = test ]; then
   # An independent websocket client for the protocol conformance test.
-  if ! python3 -c "import websockets" 2>/dev/null; then
-    echo "installing: python websockets"
-    python3 -m pip install --quiet websockets 2>/dev/null \
-      || python3 -m pip install --quiet --break-system-packages websockets
-  fi
+  # Independent clients: a websocket library for the protocol conformance test and an mDNS
+  # one for the mDNS test.
+  for mod in websockets zeroconf; do
+    if ! python3 -c "import $mod" 2>/dev/null; then
+      echo "installing: python $mod"
+      python3 -m pip install --quiet "$mod" 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "$mod"
+    fi
+  done
   for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || echo "warning: cannot add $c" >&2
   done

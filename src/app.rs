@@ -5,6 +5,7 @@
 //! checkpoints and closes the database.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::Rng;
 
@@ -144,6 +145,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             addr: config.listen,
             source: e,
         })?;
+    crate::notify::status("loading the library");
     let (running, music) = start_with_music(&config).await?;
     tracing::info!(
         "jukebox {} running: music from {}, database {}",
@@ -171,10 +173,38 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             listen: listener.local_addr()?,
         },
     );
+    let addr = listener.local_addr()?;
+    let mdns = if config.mdns {
+        let s = state.clone();
+        let name = config.name.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::mdns::start(&name, addr, Arc::new(move |host| s.join.set_host(host)))
+        })
+        .await
+        .ok()
+        .flatten()
+    } else {
+        None
+    };
+    let tracks = running
+        .store
+        .query(|db| db.track_count())
+        .await
+        .unwrap_or(0);
+    tracing::info!("listening on http://{addr}");
+    // The port is bound (connections wait in its backlog) and the library is loaded.
+    crate::notify::ready(&format!(
+        "serving http://{addr} ({tracks} tracks), audio: {}",
+        config.output
+    ));
     if let Err(e) = crate::server::serve(listener, state, shutdown_signal()).await {
         tracing::error!("the server stopped: {e}");
     }
+    crate::notify::stopping();
     tracing::info!("shutting down");
+    if let Some(m) = mdns {
+        let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+    }
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())

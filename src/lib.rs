@@ -10,6 +10,9 @@
 //! - [`player`]: the audio thread (rodio) and its outputs: device, WAV file, null.
 //! - [`demo`]: a generated, tagged demo library.
 //! - [`export`]: tonight's plays as M3U or CSV.
+//! - [`server`]: the live server: websocket protocol v1, the JSON API, the phone app.
+//! - [`mdns`]: `jukebox.local` and the service advertisements.
+//! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`app`]: start-up and orderly shutdown.
 
 pub mod app;
@@ -18,6 +21,8 @@ pub mod demo;
 pub mod export;
 pub mod hub;
 pub mod library;
+pub mod mdns;
+pub mod notify;
 pub mod party;
 pub mod player;
 pub mod protocol;

@@ -174,6 +174,8 @@ pub(crate) struct State {
     scan: Option<ScanView>,
     scanning: bool,
     scan_at_start: bool,
+    /// systemd's watchdog, pinged from this loop: a hung hub stops the pings.
+    watchdog: Option<crate::notify::Watchdog>,
 
     planned: HashMap<Key, Planned>,
     loading: Option<Key>,
@@ -282,6 +284,7 @@ impl State {
             scan: None,
             scanning: false,
             scan_at_start: cfg.scan_at_start,
+            watchdog: crate::notify::Watchdog::from_env(),
             planned: HashMap::new(),
             loading: None,
             preloaded: None,
@@ -396,6 +399,9 @@ impl State {
                     self.guarded(None, |s| s.on_player(ev));
                 }
                 _ = presence.tick() => {
+                    if let Some(w) = &mut self.watchdog {
+                        w.tick();
+                    }
                     self.guarded(None, |s| s.flush_presence());
                 }
                 env = rx.recv() => match env {

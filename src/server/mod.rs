@@ -190,14 +190,12 @@ pub fn hub_command(
 /// The kernel send buffer of each connection.
 const SEND_BUFFER: usize = 64 * 1024;
 
-/// Serves until `shutdown` resolves. Logs the real bound address once.
+/// Serves until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!("listening on http://{addr}");
     let state_for_close = state.clone();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     // Small frames are the whole workload: no delayed-ACK stalls.

@@ -168,8 +168,8 @@ async fn flush_out(
             // A write blocked too long: the client is too slow.
             Err(_) => return Err(bye(4008, "too slow to keep up", true)),
         }
-        // A wake-up taken while writing may have been for a frame: look again.
-        outbox.frames.wake();
+        // A wake-up taken while writing was for a frame this loop now pops, or a kick it
+        // now sees; one after the last pop leaves a permit for the next wait.
     }
 }
 

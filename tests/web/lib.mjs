@@ -48,7 +48,9 @@ export async function startServer(opts = {}) {
   else args.push('--demo');
   if (WEB_DIR && !opts.embedded) args.push('--web-dir', WEB_DIR);
   args.push(...(opts.args || []));
-  const proc = spawn(BIN, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JUKEBOX_LOG: 'info' } });
+  // The jukebox reads JUKEBOX_* variables too: it gets only the flags given here.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JUKEBOX_')));
+  const proc = spawn(BIN, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, JUKEBOX_LOG: 'info' } });
   let log = '';
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res({ code, sig })));
   const url = await within(opts.startTimeout || 60000, 'jukebox to log "listening on"', new Promise((resolve, reject) => {

@@ -78,6 +78,16 @@ async function expectTitle(pages, title, timeout = 10000) {
   }
 }
 
+/** Waits until every element of the locator is disabled (or enabled). */
+async function expectDisabled(locator, disabled = true, what = 'button', timeout = 5000) {
+  await L.until(`${what} ${disabled ? 'disabled' : 'enabled'}`, async () => {
+    const n = await locator.count();
+    if (!n) return false;
+    for (let i = 0; i < n; i++) if ((await locator.nth(i).isDisabled()) !== disabled) return false;
+    return true;
+  }, timeout);
+}
+
 function noErrors(...pages) {
   for (const p of pages) assert.deepEqual(p.errors, [], `page errors on ${p.url()}`);
 }
@@ -99,6 +109,8 @@ t('live: a request, a like, skip votes and a host skip reach every screen', { ti
     await request(a, wanted);
     const mine = queueItem(a, wanted);
     await expectText(mine, /Your request/);
+    await expectText(a.locator('.toast'), `Your song is next: ${wanted}`);
+    await expectText(b.locator('.toast'), `Mia requested ${wanted}`);
     assert.ok(await mine.evaluate((li) => li.classList.contains('mine')), 'own request is marked');
     await expectText(queueItem(b, wanted), /Requested by Mia/);
     await expectText(queueItem(tv, wanted), /requested by Mia/);
@@ -112,19 +124,22 @@ t('live: a request, a like, skip votes and a host skip reach every screen', { ti
     await b.getByRole('button', { name: 'Like', exact: true }).click();
     await expectText(a.locator('#likes'), /^1 like$/);
     await expectText(tv.locator('#likes'), /1 like/);
-    assert.equal(await b.getByRole('button', { name: 'Like', exact: true }).getAttribute('aria-pressed'), 'true');
+    await b.locator('#like[aria-pressed="true"]').waitFor();
 
     // Skip votes: 2 needed (A, B and the TV are connected: max(2, ceil(50% of 3)) = 2).
     await expectText(a.locator('#skips'), /^0 of 2/);
     await a.getByRole('button', { name: 'Vote to skip', exact: true }).click();
     await expectText(b.locator('#skips'), /^1 of 2/);
-    assert.equal(await a.getByRole('button', { name: 'Vote to skip', exact: true }).isDisabled(), true, 'one vote per play');
+    await expectDisabled(a.getByRole('button', { name: 'Vote to skip', exact: true }), true, 'one vote per play');
     await b.getByRole('button', { name: 'Vote to skip', exact: true }).click();
     // The skipped song gives way to A's request, everywhere.
     await expectTitle([a, b, tv], wanted);
     await expectText(a.locator('#np-by'), /Your request/);
     await expectText(b.locator('#np-by'), /Requested by Mia/);
     await queueItem(a, wanted).waitFor({ state: 'detached' });
+    // A like of Mia's song: Mia hears about it.
+    await b.getByRole('button', { name: 'Like', exact: true }).click();
+    await expectText(a.locator('.toast'), /liked your song/);
 
     // The host: log in with the PIN, pause, play, volume, skip.
     const { page: host } = await open('/host');
@@ -159,6 +174,7 @@ t('offline: a phone that loses the network says so, disables actions and catches
 
     await ca.setOffline(true);
     await expectText(status(a), /Offline|Reconnecting/, 5000);
+    // The buttons are disabled as the status changes (not a frame later).
     for (const name of ['Like', 'Vote to skip', 'Request']) {
       const btns = a.getByRole('button', { name, exact: true });
       const n = await btns.count();
@@ -178,7 +194,7 @@ t('offline: a phone that loses the network says so, disables actions and catches
     await L.live(a, 10000);
     await queueItem(a, wanted).waitFor();
     assert.equal(await a.evaluate(() => window.__sameDocument), true, 'no reload');
-    assert.equal(await a.getByRole('button', { name: 'Like', exact: true }).isDisabled(), false);
+    await expectDisabled(a.getByRole('button', { name: 'Like', exact: true }), false);
     // It resumed its session: what it missed was replayed, not re-sent as snapshots.
     assert.equal(await a.evaluate(() => window.jukebox.lastWelcome.resumed), true, 'resumed the session');
 
@@ -399,7 +415,7 @@ t('host: remove, move, ban, pause requests and live rules reach the guests', { t
     await queueItem(host, titles[2]).getByRole('button', { name: 'Ban', exact: true }).click();
     await queueItem(a, titles[2]).waitFor({ state: 'detached' });
     await expectText(b.locator('#me-note'), /removed you/);
-    assert.equal(await b.getByRole('button', { name: 'Like', exact: true }).isDisabled(), true);
+    await expectDisabled(b.getByRole('button', { name: 'Like', exact: true }), true, "a banned guest's Like");
     await expectText(host.getByRole('list', { name: 'Guests' }).getByRole('listitem').filter({ hasText: 'Sam' }), /banned/);
 
     // Pause requests, and change a rule live.
@@ -411,6 +427,11 @@ t('host: remove, move, ban, pause requests and live rules reach the guests', { t
     await host.getByRole('spinbutton', { name: 'Skip: votes at least' }).fill('3');
     await host.getByRole('button', { name: 'Save rules' }).click();
     await expectText(a.locator('#skips'), / of 3 to skip/);
+
+    // An announcement reaches the phones, as text.
+    await host.getByRole('textbox', { name: /message on every phone/ }).fill('Pizza <b>is</b> here!');
+    await host.getByRole('button', { name: 'Announce' }).click();
+    await expectText(a.locator('.toast'), 'Host: Pizza <b>is</b> here!');
 
     // A library rescan shows its outcome (nothing changed: 8 files, none read again).
     await expectText(host.locator('#scan-note'), /Last scan: 8 files, 8 new or changed/);

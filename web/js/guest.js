@@ -182,7 +182,7 @@ function renderQueue() {
       text(info.children[0], e.track.title);
       text(info.children[1], [e.track.artist, fmtTime(e.track.duration_ms)].filter(Boolean).join(' · '));
       const who = own ? 'Your request' : e.by ? `Requested by ${e.by}` : 'Requested';
-      text(info.children[2], `${who} · plays ${i === 0 && when[0] < 60000 ? 'next' : fmtIn(when[i])}`);
+      text(info.children[2], `${who} · ${i === 0 ? (when[0] < 60000 ? 'plays next' : `plays next, ${fmtIn(when[0])}`) : `plays ${fmtIn(when[i])}`}`);
       text(vote.children[0], plural(e.votes, 'vote'));
       const btn = vote.children[1];
       btn.setAttribute('aria-pressed', has);
@@ -253,16 +253,19 @@ async function syncName(say) {
 // --- wiring ---------------------------------------------------------------------------------
 
 let queued = false;
+/** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
   if (queued) return;
   queued = true;
-  requestAnimationFrame(() => {
-    queued = false;
-    renderNowPlaying();
-    renderQueue();
-    renderMe();
-    search.draw();
-  });
+  requestAnimationFrame(draw);
+}
+
+function draw() {
+  queued = false;
+  renderNowPlaying();
+  renderQueue();
+  renderMe();
+  search.draw();
 }
 
 let synced = false;
@@ -274,9 +277,14 @@ client.on('update', (topic) => {
   }
   render();
 });
-client.on('status', render);
+client.on('status', draw); // at once: no tap on a dead button while it says Offline
 client.on('welcome', () => (synced = false));
-client.on('event', (ev) => eventToast(ev, client, myName()));
+client.on('event', (ev) => {
+  // A like of my own song comes again as your_request_liked: one toast is enough.
+  const np = S.now_playing;
+  if (ev.name === 'liked' && np && np.play_id === ev.data.play_id && myTracks.has(np.track.id) && np.requested_by === myName()) return;
+  eventToast(ev, client, myName());
+});
 
 setInterval(() => {
   tick();

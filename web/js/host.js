@@ -369,25 +369,28 @@ el.exportCsv.addEventListener('click', () => download('csv'));
 // --- wiring ---------------------------------------------------------------------------------
 
 let queued = false;
+/** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
   if (queued) return;
   queued = true;
-  requestAnimationFrame(() => {
-    queued = false;
-    renderNowPlaying();
-    renderQueue();
-    renderGuests();
-    renderRules();
-    renderSystem();
-    search.draw();
-  });
+  requestAnimationFrame(draw);
+}
+
+function draw() {
+  queued = false;
+  renderNowPlaying();
+  renderQueue();
+  renderGuests();
+  renderRules();
+  renderSystem();
+  search.draw();
 }
 
 const search = mountSearch(client, { input: $('#q'), results: $('#results'), note: $('#search-note'), more: $('#more') },
   () => ({ room: S.room, me: S.me, queue: ordered(S.queue), np: S.now_playing }));
 
 client.on('update', render);
-client.on('status', render);
+client.on('status', draw); // at once: no tap on a dead button while it says Offline
 client.on('welcome', (w) => {
   if (w.role !== 'host') {
     // A guest token in the host's place: log in properly.

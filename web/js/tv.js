@@ -1,6 +1,6 @@
 // The TV page (/tv): now playing, up next, likes flying in, and how to join. No interaction.
 import { Client, api, ordered } from './client.js';
-import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast } from './ui.js';
+import { h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast } from './ui.js';
 
 // The TV is its own guest (it never acts), separate from a phone's guest on the same browser.
 const TOKEN_KEY = 'jukebox.tv.token';
@@ -100,19 +100,22 @@ async function loadJoin() {
 }
 
 let queued = false;
+/** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
   if (queued) return;
   queued = true;
-  requestAnimationFrame(() => {
-    queued = false;
-    renderNowPlaying();
-    renderQueue();
-  });
+  requestAnimationFrame(draw);
+}
+
+function draw() {
+  queued = false;
+  renderNowPlaying();
+  renderQueue();
 }
 
 let epoch = null;
 client.on('update', render);
-client.on('status', render);
+client.on('status', draw); // at once, with the status text
 client.on('welcome', (w) => {
   if (w.epoch !== epoch) {
     // A (re)started jukebox may have new addresses: refresh the text and the QR code.

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Cross-builds the release binary for the Raspberry Pi on a Debian or Ubuntu PC, no Docker needed.
+#   scripts/cross-build.sh                                # Pi 3/4/5 64-bit and Pi 2/3/4/5 32-bit
+#   scripts/cross-build.sh aarch64-unknown-linux-gnu      # Raspberry Pi OS 64-bit (Pi 3/4/5, Zero 2 W)
+#   scripts/cross-build.sh armv7-unknown-linux-gnueabihf  # Raspberry Pi OS 32-bit on Pi 2/3/4/5
+#   scripts/cross-build.sh arm-unknown-linux-gnueabihf    # Raspberry Pi OS 32-bit on Pi Zero / Pi 1 (ARMv6)
+# Each binary lands in target/TARGET/release/jukebox; package it with scripts/package-deb.sh.
+#
+# Installs what it lacks, and only that (safe to run again): the Rust target, Debian's cross gcc
+# and the target's ALSA library (multiarch libasound2-dev:arm64 / :armhf). Linkers and
+# pkg-config are given to cargo through environment variables for this build only, so native
+# builds are untouched and no .cargo/config.toml is written.
+#
+# ARMv6: Debian's armhf gcc and C runtime are built for ARMv7 and would put ARMv7 instructions
+# into the binary, so that target links with zig instead (`cargo zigbuild`; zig and
+# cargo-zigbuild come from PyPI into target/cross-tools/venv). zig builds its C runtime for the
+# ARM1176 CPU. The build then checks the binary's ARM attributes say v6. Where rustup offers no
+# prebuilt standard library for that target, it is compiled from the rust-src component.
+#
+# With Docker, cross-rs works too: CROSS_CONFIG=cross.toml cross build --release --target TARGET
+#
+# Environment: BUILD_LOCK=FILE runs each install and build under `flock FILE`, so that builds
+# sharing a small machine never overlap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ZIGLANG_VERSION=0.17.1
+CARGO_ZIGBUILD_VERSION=0.24.0
+GLIBC_MIN=2.34 # Raspberry Pi OS bookworm has 2.36; the native cross gcc links against 2.36 headers
+
+die() {
+  echo "cross-build: $*" >&2
+  exit 1
+}
+locked() {
+  if [ -n "${BUILD_LOCK:-}" ]; then flock "$BUILD_LOCK" "$@"; else "$@"; fi
+}
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+# Installs the Debian packages that are missing; foreign ones (name:arch) add the architecture.
+apt_install() {
+  local need=() pkg arch
+  for pkg in "$@"; do installed "$pkg" || need+=("$pkg"); done
+  [ ${#need[@]} -eq 0 ] && return 0
+  for pkg in "${need[@]}"; do
+    if [[ $pkg == *:* ]]; then
+      arch=${pkg##*:}
+      dpkg --print-foreign-architectures | grep -qx "$arch" || as_root dpkg --add-architecture "$arch"
+    fi
+  done
+  echo "installing: ${need[*]}"
+  # A partly failed update (a mirror in the middle of a sync) can still be enough: the install decides.
+  locked as_root apt-get update -qq || echo "cross-build: apt-get update reported errors; trying the install anyway" >&2
+  DEBIAN_FRONTEND=noninteractive locked as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+    die "could not install ${need[*]} (apt-get install failed)"
+  for pkg in "${need[@]}"; do installed "$pkg" || die "$pkg is still not installed"; done
+}
+
+# zig and cargo-zigbuild, in a virtual environment of their own.
+zig_tools() {
+  local venv=target/cross-tools/venv
+  if ! "$venv/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$CARGO_ZIGBUILD_VERSION" ||
+    ! "$venv/bin/python" -m ziglang version 2>/dev/null | grep -qx "$ZIGLANG_VERSION"; then
+    echo "installing: ziglang $ZIGLANG_VERSION, cargo-zigbuild $CARGO_ZIGBUILD_VERSION (PyPI, into $venv)"
+    command -v python3 >/dev/null || die "python3 is needed for zig (Debian: python3, python3-venv)"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" || die "cannot create $venv (Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" ||
+      die "could not install ziglang and cargo-zigbuild from PyPI"
+  fi
+  # cargo-zigbuild finds zig through `python3 -m ziglang` of the venv.
+  PATH="$PWD/$venv/bin:$PATH"
+}
+
+build_target() {
+  local target=$1 gnu debarch zig=0 buildstd=0
+  case "$target" in
+    aarch64-unknown-linux-gnu) gnu=aarch64-linux-gnu debarch=arm64 ;;
+    armv7-unknown-linux-gnueabihf) gnu=arm-linux-gnueabihf debarch=armhf ;;
+    arm-unknown-linux-gnueabihf) gnu=arm-linux-gnueabihf debarch=armhf zig=1 ;;
+    *) die "unknown target '$target': use aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf or arm-unknown-linux-gnueabihf" ;;
+  esac
+  local t_low=${target//-/_} t_up
+  t_up=$(echo "$t_low" | tr '[:lower:]' '[:upper:]')
+
+  command -v cargo >/dev/null || die "cargo is missing: install a Rust toolchain (rustup) first"
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    echo "adding the Rust target $target"
+    if ! rustup target add "$target"; then
+      [ "$zig" = 1 ] || die "rustup target add $target failed: the Rust standard library for $target cannot be installed"
+      # No prebuilt standard library to download: compile it from source with this build.
+      rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src ||
+        die "no prebuilt standard library for $target and no rust-src to build one from (rustup component add rust-src failed)"
+      buildstd=1
+    fi
+  fi
+
+  local env=(
+    PKG_CONFIG_ALLOW_CROSS=1
+    "PKG_CONFIG_LIBDIR_$t_low=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
+  )
+  local cargo=(cargo build)
+  local cargo_target=$target
+  if [ "$zig" = 1 ]; then
+    # The ARMv7 gcc is not used; only the target's ALSA library and headers are.
+    apt_install pkg-config "libasound2-dev:$debarch"
+    zig_tools
+    cargo=(cargo zigbuild)
+    cargo_target="$target.$GLIBC_MIN" # zig links against this glibc version's symbols
+    if [ "$buildstd" = 1 ]; then
+      # -Zbuild-std is unstable: RUSTC_BOOTSTRAP=1 allows it on the stable compiler, for this
+      # one build only.
+      env+=(RUSTC_BOOTSTRAP=1)
+      cargo+=(-Zbuild-std)
+    fi
+  else
+    apt_install pkg-config "gcc-$gnu" "libc6-dev-$debarch-cross" "libasound2-dev:$debarch"
+    env+=(
+      "CARGO_TARGET_${t_up}_LINKER=$gnu-gcc"
+      "CC_$t_low=$gnu-gcc"
+      "AR_$t_low=$gnu-ar"
+    )
+  fi
+
+  echo "== building $target (release)"
+  local start=$SECONDS
+  locked env "${env[@]}" "${cargo[@]}" --release --locked --target "$cargo_target" ||
+    die "cargo build for $target failed"
+  local bin="target/$target/release/jukebox"
+  [ -x "$bin" ] || die "the build left no $bin"
+
+  if [ "$zig" = 1 ]; then
+    # Every object's ARM attributes are merged into the binary's: an ARMv7 one would show.
+    local cpu
+    cpu=$(readelf -A "$bin" | sed -n 's/^ *Tag_CPU_arch: *//p' | head -n1)
+    [[ $cpu == v6* ]] || die "$bin is built for '$cpu', not ARMv6: it would not run on a Pi Zero / Pi 1"
+  fi
+  echo "built $target in $((SECONDS - start)) s: $bin ($(stat -c %s "$bin") bytes)"
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
+for target in "${targets[@]}"; do
+  build_target "$target"
+done

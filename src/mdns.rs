@@ -1,0 +1,148 @@
+//! mDNS: advertises `_http._tcp` and `_jukebox._tcp` under the jukebox's name, and answers
+//! `<name>.local` with this machine's LAN addresses, following address changes (mdns-sd's
+//! automatic addresses). It lives beside a running avahi-daemon: it never claims the system's
+//! own host name, and when another machine already answers `<name>.local` the probe moves it
+//! to `<name>-2.local` (logged, and shown on the TV). Goodbyes go out on shutdown.
+//! A failure here is one warning: the jukebox still plays and serves by address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo};
+
+const SERVICE_TYPES: [&str; 2] = ["_http._tcp.local.", "_jukebox._tcp.local."];
+
+pub struct Mdns {
+    daemon: ServiceDaemon,
+    fullnames: Vec<String>,
+}
+
+/// The machine's own host name, which avahi-daemon answers for.
+fn system_host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|h| h.trim().trim_end_matches(".local").to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// The host label to announce for `name`: never the system's own host name.
+pub fn host_label(name: &str, system: Option<&str>) -> String {
+    match system {
+        Some(sys) if sys.eq_ignore_ascii_case(name) => format!("{name}-2"),
+        _ => name.to_string(),
+    }
+}
+
+/// Starts advertising. `on_host` is told the host name in use (`jukebox.local`) at once and
+/// again whenever a conflict changes it.
+pub fn start(
+    name: &str,
+    listen: std::net::SocketAddr,
+    on_host: Arc<dyn Fn(String) + Send + Sync>,
+) -> Option<Mdns> {
+    match try_start(name, listen, on_host) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!("mDNS is off: {e}. Phones can still open the address shown on the TV");
+            None
+        }
+    }
+}
+
+fn try_start(
+    name: &str,
+    listen: std::net::SocketAddr,
+    on_host: Arc<dyn Fn(String) + Send + Sync>,
+) -> Result<Mdns, mdns_sd::Error> {
+    let system = system_host_name();
+    let label = host_label(name, system.as_deref());
+    if label != name {
+        tracing::info!(
+            "mDNS: {name}.local is this machine's own host name (answered by the system); \
+             the jukebox answers as {label}.local"
+        );
+    }
+    let host = format!("{label}.local.");
+    let daemon = ServiceDaemon::new()?;
+    let monitor = daemon.monitor()?;
+    let version = env!("CARGO_PKG_VERSION");
+    let properties = [("path", "/"), ("version", version), ("proto", "1")];
+    let mut fullnames = Vec::new();
+    for ty in SERVICE_TYPES {
+        let info = if listen.ip().is_unspecified() {
+            ServiceInfo::new(ty, name, &host, "", listen.port(), &properties[..])?
+                .enable_addr_auto()
+        } else {
+            ServiceInfo::new(ty, name, &host, listen.ip(), listen.port(), &properties[..])?
+        };
+        fullnames.push(info.get_fullname().to_string());
+        daemon.register(info)?;
+    }
+    on_host(format!("{label}.local"));
+    tracing::info!(
+        "mDNS: advertising {name} (_http._tcp, _jukebox._tcp) at http://{label}.local{}",
+        match listen.port() {
+            80 => String::new(),
+            p => format!(":{p}"),
+        }
+    );
+    let original = host.clone();
+    std::thread::Builder::new()
+        .name("mdns-events".into())
+        .spawn(move || {
+            // One conflict is reported per record (A, AAAA, SRV…): log each new name once.
+            let mut seen = std::collections::HashSet::new();
+            while let Ok(ev) = monitor.recv() {
+                match ev {
+                    DaemonEvent::NameChange(c) if seen.insert(c.new_name.clone()) => {
+                        if c.original == original {
+                            let new = c.new_name.trim_end_matches('.').to_string();
+                            tracing::warn!(
+                                "mDNS: another machine answers {} on {}; this jukebox is now {new}",
+                                c.original.trim_end_matches('.'),
+                                c.intf_name
+                            );
+                            on_host(new);
+                        } else {
+                            tracing::info!(
+                                "mDNS: {} is taken; advertising as {}",
+                                c.original,
+                                c.new_name
+                            );
+                        }
+                    }
+                    DaemonEvent::Error(e) => tracing::debug!("mDNS: {e}"),
+                    _ => {}
+                }
+            }
+        })
+        .map_err(|e| mdns_sd::Error::Msg(e.to_string()))?;
+    Ok(Mdns { daemon, fullnames })
+}
+
+impl Mdns {
+    /// Says goodbye (so phones forget the name at once) and stops.
+    pub fn shutdown(self) {
+        for name in &self.fullnames {
+            if let Ok(rx) = self.daemon.unregister(name) {
+                let _ = rx.recv_timeout(Duration::from_secs(1));
+            }
+        }
+        if let Ok(rx) = self.daemon.shutdown() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_the_system_host_name() {
+        assert_eq!(host_label("jukebox", Some("raspberrypi")), "jukebox");
+        assert_eq!(host_label("jukebox", Some("JukeBox")), "jukebox-2");
+        assert_eq!(host_label("jukebox", None), "jukebox");
+    }
+}
