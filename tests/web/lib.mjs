@@ -29,6 +29,18 @@ export function within(ms, what, p) {
   ]);
 }
 
+// Servers still running when this process ends (a crash, Ctrl-C) are killed with it.
+const running = new Set();
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    for (const p of running) p.kill('SIGKILL');
+    process.exit(130);
+  });
+}
+
 /**
  * Starts the jukebox. opts: {dir, music | demo, listen, pin, args: [...], embedded: serve the
  * binary's own copy of web/ even when JUKEBOX_WEB_DIR is set}.
@@ -51,8 +63,12 @@ export async function startServer(opts = {}) {
   // The jukebox reads JUKEBOX_* variables too: it gets only the flags given here.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('JUKEBOX_')));
   const proc = spawn(BIN, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...env, JUKEBOX_LOG: 'info' } });
+  running.add(proc);
   let log = '';
-  const exited = new Promise((res) => proc.once('exit', (code, sig) => res({ code, sig })));
+  const exited = new Promise((res) => proc.once('exit', (code, sig) => {
+    running.delete(proc);
+    res({ code, sig });
+  }));
   const url = await within(opts.startTimeout || 60000, 'jukebox to log "listening on"', new Promise((resolve, reject) => {
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (d) => {
