@@ -285,3 +285,115 @@ async fn live_counting_and_personal_events() {
     assert_eq!(ev["data"]["by"], "Sam");
     s.stop();
 }
+
+/// The phone app (gzipped, ETag, CSP), the join address and its QR code, and the host's export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_the_join_address_and_the_export() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 2, 30.0);
+    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let mut req = ureq::get(s.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let h = resp.headers().clone();
+        (
+            resp.status().as_u16(),
+            h,
+            resp.body_mut().read_to_vec().unwrap(),
+        )
+    };
+
+    // Pages: compressed when asked, plain otherwise; revalidated with the ETag.
+    for page in ["/", "/host", "/tv"] {
+        let (st, h, body) = get(page, &[("Accept-Encoding", "gzip, br")]);
+        assert_eq!(st, 200, "{page}");
+        assert_eq!(h["content-encoding"], "gzip", "{page}");
+        assert!(body.starts_with(&[0x1f, 0x8b]), "{page} is gzip");
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'"));
+        let etag = h["etag"].to_str().unwrap().to_string();
+        let (st, _, body) = get(page, &[("If-None-Match", &etag)]);
+        assert_eq!((st, body.len()), (304, 0), "{page}");
+        let (st, h, body) = get(page, &[]);
+        assert_eq!(st, 200);
+        assert!(h.get("content-encoding").is_none());
+        let html = String::from_utf8(body).unwrap().to_lowercase();
+        assert!(html.contains("<!doctype html>"), "{page}");
+    }
+    let (st, h, _) = get("/manifest.webmanifest", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(h["content-type"], "application/manifest+json");
+    assert_eq!(get("/nothing.js", &[]).0, 404);
+    assert_eq!(get("/../Cargo.toml", &[]).0, 404);
+    let resp = ureq::post(s.url("/"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+
+    // The join address: the mDNS name with the port, and the listening address.
+    let port = s.addr.rsplit(':').next().unwrap().to_string();
+    let (st, join) = s.get("/api/join");
+    assert_eq!(st, 200);
+    assert_eq!(join["url"], format!("http://jukebox.local:{port}/"));
+    assert_eq!(join["host"], "jukebox.local");
+    assert_eq!(join["addresses"], json!([format!("http://{}/", s.addr)]));
+    assert_eq!(join["qr_url"], format!("http://{}/", s.addr));
+    let (st, h, svg) = get("/api/qr.svg", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(h["content-type"], "image/svg+xml");
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("<path"), "{svg:.200}");
+
+    // Export: the host's only; tonight's plays as CSV or M3U.
+    let host = s.host();
+    let guest = s.guest("Mia");
+    let export = |format: &str, token: Option<&str>| {
+        let mut req = ureq::get(s.url(&format!("/api/host/export?format={format}")));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        let h = resp.headers().clone();
+        (
+            resp.status().as_u16(),
+            h,
+            resp.body_mut().read_to_string().unwrap(),
+        )
+    };
+    assert_eq!(export("csv", None).0, 401);
+    assert_eq!(export("csv", Some(&guest)).0, 403);
+    let (st, _, body) = export("xml", Some(&host));
+    assert_eq!(st, 400);
+    assert!(body.contains("\"field\":\"format\""), "{body}");
+    let (st, h, csv) = export("csv", Some(&host));
+    assert_eq!(st, 200);
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    assert!(csv.starts_with("started_at,title,artist"), "{csv}");
+    assert!(csv.contains("Song "), "the playing track is listed: {csv}");
+    let (st, _, m3u) = export("m3u", Some(&host));
+    assert_eq!(st, 200);
+    assert!(m3u.starts_with("#EXTM3U"), "{m3u}");
+    s.stop();
+}
