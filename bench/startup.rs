@@ -37,7 +37,8 @@ fn main() {
         let sock_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let t = Instant::now();
         let ready = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the jukebox needs, and nothing that is already there. Safe to run again.
 #   scripts/deps.sh build   # to build and run: ALSA headers, pkg-config
-#   scripts/deps.sh test    # also what the tests use: ffmpeg (test audio), sox
+#   scripts/deps.sh test    # also what the tests use: ffmpeg (test audio), sox, avahi, a
+#                           # browser (chromium) with node and playwright-core, python clients
 set -euo pipefail
 what=${1:-build}
 
 pkgs=(libasound2-dev pkg-config)
-# ffmpeg makes test audio; iproute2 and avahi-daemon are for the mDNS test's namespaces.
-[ "$what" = test ] && pkgs+=(ffmpeg sox iproute2 avahi-daemon)
+# ffmpeg makes test audio; iproute2 and avahi-daemon are for the mDNS test's namespaces;
+# chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks.
+if [ "$what" = test ]; then
+  pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd python3-pip)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+fi
 
 need=()
 for pkg in "${pkgs[@]}"; do
@@ -26,7 +32,6 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 if [ "$what" = test ]; then
-  # An independent websocket client for the protocol conformance test.
   # Independent clients: a websocket library for the protocol conformance test and an mDNS
   # one for the mDNS test.
   for mod in websockets zeroconf; do
@@ -36,6 +41,11 @@ if [ "$what" = test ]; then
         || python3 -m pip install --quiet --break-system-packages "$mod"
     fi
   done
+  # playwright-core drives the system's chromium (it never downloads a browser).
+  if [ ! -d tests/web/node_modules/playwright-core ]; then
+    echo "installing: playwright-core (npm)"
+    (cd tests/web && npm ci --silent --no-audit --no-fund)
+  fi
   for c in clippy rustfmt; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || echo "warning: cannot add $c" >&2
   done

@@ -12,3 +12,5 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+echo "== browser tests (chromium, the real binary)"
+JUKEBOX_BIN=target/debug/jukebox node tests/web/run.mjs

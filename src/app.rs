@@ -169,7 +169,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             },
             session_limits: crate::server::session::SessionLimits::default(),
             web_dir: config.web_dir.clone(),
-            host_name: format!("{}.local", config.name),
+            host_name: format!("{}.local", crate::mdns::label_for(&config.name)),
             listen: listener.local_addr()?,
         },
     );

@@ -77,7 +77,8 @@ pub struct RunArgs {
     /// Audio output: default | alsa:NAME | wav:PATH | null [default: default].
     #[arg(long, env = "JUKEBOX_OUTPUT", value_name = "SPEC")]
     pub output: Option<String>,
-    /// Name shown to guests and advertised over mDNS as NAME.local [default: jukebox].
+    /// Party name shown to guests and advertised over mDNS; phones reach NAME.local (as a host
+    /// label: "Mia's party" is mias-party.local) [default: jukebox].
     #[arg(long, env = "JUKEBOX_NAME", value_name = "NAME")]
     pub name: Option<String>,
     /// Host PIN, 4 to 12 digits [default: generated on first start and printed in the log].
@@ -499,19 +500,19 @@ impl Config {
     }
 }
 
-/// The name becomes an mDNS host label, so it must be a valid DNS label.
+/// The party's name, shown to guests ("Mia's birthday"); its host label for mDNS is derived
+/// from it (`mias-birthday.local`, see `mdns::label_for`).
 fn validate_name(name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= 63
+        && !name.chars().any(char::is_control)
+        && name.trim() == name;
     if ok {
         Ok(())
     } else {
         Err(invalid(
             "name",
-            format!("{name:?} is not a host label; allowed 1..=63 letters, digits and '-', not at either end"),
+            format!("{name:?} is not a party name; allowed 1..=63 characters, no control characters, no spaces at either end"),
         ))
     }
 }
@@ -573,7 +574,7 @@ mod tests {
             (&["--listen", "nowhere"], "`listen`"),
             (&["--output", "speaker"], "`output`"),
             (&["--host-pin", "12ab"], "`host_pin`"),
-            (&["--name", "my jukebox"], "`name`"),
+            (&["--name", "bell\u{7}"], "`name`"),
             (&["--volume", "90", "--max-volume", "80"], "`volume`"),
             (&["--log", "=="], "`log`"),
         ];

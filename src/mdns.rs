@@ -26,11 +26,36 @@ fn system_host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
+/// The DNS host label for a party name: ASCII letters and digits in lower case, anything else
+/// a single '-' (apostrophes vanish), at most 63 bytes; "jukebox" if nothing is left.
+/// "Mia's Birthday!" becomes `mias-birthday`.
+pub fn label_for(name: &str) -> String {
+    let mut label = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            label.push(c.to_ascii_lowercase());
+        } else if matches!(c, '\'' | '’' | '`') {
+            continue;
+        } else if !label.ends_with('-') && !label.is_empty() {
+            label.push('-');
+        }
+    }
+    let mut label = label.trim_end_matches('-').to_string();
+    label.truncate(63);
+    let label = label.trim_end_matches('-').to_string();
+    if label.is_empty() {
+        "jukebox".into()
+    } else {
+        label
+    }
+}
+
 /// The host label to announce for `name`: never the system's own host name.
 pub fn host_label(name: &str, system: Option<&str>) -> String {
+    let label = label_for(name);
     match system {
-        Some(sys) if sys.eq_ignore_ascii_case(name) => format!("{name}-2"),
-        _ => name.to_string(),
+        Some(sys) if sys.eq_ignore_ascii_case(&label) => format!("{label}-2"),
+        _ => label,
     }
 }
 
@@ -57,10 +82,11 @@ fn try_start(
 ) -> Result<Mdns, mdns_sd::Error> {
     let system = system_host_name();
     let label = host_label(name, system.as_deref());
-    if label != name {
+    if label != label_for(name) {
         tracing::info!(
-            "mDNS: {name}.local is this machine's own host name (answered by the system); \
-             the jukebox answers as {label}.local"
+            "mDNS: {}.local is this machine's own host name (answered by the system); \
+             the jukebox answers as {label}.local",
+            label_for(name)
         );
     }
     let host = format!("{label}.local.");
@@ -81,7 +107,7 @@ fn try_start(
     }
     on_host(format!("{label}.local"));
     tracing::info!(
-        "mDNS: advertising {name} (_http._tcp, _jukebox._tcp) at http://{label}.local{}",
+        "mDNS: advertising {name:?} (_http._tcp, _jukebox._tcp) at http://{label}.local{}",
         match listen.port() {
             80 => String::new(),
             p => format!(":{p}"),
@@ -144,5 +170,23 @@ mod tests {
         assert_eq!(host_label("jukebox", Some("raspberrypi")), "jukebox");
         assert_eq!(host_label("jukebox", Some("JukeBox")), "jukebox-2");
         assert_eq!(host_label("jukebox", None), "jukebox");
+        assert_eq!(
+            host_label("Mia's Birthday!", Some("raspberrypi")),
+            "mias-birthday"
+        );
+    }
+
+    #[test]
+    fn labels() {
+        for (name, label) in [
+            ("jukebox", "jukebox"),
+            ("Mia's Birthday!", "mias-birthday"),
+            ("  Café  Olé ", "caf-ol"),
+            ("🎉", "jukebox"),
+            ("garden-party-2", "garden-party-2"),
+        ] {
+            assert_eq!(label_for(name), label, "{name}");
+        }
+        assert_eq!(label_for(&"a".repeat(80)).len(), 63);
     }
 }

@@ -103,6 +103,10 @@ pub struct Hello {
     /// connects (a `sub` for an unknown topic is answered `bad_request`).
     #[serde(default, deserialize_with = "known_topics")]
     pub topics: Option<Vec<Topic>>,
+    /// A display nobody holds (the TV): not counted among the guests connected, so it does
+    /// not raise the skip threshold.
+    #[serde(default)]
+    pub screen: bool,
 }
 
 fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Topic>>, D::Error> {

@@ -195,7 +195,7 @@ fn bad_values_name_the_key_the_reason_and_the_range_and_exit_2() {
             vec![],
             vec!["host_pin", "4 to 12 digits"],
         ),
-        (vec!["--name=-bad-"], vec![], vec!["name", "host label"]),
+        (vec!["--name= padded"], vec![], vec!["name", "party name"]),
         (vec!["--volume", "101"], vec![], vec!["volume", "0..=100"]),
         (vec!["--no-such-flag"], vec![], vec!["--no-such-flag"]),
         (

@@ -245,6 +245,15 @@ async fn live_counting_and_personal_events() {
     assert_eq!(st, 200);
     a.until(|v| v["topic"] == "room" && v["data"]["guests_connected"] == 2)
         .await;
+    // A TV screen is not a guest in the room: a screen and one more guest make 3, not 4.
+    let _tv = Phone::screen(&s.addr, &s.guest(""), &["now_playing", "room"]).await;
+    let _d = Phone::connect(&s.addr, &s.guest("Dee"), &[]).await;
+    let room = a
+        .until(|v| v["topic"] == "room" && v["data"]["guests_connected"] != 2)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(room["data"]["guests_connected"], 3, "{room}");
 
     // Mia's request becomes next: she alone is told; a like of it tells her too.
     let np = s.get("/api/state").1["now_playing"].clone();

@@ -87,7 +87,8 @@ struct Ready {
     actor: Actor,
     socket_id: u64,
     _slot: super::SocketSlot,
-    _connection: crate::hub::Connection,
+    /// `None` for a screen (the TV), which is not a guest in the room.
+    _connection: Option<crate::hub::Connection>,
 }
 
 /// How a connection ends.
@@ -232,6 +233,7 @@ async fn handshake(
     };
     let guest = identity.guest_id;
     let role = identity.role;
+    let screen = hello.screen;
 
     // Too many sockets for one guest.
     let Some(_slot) = state.socket_slot(guest, limits.sockets_per_guest) else {
@@ -284,7 +286,7 @@ async fn handshake(
         },
         socket_id,
         _slot,
-        _connection: state.hub.connect(guest),
+        _connection: (!screen).then(|| state.hub.connect(guest)),
     })
 }
 

@@ -167,6 +167,15 @@ impl Phone {
         .await
     }
 
+    /// A display nobody holds (the TV): `"screen": true`.
+    pub async fn screen(addr: &str, token: &str, topics: &[&str]) -> Phone {
+        Self::hello(
+            addr,
+            json!({"cmd": "hello", "v": 1, "token": token, "topics": topics, "screen": true}),
+        )
+        .await
+    }
+
     pub async fn resume(addr: &str, token: &str, session: &str, last_seq: u64) -> Phone {
         Self::hello(
             addr,
