@@ -4,7 +4,8 @@
 #   scripts/cross-build.sh aarch64-unknown-linux-gnu      # Raspberry Pi OS 64-bit (Pi 3/4/5, Zero 2 W)
 #   scripts/cross-build.sh armv7-unknown-linux-gnueabihf  # Raspberry Pi OS 32-bit on Pi 2/3/4/5
 #   scripts/cross-build.sh arm-unknown-linux-gnueabihf    # Raspberry Pi OS 32-bit on Pi Zero / Pi 1 (ARMv6)
-# Each binary lands in target/TARGET/release/jukebox; package it with scripts/package-deb.sh.
+# Each binary lands in target/TARGET/release/jukebox (ARMv6: target/armv6/TARGET/release/jukebox);
+# package it with scripts/package-deb.sh.
 #
 # Installs what it lacks, and only that (safe to run again): the Rust target, Debian's cross gcc
 # and the target's ALSA library (multiarch libasound2-dev:arm64 / :armhf). Linkers and
@@ -14,10 +15,12 @@
 # ARMv6: Debian's armhf gcc and C runtime are built for ARMv7 and would put ARMv7 instructions
 # into the binary, so that target links with zig instead (`cargo zigbuild`; zig and
 # cargo-zigbuild come from PyPI into target/cross-tools/venv). zig builds its C runtime for the
-# ARM1176 CPU. The build then checks the binary's ARM attributes say v6. Where rustup offers no
-# prebuilt standard library for that target, it is compiled from the rust-src component.
+# ARM1176 CPU, and the build checks that all the C code it compiled says ARMv6. Where rustup
+# offers no prebuilt standard library for that target, it is compiled from the rust-src
+# component. At run time the binary uses the Pi's own C and ALSA libraries.
 #
-# With Docker, cross-rs works too: CROSS_CONFIG=cross.toml cross build --release --target TARGET
+# With Docker or Podman, `scripts/cross-build.sh --cross-rs [TARGET...]` builds in cross-rs's
+# images instead (CROSS_CONFIG=cross.toml cross build ...).
 #
 # Environment: BUILD_LOCK=FILE runs each install and build under `flock FILE`, so that builds
 # sharing a small machine never overlap.
@@ -91,8 +94,13 @@ build_target() {
   command -v cargo >/dev/null || die "cargo is missing: install a Rust toolchain (rustup) first"
   if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     echo "adding the Rust target $target"
-    if ! rustup target add "$target"; then
-      [ "$zig" = 1 ] || die "rustup target add $target failed: the Rust standard library for $target cannot be installed"
+    local out
+    if ! out=$(rustup target add "$target" 2>&1); then
+      local why
+      why=$(grep -m1 -E '^error|status code' <<<"$out" || true)
+      [ "$zig" = 1 ] || die "rustup target add $target failed: the Rust standard library for $target cannot be installed
+$out"
+      echo "no prebuilt Rust standard library for $target here ($why): building it from source"
       # No prebuilt standard library to download: compile it from source with this build.
       rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src ||
         die "no prebuilt standard library for $target and no rust-src to build one from (rustup component add rust-src failed)"
@@ -106,6 +114,7 @@ build_target() {
   )
   local cargo=(cargo build)
   local cargo_target=$target
+  local dir=${CARGO_TARGET_DIR:-target}
   if [ "$zig" = 1 ]; then
     # The ARMv7 gcc is not used; only the target's ALSA library and headers are.
     apt_install pkg-config "libasound2-dev:$debarch"
@@ -118,6 +127,10 @@ build_target() {
       env+=(RUSTC_BOOTSTRAP=1)
       cargo+=(-Zbuild-std)
     fi
+    # A target directory of its own: RUSTC_BOOTSTRAP changes how some build scripts see the
+    # compiler, which would make the next native build start over.
+    dir=$dir/armv6
+    env+=("CARGO_TARGET_DIR=$dir")
   else
     apt_install pkg-config "gcc-$gnu" "libc6-dev-$debarch-cross" "libasound2-dev:$debarch"
     env+=(
@@ -131,20 +144,39 @@ build_target() {
   local start=$SECONDS
   locked env "${env[@]}" "${cargo[@]}" --release --locked --target "$cargo_target" ||
     die "cargo build for $target failed"
-  local bin="target/$target/release/jukebox"
+  local bin="$dir/$target/release/jukebox"
   [ -x "$bin" ] || die "the build left no $bin"
 
   if [ "$zig" = 1 ]; then
-    # Every object's ARM attributes are merged into the binary's: an ARMv7 one would show.
-    local cpu
-    cpu=$(readelf -A "$bin" | sed -n 's/^ *Tag_CPU_arch: *//p' | head -n1)
-    [[ $cpu == v6* ]] || die "$bin is built for '$cpu', not ARMv6: it would not run on a Pi Zero / Pi 1"
+    # The linker keeps one object's ARM attributes, not the highest, so check the inputs: the
+    # C code the build scripts compiled (SQLite, Ogg/Vorbis…) must all say ARMv6. The Rust code
+    # is generated for the target's CPU (ARMv6, VFPv2), and zig builds its C runtime for it.
+    local bad
+    bad=$(find "$dir/$target/release/build" -path '*/out/*' \( -name '*.o' -o -name '*.a' \) -print0 |
+      xargs -0 -r readelf -A 2>/dev/null | grep -o 'Tag_CPU_arch: .*' | grep -v ': v6' | sort -u || true)
+    [ -z "$bad" ] || die "some C code for $target was built for a newer CPU ($bad): it would not run on a Pi Zero / Pi 1"
+    readelf -A "$bin" | grep -q 'Tag_CPU_arch: v6' || die "$bin is not marked ARMv6"
   fi
   echo "built $target in $((SECONDS - start)) s: $bin ($(stat -c %s "$bin") bytes)"
 }
 
+# With Docker or Podman: the same targets in cross-rs's images, configured by cross.toml.
+cross_rs() {
+  local target=$1
+  command -v cross >/dev/null || die "cross-rs is not installed: cargo install cross (and Docker or Podman)"
+  { command -v docker || command -v podman; } >/dev/null || die "cross-rs needs Docker or Podman; without them run scripts/cross-build.sh without --cross-rs"
+  echo "== building $target (release, cross-rs)"
+  locked env CROSS_CONFIG=cross.toml cross build --release --locked --target "$target" || die "cross build for $target failed"
+  echo "built $target: target/$target/release/jukebox"
+}
+
+use_cross_rs=0
+if [ "${1:-}" = --cross-rs ]; then
+  use_cross_rs=1
+  shift
+fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 for target in "${targets[@]}"; do
-  build_target "$target"
+  if [ "$use_cross_rs" = 1 ]; then cross_rs "$target"; else build_target "$target"; fi
 done

@@ -8,9 +8,10 @@ what=${1:-build}
 
 pkgs=(libasound2-dev pkg-config)
 # ffmpeg makes test audio; iproute2 and avahi-daemon are for the mDNS test's namespaces;
-# chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks.
+# chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks;
+# strace checks the unit's system-call filter.
 if [ "$what" = test ]; then
-  pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd python3-pip)
+  pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd strace python3-pip)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
 fi

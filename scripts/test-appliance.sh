@@ -10,7 +10,7 @@
 #   scripts/test-appliance.sh
 # Installs what it lacks (qemu-user-static, curl, binutils, the cross toolchains).
 # Environment: BUILD_LOCK=FILE (see scripts/cross-build.sh); APPLIANCE_ARMV6=1 also builds the
-# ARMv6 (Pi Zero / Pi 1) binary and runs it under qemu as an ARM1176 CPU.
+# ARMv6 (Pi Zero / Pi 1) binary, runs it under qemu and packages it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start_all=$SECONDS
@@ -57,12 +57,13 @@ serve_and_stop() {
   local what=$1 limit=$2
   shift 2
   local log="$work/$what.log"
+  : >"$log"
   timeout -s KILL $((limit + 60)) "$@" 2>"$log" >/dev/null &
   local pid=$!
   pids+=("$pid")
   local addr="" waited=0
   while [ -z "$addr" ]; do
-    addr=$(sed -n 's|.*listening on http://\([^ ]*\).*|\1|p' "$log" | head -n1)
+    addr=$(sed -n 's|.*listening on http://\([^ ]*\).*|\1|p' "$log" | head -n1 || true)
     [ -n "$addr" ] && break
     kill -0 "$pid" 2>/dev/null || die "$what exited before listening:
 $(tail -n 20 "$log")"
@@ -130,7 +131,7 @@ done
 [ "$(dpkg-deb -I "$deb_amd64" conffiles)" = /etc/jukebox/jukebox.toml ] || die "conffiles: $(dpkg-deb -I "$deb_amd64" conffiles)"
 ok "control: jukebox $version amd64, Depends: $depends; conffile /etc/jukebox/jukebox.toml"
 
-# dpkg into a throwaway root. Maintainer scripts run without chroot and act on $DPKG_ROOT; the
+# dpkg into a throwaway root. Maintainer scripts run without chroot and act on $DPKG_ROOT. The
 # root's status lists this machine's libc6 and libasound2, so Depends is checked for real.
 root="$work/root"
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$root/var/lib/dpkg/triggers"
@@ -139,11 +140,17 @@ for dep in libc6 libasound2t64 libasound2; do
   if installed "$dep:$host_arch"; then
     dpkg-query -s "$dep:$host_arch" >>"$root/var/lib/dpkg/status"
     echo >>"$root/var/lib/dpkg/status"
+    : >"$root/var/lib/dpkg/info/$dep:$host_arch.list" # none of its files are in this root
   fi
 done
+cp /var/lib/dpkg/info/format "$root/var/lib/dpkg/info/format" 2>/dev/null || echo 1 >"$root/var/lib/dpkg/info/format"
 dpkg_root() {
   local out status=0
   out=$(dpkg --root="$root" --force-script-chrootless --log=/dev/null "$@" 2>&1) || status=$?
+  # In this nearly empty root dpkg also tries to remove /etc itself on purge (the package had a
+  # conffile below it) and finds other things there; a real system's /etc is never empty. Any
+  # other warning, about the package's own directories for one, fails the test.
+  out=$(grep -vE "^dpkg: warning: while removing jukebox, directory '/(etc|var|var/lib|lib|usr)' not empty so not removed\.?$" <<<"$out" || true)
   if [ "$status" -ne 0 ] || grep -qiE 'error|warning' <<<"$out"; then
     die "dpkg $* (exit $status):
 $out"
@@ -213,10 +220,16 @@ out=$(timeout 60 qemu-arm-static "$a32" --version) || die "qemu-arm-static $a32 
 [ "$out" = "jukebox $version" ] || die "armv7 --version said '$out'"
 ok "armv7 under qemu: $out"
 if [ "${APPLIANCE_ARMV6:-0}" = 1 ]; then
-  a6=target/arm-unknown-linux-gnueabihf/release/jukebox
-  out=$(timeout 60 qemu-arm-static -cpu arm1176 "$a6" --version) || die "$a6 --version on an ARM1176 failed"
+  a6=target/armv6/arm-unknown-linux-gnueabihf/release/jukebox
+  # Not as an ARM1176 (-cpu arm1176): the only armhf C library here is Debian's, built for
+  # ARMv7, and its loader stops at its first ARMv7 instruction. cross-build.sh has checked the
+  # code compiled into the binary; this checks it loads and runs with armhf libraries.
+  out=$(timeout 60 qemu-arm-static "$a6" --version) || die "qemu-arm-static $a6 --version failed"
   [ "$out" = "jukebox $version" ] || die "armv6 --version said '$out'"
-  ok "armv6 under qemu as an ARM1176 (Pi Zero / Pi 1): $out"
+  ok "armv6 under qemu: $out"
+  deb_armv6=$(scripts/package-deb.sh armhf "$a6" "$work/deb-armv6")
+  [ "$(field "$deb_armv6" Architecture)" = armhf ] || die "the ARMv6 package is not armhf"
+  ok "ARMv6 binary packaged as armhf"
 fi
 
 deb_arm64=$(scripts/package-deb.sh arm64 "$a64")
@@ -241,6 +254,6 @@ report() {
 report x86_64-unknown-linux-gnu "$native" "$deb_amd64"
 report aarch64-unknown-linux-gnu "$a64" "$deb_arm64"
 report armv7-unknown-linux-gnueabihf "$a32" "$deb_armhf"
-[ "${APPLIANCE_ARMV6:-0}" = 1 ] && report arm-unknown-linux-gnueabihf target/arm-unknown-linux-gnueabihf/release/jukebox
+[ "${APPLIANCE_ARMV6:-0}" = 1 ] && report arm-unknown-linux-gnueabihf "$a6" "$deb_armv6"
 
 echo "test-appliance: all passed in $((SECONDS - start_all)) s"

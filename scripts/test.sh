@@ -14,3 +14,5 @@ echo "== cargo test"
 cargo test --locked
 echo "== browser tests (chromium, the real binary)"
 JUKEBOX_BIN=target/debug/jukebox node tests/web/run.mjs
+echo "== appliance: .deb in a throwaway root, Pi cross-builds, qemu"
+./scripts/test-appliance.sh
