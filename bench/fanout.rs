@@ -164,7 +164,7 @@ impl Target {
             "--ws-burst",
             "100000",
             "--log",
-            "warn,jukebox::server=info",
+            "warn,jukebox::server=info,jukebox::app=info",
         ]);
         Target::spawn(cmd, true)
     }

@@ -71,7 +71,8 @@ fn main() {
         let pid = child.id();
         let err = child.stderr.take().unwrap();
         let mut first_play = None;
-        for line in BufReader::new(err).lines() {
+        let mut lines = BufReader::new(err).lines();
+        for line in lines.by_ref() {
             let line = line.unwrap();
             if line.contains("playing:") {
                 first_play = Some(t.elapsed());
@@ -82,6 +83,8 @@ fn main() {
                 "no play within a minute"
             );
         }
+        // Keep reading: a log pipe nobody reads would stall the jukebox.
+        std::thread::spawn(move || lines.for_each(drop));
         // Let the background rescan finish, then measure a quiet stretch of playing.
         std::thread::sleep(Duration::from_secs(2));
         let cpu0 = common::cpu_time(pid);
