@@ -120,6 +120,35 @@ async fn ensure_host_pin(store: &Store, configured: Option<String>) -> Result<St
     Ok(pin)
 }
 
+/// The library is loaded: at once when the database knew tracks at start (their rescan runs
+/// on in the background); on a first start, when the first scan is over, while systemd is told
+/// to keep waiting and how far it got. Returns the number of tracks.
+async fn library_loaded(hub: &Hub) -> u64 {
+    loop {
+        let answer = hub
+            .call(crate::hub::Command::Snapshot {
+                guest: None,
+                admin: false,
+            })
+            .await;
+        let Ok(crate::hub::Reply::Snapshot(s)) = answer.result else {
+            return 0;
+        };
+        let room = &s.room;
+        match &room.scan {
+            Some(scan) if room.library_size == 0 && !scan.done => {
+                crate::notify::extend_start(std::time::Duration::from_secs(30));
+                crate::notify::status(&format!(
+                    "scanning the library: {} of {} files",
+                    scan.read, scan.files
+                ));
+            }
+            _ => return room.library_size,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// Waits for SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -186,17 +215,16 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     } else {
         None
     };
-    let tracks = running
-        .store
-        .query(|db| db.track_count())
-        .await
-        .unwrap_or(0);
     tracing::info!("listening on http://{addr}");
-    // The port is bound (connections wait in its backlog) and the library is loaded.
-    crate::notify::ready(&format!(
-        "serving http://{addr} ({tracks} tracks), audio: {}",
-        config.output
-    ));
+    // READY=1 once the port is bound (connections wait in its backlog) and the library is
+    // loaded; phones are served meanwhile.
+    let (hub, output) = (running.hub.clone(), config.output.clone());
+    tokio::spawn(async move {
+        let tracks = library_loaded(&hub).await;
+        crate::notify::ready(&format!(
+            "serving http://{addr} ({tracks} tracks), audio: {output}"
+        ));
+    });
     if let Err(e) = crate::server::serve(listener, state, shutdown_signal()).await {
         tracing::error!("the server stopped: {e}");
     }

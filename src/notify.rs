@@ -21,6 +21,13 @@ pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
+/// Asks systemd to wait this much longer for READY (a first scan of a large library).
+pub fn extend_start(by: Duration) {
+    send(&[NotifyState::ExtendTimeoutUsec(
+        u32::try_from(by.as_micros()).unwrap_or(u32::MAX),
+    )]);
+}
+
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }

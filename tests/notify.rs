@@ -51,14 +51,17 @@ fn ready_after_healthz_watchdog_and_stopping() {
         }
     });
 
-    // Before READY there may be STATUS lines; READY comes with a STATUS and the port works.
+    // Before READY there may be STATUS lines and, while a first scan runs, requests to wait
+    // longer; READY comes with a STATUS, and then the port works and the library is there.
     let ready = loop {
         let msg = next(&sock);
         if msg.contains("READY=1") {
             break msg;
         }
         assert!(
-            msg.starts_with("STATUS=") || msg.contains("WATCHDOG=1"),
+            msg.starts_with("STATUS=")
+                || msg.starts_with("EXTEND_TIMEOUT_USEC=")
+                || msg.contains("WATCHDOG=1"),
             "unexpected before READY: {msg:?}"
         );
     };

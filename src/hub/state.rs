@@ -1949,7 +1949,14 @@ impl State {
                             s.done = true;
                         }
                     }
-                    Err(e) => tracing::error!("library scan failed: {e}"),
+                    Err(e) => {
+                        tracing::error!("library scan failed: {e}");
+                        // Over all the same: nobody should wait for it (the host's progress
+                        // bar, systemd's READY on a first start).
+                        if let Some(s) = self.scan.as_mut() {
+                            s.done = true;
+                        }
+                    }
                 }
                 self.push_room();
                 if self.now.is_none() && self.loading.is_none() {
