@@ -1,6 +1,6 @@
 // The guest page (/): now playing, like, vote to skip, search and request, the queue.
 import { Client, api, ordered } from './client.js';
-import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch } from './ui.js';
+import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch, drawProgress, onNextFrame } from './ui.js';
 
 const TOKEN_KEY = 'jukebox.guest.token';
 const NAME_KEY = 'jukebox.guest.name';
@@ -137,15 +137,7 @@ function renderNowPlaying() {
 }
 
 function tick() {
-  const np = S.now_playing;
-  const dur = np ? np.track.duration_ms : 0;
-  const pos = positionNow(np, client);
-  const pct = dur ? Math.min(100, (pos / dur) * 100) : 0;
-  el.fill.style.transform = `scaleX(${pct / 100})`;
-  el.bar.setAttribute('aria-valuenow', Math.round(pct));
-  text(el.pos, fmtTime(pos));
-  text(el.dur, fmtTime(dur));
-  text(el.pstate, np && np.paused ? 'Paused' : '');
+  drawProgress(S.now_playing, client, { fill: el.fill, bar: el.bar, pos: el.pos, dur: el.dur, state: el.pstate });
 }
 
 // --- queue ----------------------------------------------------------------------------------
@@ -252,16 +244,13 @@ async function syncName(say) {
 
 // --- wiring ---------------------------------------------------------------------------------
 
-let queued = false;
 /** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
-  if (queued) return;
-  queued = true;
-  requestAnimationFrame(draw);
+  redraw();
 }
+const redraw = onNextFrame(draw);
 
 function draw() {
-  queued = false;
   renderNowPlaying();
   renderQueue();
   renderMe();

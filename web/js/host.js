@@ -1,6 +1,6 @@
 // The host page (/host): PIN login, playback, queue moderation, bans, party rules, library.
 import { Client, api, ordered } from './client.js';
-import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch } from './ui.js';
+import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch, onNextFrame } from './ui.js';
 
 const TOKEN_KEY = 'jukebox.host.token';
 const store = {
@@ -368,16 +368,13 @@ el.exportCsv.addEventListener('click', () => download('csv'));
 
 // --- wiring ---------------------------------------------------------------------------------
 
-let queued = false;
 /** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
-  if (queued) return;
-  queued = true;
-  requestAnimationFrame(draw);
+  redraw();
 }
+const redraw = onNextFrame(draw);
 
 function draw() {
-  queued = false;
   renderNowPlaying();
   renderQueue();
   renderGuests();

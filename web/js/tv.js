@@ -1,6 +1,6 @@
 // The TV page (/tv): now playing, up next, likes flying in, and how to join. No interaction.
 import { Client, api, ordered } from './client.js';
-import { h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast } from './ui.js';
+import { h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast, drawProgress, onNextFrame } from './ui.js';
 
 // The TV is its own guest (it never acts), separate from a phone's guest on the same browser.
 const TOKEN_KEY = 'jukebox.tv.token';
@@ -50,15 +50,7 @@ function renderNowPlaying() {
 }
 
 function tick() {
-  const np = S.now_playing;
-  const dur = np ? np.track.duration_ms : 0;
-  const pos = positionNow(np, client);
-  const pct = dur ? Math.min(100, (pos / dur) * 100) : 0;
-  el.npFill.style.transform = `scaleX(${pct / 100})`;
-  el.npBar.setAttribute('aria-valuenow', Math.round(pct));
-  text(el.npPos, fmtTime(pos));
-  text(el.npDur, fmtTime(dur));
-  text(el.npState, np && np.paused ? 'Paused' : '');
+  drawProgress(S.now_playing, client, { fill: el.npFill, bar: el.npBar, pos: el.npPos, dur: el.npDur, state: el.npState });
 }
 
 function renderQueue() {
@@ -100,16 +92,13 @@ async function loadJoin() {
   }
 }
 
-let queued = false;
 /** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
-  if (queued) return;
-  queued = true;
-  requestAnimationFrame(draw);
+  redraw();
 }
+const redraw = onNextFrame(draw);
 
 function draw() {
-  queued = false;
   renderNowPlaying();
   renderQueue();
 }

@@ -102,6 +102,31 @@ export function positionNow(np, client) {
   return Math.min(pos, np.track ? np.track.duration_ms : pos);
 }
 
+/** Draws now playing's progress: the bar (`fill`, `bar`), the times and the paused state. */
+export function drawProgress(np, client, { fill, bar, pos, dur, state }) {
+  const total = np ? np.track.duration_ms : 0;
+  const at = positionNow(np, client);
+  const pct = total ? Math.min(100, (at / total) * 100) : 0;
+  fill.style.transform = `scaleX(${pct / 100})`;
+  bar.setAttribute('aria-valuenow', Math.round(pct));
+  text(pos, fmtTime(at));
+  text(dur, fmtTime(total));
+  text(state, np && np.paused ? 'Paused' : '');
+}
+
+/** A render() that calls `draw` on the next frame, once however many updates arrive before. */
+export function onNextFrame(draw) {
+  let queued = false;
+  return () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      draw();
+    });
+  };
+}
+
 /** Milliseconds until each queue entry starts: what is left of the song, then each before it. */
 export function etas(np, entries, client) {
   let t = np && np.track ? Math.max(0, np.track.duration_ms - positionNow(np, client)) : 0;
