@@ -371,22 +371,13 @@ async fn the_app_the_join_address_and_the_export() {
     let host = s.host();
     let guest = s.guest("Mia");
     let export = |format: &str, token: Option<&str>| {
-        let mut req = ureq::get(s.url(&format!("/api/host/export?format={format}")));
-        if let Some(t) = token {
-            req = req.header("Authorization", &format!("Bearer {t}"));
-        }
-        let mut resp = req
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap();
-        let h = resp.headers().clone();
-        (
-            resp.status().as_u16(),
-            h,
-            resp.body_mut().read_to_string().unwrap(),
-        )
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        let (st, h, body) = get(&format!("/api/host/export?format={format}"), &headers);
+        (st, h, String::from_utf8(body).unwrap())
     };
     assert_eq!(export("csv", None).0, 401);
     assert_eq!(export("csv", Some(&guest)).0, 403);
