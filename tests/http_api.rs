@@ -397,3 +397,59 @@ async fn the_app_the_join_address_and_the_export() {
     assert!(m3u.starts_with("#EXTM3U"), "{m3u}");
     s.stop();
 }
+
+/// A party the host paused stays paused through a restart, at the same place; played again,
+/// it plays on after the next restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_party_stays_paused_after_a_restart() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 2, 60.0);
+    let db = dir.path().join("j.db");
+    let s = Server::start(&db, &music, &[]);
+    let host = s.host();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(s.post("/api/host/pause", &json!({}), Some(&host)).0, 200);
+    let before = s.get("/api/state").1["now_playing"].clone();
+    assert_eq!(before["paused"], true, "{before}");
+    s.stop();
+
+    let s = Server::start(&db, &music, &[]);
+    let np = |s: &Server| s.get("/api/state").1["now_playing"].clone();
+    let t = std::time::Instant::now();
+    while np(&s).is_null() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "nothing resumed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let after = np(&s);
+    assert_eq!(
+        after["play_id"], before["play_id"],
+        "the same play: {after}"
+    );
+    assert_eq!(after["paused"], true, "still paused: {after}");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let later = np(&s);
+    assert_eq!(later["paused"], true);
+    assert_eq!(
+        later["position_ms"], after["position_ms"],
+        "a paused play does not move"
+    );
+    let host = s.host();
+    assert_eq!(s.post("/api/host/play", &json!({}), Some(&host)).0, 200);
+    assert_eq!(np(&s)["paused"], false);
+    s.stop();
+
+    let s = Server::start(&db, &music, &[]);
+    let t = std::time::Instant::now();
+    while np(&s).is_null() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "nothing resumed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(np(&s)["paused"], false, "played again, it plays on");
+    s.stop();
+}

@@ -27,9 +27,20 @@ async fn snapshots(p: &mut Phone) -> Value {
     np
 }
 
+/// A started jukebox that is playing (the first track starts once the first scan batch is
+/// in, which a busy machine can take a moment over).
 fn server(dir: &std::path::Path) -> Server {
     let music = common::music(dir, 5, 30.0);
-    Server::start(&dir.join("j.db"), &music, &[])
+    let s = Server::start(&dir.join("j.db"), &music, &[]);
+    let t = std::time::Instant::now();
+    while s.get("/api/state").1["now_playing"].is_null() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "nothing plays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

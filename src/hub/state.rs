@@ -52,6 +52,9 @@ pub(crate) enum Internal {
 }
 
 /// Everything read from the store at start (and after a failed write, to resync).
+/// The meta key holding the id of the play the host paused (empty while nothing is paused).
+const PAUSED_PLAY: &str = "paused_play";
+
 pub(crate) struct Loaded {
     guests: Vec<GuestRow>,
     queue: Vec<(Entry, Track)>,
@@ -59,6 +62,8 @@ pub(crate) struct Loaded {
     recent: Vec<RecentPlay>,
     played_tonight: HashMap<GuestId, u32>,
     settings: Option<String>,
+    /// The play the host paused, if the jukebox stopped while it was paused.
+    paused_play: Option<PlayId>,
     ids: MaxIds,
     library_size: u64,
 }
@@ -82,6 +87,7 @@ impl Loaded {
             recent,
             played_tonight: db.played_counts(tonight)?,
             settings: db.meta("settings")?,
+            paused_play: db.meta(PAUSED_PLAY)?.and_then(|v| v.parse().ok()),
             ids: db.max_ids()?,
             library_size: db.track_count()?,
         })
@@ -195,6 +201,8 @@ pub(crate) struct State {
     needs_resync: bool,
     /// The play to resume (found at start or after a reload), sent by `kick`.
     pending_resume: Option<Planned>,
+    /// The play to resume paused: a party the host paused stays paused after a restart.
+    resume_paused: Option<PlayId>,
     /// Tells a running scan to stop (shutdown).
     scan_cancel: Arc<std::sync::atomic::AtomicBool>,
 
@@ -298,6 +306,7 @@ impl State {
             announced_skip_needed: 0,
             needs_resync: false,
             pending_resume: None,
+            resume_paused: None,
             scan_cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             ids: MaxIds::default(),
             next_key: 0,
@@ -348,6 +357,7 @@ impl State {
                 now.likes = open.likes.iter().copied().collect();
                 now.skip_votes = open.skip_votes.iter().copied().collect();
             } else if self.now.is_none() && self.loading.is_none() {
+                self.resume_paused = l.paused_play.filter(|id| *id == open.id);
                 self.pending_resume = Some(Planned::Resume(Box::new(open), track));
             }
         }
@@ -1200,6 +1210,7 @@ impl State {
                 n.paused = false;
                 n.position_at_ms = now_ms();
                 self.player(PlayerCommand::Resume);
+                self.op(|db| db.set_meta(PAUSED_PLAY, ""));
                 self.push_now();
             }
             Some(_) => {}
@@ -1221,7 +1232,10 @@ impl State {
                 n.position_at_ms = now_ms();
                 let id = n.play_id;
                 self.player(PlayerCommand::Pause);
-                self.op(move |db| db.save_position(id, pos));
+                self.op(move |db| {
+                    db.save_position(id, pos)?;
+                    db.set_meta(PAUSED_PLAY, &id.to_string())
+                });
                 self.push_now();
             }
         }
@@ -1869,6 +1883,11 @@ impl State {
             artist: track.artist.clone(),
             requested_by: requester.map(|g| self.display_name(g)),
         };
+        // Paused by the host when the jukebox stopped: it stays paused until the host plays.
+        let paused = resumed && self.resume_paused.take() == Some(play_id);
+        if paused {
+            self.player(PlayerCommand::Pause);
+        }
         self.now = Some(Now {
             play_id,
             key,
@@ -1878,7 +1897,7 @@ impl State {
             auto,
             position_ms: position,
             position_at_ms: started_ms,
-            paused: false,
+            paused,
             likes,
             skip_votes: skips,
             like_announced: HashSet::new(),
