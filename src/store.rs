@@ -60,6 +60,17 @@ pub struct FileStamp {
 }
 
 /// A stable 64-bit key for a path (SipHash with fixed keys).
+/// How a token is stored: its SHA-256, so that a copy of the database (a backup, an export
+/// gone astray) lets nobody act as a guest or the host.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    let mut out = String::from("sha256:");
+    for b in sha2::Sha256::digest(token.as_bytes()).iter() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 pub fn path_key(p: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     #[allow(deprecated)]
@@ -148,7 +159,32 @@ impl Db {
         conn.pragma_update(None, "cache_size", -2000)
             .map_err(open_err)?;
         migrations().to_latest(&mut conn)?;
-        Ok(Db { conn })
+        let db = Db { conn };
+        db.digest_raw_tokens()?;
+        Ok(db)
+    }
+
+    /// Databases written before tokens were stored as digests: replace each raw token with its
+    /// digest, once (the phones keep their tokens; only what is stored changes).
+    fn digest_raw_tokens(&self) -> Result<(), StoreError> {
+        let raw: Vec<(GuestId, String)> = self
+            .conn
+            .prepare("SELECT id, token FROM guests WHERE token NOT LIKE 'sha256:%'")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if raw.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        for (id, token) in &raw {
+            tx.execute(
+                "UPDATE guests SET token = ?1 WHERE id = ?2",
+                rusqlite::params![token_digest(token), id],
+            )?;
+        }
+        tx.commit()?;
+        tracing::info!("stored {} guest tokens as digests", raw.len());
+        Ok(())
     }
 
     /// Opens an existing database for reading only (for `jukebox export` beside a running box).

@@ -453,3 +453,49 @@ async fn a_paused_party_stays_paused_after_a_restart() {
     assert_eq!(np(&s)["paused"], false, "played again, it plays on");
     s.stop();
 }
+
+/// Tokens are stored as digests: the database holds no token a phone could present, and a
+/// database from before (raw tokens) is converted on open without logging anybody out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_stored_as_digests() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 1, 30.0);
+    let db = dir.path().join("j.db");
+    let s = Server::start(&db, &music, &[]);
+    let token = s.guest("Mia");
+    let host = s.host();
+    s.stop();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: Vec<String> = conn
+        .prepare("SELECT token FROM guests")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 2);
+    for t in &stored {
+        assert!(t.starts_with("sha256:") && t.len() == 7 + 64, "{t}");
+        assert!(!t.contains(&token) && !t.contains(&host));
+    }
+    // An older database kept tokens as issued.
+    let old = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    conn.execute(
+        "UPDATE guests SET token = ?1 WHERE name = 'Mia'",
+        rusqlite::params![old],
+    )
+    .unwrap();
+    drop(conn);
+
+    let s = Server::start(&db, &music, &[]);
+    let phone = Phone::connect(&s.addr, old, &["me"]).await;
+    assert_eq!(phone.welcome["role"], "guest", "the old token still works");
+    s.stop();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mia: String = conn
+        .query_row("SELECT token FROM guests WHERE name = 'Mia'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(mia, jukebox::store::token_digest(old));
+}

@@ -166,6 +166,7 @@ pub(crate) struct State {
 
     settings: Settings,
     guests: HashMap<GuestId, Guest>,
+    /// By the digest of the token (as stored).
     tokens: HashMap<String, GuestId>,
     banned: HashSet<GuestId>,
     queue: HashMap<EntryId, Queued>,
@@ -802,7 +803,8 @@ impl State {
         match cmd {
             Command::CreateGuest { name, host } => self.create_guest(name, host),
             Command::Authenticate { token } => {
-                Ok(Reply::Identity(self.tokens.get(&token).map(|&id| {
+                let digest = crate::store::token_digest(&token);
+                Ok(Reply::Identity(self.tokens.get(&digest).map(|&id| {
                     let g = &self.guests[&id];
                     Identity {
                         guest_id: id,
@@ -899,14 +901,14 @@ impl State {
         let token = format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>());
         let row = GuestRow {
             id,
-            token: token.clone(),
+            token: crate::store::token_digest(&token),
             name: name.clone(),
             is_host: host,
             banned: false,
         };
         let created = now_ms();
         self.op(move |db| db.insert_guest(&row, created));
-        self.tokens.insert(token.clone(), id);
+        self.tokens.insert(crate::store::token_digest(&token), id);
         self.guests.insert(
             id,
             Guest {
