@@ -32,14 +32,7 @@ async fn snapshots(p: &mut Phone) -> Value {
 fn server(dir: &std::path::Path) -> Server {
     let music = common::music(dir, 5, 30.0);
     let s = Server::start(&dir.join("j.db"), &music, &[]);
-    let t = std::time::Instant::now();
-    while s.get("/api/state").1["now_playing"].is_null() {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(20),
-            "nothing plays"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    s.playing();
     s
 }
 

@@ -113,6 +113,19 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Waits (bounded) until something plays, and returns `now_playing`.
+    pub fn playing(&self) -> Value {
+        let t = std::time::Instant::now();
+        loop {
+            let np = self.get("/api/state").1["now_playing"].clone();
+            if !np.is_null() {
+                return np;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "nothing plays");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn guest(&self, name: &str) -> String {
         let (s, v) = self.post("/api/guest", &json!({"name": name}), None);
         assert_eq!(s, 201, "{v}");
