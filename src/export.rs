@@ -77,19 +77,29 @@ pub fn write_csv(plays: &[PlayReport], out: &mut dyn Write) -> Result<(), csv::E
     for p in plays {
         w.write_record([
             rfc3339(p.started_ms),
-            p.track.title.clone(),
-            p.track.artist.clone(),
-            p.track.album.clone(),
+            cell(&p.track.title),
+            cell(&p.track.artist),
+            cell(&p.track.album),
             p.track.duration_ms.div_ceil(1000).to_string(),
-            p.requested_by.clone().unwrap_or_default(),
+            cell(p.requested_by.as_deref().unwrap_or_default()),
             p.votes.to_string(),
             p.likes.to_string(),
             p.end_reason.clone().unwrap_or_else(|| "playing".into()),
-            p.track.path.display().to_string(),
+            cell(&p.track.path.display().to_string()),
         ])?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// A text cell a spreadsheet will not run: guest names and tags are anyone's text, and
+/// `=HYPERLINK(...)` in a name must stay text when the host opens the export (OWASP's CSV
+/// injection advice: a leading `'` before `= + - @`, tab or carriage return).
+fn cell(s: &str) -> String {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+        _ => s.to_string(),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -107,6 +117,27 @@ fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_stay_text() {
+        let table = [
+            (
+                "=HYPERLINK(\"http://x\",\"a\")",
+                "'=HYPERLINK(\"http://x\",\"a\")",
+            ),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("Mia", "Mia"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ];
+        for (input, want) in table {
+            assert_eq!(cell(input), want, "{input:?}");
+        }
+    }
 
     #[test]
     fn utc_times() {

@@ -34,11 +34,17 @@ pub fn guest_id(id: i64) -> String {
     format!("g_{id}")
 }
 
+/// The canonical decimal form only: digits, no sign, no leading zero (so `t4` has one
+/// spelling, and `t+4` or `t04` are not ids). Rust's integer parsing accepts both.
+fn canonical<T: std::str::FromStr>(digits: &str) -> Option<T> {
+    let ok = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    ok.then(|| digits.parse().ok()).flatten()
+}
+
 fn parse_prefixed(s: &str, prefix: &str) -> Option<i64> {
-    s.strip_prefix(prefix)?
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
+    canonical::<i64>(s.strip_prefix(prefix)?).filter(|v| *v > 0)
 }
 
 pub fn parse_play_id(s: &str) -> Option<i64> {
@@ -269,8 +275,8 @@ pub fn cursor(offset: u32) -> String {
     format!("c{offset}")
 }
 
-fn parse_cursor(c: &str) -> Option<u32> {
-    c.strip_prefix('c')?.parse().ok()
+pub fn parse_cursor(c: &str) -> Option<u32> {
+    canonical(c.strip_prefix('c')?)
 }
 
 /// Parses one text frame.
@@ -839,8 +845,27 @@ mod tests {
         assert_eq!(parse_entry_id("r42"), Some(42));
         assert_eq!(parse_track_id("t9"), Some(9));
         assert_eq!(parse_guest_id("g_17"), Some(17));
-        for bad in ["", "p", "p-1", "p0", "x77", "p77x", "p99999999999999999999"] {
+        for bad in [
+            "",
+            "p",
+            "p-1",
+            "p0",
+            "x77",
+            "p77x",
+            "p99999999999999999999",
+            "p+4",
+            "p04",
+            "p 4",
+            "p00",
+        ] {
             assert_eq!(parse_play_id(bad), None, "{bad}");
+        }
+        assert_eq!(parse_track_id("t+4"), None);
+        assert_eq!(parse_guest_id("g_07"), None);
+        assert_eq!(parse_cursor("c0"), Some(0));
+        assert_eq!(parse_cursor("c40"), Some(40));
+        for bad in ["c+4", "c04", "c", "c-1", "4"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
         }
     }
 

@@ -126,3 +126,58 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.db"));
     assert!(!missing.exists());
 }
+
+/// A guest named like a spreadsheet formula must reach the host's spreadsheet as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_cells_that_look_like_formulas_stay_text() {
+    let dir = common::tempdir();
+    let db = dir.path().join("j.db");
+    let music = common::music(dir.path(), 3, 30.0);
+    let mut h = TestHub::start(&db, &music, Settings::default()).await;
+    let first = h.playing().await.now_playing.unwrap();
+    let host = h.host().await;
+    let evil = h.guest("=HYPERLINK(\"http://x\",\"y\")").await;
+    let track = h
+        .store
+        .call(|db| db.search("", 10, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id != first.track.id)
+        .unwrap();
+    h.ok(Command::Request {
+        actor: evil,
+        track_id: track.id,
+    })
+    .await;
+    h.ok(Command::Skip {
+        actor: host,
+        play_id: None,
+    })
+    .await;
+    h.wait_for(
+        "the requested song",
+        |c| matches!(c, Change::NowPlaying(Some(n)) if n.track.id == track.id),
+    )
+    .await;
+    h.stop().await;
+
+    let out = std::process::Command::new(common::bin())
+        .args(["export", "--format", "csv", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(&rows[1][5], "'=HYPERLINK(\"http://x\",\"y\")", "{csv}");
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} would run as a formula"
+            );
+        }
+    }
+}
