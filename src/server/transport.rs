@@ -232,10 +232,13 @@ pub async fn serve(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_BUF);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The connections' tasks, so that those still running after the drain can be ended.
+    let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
             _ = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) if connection_error(&e) => continue,
@@ -280,7 +283,7 @@ pub async fn serve(
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades();
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
@@ -310,6 +313,10 @@ pub async fn serve(
             DRAIN.as_secs()
         );
     }
+    // What is left (a request waiting for a stalled body, say) ends now: it holds the state,
+    // which the store waits for.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
