@@ -163,6 +163,11 @@ impl Target {
             "10000",
             "--ws-burst",
             "100000",
+            // Every phone comes from 127.0.0.1.
+            "--max-connections",
+            "16384",
+            "--connections-per-address",
+            "16384",
             "--log",
             "warn,jukebox::server=info,jukebox::app=info",
         ]);
@@ -186,6 +191,7 @@ impl Target {
         }
         let mut r = agent
             .post(format!("http://{}/api/guest", self.addr))
+            .header("Content-Type", "application/json")
             .send(json!({"name": format!("p{i}")}).to_string())
             .unwrap();
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
@@ -377,12 +383,14 @@ async fn run(t: &Target, n: usize) -> Result_ {
     if t.jukebox {
         let mut r = agent
             .post(format!("http://{}/api/host/login", t.addr))
+            .header("Content-Type", "application/json")
             .send(json!({"pin": "1234"}).to_string())
             .unwrap();
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
         let host = v["token"].as_str().unwrap().to_string();
         let r = agent
             .post(format!("http://{}/api/host/pause", t.addr))
+            .header("Content-Type", "application/json")
             .header("Authorization", format!("Bearer {host}"))
             .send("{}")
             .unwrap();

@@ -168,6 +168,7 @@ pub async fn shutdown_signal() {
 
 /// Runs the jukebox until a shutdown signal: the engine, then the live server.
 pub async fn run(config: Config) -> Result<(), AppError> {
+    crate::server::transport::raise_fd_limit(config.limits.max_connections);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| AppError::Listen {
@@ -200,6 +201,11 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             web_dir: config.web_dir.clone(),
             host_name: format!("{}.local", crate::mdns::label_for(&config.name)),
             listen: listener.local_addr()?,
+            allow_hosts: config.allow_host.clone(),
+            conn_limits: crate::server::transport::ConnLimits {
+                max_connections: config.limits.max_connections as usize,
+                per_address: config.limits.connections_per_address as usize,
+            },
         },
     );
     let addr = listener.local_addr()?;

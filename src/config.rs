@@ -126,6 +126,22 @@ pub struct RunArgs {
     /// Live connections one guest may have at once, 1..=100 [default: 5].
     #[arg(long, env = "JUKEBOX_SOCKETS_PER_GUEST", value_name = "N")]
     pub sockets_per_guest: Option<i64>,
+    /// Open connections (HTTP and live) the server holds at once, 16..=1000000 [default: 4096].
+    #[arg(long, env = "JUKEBOX_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<i64>,
+    /// Open connections one address (an IPv6 /64) may hold at once, 1..=1000000 [default: 32].
+    #[arg(long, env = "JUKEBOX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    pub connections_per_address: Option<i64>,
+    /// Extra name or address the jukebox answers to in the Host header (repeatable;
+    /// comma-separated in the environment), e.g. party.example. Its mDNS name, its own
+    /// addresses and localhost always are.
+    #[arg(
+        long,
+        env = "JUKEBOX_ALLOW_HOST",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allow_host: Option<Vec<String>>,
     /// Extra web origin allowed to open the live connection (repeatable; comma-separated in
     /// the environment), e.g. http://tv.example:3000. The jukebox's own origin always is.
     #[arg(
@@ -169,6 +185,9 @@ struct FileConfig {
     ws_rate: Option<i64>,
     ws_burst: Option<i64>,
     sockets_per_guest: Option<i64>,
+    max_connections: Option<i64>,
+    connections_per_address: Option<i64>,
+    allow_host: Option<Vec<String>>,
     log: Option<String>,
     web_dir: Option<PathBuf>,
 }
@@ -226,6 +245,15 @@ impl std::str::FromStr for OutputSpec {
     }
 }
 
+/// Open connections at once by default: the 3,000 phones the jukebox is measured with (each
+/// holds one websocket) plus room for the page loads and cover art of those arriving.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+/// Open connections one address may hold by default. A phone holds one websocket and, while a
+/// page loads, up to six HTTP connections (a browser's limit per host); 32 is four phones
+/// sharing one address (a NAT, a shared laptop), and far from the thousand sockets one laptop
+/// could otherwise hold.
+pub const DEFAULT_CONNECTIONS_PER_ADDRESS: u32 = 32;
+
 /// The validated configuration of a running jukebox.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -244,6 +272,8 @@ pub struct Config {
     pub explicit_settings: Vec<&'static str>,
     /// Web origins besides the jukebox's own that may open the live connection.
     pub allow_origin: Vec<String>,
+    /// Host names besides the jukebox's own that requests may name (lower case).
+    pub allow_host: Vec<String>,
     /// The phone app from disk instead of the embedded copy.
     pub web_dir: Option<PathBuf>,
     pub limits: Limits,
@@ -258,6 +288,9 @@ pub struct Limits {
     pub ws_rate: u32,
     pub ws_burst: u32,
     pub sockets_per_guest: u32,
+    /// Open connections in total, and from one address (an IPv6 /64).
+    pub max_connections: u32,
+    pub connections_per_address: u32,
 }
 
 /// A configuration value that is not acceptable: which key, why, and what is allowed.
@@ -466,7 +499,44 @@ impl Config {
                 5,
                 100,
             )?,
+            max_connections: limit(
+                "max_connections",
+                a.max_connections.or(f.max_connections),
+                DEFAULT_MAX_CONNECTIONS,
+                1_000_000,
+            )?,
+            connections_per_address: limit(
+                "connections_per_address",
+                a.connections_per_address.or(f.connections_per_address),
+                DEFAULT_CONNECTIONS_PER_ADDRESS,
+                1_000_000,
+            )?,
         };
+        if limits.max_connections < 16 {
+            return Err(invalid(
+                "max_connections",
+                format!(
+                    "{} is out of range; allowed 16..=1000000",
+                    limits.max_connections
+                ),
+            ));
+        }
+
+        let mut allow_host = Vec::new();
+        for h in a.allow_host.clone().or(f.allow_host).unwrap_or_default() {
+            match host_entry(&h) {
+                Some(h) => allow_host.push(h),
+                None => {
+                    return Err(invalid(
+                        "allow_host",
+                        format!(
+                            "{h:?} is not a host name or address; allowed e.g. party.example, \
+                             10.0.0.5 or [fd00::5] (no port, no scheme)"
+                        ),
+                    ))
+                }
+            }
+        }
 
         let web_dir = a.web_dir.clone().or(f.web_dir);
         if let Some(dir) = &web_dir {
@@ -484,6 +554,7 @@ impl Config {
         Ok(Config {
             limits,
             allow_origin,
+            allow_host,
             web_dir,
             music,
             db,
@@ -498,6 +569,25 @@ impl Config {
             log,
         })
     }
+}
+
+/// An `allow_host` entry as the Host header would carry it (lower case; IPv6 in brackets).
+fn host_entry(h: &str) -> Option<String> {
+    let h = h.trim().to_ascii_lowercase();
+    if let Ok(v6) = h.parse::<std::net::Ipv6Addr>() {
+        return Some(format!("[{v6}]"));
+    }
+    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|v6| format!("[{v6}]"));
+    }
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    ok.then_some(h)
 }
 
 /// The party's name, shown to guests ("Mia's birthday"); its host label for mDNS is derived
@@ -577,6 +667,13 @@ mod tests {
             (&["--name", "bell\u{7}"], "`name`"),
             (&["--volume", "90", "--max-volume", "80"], "`volume`"),
             (&["--log", "=="], "`log`"),
+            (&["--max-connections", "8"], "allowed 16..=1000000"),
+            (
+                &["--connections-per-address", "0"],
+                "`connections_per_address`",
+            ),
+            (&["--allow-host", "party.example:8080"], "`allow_host`"),
+            (&["--allow-host", "http://party.example"], "`allow_host`"),
         ];
         for (args, want) in table {
             let err = parse(args).unwrap_err().to_string();
@@ -600,6 +697,25 @@ mod tests {
         assert_eq!(c.settings.request_limit, 7, "flag beats file");
         assert!(!c.mdns);
         assert_eq!(c.explicit_settings, vec!["request_limit"]);
+    }
+
+    #[test]
+    fn connection_limits_and_hosts() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.limits.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            c.limits.connections_per_address,
+            DEFAULT_CONNECTIONS_PER_ADDRESS
+        );
+        let c = parse(&[
+            "--allow-host",
+            "Party.Example,10.0.0.5,fd00::5",
+            "--connections-per-address",
+            "5000",
+        ])
+        .unwrap();
+        assert_eq!(c.allow_host, ["party.example", "10.0.0.5", "[fd00::5]"]);
+        assert_eq!(c.limits.connections_per_address, 5000);
     }
 
     #[test]

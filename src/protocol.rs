@@ -774,6 +774,10 @@ impl WireError {
 impl From<&HubError> for WireError {
     fn from(e: &HubError) -> WireError {
         let mut w = WireError::new(e.code(), e.to_string());
+        // What failed inside is for the log, not for clients.
+        if let HubError::Internal(_) = e {
+            w.message = "internal error".into();
+        }
         if let HubError::BadRequest { field, message } = e {
             w.field = Some((*field).to_string());
             w.message = message.clone();

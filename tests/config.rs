@@ -34,6 +34,14 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ("volume", "55", "55", "55"),
     ("max-volume", "90", "90", "90"),
     ("log", "debug", "debug", "\"debug\""),
+    ("max-connections", "9000", "9000", "9000"),
+    ("connections-per-address", "64", "64", "64"),
+    (
+        "allow-host",
+        "party.example",
+        "party.example",
+        "[\"party.example\"]",
+    ),
     (
         "web-dir",
         concat!(env!("CARGO_MANIFEST_DIR"), "/web"),
@@ -58,6 +66,9 @@ fn check(key: &str, c: &Config) -> bool {
         "volume" => c.settings.volume == 55,
         "max-volume" => c.settings.max_volume == 90,
         "log" => c.log == "debug",
+        "max-connections" => c.limits.max_connections == 9000,
+        "connections-per-address" => c.limits.connections_per_address == 64,
+        "allow-host" => c.allow_host == ["party.example"],
         "web-dir" => {
             c.web_dir.as_deref()
                 == Some(std::path::Path::new(concat!(

@@ -84,6 +84,7 @@ async fn the_http_api() {
     let (st, v) = s.post("/api/guest", &json!({"name": 5}), None);
     assert_eq!((st, v["field"].as_str()), (400, Some("name")));
     let mut resp = ureq::post(s.url("/api/guest"))
+        .header("Content-Type", "application/json")
         .config()
         .http_status_as_error(false)
         .build()
@@ -345,13 +346,16 @@ async fn the_app_the_join_address_and_the_export() {
     assert_eq!(h["content-type"], "application/manifest+json");
     assert_eq!(get("/nothing.js", &[]).0, 404);
     assert_eq!(get("/../Cargo.toml", &[]).0, 404);
-    let resp = ureq::post(s.url("/"))
+    let mut resp = ureq::post(s.url("/"))
+        .header("Content-Type", "application/json")
         .config()
         .http_status_as_error(false)
         .build()
         .send_empty()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
+    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(v["code"], "method_not_allowed");
 
     // The join address: the mDNS name with the port, and the listening address.
     let port = s.addr.rsplit(':').next().unwrap().to_string();

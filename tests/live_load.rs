@@ -26,6 +26,9 @@ const LIMITS: &[&str] = &[
     "10000",
     "--ws-burst",
     "100000",
+    // Every phone comes from 127.0.0.1.
+    "--connections-per-address",
+    "1000",
 ];
 
 /// 100 phones that record the delay of every now_playing update (server time → received).

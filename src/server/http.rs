@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -75,12 +75,25 @@ fn status_for(code: &str) -> StatusCode {
 }
 
 fn hub_error(e: &HubError) -> Response {
+    if matches!(e, HubError::Internal(_)) {
+        return internal(e);
+    }
     let mut body = json!({"code": e.code(), "message": e.to_string()});
     if let HubError::BadRequest { field, message } = e {
         body["field"] = json!(field);
         body["message"] = json!(message);
     }
     (status_for(e.code()), Json(body)).into_response()
+}
+
+/// `500 internal` with a generic message; the details go to the log only.
+pub(crate) fn internal(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!("a request failed: {e}");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
 }
 
 /// How long `ip` must wait, when it is over its limit (counting this attempt).
@@ -151,13 +164,23 @@ pub async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such page")
 }
 
+/// The kind of audio output (`alsa`, `wav`, `null`…) without the device or file it names,
+/// for `/healthz`, which anyone may read.
+fn output_kind(description: &str) -> String {
+    description
+        .split(|c: char| c.is_whitespace() || c == ':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.hub.call(Command::Status).await.result {
         Ok(Reply::Status(s)) => Json(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": state.started.elapsed().as_secs(),
-            "audio": {"output": s.output.description, "ok": s.output.ok, "playing": s.playing},
+            "audio": {"output": output_kind(&s.output.description), "ok": s.output.ok, "playing": s.playing},
             "library_size": s.library_size,
             "phones_connected": s.guests_connected,
             "sessions": state.sessions.len(),
@@ -176,11 +199,16 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 pub async fn create_guest(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     if let Some(r) = rate_limited(&state.guest_limiter, addr.ip()) {
         return r;
     }
+    let body = match super::guard::read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let v = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
@@ -209,13 +237,18 @@ pub async fn create_guest(
 pub async fn host_login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     // Failed attempts are limited per address; while an address is over its limit, even the
     // right PIN is refused, so guessing cannot go on.
     if let Some(r) = still_blocked(&state, addr.ip()) {
         return r;
     }
+    let body = match super::guard::read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let v = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return r.into_response(),
@@ -301,11 +334,16 @@ pub async fn host_action(
     State(state): State<Arc<AppState>>,
     Path(action): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // The token first: nobody without it gets a byte of the body read.
     let actor = match host_actor(&state, &headers).await {
         Ok(a) => a,
         Err(r) => return r.into_response(),
+    };
+    let body = match super::guard::read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let cmd_name = match action.as_str() {
         "message" => "announce",
@@ -433,7 +471,7 @@ pub async fn api_search(
             ))
             .into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => internal(&e),
     }
 }
 
@@ -454,10 +492,10 @@ pub async fn art(
                 "no cover art for this track",
             )
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => return internal(&e),
     };
     let path = row.path.clone();
-    let Ok(Some((bytes, mime))) =
+    let Ok(Some((bytes, _tagged))) =
         tokio::task::spawn_blocking(move || crate::library::cover_art(&path)).await
     else {
         return error(
@@ -488,15 +526,25 @@ pub async fn art(
         )
             .into_response();
     }
+    // The type the tag claims is ignored: only an image the bytes show is served as one.
     (
         [
-            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_TYPE, image_type(&bytes).to_string()),
             (header::ETAG, etag),
             (header::CACHE_CONTROL, cache.to_string()),
         ],
         bytes,
     )
         .into_response()
+}
+
+/// The image type the bytes are, among those every browser shows; anything else (whatever a
+/// tag says it is: `text/html`, SVG with script…) is a download.
+pub fn image_type(bytes: &[u8]) -> &'static str {
+    match infer::get(bytes).map(|t| t.mime_type()) {
+        Some(m @ ("image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/bmp")) => m,
+        _ => "application/octet-stream",
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -530,7 +578,7 @@ pub async fn export(
         .await
     {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => return internal(&e),
     };
     let mut out = Vec::new();
     let (written, mime, ext) = match format {
@@ -546,7 +594,7 @@ pub async fn export(
         ),
     };
     if let Err(e) = written {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+        return internal(&e);
     }
     (
         [

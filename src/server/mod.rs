@@ -2,10 +2,12 @@
 //! `GET /ws?v=1` (the live protocol), the JSON API under `/api`, and `/healthz`. It decodes,
 //! validates, calls the hub and encodes; it decides no party rule.
 
+pub mod guard;
 pub mod http;
 pub mod join;
 pub mod mailbox;
 pub mod session;
+pub mod transport;
 pub mod web;
 pub mod ws;
 
@@ -14,11 +16,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Extension, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 
 use crate::hub::Hub;
@@ -48,6 +49,10 @@ pub struct AppState {
     pub join: join::Join,
     /// Hours without music that separate two parties, for the export.
     pub export_gap_hours: u32,
+    /// The names and addresses requests may name in `Host`.
+    pub hosts: guard::Hosts,
+    /// The open connections, capped per address and in total.
+    pub conns: Arc<transport::Connections>,
 }
 
 /// A counted socket of one guest; uncounted on drop.
@@ -97,6 +102,9 @@ pub struct ServerConfig {
     pub host_name: String,
     /// The address actually bound.
     pub listen: SocketAddr,
+    /// Extra names and addresses the jukebox answers to (`allow_host`).
+    pub allow_hosts: Vec<String>,
+    pub conn_limits: transport::ConnLimits,
 }
 
 pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
@@ -126,11 +134,15 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         web_dir: cfg.web_dir,
         join: join::Join::new(cfg.host_name, cfg.listen),
         export_gap_hours: 6,
+        hosts: guard::Hosts::new(cfg.allow_hosts, cfg.listen),
+        conns: transport::Connections::new(cfg.conn_limits),
     })
 }
 
+/// Every route, behind the guards (outermost first): security headers, JSON errors, the Host
+/// check, the JSON content type of POSTs, the body limit.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(http::healthz))
         .route("/api/guest", post(http::create_guest))
@@ -143,7 +155,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/join", get(join::join))
         .route("/api/qr.svg", get(join::qr))
         .fallback(web::fallback)
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(guard::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(guard::require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_host,
+        ))
+        .layer(axum::middleware::from_fn(guard::json_errors));
+    guard::security_headers(app).with_state(state)
 }
 
 /// The hub command a protocol command stands for; `None` for those the server answers itself
@@ -187,36 +206,16 @@ pub fn hub_command(
     })
 }
 
-/// The kernel send buffer of each connection.
-const SEND_BUFFER: usize = 64 * 1024;
-
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, then closes every websocket (bye 1001) and lets the
+/// connections end within a bounded time (see `transport`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state_for_close = state.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // Small frames are the whole workload: no delayed-ACK stalls.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-        // Bound what the kernel holds for one phone: thousands of phones on a Pi must not
-        // pin megabytes each, and a phone that stops reading shows up as slow in seconds.
-        if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER) {
-            tracing::debug!("SO_SNDBUF: {e}");
-        }
-    });
-    let closing = state_for_close;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Websockets would keep a graceful shutdown waiting forever: close them.
-            closing.closing.send_replace(true);
-        })
-        .await
+    let conns = state.conns.clone();
+    let closing = state.closing.clone();
+    transport::serve(listener, router(state), conns, closing, shutdown).await
 }
 
 #[derive(serde::Deserialize)]
@@ -228,6 +227,7 @@ async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
+    ticket: Option<Extension<transport::ConnTicket>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !origin_allowed(&headers, &state.allowed_origins) {
@@ -246,7 +246,11 @@ async fn ws_upgrade(
         // Thousands of idle phones: keep per-socket buffers small.
         .read_buffer_size(512)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| ws::serve(socket, state, version_ok))
+        .on_upgrade(move |socket| async move {
+            // The connection's slot stays taken while the websocket lives.
+            let _ticket = ticket;
+            ws::serve(socket, state, version_ok).await
+        })
         .into_response()
 }
 

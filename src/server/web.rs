@@ -26,7 +26,8 @@ include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 const CACHE: &str = "no-cache";
 /// Everything the app needs comes from the jukebox itself; nothing from tags can run.
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; \
-                   connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+                   connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                   frame-ancestors 'none'";
 
 /// The file a request path stands for.
 fn file_for(path: &str) -> &str {
@@ -101,10 +102,12 @@ fn serve_embedded(path: &str, headers: &HeaderMap) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    // The CSP in a 304 too: a browser updates the cached answer's headers from it.
     let common = [
         (header::ETAG, asset.etag),
         (header::CACHE_CONTROL, CACHE),
         (header::VARY, "Accept-Encoding"),
+        (header::CONTENT_SECURITY_POLICY, CSP),
     ];
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -116,7 +119,6 @@ fn serve_embedded(path: &str, headers: &HeaderMap) -> Response {
     let typed = [
         (header::CONTENT_TYPE, mime(path)),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::CONTENT_SECURITY_POLICY, CSP),
     ];
     if accepts_gzip(headers) {
         (
@@ -131,26 +133,50 @@ fn serve_embedded(path: &str, headers: &HeaderMap) -> Response {
     }
 }
 
-/// The file under `dir`, refusing any path that could leave it.
+/// The file under `dir`, refusing any path that could leave it, and dotfiles (`.git`,
+/// `.env`…: a working folder holds more than the app).
 fn disk_path(dir: &std::path::Path, path: &str) -> Option<PathBuf> {
     let rel = std::path::Path::new(path.trim_start_matches('/'));
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+    let plain = |c: Component| match c {
+        Component::Normal(n) => !n.to_string_lossy().starts_with('.'),
+        _ => false,
+    };
+    if !rel.components().all(plain) {
         return None;
     }
     Some(dir.join(rel))
 }
 
+/// Whether `path` is a plain file under `dir`, reached through no symbolic link (a link
+/// could point anywhere on the machine).
 async fn from_disk(dir: &std::path::Path, path: &str) -> bool {
-    match disk_path(dir, path) {
-        Some(p) => tokio::fs::metadata(p).await.is_ok_and(|m| m.is_file()),
-        None => false,
+    let Some(file) = disk_path(dir, path) else {
+        return false;
+    };
+    let mut at = dir.to_path_buf();
+    let Ok(rel) = file.strip_prefix(dir) else {
+        return false;
+    };
+    for c in rel.components() {
+        at.push(c);
+        match tokio::fs::symlink_metadata(&at).await {
+            Ok(m) if m.file_type().is_symlink() => return false,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
     }
+    tokio::fs::symlink_metadata(&file)
+        .await
+        .is_ok_and(|m| m.is_file())
 }
 
 async fn serve_disk(dir: &std::path::Path, path: &str) -> Response {
     let Some(file) = disk_path(dir, path) else {
         return super::http::not_found().await;
     };
+    if !from_disk(dir, path).await {
+        return super::http::not_found().await;
+    }
     match tokio::fs::read(&file).await {
         Ok(bytes) => (
             [
@@ -193,6 +219,8 @@ mod tests {
         );
         assert_eq!(disk_path(d, "/../etc/passwd"), None);
         assert_eq!(disk_path(d, "/js/../../x"), None);
+        assert_eq!(disk_path(d, "/.git/config"), None);
+        assert_eq!(disk_path(d, "/js/.env"), None);
     }
 
     #[test]

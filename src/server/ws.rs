@@ -498,7 +498,10 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
                         protocol::search_results(&tracks, more.then_some(offset + limit)),
                     )
                 }
-                Err(e) => protocol::reply_err(rid, &WireError::new("internal", e.to_string())),
+                Err(e) => {
+                    tracing::error!("search {rid} failed: {e}");
+                    protocol::reply_err(rid, &WireError::new("internal", "internal error"))
+                }
             };
             session.reply(0, tail);
             return;
