@@ -122,25 +122,69 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
 /// A command after `hello`, with its ids already checked and converted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
-    Sub { topics: Vec<Topic> },
-    Unsub { topics: Vec<Topic> },
-    Like { play_id: i64, on: bool },
-    VoteSkip { play_id: i64 },
-    Request { track_id: i64 },
-    Vote { entry_id: i64, on: bool },
-    Search { q: String, limit: u32, offset: u32 },
-    SetName { name: String },
+    Sub {
+        topics: Vec<Topic>,
+    },
+    Unsub {
+        topics: Vec<Topic>,
+    },
+    Like {
+        play_id: i64,
+        on: bool,
+    },
+    VoteSkip {
+        play_id: i64,
+    },
+    Request {
+        track_id: i64,
+    },
+    Vote {
+        entry_id: i64,
+        on: bool,
+    },
+    Search {
+        q: String,
+        limit: u32,
+        offset: u32,
+    },
+    SetName {
+        name: String,
+    },
     Play,
     Pause,
-    Skip { play_id: Option<i64> },
-    Seek { position_ms: u64 },
-    SetVolume { volume: u32 },
-    Remove { entry_id: i64 },
-    Move { entry_id: i64, to: usize },
-    Ban { guest_id: i64, on: bool },
+    Skip {
+        play_id: Option<i64>,
+    },
+    Seek {
+        position_ms: u64,
+    },
+    SetVolume {
+        volume: u32,
+    },
+    Remove {
+        entry_id: i64,
+    },
+    Move {
+        entry_id: i64,
+        to: usize,
+    },
+    Ban {
+        guest_id: i64,
+        on: bool,
+    },
     Settings(SettingsPatch),
-    Announce { text: String },
+    Announce {
+        text: String,
+    },
     Rescan,
+    /// The host logins, and the failed logins lately.
+    HostSessions,
+    /// Ends one host login: the asker's own without `guest_id`.
+    Logout {
+        guest_id: Option<i64>,
+    },
+    /// Ends every host login, the asker's included.
+    LogoutAll,
 }
 
 impl Cmd {
@@ -159,6 +203,9 @@ impl Cmd {
                 | Cmd::Settings(_)
                 | Cmd::Announce { .. }
                 | Cmd::Rescan
+                | Cmd::HostSessions
+                | Cmd::Logout { .. }
+                | Cmd::LogoutAll
         )
     }
 }
@@ -211,6 +258,11 @@ struct PlayMsg {
 struct OptPlayMsg {
     #[serde(default)]
     play_id: Option<String>,
+}
+#[derive(Deserialize)]
+struct LogoutMsg {
+    #[serde(default)]
+    guest_id: Option<String>,
 }
 #[derive(Deserialize)]
 struct TrackMsg {
@@ -428,6 +480,23 @@ pub fn parse(text: &str) -> Result<Incoming, FrameError> {
             body::<Empty>(&value, rid)?;
             Cmd::Rescan
         }
+        "host_sessions" => {
+            body::<Empty>(&value, rid)?;
+            Cmd::HostSessions
+        }
+        "logout" => {
+            let m = body::<LogoutMsg>(&value, rid)?;
+            Cmd::Logout {
+                guest_id: match m.guest_id {
+                    Some(g) => Some(id(parse_guest_id(&g), "guest_id", "guest")?),
+                    None => None,
+                },
+            }
+        }
+        "logout_all" => {
+            body::<Empty>(&value, rid)?;
+            Cmd::LogoutAll
+        }
         _ => unreachable!("checked against KNOWN"),
     };
     Ok(Incoming::Request { rid, cmd })
@@ -453,6 +522,9 @@ const KNOWN: &[&str] = &[
     "settings",
     "announce",
     "rescan",
+    "host_sessions",
+    "logout",
+    "logout_all",
 ];
 
 fn truncate(s: &str, n: usize) -> String {
