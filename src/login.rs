@@ -637,6 +637,31 @@ mod tests {
         assert!(p.bytes().all(|b| b.is_ascii_digit()));
     }
 
+    /// The old comparison (`ct_eq` on the raw bytes) returned at once for a PIN of another
+    /// length. Now every attempt costs one full hash: right, wrong, short or long alike.
+    #[test]
+    fn right_and_wrong_pins_cost_the_same() {
+        let hash = hash_pin("24681357").unwrap();
+        let time = |pin: &str| {
+            let mut v: Vec<Duration> = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    let _ = verify_pin(&hash, pin);
+                    t.elapsed()
+                })
+                .collect();
+            v.sort();
+            v[2]
+        };
+        let right = time("24681357");
+        eprintln!("one PIN check takes {right:?} here");
+        for pin in ["24681350", "1", "", "2468135724681357246813572468"] {
+            let t = time(pin);
+            let ratio = t.as_secs_f64() / right.as_secs_f64();
+            assert!((0.5..2.0).contains(&ratio), "{pin:?}: {t:?} vs {right:?}");
+        }
+    }
+
     #[test]
     fn limiter_tables_are_pruned() {
         // 1 ms replenish: every key is back to fresh almost at once.
