@@ -658,7 +658,8 @@ mod tests {
         for pin in ["24681350", "1", "", "2468135724681357246813572468"] {
             let t = time(pin);
             let ratio = t.as_secs_f64() / right.as_secs_f64();
-            assert!((0.5..2.0).contains(&ratio), "{pin:?}: {t:?} vs {right:?}");
+            // Wide bounds: the machine may be busy; a shortcut would be thousands of times faster.
+            assert!((0.2..5.0).contains(&ratio), "{pin:?}: {t:?} vs {right:?}");
         }
     }
 
@@ -688,6 +689,27 @@ mod tests {
             1,
             "only the block still running stays"
         );
+    }
+
+    #[tokio::test]
+    async fn the_guard_forgets_addresses_that_no_limit_holds() {
+        let guard = PinGuard::new(
+            hash_pin("24681357").unwrap(),
+            PinLimits {
+                per_addr_per_minute: 60_000,
+                budget: 10_000,
+                window: Duration::from_secs(60),
+            },
+        );
+        for i in 0..40u32 {
+            let ip = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            assert_eq!(guard.attempt(ip, "1").await, Attempt::Wrong);
+        }
+        assert_eq!(guard.tracked_addresses().0, 40);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        guard.prune();
+        assert_eq!(guard.tracked_addresses(), (0, 0));
+        assert_eq!(guard.failed_logins().wrong_last_minute, 40);
     }
 
     #[test]

@@ -159,6 +159,28 @@ async fn rotating_addresses_cannot_guess_the_pin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_gets_no_more_than_the_default_budget() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 2, 30.0);
+    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    // 60 addresses at once: the checks take turns, so the budget (20) is exact.
+    let tries = (0..60u32).map(|i| {
+        let addr = s.addr.clone();
+        tokio::spawn(async move { login_from(&addr, lan(i), &wrong(i)).await })
+    });
+    let mut statuses = Vec::new();
+    for t in tries {
+        statuses.push(t.await.unwrap().0);
+    }
+    let wrong_answers = statuses.iter().filter(|&&st| st == 401).count();
+    let refused = statuses.iter().filter(|&&st| st == 429).count();
+    assert_eq!((wrong_answers, refused), (19, 41), "{statuses:?}");
+    let (st, v) = login_from(&s.addr, lan(100), PIN).await;
+    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    s.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_is_still_limited_on_its_own() {
     let dir = common::tempdir();
     let music = common::music(dir.path(), 2, 30.0);
