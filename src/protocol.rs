@@ -119,71 +119,32 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
     }))
 }
 
-/// A command after `hello`, with its ids already checked and converted.
+/// A command after `hello`, with its ids already checked and converted. `HostSessions`,
+/// `Logout` (one host login; the asker's own without `guest_id`) and `LogoutAll` are the
+/// login's (`server::login_command`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
-    Sub {
-        topics: Vec<Topic>,
-    },
-    Unsub {
-        topics: Vec<Topic>,
-    },
-    Like {
-        play_id: i64,
-        on: bool,
-    },
-    VoteSkip {
-        play_id: i64,
-    },
-    Request {
-        track_id: i64,
-    },
-    Vote {
-        entry_id: i64,
-        on: bool,
-    },
-    Search {
-        q: String,
-        limit: u32,
-        offset: u32,
-    },
-    SetName {
-        name: String,
-    },
+    Sub { topics: Vec<Topic> },
+    Unsub { topics: Vec<Topic> },
+    Like { play_id: i64, on: bool },
+    VoteSkip { play_id: i64 },
+    Request { track_id: i64 },
+    Vote { entry_id: i64, on: bool },
+    Search { q: String, limit: u32, offset: u32 },
+    SetName { name: String },
     Play,
     Pause,
-    Skip {
-        play_id: Option<i64>,
-    },
-    Seek {
-        position_ms: u64,
-    },
-    SetVolume {
-        volume: u32,
-    },
-    Remove {
-        entry_id: i64,
-    },
-    Move {
-        entry_id: i64,
-        to: usize,
-    },
-    Ban {
-        guest_id: i64,
-        on: bool,
-    },
+    Skip { play_id: Option<i64> },
+    Seek { position_ms: u64 },
+    SetVolume { volume: u32 },
+    Remove { entry_id: i64 },
+    Move { entry_id: i64, to: usize },
+    Ban { guest_id: i64, on: bool },
     Settings(SettingsPatch),
-    Announce {
-        text: String,
-    },
+    Announce { text: String },
     Rescan,
-    /// The host logins, and the failed logins lately.
     HostSessions,
-    /// Ends one host login: the asker's own without `guest_id`.
-    Logout {
-        guest_id: Option<i64>,
-    },
-    /// Ends every host login, the asker's included.
+    Logout { guest_id: Option<i64> },
     LogoutAll,
 }
 
