@@ -156,7 +156,7 @@ impl Target {
             "null",
             "--no-mdns",
             "--host-pin",
-            "1234",
+            "12345678",
             "--guest-rate",
             "100000",
             "--ws-rate",
@@ -384,7 +384,7 @@ async fn run(t: &Target, n: usize) -> Result_ {
         let mut r = agent
             .post(format!("http://{}/api/host/login", t.addr))
             .header("Content-Type", "application/json")
-            .send(json!({"pin": "1234"}).to_string())
+            .send(json!({"pin": "12345678"}).to_string())
             .unwrap();
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
         let host = v["token"].as_str().unwrap().to_string();

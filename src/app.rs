@@ -7,8 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::Rng;
-
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
 use crate::store::{Store, StoreError};
@@ -32,7 +30,8 @@ pub enum AppError {
 pub struct Running {
     pub hub: Hub,
     pub store: Store,
-    pub host_pin: String,
+    /// The hash of the host PIN in use.
+    pub pin_hash: String,
     task: crate::hub::HubTask,
     store_thread: std::thread::JoinHandle<()>,
 }
@@ -85,14 +84,14 @@ async fn start_with_music(config: &Config) -> Result<(Running, PathBuf), AppErro
         std::fs::create_dir_all(dir)?;
     }
     let (store, store_thread) = Store::open(&config.db)?;
-    let host_pin = ensure_host_pin(&store, config.host_pin.clone()).await?;
+    let pin_hash = ensure_host_pin(&store, config.host_pin.clone()).await?;
     let (hub, task) =
         Hub::start(HubConfig::from_config(config, music.clone()), store.clone()).await?;
     Ok((
         Running {
             hub,
             store,
-            host_pin,
+            pin_hash,
             task,
             store_thread,
         },
@@ -100,24 +99,29 @@ async fn start_with_music(config: &Config) -> Result<(Running, PathBuf), AppErro
     ))
 }
 
-/// The configured PIN, or the one generated on first start (stored, and printed in the log
-/// so the host can find it with `journalctl -u jukebox`).
+/// The hash of the configured PIN, or of the one generated on first start. A generated PIN
+/// exists only in this log line (`journalctl -u jukebox`): the store keeps a salted hash. A
+/// PIN that is not the one of the last start logs out every host.
 async fn ensure_host_pin(store: &Store, configured: Option<String>) -> Result<String, StoreError> {
-    if let Some(pin) = configured {
-        return Ok(pin);
-    }
-    let pin = store
-        .call(|db| {
-            if let Some(pin) = db.meta("host_pin")? {
-                return Ok(pin);
-            }
-            let pin = format!("{:06}", rand::rng().random_range(0..1_000_000));
-            db.set_meta("host_pin", &pin)?;
-            Ok(pin)
-        })
+    let setup = store
+        .call(move |db| crate::login::prepare_pin(db, configured.as_deref()))
         .await?;
-    tracing::info!("host PIN: {pin} (set --host-pin to choose your own)");
-    Ok(pin)
+    if setup.revoked > 0 {
+        tracing::info!(
+            "the host PIN changed: {} host logins were logged out",
+            setup.revoked
+        );
+    }
+    match &setup.generated {
+        Some(pin) => tracing::info!(
+            "host PIN: {pin} (shown only now; set --host-pin to choose your own, or run \
+             `jukebox reset-pin` to get a new one)"
+        ),
+        None => tracing::info!(
+            "host PIN: as set before (lost it? stop the jukebox and run `jukebox reset-pin`)"
+        ),
+    }
+    Ok(setup.hash)
 }
 
 /// The library is loaded: at once when the database knew tracks at start (their rescan runs
@@ -183,13 +187,27 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         music.display(),
         config.db.display()
     );
+    let login = crate::login::Login {
+        pin: crate::login::PinGuard::new(
+            running.pin_hash.clone(),
+            crate::login::PinLimits {
+                per_addr_per_minute: config.limits.login_rate,
+                budget: config.limits.login_budget,
+                window: std::time::Duration::from_secs(config.limits.login_budget_seconds.into()),
+            },
+        ),
+        sessions: crate::login::HostSessions::load(
+            running.store.clone(),
+            std::time::Duration::from_secs(u64::from(config.limits.host_token_hours) * 3600),
+        )
+        .await?,
+    };
     let state = crate::server::state(
         running.hub.clone(),
         running.store.clone(),
         crate::server::ServerConfig {
-            host_pin: running.host_pin.clone(),
+            login: Arc::new(login),
             guest_rate: config.limits.guest_rate,
-            login_rate: config.limits.login_rate,
             allowed_origins: config.allow_origin.clone(),
             ws_limits: crate::server::WsLimits {
                 rate_per_sec: config.limits.ws_rate,

@@ -36,6 +36,16 @@ pub enum Command {
     Export(ExportArgs),
     /// List the audio outputs this machine has, with the --output value that selects each.
     Devices,
+    /// Lost the generated host PIN? Stop the jukebox, run this: it prints a new PIN and logs
+    /// out every host. (A configured --host-pin still wins over it.)
+    ResetPin(ResetPinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetPinArgs {
+    /// The jukebox database.
+    #[arg(long, env = "JUKEBOX_DB", value_name = "FILE")]
+    pub db: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +91,8 @@ pub struct RunArgs {
     /// label: "Mia's party" is mias-party.local) [default: jukebox].
     #[arg(long, env = "JUKEBOX_NAME", value_name = "NAME")]
     pub name: Option<String>,
-    /// Host PIN, 4 to 12 digits [default: generated on first start and printed in the log].
+    /// Host PIN, 6 to 12 digits [default: 8 digits generated on first start and printed in the
+    /// log once; `jukebox reset-pin` makes a new one].
     #[arg(long, env = "JUKEBOX_HOST_PIN", value_name = "PIN")]
     pub host_pin: Option<String>,
     /// Do not advertise over mDNS.
@@ -117,6 +128,17 @@ pub struct RunArgs {
     /// Host PIN attempts per minute from one address, 1..=1000 [default: 5].
     #[arg(long, env = "JUKEBOX_LOGIN_RATE", value_name = "N")]
     pub login_rate: Option<i64>,
+    /// Wrong host PINs from all addresses together, within --login-budget-seconds, before
+    /// every host login (the right PIN too) waits 1 s, doubling with each further wrong PIN up
+    /// to 5 minutes, 1..=10000 [default: 20].
+    #[arg(long, env = "JUKEBOX_LOGIN_BUDGET", value_name = "N")]
+    pub login_budget: Option<i64>,
+    /// The window of --login-budget in seconds, 1..=86400 [default: 3600].
+    #[arg(long, env = "JUKEBOX_LOGIN_BUDGET_SECONDS", value_name = "SECS")]
+    pub login_budget_seconds: Option<i64>,
+    /// Hours a host login lasts before the host must enter the PIN again, 1..=720 [default: 12].
+    #[arg(long, env = "JUKEBOX_HOST_TOKEN_HOURS", value_name = "HOURS")]
+    pub host_token_hours: Option<i64>,
     /// Live requests per second one connection may send, 1..=10000 [default: 20].
     #[arg(long, env = "JUKEBOX_WS_RATE", value_name = "N")]
     pub ws_rate: Option<i64>,
@@ -182,6 +204,9 @@ struct FileConfig {
     allow_origin: Option<Vec<String>>,
     guest_rate: Option<i64>,
     login_rate: Option<i64>,
+    login_budget: Option<i64>,
+    login_budget_seconds: Option<i64>,
+    host_token_hours: Option<i64>,
     ws_rate: Option<i64>,
     ws_burst: Option<i64>,
     sockets_per_guest: Option<i64>,
@@ -285,6 +310,10 @@ pub struct Config {
 pub struct Limits {
     pub guest_rate: u32,
     pub login_rate: u32,
+    /// Wrong PINs from all addresses within `login_budget_seconds` before logins wait.
+    pub login_budget: u32,
+    pub login_budget_seconds: u32,
+    pub host_token_hours: u32,
     pub ws_rate: u32,
     pub ws_burst: u32,
     pub sockets_per_guest: u32,
@@ -432,10 +461,12 @@ impl Config {
 
         let host_pin = a.host_pin.clone().or(f.host_pin);
         if let Some(pin) = &host_pin {
-            if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            if !(crate::login::MIN_DIGITS..=12).contains(&pin.len())
+                || !pin.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(invalid(
                     "host_pin",
-                    "must be 4 to 12 digits (0-9); allowed e.g. 4821",
+                    "must be 6 to 12 digits (0-9); allowed e.g. 48213597",
                 ));
             }
         }
@@ -491,6 +522,24 @@ impl Config {
         let limits = Limits {
             guest_rate: limit("guest_rate", a.guest_rate.or(f.guest_rate), 30, 100_000)?,
             login_rate: limit("login_rate", a.login_rate.or(f.login_rate), 5, 1000)?,
+            login_budget: limit(
+                "login_budget",
+                a.login_budget.or(f.login_budget),
+                20,
+                10_000,
+            )?,
+            login_budget_seconds: limit(
+                "login_budget_seconds",
+                a.login_budget_seconds.or(f.login_budget_seconds),
+                3600,
+                86_400,
+            )?,
+            host_token_hours: limit(
+                "host_token_hours",
+                a.host_token_hours.or(f.host_token_hours),
+                12,
+                720,
+            )?,
             ws_rate: limit("ws_rate", a.ws_rate.or(f.ws_rate), 20, 10_000)?,
             ws_burst: limit("ws_burst", a.ws_burst.or(f.ws_burst), 60, 100_000)?,
             sockets_per_guest: limit(

@@ -10,6 +10,7 @@
 //! - [`player`]: the audio thread (rodio) and its outputs: device, WAV file, null.
 //! - [`demo`]: a generated, tagged demo library.
 //! - [`export`]: tonight's plays as M3U or CSV.
+//! - [`login`]: the host PIN (hashed; limits per address and across all) and host sessions.
 //! - [`server`]: the live server: websocket protocol v1, the JSON API, the phone app.
 //! - [`mdns`]: `jukebox.local` and the service advertisements.
 //! - [`notify`]: systemd readiness, status and watchdog.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod export;
 pub mod hub;
 pub mod library;
+pub mod login;
 pub mod mdns;
 pub mod notify;
 pub mod party;

@@ -24,6 +24,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::ResetPin(args)) => {
+            let done =
+                jukebox::store::Db::open(&args.db).and_then(|db| jukebox::login::reset_pin(&db));
+            match done {
+                Ok((pin, revoked)) => {
+                    println!("new host PIN: {pin}");
+                    println!(
+                        "{revoked} host logins were logged out. Start the jukebox again to use \
+                         it (a configured host_pin / --host-pin still wins over it)."
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("jukebox reset-pin: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => {
             let config = match Config::load(&cli.run) {
                 Ok(c) => c,

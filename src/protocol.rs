@@ -125,7 +125,9 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
     }))
 }
 
-/// A command after `hello`, with its ids already checked and converted.
+/// A command after `hello`, with its ids already checked and converted. `HostSessions`,
+/// `Logout` (one host login; the asker's own without `guest_id`) and `LogoutAll` are the
+/// login's (`server::login_command`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
     Sub { topics: Vec<Topic> },
@@ -147,6 +149,9 @@ pub enum Cmd {
     Settings(SettingsPatch),
     Announce { text: String },
     Rescan,
+    HostSessions,
+    Logout { guest_id: Option<i64> },
+    LogoutAll,
 }
 
 impl Cmd {
@@ -165,6 +170,9 @@ impl Cmd {
                 | Cmd::Settings(_)
                 | Cmd::Announce { .. }
                 | Cmd::Rescan
+                | Cmd::HostSessions
+                | Cmd::Logout { .. }
+                | Cmd::LogoutAll
         )
     }
 }
@@ -217,6 +225,11 @@ struct PlayMsg {
 struct OptPlayMsg {
     #[serde(default)]
     play_id: Option<String>,
+}
+#[derive(Deserialize)]
+struct LogoutMsg {
+    #[serde(default)]
+    guest_id: Option<String>,
 }
 #[derive(Deserialize)]
 struct TrackMsg {
@@ -434,6 +447,23 @@ pub fn parse(text: &str) -> Result<Incoming, FrameError> {
             body::<Empty>(&value, rid)?;
             Cmd::Rescan
         }
+        "host_sessions" => {
+            body::<Empty>(&value, rid)?;
+            Cmd::HostSessions
+        }
+        "logout" => {
+            let m = body::<LogoutMsg>(&value, rid)?;
+            Cmd::Logout {
+                guest_id: match m.guest_id {
+                    Some(g) => Some(id(parse_guest_id(&g), "guest_id", "guest")?),
+                    None => None,
+                },
+            }
+        }
+        "logout_all" => {
+            body::<Empty>(&value, rid)?;
+            Cmd::LogoutAll
+        }
         _ => unreachable!("checked against KNOWN"),
     };
     Ok(Incoming::Request { rid, cmd })
@@ -459,6 +489,9 @@ const KNOWN: &[&str] = &[
     "settings",
     "announce",
     "rescan",
+    "host_sessions",
+    "logout",
+    "logout_all",
 ];
 
 fn truncate(s: &str, n: usize) -> String {

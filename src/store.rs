@@ -22,6 +22,11 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("database {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] rusqlite_migration::Error),
     #[error("database: {0}")]
@@ -129,7 +134,10 @@ pub struct PlayReport {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/001_initial.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/001_initial.sql")),
+        M::up(include_str!("../migrations/002_host_sessions.sql")),
+    ])
 }
 
 /// The connection and every typed query. Only the store thread (or a short-lived read-only
@@ -144,6 +152,10 @@ impl Db {
             path: path.to_owned(),
             source,
         };
+        private_file(path).map_err(|source| StoreError::Create {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         // WAL + synchronous=FULL: a commit is on disk when it returns, so an acknowledged
         // change survives kill -9 and a pulled plug; readers never block the writer.
@@ -736,6 +748,82 @@ impl Db {
         Ok(())
     }
 
+    pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM meta WHERE key = ?1")?
+            .execute([key])?;
+        Ok(())
+    }
+
+    // ---- host sessions -------------------------------------------------------------------
+
+    pub fn host_sessions(&self) -> Result<Vec<crate::login::HostSession>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT guest_id, created_ms, expires_ms, last_seen_ms, addr FROM host_sessions
+             ORDER BY created_ms",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(crate::login::HostSession {
+                guest_id: r.get(0)?,
+                created_ms: r.get(1)?,
+                expires_ms: r.get(2)?,
+                last_seen_ms: r.get(3)?,
+                addr: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn insert_host_session(&self, s: &crate::login::HostSession) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO host_sessions
+                 (guest_id, created_ms, expires_ms, last_seen_ms, addr)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                s.guest_id,
+                s.created_ms,
+                s.expires_ms,
+                s.last_seen_ms,
+                s.addr
+            ])?;
+        Ok(())
+    }
+
+    /// Deletes these host sessions, or all of them; returns how many went.
+    pub fn delete_host_sessions(&self, ids: Option<&[GuestId]>) -> Result<usize, StoreError> {
+        Ok(match ids {
+            None => self.conn.execute("DELETE FROM host_sessions", [])?,
+            Some(ids) => {
+                let mut st = self
+                    .conn
+                    .prepare_cached("DELETE FROM host_sessions WHERE guest_id = ?1")?;
+                let mut n = 0;
+                for id in ids {
+                    n += st.execute([id])?;
+                }
+                n
+            }
+        })
+    }
+
+    pub fn delete_expired_host_sessions(&self, now_ms: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM host_sessions WHERE expires_ms <= ?1", [now_ms])?)
+    }
+
+    pub fn touch_host_sessions(&self, seen: &[(GuestId, i64)]) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("UPDATE host_sessions SET last_seen_ms = ?2 WHERE guest_id = ?1")?;
+        for (id, at) in seen {
+            st.execute(params![id, at])?;
+        }
+        Ok(())
+    }
+
     fn exec(&self, sql: &str) -> Result<(), rusqlite::Error> {
         self.conn.execute_batch(sql)
     }
@@ -768,6 +856,39 @@ fn track_row_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Track> {
         present: r.get(i + 8)?,
         likes: r.get::<_, i64>(i + 9)?.max(0) as u32,
     })
+}
+
+/// The database holds the PIN's hash and token digests: only its owner may read it. A new
+/// file is created 0600 (SQLite gives its `-wal` and `-shm` the database's mode); an existing
+/// one readable by others is tightened.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            let mode = meta.permissions().mode();
+            if meta.is_file() && mode & 0o077 != 0 {
+                if let Err(e) =
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o700))
+                {
+                    tracing::warn!("cannot make {} private: {e}", p.display());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn path_str(p: &Path) -> String {

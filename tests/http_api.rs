@@ -147,7 +147,7 @@ async fn the_http_api() {
     assert_eq!(s.get("/api/art/zzz").0, 404);
 
     // Host login: a wrong PIN is 401; too many wrong ones lock the address out, right PIN too.
-    let (st, v) = s.post("/api/host/login", &json!({"pin": "0000"}), None);
+    let (st, v) = s.post("/api/host/login", &json!({"pin": "00000000"}), None);
     assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
     let host = s.host();
     let guest = s.guest("Mia");
@@ -206,7 +206,7 @@ async fn the_http_api() {
 
     // Brute force: after 5 wrong PINs a minute, even the right one waits.
     for _ in 0..5 {
-        s.post("/api/host/login", &json!({"pin": "1111"}), None);
+        s.post("/api/host/login", &json!({"pin": "11111111"}), None);
     }
     let (st, v) = s.post("/api/host/login", &json!({"pin": PIN}), None);
     assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");

@@ -196,6 +196,28 @@ fn references() -> Vec<Value> {
         1,
         protocol::search_results(&[row], Some(20)),
     )));
+    let session = jukebox::login::HostSession {
+        guest_id: 1,
+        created_ms: 0,
+        expires_ms: 1,
+        last_seen_ms: 0,
+        addr: "127.0.0.1".into(),
+    };
+    let failed = jukebox::login::FailedLogins {
+        wrong_last_minute: 0,
+        wrong_last_hour: 0,
+        refused_last_minute: 0,
+        refused_last_hour: 0,
+        locked_ms: 0,
+    };
+    out.push(render(&protocol::reply_ok(
+        1,
+        jukebox::login::sessions_data(&[session], 1, failed),
+    )));
+    out.push(render(&protocol::reply_ok(
+        1,
+        serde_json::json!({ "logged_out": 1 }),
+    )));
     let mut e = WireError::new("bad_request", "m");
     out.push(render(&protocol::reply_err(1, &e)));
     e.field = Some("f".into());
@@ -312,6 +334,9 @@ fn every_example_in_the_protocol_doc_matches_the_server() {
         "settings",
         "announce",
         "rescan",
+        "host_sessions",
+        "logout",
+        "logout_all",
     ] {
         assert!(client_cmds.contains(cmd), "no client example of {cmd}");
     }

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
@@ -121,21 +120,6 @@ fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
     limit_wait(limiter, ip).map(|ms| too_many(ms, "too many attempts; wait a little"))
 }
 
-fn still_blocked(state: &AppState, ip: IpAddr) -> Option<Response> {
-    let mut blocked = state
-        .login_blocked
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let until = *blocked.get(&ip)?;
-    let now = std::time::Instant::now();
-    if until <= now {
-        blocked.remove(&ip);
-        return None;
-    }
-    let ms = (until - now).as_millis().max(1) as u64;
-    Some(too_many(ms, "too many wrong PINs; wait a little"))
-}
-
 /// Parses a JSON body; an empty body is `{}`.
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -240,11 +224,6 @@ pub async fn host_login(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // Failed attempts are limited per address; while an address is over its limit, even the
-    // right PIN is refused, so guessing cannot go on.
-    if let Some(r) = still_blocked(&state, addr.ip()) {
-        return r;
-    }
     let body = match super::guard::read_body(&headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -256,23 +235,21 @@ pub async fn host_login(
     let Some(pin) = v.get("pin").and_then(Value::as_str) else {
         return bad_field("pin", "a string of digits");
     };
-    // Constant time, so the answer's timing says nothing about the PIN.
-    let ok: bool = pin.as_bytes().ct_eq(state.host_pin.as_bytes()).into();
-    if !ok {
-        if let Some(ms) = limit_wait(&state.login_limiter, addr.ip()) {
-            state
-                .login_blocked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(
-                    addr.ip(),
-                    std::time::Instant::now() + std::time::Duration::from_millis(ms),
-                );
-            return too_many(ms, "too many wrong PINs; wait a little");
-        }
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong PIN");
+    if pin.len() > crate::login::MAX_ATTEMPT_LEN {
+        return bad_field("pin", "a string of digits");
     }
-    match state
+    // Wrong PINs are limited per address and across all addresses; over a limit, even the
+    // right PIN is refused, so guessing cannot go on from however many addresses.
+    match state.login.pin.attempt(addr.ip(), pin).await {
+        crate::login::Attempt::Ok => {}
+        crate::login::Attempt::Wrong => {
+            return error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong PIN")
+        }
+        crate::login::Attempt::Refused { retry_after_ms } => {
+            return too_many(retry_after_ms, "too many wrong PINs; wait a little")
+        }
+    }
+    let g = match state
         .hub
         .call(Command::CreateGuest {
             name: Some("Host".into()),
@@ -281,13 +258,28 @@ pub async fn host_login(
         .await
         .result
     {
-        Ok(Reply::Guest(g)) => Json(json!({
-            "token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name, "role": "host"
-        }))
-        .into_response(),
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
-        Err(e) => hub_error(&e),
+        Ok(Reply::Guest(g)) => g,
+        Ok(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "unexpected answer",
+            )
+        }
+        Err(e) => return hub_error(&e),
+    };
+    if let Err(e) = state.login.sessions.add(g.guest_id, addr.ip()).await {
+        tracing::error!("cannot store a host login: {e}");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the login could not be stored",
+        );
     }
+    Json(json!({
+        "token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name, "role": "host"
+    }))
+    .into_response()
 }
 
 /// The host token from `Authorization: Bearer …`.
@@ -311,10 +303,20 @@ async fn host_actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiE
         .await
         .result
     {
-        Ok(Reply::Identity(Some(id))) if id.role == Role::Host => Ok(Actor {
-            guest: id.guest_id,
-            host: true,
-        }),
+        // A host token is good only while its host login lasts (expiry, log out, new PIN).
+        Ok(Reply::Identity(Some(id))) if id.role == Role::Host => {
+            if !state.login.sessions.check(id.guest_id) {
+                return Err(api_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this host login was logged out or has expired; log in again",
+                ));
+            }
+            Ok(Actor {
+                guest: id.guest_id,
+                host: true,
+            })
+        }
         Ok(Reply::Identity(Some(_))) => Err(api_error(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -380,6 +382,15 @@ pub async fn host_action(
             return (status_for(e.code), Json(body)).into_response();
         }
     };
+    if let Some(answer) = super::login_command(&state, &cmd, actor).await {
+        return match answer {
+            Ok(data) if data.get("logged_out").is_some() => {
+                Json(json!({"ok": true, "logged_out": data["logged_out"]})).into_response()
+            }
+            Ok(data) => Json(data).into_response(),
+            Err(e) => wire_error(&e),
+        };
+    }
     let Some(hub_cmd) = super::hub_command(cmd, actor) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -390,6 +401,39 @@ pub async fn host_action(
     match state.hub.call(hub_cmd).await.result {
         Ok(_) => Json(json!({"ok": true})).into_response(),
         Err(e) => hub_error(&e),
+    }
+}
+
+fn wire_error(e: &protocol::WireError) -> Response {
+    let mut body = json!({"code": e.code, "message": e.message});
+    if let Some(f) = &e.field {
+        body["field"] = json!(f);
+    }
+    (status_for(e.code), Json(body)).into_response()
+}
+
+/// `GET /api/host/sessions`: the host logins and the failed logins lately (as the websocket's
+/// `host_sessions`).
+pub async fn host_sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let actor = match host_actor(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r.into_response(),
+    };
+    match super::login_command(&state, &protocol::Cmd::HostSessions, actor).await {
+        Some(Ok(data)) => {
+            let mut r = Json(data).into_response();
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Some(Err(e)) => wire_error(&e),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
     }
 }
 

@@ -33,16 +33,14 @@ pub struct AppState {
     pub hub: Hub,
     pub store: Store,
     pub sessions: Arc<Sessions>,
-    pub host_pin: String,
+    /// The host PIN, its limits, and the host logins.
+    pub login: Arc<crate::login::Login>,
     pub allowed_origins: Vec<String>,
     pub ws_limits: WsLimits,
     pub started: Instant,
     sockets: Mutex<HashMap<GuestId, usize>>,
     /// Set when the jukebox shuts down: every socket says bye (1001) and closes.
     pub closing: tokio::sync::watch::Sender<bool>,
-    pub(crate) login_limiter: http::IpLimiter,
-    /// Addresses refused host logins until then (too many wrong PINs).
-    pub(crate) login_blocked: Mutex<HashMap<std::net::IpAddr, Instant>>,
     pub(crate) guest_limiter: http::IpLimiter,
     /// The phone app from disk (`--web-dir`) instead of the embedded copy.
     pub web_dir: Option<std::path::PathBuf>,
@@ -91,9 +89,8 @@ impl AppState {
 
 /// What the server needs besides the hub and store.
 pub struct ServerConfig {
-    pub host_pin: String,
+    pub login: Arc<crate::login::Login>,
     pub guest_rate: u32,
-    pub login_rate: u32,
     pub allowed_origins: Vec<String>,
     pub ws_limits: WsLimits,
     pub session_limits: SessionLimits,
@@ -118,24 +115,84 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         },
         cfg.session_limits,
     );
-    Arc::new(AppState {
+    let state = Arc::new(AppState {
         hub,
         store,
         sessions,
-        host_pin: cfg.host_pin,
+        login: cfg.login,
         allowed_origins: cfg.allowed_origins,
         ws_limits: cfg.ws_limits,
         started: Instant::now(),
         sockets: Mutex::new(HashMap::new()),
         closing: tokio::sync::watch::Sender::new(false),
-        login_limiter: http::ip_limiter(cfg.login_rate, cfg.login_rate),
-        login_blocked: Mutex::new(HashMap::new()),
         guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
         web_dir: cfg.web_dir,
         join: join::Join::new(cfg.host_name, cfg.listen),
         export_gap_hours: 6,
         hosts: guard::Hosts::new(cfg.allow_hosts, cfg.listen),
         conns: transport::Connections::new(cfg.conn_limits),
+    });
+    tokio::spawn(housekeeping(Arc::downgrade(&state)));
+    state
+}
+
+/// How often the limiter tables are pruned and host sessions expire.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One periodic task: forgets addresses no limit holds any more (the keyed limiters would
+/// otherwise keep every address ever seen), ends expired host logins, stores when the others
+/// were last seen. Ends with the server.
+async fn housekeeping(state: std::sync::Weak<AppState>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        crate::login::prune_limiter(&state.guest_limiter);
+        state.login.pin.prune();
+        state.login.sessions.tick().await;
+    }
+}
+
+/// Runs the host commands the login answers (`host_sessions`, `logout`, `logout_all`); `None`
+/// for every other command. One mapping for the websocket and HTTP. `actor` is a host.
+pub async fn login_command(
+    state: &AppState,
+    cmd: &crate::protocol::Cmd,
+    actor: crate::hub::Actor,
+) -> Option<Result<serde_json::Value, crate::protocol::WireError>> {
+    use crate::protocol::{Cmd, WireError};
+    let sessions = &state.login.sessions;
+    let internal = |e: crate::store::StoreError| {
+        tracing::error!("host sessions: {e}");
+        WireError::new("internal", "the host logins could not be changed")
+    };
+    Some(match cmd {
+        Cmd::HostSessions => Ok(crate::login::sessions_data(
+            &sessions.list(),
+            actor.guest,
+            state.login.pin.failed_logins(),
+        )),
+        Cmd::Logout { guest_id } => {
+            let target = guest_id.unwrap_or(actor.guest);
+            match sessions.revoke(Some(vec![target])).await {
+                Ok(0) => {
+                    let mut e = WireError::new("not_found", "no such host login");
+                    e.field = Some("guest_id".into());
+                    Err(e)
+                }
+                Ok(n) => Ok(serde_json::json!({ "logged_out": n })),
+                Err(e) => Err(internal(e)),
+            }
+        }
+        Cmd::LogoutAll => match sessions.revoke(None).await {
+            Ok(n) => Ok(serde_json::json!({ "logged_out": n })),
+            Err(e) => Err(internal(e)),
+        },
+        _ => return None,
     })
 }
 
@@ -152,6 +209,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/search", get(http::api_search))
         .route("/api/art/{track_id}", get(http::art))
         .route("/api/host/export", get(http::export))
+        .route("/api/host/sessions", get(http::host_sessions))
         .route("/api/join", get(join::join))
         .route("/api/qr.svg", get(join::qr))
         .fallback(web::fallback)
@@ -166,7 +224,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// The hub command a protocol command stands for; `None` for those the server answers itself
-/// (`sub`, `unsub`, `search`). One mapping for the websocket and the HTTP host actions.
+/// (`sub`, `unsub`, `search`, and the login's: see [`login_command`]). One mapping for the websocket and the HTTP host actions.
 pub fn hub_command(
     cmd: crate::protocol::Cmd,
     actor: crate::hub::Actor,
@@ -174,7 +232,12 @@ pub fn hub_command(
     use crate::hub::Command;
     use crate::protocol::Cmd;
     Some(match cmd {
-        Cmd::Sub { .. } | Cmd::Unsub { .. } | Cmd::Search { .. } => return None,
+        Cmd::Sub { .. }
+        | Cmd::Unsub { .. }
+        | Cmd::Search { .. }
+        | Cmd::HostSessions
+        | Cmd::Logout { .. }
+        | Cmd::LogoutAll => return None,
         Cmd::Like { play_id, on } => Command::Like { actor, play_id, on },
         Cmd::VoteSkip { play_id } => Command::VoteSkip { actor, play_id },
         Cmd::Request { track_id } => Command::Request { actor, track_id },

@@ -20,6 +20,9 @@ use serde_json::json;
 
 static SOCKETS: AtomicU64 = AtomicU64::new(1);
 
+/// How long a host socket whose login ended still writes what is queued before it closes.
+const LOGGED_OUT_GRACE: Duration = Duration::from_millis(250);
+
 /// Liveness and abuse limits of a socket.
 #[derive(Debug, Clone)]
 pub struct WsLimits {
@@ -231,6 +234,14 @@ async fn handshake(
         Ok(Reply::Identity(Some(id))) => id,
         _ => return Err(bye(4401, "bad or revoked token", false)),
     };
+    // A host token is good only while its host login lasts (expiry, log out, new PIN).
+    if identity.role == Role::Host && !state.login.sessions.check(identity.guest_id) {
+        return Err(bye(
+            4401,
+            "this host login was logged out or has expired",
+            false,
+        ));
+    }
     let guest = identity.guest_id;
     let role = identity.role;
     let screen = hello.screen;
@@ -313,11 +324,27 @@ async fn live(
     let mut last_out = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut closing = state.closing.subscribe();
+    let mut host_logins = state.login.sessions.subscribe();
+    // Once the host login ends: a moment for the replies on their way (a `logout` of its own
+    // login), then the close. Requests read meanwhile are dropped.
+    let mut logged_out = false;
+    let grace = tokio::time::sleep(Duration::from_secs(365 * 86_400));
+    tokio::pin!(grace);
 
     loop {
         tokio::select! {
             _ = closing.changed() => {
                 return bye(1001, "the jukebox is restarting", true);
+            }
+            // A host logged out (or expired) elsewhere: its open sockets close too.
+            changed = host_logins.changed(), if actor.host && !logged_out => {
+                if changed.is_err() || !state.login.sessions.valid(actor.guest) {
+                    logged_out = true;
+                    grace.as_mut().reset(tokio::time::Instant::now() + LOGGED_OUT_GRACE);
+                }
+            }
+            _ = &mut grace, if logged_out => {
+                return bye(4401, "this host login was logged out or has expired", false);
             }
             _ = outbox.frames.changed() => {
                 // Boxed: its timer and write state exist only while writing.
@@ -366,6 +393,7 @@ async fn live(
                             return bye(4400, "too many bad frames", true);
                         }
                     }
+                    Ok(Incoming::Request { .. }) if logged_out => {}
                     Ok(Incoming::Request { rid, cmd }) => {
                         if !session.accept_rid(rid) {
                             session.reply(0, protocol::reply_err(rid, &WireError::new(
@@ -502,6 +530,15 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
                     tracing::error!("search {rid} failed: {e}");
                     protocol::reply_err(rid, &WireError::new("internal", "internal error"))
                 }
+            };
+            session.reply(0, tail);
+            return;
+        }
+        Cmd::HostSessions | Cmd::Logout { .. } | Cmd::LogoutAll => {
+            let tail = match super::login_command(state, &cmd, actor).await {
+                Some(Ok(data)) => protocol::reply_ok(rid, data),
+                Some(Err(e)) => protocol::reply_err(rid, &e),
+                None => return,
             };
             session.reply(0, tail);
             return;

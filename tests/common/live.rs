@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const PIN: &str = "4321";
+pub const PIN: &str = "43218765";
 
 pub struct Server {
     pub child: Child,
@@ -27,20 +27,18 @@ pub struct Server {
 impl Server {
     /// Starts the binary with a null output and waits (bounded) for "listening on".
     pub fn start(db: &Path, music: &Path, extra: &[&str]) -> Server {
+        Self::start_with_pin(db, music, Some(PIN), extra)
+    }
+
+    /// The same with this `--host-pin`, or none (the jukebox generates one).
+    pub fn start_with_pin(db: &Path, music: &Path, pin: Option<&str>, extra: &[&str]) -> Server {
         let mut child = Command::new(super::bin())
             .arg("--music")
             .arg(music)
             .arg("--db")
             .arg(db)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--output",
-                "null",
-                "--no-mdns",
-                "--host-pin",
-                PIN,
-            ])
+            .args(["--listen", "127.0.0.1:0", "--output", "null", "--no-mdns"])
+            .args(pin.map(|p| ["--host-pin", p]).into_iter().flatten())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

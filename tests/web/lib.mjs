@@ -12,7 +12,7 @@ export const BIN = path.resolve(ROOT, process.env.JUKEBOX_BIN || 'target/debug/j
 // Serve web/ from disk instead of the copy built into the binary (for working on the app).
 export const WEB_DIR = process.env.JUKEBOX_WEB_DIR ? path.resolve(ROOT, process.env.JUKEBOX_WEB_DIR) : null;
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-export const PIN = '2468';
+export const PIN = '24681357';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -487,3 +487,36 @@ t('tokens: a jukebox that forgot its guests (new database) hands the phone a new
     await srv.stop();
   }
 });
+
+// --- 8 -----------------------------------------------------------------------------------------
+
+t('host logins: the host page warns of wrong PINs, lists the host logins and logs out one or all', { timeout: 60000 }, async () => {
+  await withServer({}, async (srv, open) => {
+    const { page: a } = await open('/host');
+    const { page: b } = await open('/host');
+    await L.hostLogin(a);
+    await L.hostLogin(b);
+    // Someone guesses.
+    for (const pin of ['11111111', '22222222', '33333333']) {
+      const r = await fetch(srv.url + '/api/host/login', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ pin }),
+      });
+      assert.equal(r.status, 401);
+    }
+    await a.reload();
+    await L.live(a);
+    await a.getByText('3 wrong PINs in the last minute', { exact: false }).waitFor();
+    const list = a.getByRole('list', { name: 'Host logins' });
+    await L.until('two host logins listed', async () => (await list.getByRole('listitem').count()) === 2);
+    await list.getByRole('listitem').filter({ hasText: 'This phone' }).waitFor();
+    // Log out the other phone: it is asked for the PIN at once.
+    await list.getByRole('listitem').filter({ hasNotText: 'This phone' }).getByRole('button', { name: 'Log out' }).click();
+    await b.getByRole('textbox', { name: 'PIN', exact: true }).waitFor({ timeout: 10000 });
+    await L.until('one host login left', async () => (await list.getByRole('listitem').count()) === 1, 20000);
+    // Log out everywhere: this phone too.
+    await a.getByRole('button', { name: 'Log out everywhere' }).click();
+    await a.getByRole('textbox', { name: 'PIN', exact: true }).waitFor({ timeout: 10000 });
+    assert.deepEqual(a.dialogs, ['confirm: Log out every host, this phone included?']);
+    for (const p of [a, b]) assert.deepEqual(p.errors, []);
+  });
+});

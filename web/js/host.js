@@ -17,7 +17,7 @@ const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
 const el = {};
-for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'guests', 'guests-more', 'gcount', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout']) {
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'guests', 'guests-more', 'gcount', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 
@@ -58,7 +58,9 @@ el.loginForm.addEventListener('submit', async (ev) => {
   }
 });
 
-el.logout.addEventListener('click', () => {
+el.logout.addEventListener('click', async () => {
+  // End this login on the jukebox too, so the token is worth nothing if the phone is lost.
+  if (client.live) await client.command('logout').catch(() => {});
   client.stop();
   store.set(TOKEN_KEY, null);
   showLogin('');
@@ -294,6 +296,74 @@ el.say.addEventListener('submit', async (ev) => {
   if (r) el.sayText.value = '';
 });
 
+// --- host logins and failed logins -----------------------------------------------------------
+
+let hostSessions = null;
+async function loadSessions() {
+  if (!client.live) return;
+  try {
+    hostSessions = await client.command('host_sessions');
+  } catch {
+    return;
+  }
+  renderSessions();
+}
+
+function ago(ms) {
+  const min = Math.round((Date.now() - ms) / 60000);
+  if (min < 1) return 'just now';
+  if (min < 60) return `${min} min ago`;
+  return `${Math.floor(min / 60)} h ${min % 60} min ago`;
+}
+
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+function renderSessions() {
+  const d = hostSessions;
+  if (!d) return;
+  const f = d.failed_logins;
+  const parts = [];
+  if (f.wrong_last_minute > 0) parts.push(`${plural(f.wrong_last_minute, 'wrong PIN')} in the last minute`);
+  else if (f.wrong_last_hour > 0) parts.push(`${plural(f.wrong_last_hour, 'wrong PIN')} in the last hour`);
+  if (f.refused_last_minute > 0) parts.push(`${plural(f.refused_last_minute, 'login')} refused in the last minute`);
+  if (f.locked_ms > 0) parts.push(`new logins wait ${Math.ceil(f.locked_ms / 1000)} s`);
+  el.loginWarning.hidden = parts.length === 0;
+  text(el.loginWarning, parts.length ? `Someone may be guessing the PIN: ${parts.join(' · ')}.` : '');
+  el.loginWarning.style.color = parts.length ? 'var(--bad)' : '';
+  syncList(
+    el.hostSessions,
+    d.sessions,
+    (s) => s.guest_id,
+    (s) => {
+      const li = h('li', { class: 'item' },
+        h('div', { class: 'grow' }, h('p', { class: 't' }), h('p', { class: 's' })),
+        h('button', { class: 'btn small danger', type: 'button', onclick: () => logoutOne(li._s) }, 'Log out'));
+      return li;
+    },
+    (li, s) => {
+      li._s = s;
+      const [info, btn] = li.children;
+      text(info.children[0], `${s.current ? 'This phone' : 'Host'} · from ${s.from}`);
+      text(info.children[1], `logged in at ${clock(s.created_ms)} · last seen ${ago(s.last_seen_ms)} · until ${clock(s.expires_ms)}`);
+      btn.disabled = !client.live;
+    }
+  );
+}
+
+async function logoutOne(s) {
+  if (s.current) {
+    el.logout.click();
+    return;
+  }
+  if (await run('logout', { guest_id: s.guest_id })) loadSessions();
+}
+
+el.logoutAll.addEventListener('click', async () => {
+  if (!confirm('Log out every host, this phone included?')) return;
+  await run('logout_all', {}, el.logoutAll);
+  // The jukebox closes this socket (4401): the login shows again.
+});
+
 // --- the jukebox: audio, library, export ----------------------------------------------------
 
 let health = null;
@@ -398,6 +468,7 @@ client.on('welcome', (w) => {
   }
   showPanel();
   loadHealth();
+  loadSessions();
 });
 client.on('event', (ev) => eventToast(ev, client, 'Host'));
 
@@ -406,6 +477,7 @@ setInterval(() => {
   if (document.visibilityState === 'visible' && client.live) renderQueue();
 }, 1000);
 setInterval(() => client.live && document.visibilityState === 'visible' && loadHealth(), 30000);
+setInterval(() => client.live && document.visibilityState === 'visible' && loadSessions(), 15000);
 
 if (store.get(TOKEN_KEY)) {
   showPanel();
