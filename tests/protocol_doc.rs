@@ -44,6 +44,7 @@ fn sample_snapshot() -> Snapshot {
             track: track(3, true),
             requested_by: Some("Sam".into()),
             requester: Some(2),
+            requested_by_host: false,
             entry_id: Some(4),
             position_ms: 0,
             server_time_ms: 0,
@@ -59,6 +60,7 @@ fn sample_snapshot() -> Snapshot {
             track: track(9, false),
             by: Some("Mia".into()),
             guest: Some(1),
+            by_host: false,
             votes: 1,
             pinned: false,
             created_ms: 0,
@@ -137,12 +139,14 @@ fn references() -> Vec<Value> {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_host: false,
         },
         Event::SkipVote {
             play_id: 1,
             votes: 1,
             needed: 2,
             by: "b".into(),
+            by_host: false,
         },
         Event::Skipped {
             play_id: Some(1),
@@ -155,6 +159,7 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             by: None,
+            by_host: false,
         },
         Event::HostMessage { text: "hi".into() },
         Event::YourRequestNext {
@@ -166,6 +171,7 @@ fn references() -> Vec<Value> {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_host: false,
         },
     ];
     for c in changes

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,6 +43,8 @@ pub struct AppState {
     /// Addresses refused host logins until then (too many wrong PINs).
     pub(crate) login_blocked: Mutex<HashMap<std::net::IpAddr, Instant>>,
     pub(crate) guest_limiter: http::IpLimiter,
+    /// TVs asking for a pairing code, per address.
+    pub(crate) pair_limiter: http::IpLimiter,
     /// The phone app from disk (`--web-dir`) instead of the embedded copy.
     pub web_dir: Option<std::path::PathBuf>,
     pub join: join::Join,
@@ -123,6 +125,7 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         login_limiter: http::ip_limiter(cfg.login_rate, cfg.login_rate),
         login_blocked: Mutex::new(HashMap::new()),
         guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
+        pair_limiter: http::ip_limiter(PAIR_PER_MINUTE, PAIR_PER_MINUTE),
         web_dir: cfg.web_dir,
         join: join::Join::new(cfg.host_name, cfg.listen),
         export_gap_hours: 6,
@@ -135,6 +138,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/api/guest", post(http::create_guest))
         .route("/api/host/login", post(http::host_login))
+        .route("/api/screen/pair", post(http::screen_pair))
+        .route("/api/screen/claim", post(http::screen_claim))
         .route("/api/host/{action}", post(http::host_action))
         .route("/api/state", get(http::api_state))
         .route("/api/search", get(http::api_search))
@@ -184,8 +189,16 @@ pub fn hub_command(
         Cmd::Settings(patch) => Command::Settings { actor, patch },
         Cmd::Announce { text } => Command::Announce { actor, text },
         Cmd::Rescan => Command::Rescan { actor },
+        Cmd::PairScreen { code } => Command::PairScreen { actor, code },
+        Cmd::RemoveScreen { guest_id } => Command::RemoveScreen {
+            actor,
+            guest: guest_id,
+        },
     })
 }
+
+/// Pairing codes one address may ask for in a minute (a TV asks for one every 10 minutes).
+const PAIR_PER_MINUTE: u32 = 6;
 
 /// The kernel send buffer of each connection.
 const SEND_BUFFER: usize = 64 * 1024;
@@ -226,6 +239,7 @@ struct WsQuery {
 
 async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -246,7 +260,7 @@ async fn ws_upgrade(
         // Thousands of idle phones: keep per-socket buffers small.
         .read_buffer_size(512)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| ws::serve(socket, state, version_ok))
+        .on_upgrade(move |socket| ws::serve(socket, state, version_ok, peer))
         .into_response()
 }
 
