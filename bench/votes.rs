@@ -77,6 +77,8 @@ async fn main() {
         else {
             panic!()
         };
+        // Only a guest with a live socket votes.
+        hub.tell(Command::Connected { guest: g.guest_id }).await;
         guests.push(Actor {
             guest: g.guest_id,
             host: false,

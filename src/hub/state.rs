@@ -218,6 +218,8 @@ pub(crate) struct State {
     new_guests: governor::DefaultDirectRateLimiter,
     /// The like count changed since the last `now_playing`: announced on the next tick.
     now_dirty: bool,
+    /// A like was already announced in this tick: more likes wait for the next one.
+    liked_this_tick: bool,
     /// The skip votes the last `now_playing` carried.
     announced_skip_votes: u32,
     /// Presence ticks, for the once-a-minute chores.
@@ -398,6 +400,7 @@ impl State {
             never_connected: VecDeque::new(),
             pairings: VecDeque::new(),
             now_dirty: false,
+            liked_this_tick: false,
             announced_skip_votes: 0,
             ticks: 0,
             queue: HashMap::new(),
@@ -1418,6 +1421,8 @@ impl State {
             }
             self.push_room();
         }
+        // Likes held back in the last tick go out now, and count as this tick's.
+        self.liked_this_tick = self.now_dirty;
         if let Some(n) = &self.now {
             let (needed, votes) = (self.skip_needed(), self.skip_votes_now(n));
             let changed = needed != self.announced_skip_needed
@@ -1427,6 +1432,7 @@ impl State {
                 self.push_now();
             }
         }
+        self.now_dirty = false;
         self.finish(None, Ok(Reply::Done));
     }
 
@@ -1495,8 +1501,14 @@ impl State {
         let first_like = on && n.like_announced.insert(g);
         let ts = now_ms();
         self.op(move |db| db.set_like(play_id, track_id, g, on, ts));
-        // The count goes out with the next tick: a burst of likes is one `now_playing`.
-        self.now_dirty = true;
+        // One like-caused `now_playing` a tick: the first like of a tick goes out at once
+        // (its reply follows it); the rest of a burst goes out with the next tick, as one.
+        if self.liked_this_tick {
+            self.now_dirty = true;
+        } else {
+            self.liked_this_tick = true;
+            self.push_now();
+        }
         self.push_me(g);
         if first_like {
             self.push_event(
