@@ -771,6 +771,11 @@ pub fn reply_requested(rid: u64, entry: i64, upvoted: bool) -> Tail {
     )
 }
 
+/// The reply to `pair_screen`: the new screen's guest id.
+pub fn reply_paired(rid: u64, guest: i64) -> Tail {
+    reply_ok(rid, json!({"guest_id": guest_id(guest)}))
+}
+
 /// The body of a search answer (websocket reply data and `GET /api/search`).
 pub fn search_results(tracks: &[Track], next_offset: Option<u32>) -> Value {
     json!({

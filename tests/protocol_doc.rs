@@ -186,6 +186,7 @@ fn references() -> Vec<Value> {
     }
     out.push(render(&protocol::reply_ok(1, serde_json::json!({}))));
     out.push(render(&protocol::reply_requested(1, 2, false)));
+    out.push(render(&protocol::reply_paired(1, 31)));
     let row = jukebox::store::Track {
         id: 1,
         path: "/m/a.mp3".into(),
@@ -318,6 +319,8 @@ fn every_example_in_the_protocol_doc_matches_the_server() {
         "settings",
         "announce",
         "rescan",
+        "pair_screen",
+        "remove_screen",
     ] {
         assert!(client_cmds.contains(cmd), "no client example of {cmd}");
     }

@@ -44,12 +44,20 @@ pub fn address_key(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
+            None if v6.is_loopback() => "::1".to_string(),
             None => {
                 let s = v6.segments();
                 format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
     }
+}
+
+/// The jukebox's own address (127.0.0.1, ::1): a kiosk browser on the box itself (the TV on the
+/// Pi's HDMI) or a local proxy, not a phone. Per-address rules (bans that cover addresses, the
+/// cap on guests per address) cannot tell its guests apart, so they leave it out.
+pub fn is_own_address(key: &str) -> bool {
+    key == "127.0.0.1" || key == "::1"
 }
 
 /// Limits on identities (configuration keys of the same names).
@@ -495,3 +503,59 @@ impl Drop for Connection {
 
 /// The hub's task; give it back to [`Hub::shutdown`].
 pub struct HubTask(tokio::task::JoinHandle<()>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_keyed_by_ipv4_or_ipv6_slash_64() {
+        let table = [
+            ("192.168.1.23", "192.168.1.23"),
+            ("::ffff:192.168.1.23", "192.168.1.23"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("fe80::1", "fe80:0:0:0::/64"),
+            ("::1", "::1"),
+        ];
+        for (ip, want) in table {
+            assert_eq!(address_key(ip.parse().unwrap()), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn names_reserve_host_and_guest_n_and_refuse_invisible_characters() {
+        let table: &[(&str, bool, Result<&str, ()>)] = &[
+            ("  Mia  ", false, Ok("Mia")),
+            ("Zoë", false, Ok("Zoë")),
+            ("Hosting", false, Ok("Hosting")),
+            ("Guest", false, Ok("Guest")),
+            ("Guest of honour", false, Ok("Guest of honour")),
+            ("Host", false, Err(())),
+            ("hOST", false, Err(())),
+            ("Ｈｏｓｔ", false, Err(())),
+            ("Guest 3", false, Err(())),
+            ("GUEST   42", false, Err(())),
+            ("guest7", false, Err(())),
+            ("Guest ３", false, Err(())),
+            ("Host", true, Ok("Host")),
+            ("\u{202e}kcaH", false, Err(())),
+            ("Mi\u{200d}a", false, Err(())),
+            ("\u{feff}Sam", false, Err(())),
+            ("Lou\u{2069}", false, Err(())),
+            ("bell\u{7}", false, Err(())),
+            (&"x".repeat(33), false, Err(())),
+        ];
+        for (name, host, want) in table {
+            let got = state::validate_name(name, *host);
+            match want {
+                Ok(n) => assert_eq!(got.as_deref().ok(), Some(*n), "{name:?}: {got:?}"),
+                Err(()) => assert!(
+                    matches!(got, Err(HubError::BadRequest { field: "name", .. })),
+                    "{name:?}: {got:?}"
+                ),
+            }
+        }
+    }
+}

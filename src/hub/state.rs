@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::views::*;
 use super::{
-    address_key, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits, HubConfig, HubError,
+    address_key, is_own_address, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits, HubConfig, HubError,
     Identity, Publisher, Reply, SettingsPatch,
 };
 use crate::library::{self, ScanProgress};
@@ -1137,8 +1137,8 @@ impl State {
 
     /// `POST /api/guest`: no token for a banned address, and no more than the global rate.
     fn new_guest(&mut self, name: Option<String>, addr: std::net::IpAddr) -> Result<Reply, HubError> {
-        let key = address_key(addr);
-        if self.addr_banned(&key) {
+        let key = Some(address_key(addr)).filter(|k| !is_own_address(k));
+        if key.as_deref().is_some_and(|k| self.addr_banned(k)) {
             return Err(HubError::AddressBanned);
         }
         let name = validate_name(name.as_deref().unwrap_or(""), false)?;
@@ -1148,7 +1148,7 @@ impl State {
                 message: "many guests are joining right now; try again in a moment",
                 retry_after_ms: wait_ms(n),
             })?;
-        Ok(Reply::Guest(self.create_guest(name, false, false, Some(key))))
+        Ok(Reply::Guest(self.create_guest(name, false, false, key)))
     }
 
     /// A socket says hello: who it is, whether its address may take part, and (if so) it is
@@ -1158,7 +1158,7 @@ impl State {
         let Some(&id) = self.tokens.get(&digest) else {
             return Ok(Reply::Identity(None));
         };
-        let key = addr.map(address_key);
+        let key = addr.map(address_key).filter(|k| !is_own_address(k));
         let g = &self.guests[&id];
         let exempt = g.host || g.screen;
         if let Some(k) = key.as_deref().filter(|_| !exempt) {

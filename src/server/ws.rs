@@ -531,9 +531,7 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
         Ok(Reply::Requested { entry_id, upvoted }) => {
             protocol::reply_requested(rid, entry_id, upvoted)
         }
-        Ok(Reply::Paired { guest_id }) => {
-            protocol::reply_ok(rid, json!({"guest_id": protocol::guest_id(guest_id)}))
-        }
+        Ok(Reply::Paired { guest_id }) => protocol::reply_paired(rid, guest_id),
         Ok(_) => protocol::reply_ok(rid, json!({})),
         Err(e) => {
             if matches!(e, HubError::Internal(_)) {
