@@ -34,7 +34,7 @@ async fn main() {
             settings: Settings::default(),
             explicit_settings: vec![],
             scan_at_start: true,
-                guest_limits: Default::default(),
+            guest_limits: Default::default(),
         },
         store.clone(),
     )

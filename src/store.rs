@@ -424,12 +424,7 @@ impl Db {
     }
 
     /// Remembers an address a guest used (`addr` is an address key: IPv4, or an IPv6 /64).
-    pub fn add_guest_address(
-        &self,
-        id: GuestId,
-        addr: &str,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub fn add_guest_address(&self, id: GuestId, addr: &str, at_ms: i64) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT INTO guest_addresses (guest_id, addr, seen_ms) VALUES (?1, ?2, ?3)

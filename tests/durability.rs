@@ -134,9 +134,7 @@ fn child(dir: &std::path::Path) {
             {
                 Reply::Guest(g) => {
                     // Only a guest with a live socket votes.
-                    h.hub
-                        .tell(Command::Connected { guest: g.guest_id })
-                        .await;
+                    h.hub.tell(Command::Connected { guest: g.guest_id }).await;
                     guests.push(Actor {
                         guest: g.guest_id,
                         host: false,

@@ -954,7 +954,12 @@ async fn identities_bans_by_address_the_per_address_cap_and_screens() {
         code: code.clone(),
     })
     .await;
-    let Reply::Guest(screen) = h.ok(Command::ClaimScreen { claim: claim.clone() }).await else {
+    let Reply::Guest(screen) = h
+        .ok(Command::ClaimScreen {
+            claim: claim.clone(),
+        })
+        .await
+    else {
         panic!()
     };
     assert!(h.call(Command::ClaimScreen { claim }).await.result.is_err());

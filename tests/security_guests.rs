@@ -73,10 +73,7 @@ async fn a_ban_sticks_to_the_addresses_for_the_night_and_survives_a_restart() {
         .post_from("127.0.0.10", "/api/guest", &json!({"name": "Totally new"}))
         .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")), "{v}");
-    assert!(
-        v["message"].as_str().unwrap().contains("removed"),
-        "{v}"
-    );
+    assert!(v["message"].as_str().unwrap().contains("removed"), "{v}");
     // Another phone is not affected.
     let (st, _) = s
         .post_from("127.0.0.11", "/api/guest", &json!({"name": "Neighbour"}))
@@ -97,16 +94,18 @@ async fn a_ban_sticks_to_the_addresses_for_the_night_and_survives_a_restart() {
     assert_eq!(r["error"]["code"], "forbidden", "{r}");
     // The host is exempt: a host logging in from the banned address still acts.
     let host_there = s
-        .post_from("127.0.0.10", "/api/host/login", &json!({"pin": common::live::PIN}))
+        .post_from(
+            "127.0.0.10",
+            "/api/host/login",
+            &json!({"pin": common::live::PIN}),
+        )
         .await;
     assert_eq!(host_there.0, 200, "{host_there:?}");
 
     // For the night: a restart does not lift it.
     s.stop();
     let s = Server::start(&db, &music, &[]);
-    let (st, v) = s
-        .post_from("127.0.0.10", "/api/guest", &json!({}))
-        .await;
+    let (st, v) = s.post_from("127.0.0.10", "/api/guest", &json!({})).await;
     assert_eq!(st, 403, "after a restart: {v}");
     // The host unbans: the address may take part again.
     let host = s.host();
@@ -116,9 +115,7 @@ async fn a_ban_sticks_to_the_addresses_for_the_night_and_survives_a_restart() {
         Some(&host),
     );
     assert_eq!(st, 200);
-    let (st, v) = s
-        .post_from("127.0.0.10", "/api/guest", &json!({}))
-        .await;
+    let (st, v) = s.post_from("127.0.0.10", "/api/guest", &json!({})).await;
     assert_eq!(st, 201, "{v}");
     s.stop();
 }
@@ -192,7 +189,10 @@ async fn screen_true_from_a_guest_token_counts_as_a_guest_so_fake_screens_cannot
         .unwrap();
     assert_eq!(last["data"]["play_id"], np["play_id"], "not skipped");
     assert_eq!(last["data"]["skip_needed"], 4);
-    assert_eq!(s.get("/api/state").1["now_playing"]["play_id"], np["play_id"]);
+    assert_eq!(
+        s.get("/api/state").1["now_playing"]["play_id"],
+        np["play_id"]
+    );
     s.stop();
 }
 
@@ -212,7 +212,11 @@ async fn only_the_host_makes_a_screen_and_a_screen_never_votes() {
     let (st, pair) = s.post("/api/screen/pair", &json!({}), None);
     assert_eq!(st, 201, "{pair}");
     assert_eq!(pair["code"].as_str().unwrap().len(), 6);
-    let r = ask(&mut mia, json!({"cmd": "pair_screen", "code": pair["code"]})).await;
+    let r = ask(
+        &mut mia,
+        json!({"cmd": "pair_screen", "code": pair["code"]}),
+    )
+    .await;
     assert_eq!(r["error"]["code"], "forbidden", "{r}");
     let (st, v) = s.post("/api/screen/claim", &json!({"claim": pair["claim"]}), None);
     assert_eq!((st, v["paired"].as_bool()), (202, Some(false)), "{v}");
@@ -252,7 +256,10 @@ async fn only_the_host_makes_a_screen_and_a_screen_never_votes() {
     );
     // The host sees it, as a screen.
     let items = admin_items(&s, &host).await;
-    let item = items.iter().find(|g| g["id"] == screen_id.as_str()).unwrap();
+    let item = items
+        .iter()
+        .find(|g| g["id"] == screen_id.as_str())
+        .unwrap();
     assert_eq!(item["role"], "screen", "{item}");
 
     // Stored: the screen survives a restart.
@@ -271,12 +278,17 @@ async fn only_the_host_makes_a_screen_and_a_screen_never_votes() {
     );
     assert_eq!(st, 200, "{v}");
     let (_, first) = Phone::try_from(&s.addr, "127.0.0.1", &screen).await;
-    assert_eq!((first["cmd"].as_str(), first["code"].as_u64()), (Some("bye"), Some(4401)));
+    assert_eq!(
+        (first["cmd"].as_str(), first["code"].as_u64()),
+        (Some("bye"), Some(4401))
+    );
 
     // Pairing codes are rate limited per address.
     let mut limited = false;
     for _ in 0..10 {
-        let (st, _) = s.post_from("127.0.0.40", "/api/screen/pair", &json!({})).await;
+        let (st, _) = s
+            .post_from("127.0.0.40", "/api/screen/pair", &json!({}))
+            .await;
         if st == 429 {
             limited = true;
             break;
@@ -305,7 +317,10 @@ async fn one_address_holds_a_few_guests_at_once() {
     let (_, first) = Phone::try_from(&s.addr, from, &tokens[4]).await;
     assert_eq!(first["cmd"], "bye", "{first}");
     assert_eq!(first["code"], 4429, "{first}");
-    assert!(first["reason"].as_str().unwrap().contains("address"), "{first}");
+    assert!(
+        first["reason"].as_str().unwrap().contains("address"),
+        "{first}"
+    );
     // A second tab of a guest already in is fine, and so is another address, and the host.
     phones.push(Phone::connect_from(&s.addr, from, &tokens[0], &[]).await);
     phones.push(Phone::connect_from(&s.addr, "127.0.0.31", &tokens[5], &[]).await);
@@ -319,7 +334,10 @@ async fn one_address_holds_a_few_guests_at_once() {
         if first["cmd"] == "welcome" {
             break;
         }
-        assert!(Instant::now() < deadline, "the place was not freed: {first}");
+        assert!(
+            Instant::now() < deadline,
+            "the place was not freed: {first}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.stop();
@@ -345,7 +363,11 @@ async fn hit_and_run_skip_votes_stop_counting_when_their_guest_leaves() {
         let from = format!("127.0.0.{}", 50 + i);
         let token = s.guest_from(&from, "").await;
         let mut p = Phone::connect_from(&s.addr, &from, &token, &[]).await;
-        let r = ask(&mut p, json!({"cmd": "vote_skip", "play_id": np["play_id"]})).await;
+        let r = ask(
+            &mut p,
+            json!({"cmd": "vote_skip", "play_id": np["play_id"]}),
+        )
+        .await;
         assert_eq!(r["ok"], true, "{r}");
         drop(p);
         // Gone: its vote no longer counts (the update after its own vote says 0 again).
@@ -357,7 +379,10 @@ async fn hit_and_run_skip_votes_stop_counting_when_their_guest_leaves() {
         .await;
     }
     let now = s.get("/api/state").1["now_playing"].clone();
-    assert_eq!(now["play_id"], np["play_id"], "hit-and-run votes skipped the song");
+    assert_eq!(
+        now["play_id"], np["play_id"],
+        "hit-and-run votes skipped the song"
+    );
     // Real guests still skip it together.
     let mut b = Phone::connect(&s.addr, &s.guest("B2"), &[]).await;
     for p in [&mut a, &mut b] {
@@ -406,7 +431,11 @@ async fn minting_guests_is_limited_unused_ones_are_pruned_and_the_admin_list_sta
 
     // Bounded admin topic: a fresh host snapshot is small, whatever was minted.
     let items = admin_items(&s, &host).await;
-    assert!(items.len() <= 50 + 3, "{} guests in the admin snapshot", items.len());
+    assert!(
+        items.len() <= 50 + 3,
+        "{} guests in the admin snapshot",
+        items.len()
+    );
 
     // Pruning: the tokens that never connected go (the host sees them leave); the guest that
     // connected stays.
@@ -430,7 +459,11 @@ async fn minting_guests_is_limited_unused_ones_are_pruned_and_the_admin_list_sta
         .unwrap()
         .guests()
         .unwrap();
-    assert!(left.len() <= 3, "{} guests left in the database", left.len());
+    assert!(
+        left.len() <= 3,
+        "{} guests left in the database",
+        left.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,7 +484,11 @@ async fn names_cannot_impersonate_the_host_or_hide_characters_and_host_actions_a
         "A\u{2066}B",
     ] {
         let (st, v) = s.post("/api/guest", &json!({"name": bad}), None);
-        assert_eq!((st, v["field"].as_str()), (400, Some("name")), "{bad:?}: {v}");
+        assert_eq!(
+            (st, v["field"].as_str()),
+            (400, Some("name")),
+            "{bad:?}: {v}"
+        );
     }
     for good in ["Hosting", "Guesty", "Zoë", "Mia 2"] {
         let (st, v) = s.post("/api/guest", &json!({"name": good}), None);
@@ -522,7 +559,11 @@ async fn like_toggling_from_many_sockets_is_limited_per_guest_and_coalesced() {
     for i in 0..100 {
         let p = &mut socks[i % 5];
         // Always the opposite of the state: every request is a real change.
-        let r = ask(p, json!({"cmd": "like", "play_id": np["play_id"], "on": on})).await;
+        let r = ask(
+            p,
+            json!({"cmd": "like", "play_id": np["play_id"], "on": on}),
+        )
+        .await;
         if r["ok"] == true {
             ok += 1;
             on = !on;

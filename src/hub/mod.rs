@@ -269,7 +269,9 @@ pub enum HubError {
     Screen,
     #[error("open the party on your phone to vote, like or request (no live connection)")]
     NotConnected,
-    #[error("too many guests on this address ({0} at most); close the jukebox on another phone or tab")]
+    #[error(
+        "too many guests on this address ({0} at most); close the jukebox on another phone or tab"
+    )]
     TooManyGuests(u32),
     #[error("{message}")]
     RateLimited {
@@ -493,11 +495,9 @@ pub struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let _ = self.internal.send(state::Internal::Socket(
-            self.guest,
-            false,
-            self.addr.take(),
-        ));
+        let _ = self
+            .internal
+            .send(state::Internal::Socket(self.guest, false, self.addr.take()));
     }
 }
 

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::views::*;
 use super::{
-    address_key, is_own_address, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits, HubConfig, HubError,
-    Identity, Publisher, Reply, SettingsPatch,
+    address_key, is_own_address, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits,
+    HubConfig, HubError, Identity, Publisher, Reply, SettingsPatch,
 };
 use crate::library::{self, ScanProgress};
 use crate::party::{self, Admission, Entry, EntryId, GuestId, PlayId, RecentPlay, Settings};
@@ -301,8 +301,7 @@ pub(crate) fn validate_name(name: &str, reserved_ok: bool) -> Result<String, Hub
     if n.chars().any(char::is_control) {
         return Err(bad("control characters are not allowed"));
     }
-    if n
-        .chars()
+    if n.chars()
         .any(|c| c.general_category() == GeneralCategory::Format)
     {
         return Err(bad(
@@ -320,7 +319,9 @@ pub(crate) fn validate_name(name: &str, reserved_ok: bool) -> Result<String, Hub
             .map(str::trim_start)
             .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()));
         if joined == "host" || guest_n {
-            return Err(bad("\"Host\" and \"Guest <number>\" are reserved; pick another name"));
+            return Err(bad(
+                "\"Host\" and \"Guest <number>\" are reserved; pick another name",
+            ));
         }
     }
     Ok(n.to_string())
@@ -1136,18 +1137,20 @@ impl State {
     }
 
     /// `POST /api/guest`: no token for a banned address, and no more than the global rate.
-    fn new_guest(&mut self, name: Option<String>, addr: std::net::IpAddr) -> Result<Reply, HubError> {
+    fn new_guest(
+        &mut self,
+        name: Option<String>,
+        addr: std::net::IpAddr,
+    ) -> Result<Reply, HubError> {
         let key = Some(address_key(addr)).filter(|k| !is_own_address(k));
         if key.as_deref().is_some_and(|k| self.addr_banned(k)) {
             return Err(HubError::AddressBanned);
         }
         let name = validate_name(name.as_deref().unwrap_or(""), false)?;
-        self.new_guests
-            .check()
-            .map_err(|n| HubError::RateLimited {
-                message: "many guests are joining right now; try again in a moment",
-                retry_after_ms: wait_ms(n),
-            })?;
+        self.new_guests.check().map_err(|n| HubError::RateLimited {
+            message: "many guests are joining right now; try again in a moment",
+            retry_after_ms: wait_ms(n),
+        })?;
         Ok(Reply::Guest(self.create_guest(name, false, false, key)))
     }
 
@@ -1277,7 +1280,10 @@ impl State {
     }
 
     fn pair_screen(&mut self, code: &str) -> Result<Reply, HubError> {
-        let code: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        let code: String = code
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
         let now = now_ms();
         self.pairings.retain(|p| now - p.created_ms < PAIRING_MS);
         let Some(i) = self
@@ -1285,7 +1291,9 @@ impl State {
             .iter()
             .position(|p| p.paired.is_none() && p.code == code)
         else {
-            return Err(HubError::NotFound("pairing code (it may have expired: the TV shows a new one)"));
+            return Err(HubError::NotFound(
+                "pairing code (it may have expired: the TV shows a new one)",
+            ));
         };
         let n = self.guests.values().filter(|g| g.screen).count() + 1;
         let created = self.create_guest(format!("Screen {n}"), false, true, None);
@@ -1449,11 +1457,14 @@ impl State {
             let unused = self.guests.get(&g).is_some_and(|x| {
                 !x.connected_ever && x.sockets == 0 && !x.host && !x.screen && !x.banned
             });
-            let referenced = self.queue.values().any(|q| {
-                q.entry.guest == Some(g) || q.entry.voters.contains(&g)
-            }) || self.now.as_ref().is_some_and(|n| {
-                n.likes.contains(&g) || n.skip_votes.contains(&g) || n.requester == Some(g)
-            }) || self.played_tonight.contains_key(&g);
+            let referenced = self
+                .queue
+                .values()
+                .any(|q| q.entry.guest == Some(g) || q.entry.voters.contains(&g))
+                || self.now.as_ref().is_some_and(|n| {
+                    n.likes.contains(&g) || n.skip_votes.contains(&g) || n.requester == Some(g)
+                })
+                || self.played_tonight.contains_key(&g);
             if !unused || referenced {
                 continue;
             }

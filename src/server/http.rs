@@ -237,7 +237,11 @@ pub async fn screen_pair(
             Json(json!({"code": code, "claim": claim, "expires_in_ms": expires_in_ms})),
         )
             .into_response(),
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
         Err(e) => hub_error(&e),
     }
 }
@@ -249,7 +253,11 @@ pub async fn screen_claim(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    let Some(claim) = v.get("claim").and_then(Value::as_str).filter(|c| c.len() <= 64) else {
+    let Some(claim) = v
+        .get("claim")
+        .and_then(Value::as_str)
+        .filter(|c| c.len() <= 64)
+    else {
         return bad_field("claim", "the claim from POST /api/screen/pair");
     };
     match state
@@ -268,7 +276,11 @@ pub async fn screen_claim(State(state): State<Arc<AppState>>, body: Bytes) -> Re
         Ok(Reply::PairingPending) => {
             (StatusCode::ACCEPTED, Json(json!({"paired": false}))).into_response()
         }
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
         Err(e) => hub_error(&e),
     }
 }

@@ -189,7 +189,9 @@ impl Server {
 
     /// A guest token made from the source address `from`.
     pub async fn guest_from(&self, from: &str, name: &str) -> String {
-        let (s, v) = self.post_from(from, "/api/guest", &json!({"name": name})).await;
+        let (s, v) = self
+            .post_from(from, "/api/guest", &json!({"name": name}))
+            .await;
         assert_eq!(s, 201, "{v}");
         v["token"].as_str().unwrap().to_string()
     }
