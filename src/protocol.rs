@@ -645,8 +645,10 @@ pub fn event_data(e: &Event) -> Value {
             title,
             artist,
             requested_by,
+            requested_by_host,
         } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "title": title,
-                    "artist": artist, "requested_by": requested_by}),
+                    "artist": artist, "requested_by": requested_by,
+                    "requested_by_host": requested_by_host}),
         Event::Liked {
             play_id: p,
             track_id: t,

@@ -134,6 +134,7 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             requested_by: None,
+            requested_by_host: false,
         },
         Event::Liked {
             play_id: 1,

@@ -2442,6 +2442,7 @@ impl State {
             title: track.title.clone(),
             artist: track.artist.clone(),
             requested_by: requester.map(|g| self.display_name(g)),
+            requested_by_host: requester.is_some_and(|g| self.is_host(g)),
         };
         // Paused by the host when the jukebox stopped: it stays paused until the host plays.
         let paused = resumed && self.resume_paused.take() == Some(play_id);

@@ -154,6 +154,7 @@ pub enum Event {
         title: String,
         artist: String,
         requested_by: Option<String>,
+        requested_by_host: bool,
     },
     Liked {
         play_id: PlayId,
