@@ -92,6 +92,10 @@ async fn a_ban_sticks_to_the_addresses_for_the_night_and_survives_a_restart() {
     )
     .await;
     assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    // The troll moves to another address with its banned token: the ban follows it there.
+    let _moved = Phone::connect_from(&s.addr, "127.0.0.12", &troll, &["me"]).await;
+    let (st, v) = s.post_from("127.0.0.12", "/api/guest", &json!({})).await;
+    assert_eq!(st, 403, "the new address of a banned guest: {v}");
     // The host is exempt: a host logging in from the banned address still acts.
     let host_there = s
         .post_from(

@@ -1190,6 +1190,18 @@ impl State {
                     .entry(id)
                     .or_default() += 1;
             }
+            // A banned guest that turns up on a new address takes its ban there (a new DHCP
+            // lease, another access point).
+            if new_addr && !exempt && self.guests.get(&id).is_some_and(|g| g.banned) {
+                let until = now + ADDRESS_BAN_MS;
+                self.addr_bans
+                    .entry(k.clone())
+                    .or_default()
+                    .insert(id, until);
+                let k2 = k.clone();
+                self.op(move |db| db.ban_address(&k2, id, until));
+                self.bans_changed();
+            }
             // A guest seen on a banned address is banned with it (its votes stop counting).
             if new_addr && !exempt && self.addr_banned(k) && !self.banned.contains(&id) {
                 self.bans_changed();
