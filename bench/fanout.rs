@@ -27,7 +27,9 @@ static LIKER_ANSWERS: Mutex<std::collections::BTreeMap<String, usize>> =
 static OTHER: AtomicU64 = AtomicU64::new(0);
 const FLOOR_ENV: &str = "JUKEBOX_FANOUT_FLOOR";
 const LIKES: usize = 60;
-const LIKE_EVERY: Duration = Duration::from_millis(50);
+/// Longer than the hub's 250 ms tick, which coalesces the like counts of a burst: each like
+/// is then its own `now_playing` update.
+const LIKE_EVERY: Duration = Duration::from_millis(300);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -158,6 +160,10 @@ impl Target {
             "--host-pin",
             "12345678",
             "--guest-rate",
+            "100000",
+            "--guest-rate-total",
+            "1000000",
+            "--guests-per-address",
             "100000",
             "--ws-rate",
             "10000",

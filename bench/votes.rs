@@ -34,6 +34,7 @@ async fn main() {
             settings: Settings::default(),
             explicit_settings: vec![],
             scan_at_start: true,
+            guest_limits: Default::default(),
         },
         store.clone(),
     )
@@ -76,6 +77,8 @@ async fn main() {
         else {
             panic!()
         };
+        // Only a guest with a live socket votes.
+        hub.tell(Command::Connected { guest: g.guest_id }).await;
         guests.push(Actor {
             guest: g.guest_id,
             host: false,

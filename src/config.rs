@@ -164,6 +164,17 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub allow_host: Option<Vec<String>>,
+    /// Distinct guests connected at once from one address (shared phones; the host and
+    /// screens are not counted), 1..=100000 [default: 4].
+    #[arg(long, env = "JUKEBOX_GUESTS_PER_ADDRESS", value_name = "N")]
+    pub guests_per_address: Option<i64>,
+    /// New guest tokens per minute from all addresses together, 1..=1000000 [default: 120].
+    #[arg(long, env = "JUKEBOX_GUEST_RATE_TOTAL", value_name = "N")]
+    pub guest_rate_total: Option<i64>,
+    /// Seconds after which a guest token that never connected is deleted, 1..=86400
+    /// [default: 600].
+    #[arg(long, env = "JUKEBOX_UNUSED_GUEST_TTL", value_name = "SECS")]
+    pub unused_guest_ttl: Option<i64>,
     /// Extra web origin allowed to open the live connection (repeatable; comma-separated in
     /// the environment), e.g. http://tv.example:3000. The jukebox's own origin always is.
     #[arg(
@@ -213,6 +224,9 @@ struct FileConfig {
     max_connections: Option<i64>,
     connections_per_address: Option<i64>,
     allow_host: Option<Vec<String>>,
+    guests_per_address: Option<i64>,
+    guest_rate_total: Option<i64>,
+    unused_guest_ttl: Option<i64>,
     log: Option<String>,
     web_dir: Option<PathBuf>,
 }
@@ -320,6 +334,10 @@ pub struct Limits {
     /// Open connections in total, and from one address (an IPv6 /64).
     pub max_connections: u32,
     pub connections_per_address: u32,
+    pub guests_per_address: u32,
+    pub guest_rate_total: u32,
+    /// Seconds.
+    pub unused_guest_ttl: u32,
 }
 
 /// A configuration value that is not acceptable: which key, why, and what is allowed.
@@ -559,6 +577,24 @@ impl Config {
                 a.connections_per_address.or(f.connections_per_address),
                 DEFAULT_CONNECTIONS_PER_ADDRESS,
                 1_000_000,
+            )?,
+            guests_per_address: limit(
+                "guests_per_address",
+                a.guests_per_address.or(f.guests_per_address),
+                4,
+                100_000,
+            )?,
+            guest_rate_total: limit(
+                "guest_rate_total",
+                a.guest_rate_total.or(f.guest_rate_total),
+                120,
+                1_000_000,
+            )?,
+            unused_guest_ttl: limit(
+                "unused_guest_ttl",
+                a.unused_guest_ttl.or(f.unused_guest_ttl),
+                600,
+                86_400,
             )?,
         };
         if limits.max_connections < 16 {

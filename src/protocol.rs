@@ -152,6 +152,8 @@ pub enum Cmd {
     HostSessions,
     Logout { guest_id: Option<i64> },
     LogoutAll,
+    PairScreen { code: String },
+    RemoveScreen { guest_id: i64 },
 }
 
 impl Cmd {
@@ -173,6 +175,8 @@ impl Cmd {
                 | Cmd::HostSessions
                 | Cmd::Logout { .. }
                 | Cmd::LogoutAll
+                | Cmd::PairScreen { .. }
+                | Cmd::RemoveScreen { .. }
         )
     }
 }
@@ -281,6 +285,14 @@ struct BanMsg {
 #[derive(Deserialize)]
 struct TextMsg {
     text: String,
+}
+#[derive(Deserialize)]
+struct CodeMsg {
+    code: String,
+}
+#[derive(Deserialize)]
+struct GuestMsg {
+    guest_id: String,
 }
 
 /// Search cursors are opaque to clients: `c<offset>`.
@@ -464,6 +476,23 @@ pub fn parse(text: &str) -> Result<Incoming, FrameError> {
             body::<Empty>(&value, rid)?;
             Cmd::LogoutAll
         }
+        "pair_screen" => {
+            let code = body::<CodeMsg>(&value, rid)?.code;
+            if code.chars().count() > 32 {
+                return Err(FrameError::bad_request(
+                    Some(rid),
+                    "code",
+                    "the code the TV shows (6 digits)",
+                ));
+            }
+            Cmd::PairScreen { code }
+        }
+        "remove_screen" => {
+            let m = body::<GuestMsg>(&value, rid)?;
+            Cmd::RemoveScreen {
+                guest_id: id(parse_guest_id(&m.guest_id), "guest_id", "guest")?,
+            }
+        }
         _ => unreachable!("checked against KNOWN"),
     };
     Ok(Incoming::Request { rid, cmd })
@@ -492,6 +521,8 @@ const KNOWN: &[&str] = &[
     "host_sessions",
     "logout",
     "logout_all",
+    "pair_screen",
+    "remove_screen",
 ];
 
 fn truncate(s: &str, n: usize) -> String {
@@ -569,6 +600,7 @@ pub fn now_playing(n: &NowPlayingView) -> Value {
         "play_id": play_id(n.play_id),
         "track": track(&n.track),
         "requested_by": n.requested_by,
+        "requested_by_host": n.requested_by_host,
         "position_ms": n.position_ms,
         "server_time_ms": n.server_time_ms,
         "paused": n.paused,
@@ -585,6 +617,7 @@ pub fn queue_entry(e: &QueueEntryView) -> Value {
         "id": entry_id(e.id),
         "track": track(&e.track),
         "by": e.by,
+        "by_host": e.by_host,
         "votes": e.votes,
         "pinned": e.pinned,
     })
@@ -594,6 +627,7 @@ fn role(r: Role) -> &'static str {
     match r {
         Role::Guest => "guest",
         Role::Host => "host",
+        Role::Screen => "screen",
     }
 }
 
@@ -650,24 +684,32 @@ pub fn event_data(e: &Event) -> Value {
             title,
             artist,
             requested_by,
+            requested_by_host,
         } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "title": title,
-                    "artist": artist, "requested_by": requested_by}),
+                    "artist": artist, "requested_by": requested_by,
+                    "requested_by_host": requested_by_host}),
         Event::Liked {
             play_id: p,
             track_id: t,
             by,
+            by_host,
         }
         | Event::YourRequestLiked {
             play_id: p,
             track_id: t,
             by,
-        } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "by": by}),
+            by_host,
+        } => {
+            json!({"play_id": play_id(*p), "track_id": track_id(*t), "by": by, "by_host": by_host})
+        }
         Event::SkipVote {
             play_id: p,
             votes,
             needed,
             by,
-        } => json!({"play_id": play_id(*p), "votes": votes, "needed": needed, "by": by}),
+            by_host,
+        } => json!({"play_id": play_id(*p), "votes": votes, "needed": needed, "by": by,
+                    "by_host": by_host}),
         Event::Skipped {
             play_id: p,
             track_id: t,
@@ -679,8 +721,9 @@ pub fn event_data(e: &Event) -> Value {
             title,
             artist,
             by,
+            by_host,
         } => json!({"entry_id": entry_id(*e), "track_id": track_id(*t), "title": title,
-                    "artist": artist, "by": by}),
+                    "artist": artist, "by": by, "by_host": by_host}),
         Event::HostMessage { text } => json!({ "text": text }),
         Event::YourRequestNext {
             entry_id: e,
@@ -697,7 +740,7 @@ pub fn change_topic(c: &Change) -> Option<Topic> {
         Change::QueueEntry { .. } | Change::QueueOrder(_) => Some(Topic::Queue),
         Change::Room(_) => Some(Topic::Room),
         Change::Me(_) => Some(Topic::Me),
-        Change::Guest(_) | Change::Output(_) => Some(Topic::Admin),
+        Change::Guest(_) | Change::GuestGone(_) | Change::Output(_) => Some(Topic::Admin),
         Change::Event { .. } => None,
     }
 }
@@ -722,6 +765,10 @@ pub fn encode_change(c: &Change) -> Option<Tail> {
         Change::Guest(g) => Tail::new(
             "update",
             json!({"topic": "admin", "id": guest_id(g.guest_id), "data": admin_guest(g)}),
+        ),
+        Change::GuestGone(id) => Tail::new(
+            "update",
+            json!({"topic": "admin", "id": guest_id(*id), "data": null}),
         ),
         Change::Output(_) => return None,
         Change::Event { ts_ms, event, .. } => Tail::new(
@@ -763,6 +810,11 @@ pub fn reply_requested(rid: u64, entry: i64, upvoted: bool) -> Tail {
         rid,
         json!({"entry_id": entry_id(entry), "upvoted": upvoted}),
     )
+}
+
+/// The reply to `pair_screen`: the new screen's guest id.
+pub fn reply_paired(rid: u64, guest: i64) -> Tail {
+    reply_ok(rid, json!({"guest_id": guest_id(guest)}))
 }
 
 /// The body of a search answer (websocket reply data and `GET /api/search`).
@@ -810,6 +862,9 @@ impl From<&HubError> for WireError {
         // What failed inside is for the log, not for clients.
         if let HubError::Internal(_) = e {
             w.message = "internal error".into();
+        }
+        if let HubError::RateLimited { retry_after_ms, .. } = e {
+            w.retry_after_ms = Some(*retry_after_ms);
         }
         if let HubError::BadRequest { field, message } = e {
             w.field = Some((*field).to_string());

@@ -132,10 +132,14 @@ fn child(dir: &std::path::Path) {
                 })
                 .await
             {
-                Reply::Guest(g) => guests.push(Actor {
-                    guest: g.guest_id,
-                    host: false,
-                }),
+                Reply::Guest(g) => {
+                    // Only a guest with a live socket votes.
+                    h.hub.tell(Command::Connected { guest: g.guest_id }).await;
+                    guests.push(Actor {
+                        guest: g.guest_id,
+                        host: false,
+                    })
+                }
                 other => panic!("{other:?}"),
             }
         }

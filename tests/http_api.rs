@@ -220,11 +220,13 @@ async fn live_counting_and_personal_events() {
     let music = common::music(dir.path(), 5, 30.0);
     let s = Server::start(&dir.path().join("j.db"), &music, &[]);
     let host = s.host();
-    let (ta, tb, tc) = (s.guest("Mia"), s.guest("Sam"), s.guest("Troll"));
+    // The troll has a phone of its own (a ban covers the addresses it used).
+    let (ta, tb) = (s.guest("Mia"), s.guest("Sam"));
+    let tc = s.guest_from("127.0.0.66", "Troll").await;
     let mut a = Phone::connect(&s.addr, &ta, &["now_playing", "room", "me", "queue"]).await;
     let _a2 = Phone::connect(&s.addr, &ta, &[]).await; // a second tab of Mia
     let _b = Phone::connect(&s.addr, &tb, &[]).await;
-    let _c = Phone::connect(&s.addr, &tc, &[]).await;
+    let _c = Phone::connect_from(&s.addr, "127.0.0.66", &tc, &[]).await;
     // Three guests connected, whatever the tabs: the room says so.
     a.until(|v| v["topic"] == "room" && v["data"]["guests_connected"] == 3)
         .await;
@@ -246,8 +248,9 @@ async fn live_counting_and_personal_events() {
     assert_eq!(st, 200);
     a.until(|v| v["topic"] == "room" && v["data"]["guests_connected"] == 2)
         .await;
-    // A TV screen is not a guest in the room: a screen and one more guest make 3, not 4.
-    let _tv = Phone::screen(&s.addr, &s.guest(""), &["now_playing", "room"]).await;
+    // A TV screen (paired by the host) is not a guest in the room: a screen and one more
+    // guest make 3, not 4.
+    let _tv = Phone::connect(&s.addr, &s.screen(&host), &["now_playing", "room"]).await;
     let _d = Phone::connect(&s.addr, &s.guest("Dee"), &[]).await;
     let room = a
         .until(|v| v["topic"] == "room" && v["data"]["guests_connected"] != 2)

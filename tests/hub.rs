@@ -621,6 +621,12 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
         guest: token.guest_id,
         host: false,
     };
+    // Only a guest with a live socket takes part.
+    h.hub
+        .tell(Command::Connected {
+            guest: token.guest_id,
+        })
+        .await;
     let sam = h.guest("Sam").await;
     let (e1, _) = requested(
         h.ok(Command::Request {
@@ -845,5 +851,147 @@ async fn guests_leaving_lower_the_skip_threshold_and_can_complete_a_skip() {
     let s = h.playing().await;
     assert_ne!(s.now_playing.unwrap().play_id, np.play_id);
     assert_eq!(s.room.guests_connected, 2);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_bans_by_address_the_per_address_cap_and_screens() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 3, 30.0);
+    let mut h = TestHub::start(&dir.path().join("j.db"), &music, Settings::default()).await;
+    let np = h.playing().await.now_playing.unwrap();
+    let host = h.host().await;
+    let laptop: std::net::IpAddr = "10.0.0.9".parse().unwrap();
+    let new_guest = |name: &str| Command::NewGuest {
+        name: Some(name.into()),
+        addr: laptop,
+    };
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        match h.ok(new_guest(&format!("p{i}"))).await {
+            Reply::Guest(g) => tokens.push(g),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Five sockets racing from one address: exactly four guests get in.
+    let hub = h.hub.clone();
+    let tasks: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            let (hub, token) = (hub.clone(), t.token.clone());
+            tokio::spawn(async move {
+                hub.call(Command::Connect {
+                    token,
+                    addr: Some(laptop),
+                })
+                .await
+                .result
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Reply::Identity(Some(_))) => {}
+            Err(HubError::TooManyGuests(4)) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, 1);
+
+    // A ban of one covers the address: no new token there, the others seen there are banned.
+    h.ok(Command::Ban {
+        actor: host,
+        guest: tokens[0].guest_id,
+        on: true,
+    })
+    .await;
+    assert_eq!(
+        h.call(new_guest("again")).await.result,
+        Err(HubError::AddressBanned)
+    );
+    let other = jukebox::hub::Actor {
+        guest: tokens[1].guest_id,
+        host: false,
+    };
+    let liked = h
+        .call(Command::Like {
+            actor: other,
+            play_id: np.play_id,
+            on: true,
+        })
+        .await
+        .result;
+    assert!(matches!(liked, Err(HubError::AddressBanned)), "{liked:?}");
+    assert_eq!(h.snapshot().await.room.guests_connected, 0);
+
+    // A screen: only the host pairs it, once; it never votes and is not in the room.
+    let Reply::Pairing { code, claim, .. } = h.ok(Command::StartPairing).await else {
+        panic!()
+    };
+    assert!(matches!(
+        h.ok(Command::ClaimScreen {
+            claim: claim.clone()
+        })
+        .await,
+        Reply::PairingPending
+    ));
+    let guest_actor = jukebox::hub::Actor {
+        guest: tokens[2].guest_id,
+        host: false,
+    };
+    assert_eq!(
+        h.call(Command::PairScreen {
+            actor: guest_actor,
+            code: code.clone()
+        })
+        .await
+        .result,
+        Err(HubError::Forbidden)
+    );
+    h.ok(Command::PairScreen {
+        actor: host,
+        code: code.clone(),
+    })
+    .await;
+    let Reply::Guest(screen) = h
+        .ok(Command::ClaimScreen {
+            claim: claim.clone(),
+        })
+        .await
+    else {
+        panic!()
+    };
+    assert!(h.call(Command::ClaimScreen { claim }).await.result.is_err());
+    assert!(h
+        .call(Command::PairScreen { actor: host, code })
+        .await
+        .result
+        .is_err());
+    let Ok(Reply::Identity(Some(id))) = h
+        .call(Command::Connect {
+            token: screen.token.clone(),
+            addr: Some("10.0.0.50".parse().unwrap()),
+        })
+        .await
+        .result
+    else {
+        panic!()
+    };
+    assert_eq!(id.role, jukebox::hub::Role::Screen);
+    let tv = jukebox::hub::Actor {
+        guest: screen.guest_id,
+        host: false,
+    };
+    assert_eq!(
+        h.call(Command::VoteSkip {
+            actor: tv,
+            play_id: np.play_id
+        })
+        .await
+        .result,
+        Err(HubError::Screen)
+    );
+    assert_eq!(h.snapshot().await.room.guests_connected, 0);
     h.stop().await;
 }

@@ -44,6 +44,7 @@ fn sample_snapshot() -> Snapshot {
             track: track(3, true),
             requested_by: Some("Sam".into()),
             requester: Some(2),
+            requested_by_host: false,
             entry_id: Some(4),
             position_ms: 0,
             server_time_ms: 0,
@@ -59,6 +60,7 @@ fn sample_snapshot() -> Snapshot {
             track: track(9, false),
             by: Some("Mia".into()),
             guest: Some(1),
+            by_host: false,
             votes: 1,
             pinned: false,
             created_ms: 0,
@@ -132,17 +134,20 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             requested_by: None,
+            requested_by_host: false,
         },
         Event::Liked {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_host: false,
         },
         Event::SkipVote {
             play_id: 1,
             votes: 1,
             needed: 2,
             by: "b".into(),
+            by_host: false,
         },
         Event::Skipped {
             play_id: Some(1),
@@ -155,6 +160,7 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             by: None,
+            by_host: false,
         },
         Event::HostMessage { text: "hi".into() },
         Event::YourRequestNext {
@@ -166,6 +172,7 @@ fn references() -> Vec<Value> {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_host: false,
         },
     ];
     for c in changes
@@ -180,6 +187,7 @@ fn references() -> Vec<Value> {
     }
     out.push(render(&protocol::reply_ok(1, serde_json::json!({}))));
     out.push(render(&protocol::reply_requested(1, 2, false)));
+    out.push(render(&protocol::reply_paired(1, 31)));
     let row = jukebox::store::Track {
         id: 1,
         path: "/m/a.mp3".into(),
@@ -337,6 +345,8 @@ fn every_example_in_the_protocol_doc_matches_the_server() {
         "host_sessions",
         "logout",
         "logout_all",
+        "pair_screen",
+        "remove_screen",
     ] {
         assert!(client_cmds.contains(cmd), "no client example of {cmd}");
     }

@@ -9,6 +9,7 @@
 mod state;
 pub mod views;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,56 @@ pub struct Identity {
     pub banned: bool,
 }
 
+/// How the hub keys an address: an IPv4 address as it is, an IPv6 address by its /64 (one
+/// phone may use any address of its network's prefix), an IPv4-mapped IPv6 address as IPv4.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None if v6.is_loopback() => "::1".to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The jukebox's own address (127.0.0.1, ::1): a kiosk browser on the box itself (the TV on the
+/// Pi's HDMI) or a local proxy, not a phone. Per-address rules (bans that cover addresses, the
+/// cap on guests per address) cannot tell its guests apart, so they leave it out.
+pub fn is_own_address(key: &str) -> bool {
+    key == "127.0.0.1" || key == "::1"
+}
+
+/// Limits on identities (configuration keys of the same names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Distinct guests with a live socket from one address (shared phones); hosts and screens
+    /// are not counted.
+    pub guests_per_address: u32,
+    /// New guest tokens a minute, all addresses together.
+    pub guest_rate_total: u32,
+    /// A guest that never connected is deleted this long after its token was made.
+    pub unused_guest_ttl: std::time::Duration,
+    /// Likes, votes and skip votes that change something, per guest: a second, and the burst.
+    pub toggles_per_sec: u32,
+    pub toggles_burst: u32,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            guests_per_address: 4,
+            guest_rate_total: 120,
+            unused_guest_ttl: std::time::Duration::from_secs(600),
+            toggles_per_sec: 2,
+            toggles_burst: 10,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestCreated {
     pub guest_id: GuestId,
@@ -58,12 +109,42 @@ pub struct SettingsPatch {
 
 #[derive(Debug)]
 pub enum Command {
+    /// A guest (or, with `host`, a host) token, with no address checks: for the host login
+    /// and for tools.
     CreateGuest {
         name: Option<String>,
         host: bool,
     },
+    /// A guest token asked for from `addr` (`POST /api/guest`): refused to a banned address
+    /// and beyond the global rate of new guests.
+    NewGuest {
+        name: Option<String>,
+        addr: IpAddr,
+    },
     Authenticate {
         token: String,
+    },
+    /// A socket from `addr` says hello with `token`: authenticates, applies the per-address
+    /// limits and counts the socket (uncounted by dropping [`Hub::connection`]'s guard).
+    Connect {
+        token: String,
+        addr: Option<IpAddr>,
+    },
+    /// A TV asks to be paired: a short code to show, and the claim it polls with.
+    StartPairing,
+    /// The host typed the code a TV shows: that TV becomes a screen.
+    PairScreen {
+        actor: Actor,
+        code: String,
+    },
+    /// The TV polls with its claim: the screen token once the host paired it.
+    ClaimScreen {
+        claim: String,
+    },
+    /// The host removes a screen: its token stops working.
+    RemoveScreen {
+        actor: Actor,
+        guest: GuestId,
     },
     SetName {
         actor: Actor,
@@ -160,6 +241,18 @@ pub enum Reply {
     },
     Snapshot(Box<Snapshot>),
     Status(Status),
+    /// A pairing started: the code for the TV to show and the secret it claims with.
+    Pairing {
+        code: String,
+        claim: String,
+        expires_in_ms: u64,
+    },
+    /// Not paired yet: ask again.
+    PairingPending,
+    /// The host paired a screen.
+    Paired {
+        guest_id: GuestId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -170,6 +263,21 @@ pub enum HubError {
     Forbidden,
     #[error("you have been removed from this party by the host")]
     Banned,
+    #[error("this device was removed from the party by the host")]
+    AddressBanned,
+    #[error("a screen only shows the party: it cannot vote, like, request or skip")]
+    Screen,
+    #[error("open the party on your phone to vote, like or request (no live connection)")]
+    NotConnected,
+    #[error(
+        "too many guests on this address ({0} at most); close the jukebox on another phone or tab"
+    )]
+    TooManyGuests(u32),
+    #[error("{message}")]
+    RateLimited {
+        message: &'static str,
+        retry_after_ms: u64,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("that song already ended")]
@@ -190,7 +298,12 @@ impl HubError {
     pub fn code(&self) -> &'static str {
         match self {
             HubError::Refused(r) => r.code(),
-            HubError::Forbidden | HubError::Banned => "forbidden",
+            HubError::Forbidden
+            | HubError::Banned
+            | HubError::AddressBanned
+            | HubError::Screen
+            | HubError::NotConnected => "forbidden",
+            HubError::TooManyGuests(_) | HubError::RateLimited { .. } => "rate_limited",
             HubError::NotFound(_) => "not_found",
             HubError::StalePlay => "stale_play",
             HubError::BadRequest { .. } => "bad_request",
@@ -253,6 +366,7 @@ pub struct HubConfig {
     pub explicit_settings: Vec<&'static str>,
     /// Run a library scan at start (in the background, after playback resumed).
     pub scan_at_start: bool,
+    pub guest_limits: GuestLimits,
 }
 
 impl HubConfig {
@@ -264,6 +378,14 @@ impl HubConfig {
             settings: c.settings.clone(),
             explicit_settings: c.explicit_settings.clone(),
             scan_at_start: true,
+            guest_limits: GuestLimits {
+                guests_per_address: c.limits.guests_per_address,
+                guest_rate_total: c.limits.guest_rate_total,
+                unused_guest_ttl: std::time::Duration::from_secs(u64::from(
+                    c.limits.unused_guest_ttl,
+                )),
+                ..GuestLimits::default()
+            },
         }
     }
 }
@@ -322,9 +444,22 @@ impl Hub {
     /// Counts a live socket of `guest` until the returned guard is dropped (however the
     /// connection ends, a panic included), for "guests connected right now".
     pub fn connect(&self, guest: GuestId) -> Connection {
-        let _ = self.internal.send(state::Internal::Socket(guest, true));
+        let _ = self
+            .internal
+            .send(state::Internal::Socket(guest, true, None));
         Connection {
             guest,
+            addr: None,
+            internal: self.internal.clone(),
+        }
+    }
+
+    /// The guard of a socket that [`Command::Connect`] counted (from `addr`): uncounts it on
+    /// drop, however the connection ends.
+    pub fn connection(&self, guest: GuestId, addr: Option<IpAddr>) -> Connection {
+        Connection {
+            guest,
+            addr: addr.map(address_key),
             internal: self.internal.clone(),
         }
     }
@@ -354,6 +489,7 @@ impl Hub {
 /// A live socket, counted while this guard lives.
 pub struct Connection {
     guest: GuestId,
+    addr: Option<String>,
     internal: mpsc::UnboundedSender<state::Internal>,
 }
 
@@ -361,9 +497,65 @@ impl Drop for Connection {
     fn drop(&mut self) {
         let _ = self
             .internal
-            .send(state::Internal::Socket(self.guest, false));
+            .send(state::Internal::Socket(self.guest, false, self.addr.take()));
     }
 }
 
 /// The hub's task; give it back to [`Hub::shutdown`].
 pub struct HubTask(tokio::task::JoinHandle<()>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_keyed_by_ipv4_or_ipv6_slash_64() {
+        let table = [
+            ("192.168.1.23", "192.168.1.23"),
+            ("::ffff:192.168.1.23", "192.168.1.23"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+            ("fe80::1", "fe80:0:0:0::/64"),
+            ("::1", "::1"),
+        ];
+        for (ip, want) in table {
+            assert_eq!(address_key(ip.parse().unwrap()), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn names_reserve_host_and_guest_n_and_refuse_invisible_characters() {
+        let table: &[(&str, bool, Result<&str, ()>)] = &[
+            ("  Mia  ", false, Ok("Mia")),
+            ("Zoë", false, Ok("Zoë")),
+            ("Hosting", false, Ok("Hosting")),
+            ("Guest", false, Ok("Guest")),
+            ("Guest of honour", false, Ok("Guest of honour")),
+            ("Host", false, Err(())),
+            ("hOST", false, Err(())),
+            ("Ｈｏｓｔ", false, Err(())),
+            ("Guest 3", false, Err(())),
+            ("GUEST   42", false, Err(())),
+            ("guest7", false, Err(())),
+            ("Guest ３", false, Err(())),
+            ("Host", true, Ok("Host")),
+            ("\u{202e}kcaH", false, Err(())),
+            ("Mi\u{200d}a", false, Err(())),
+            ("\u{feff}Sam", false, Err(())),
+            ("Lou\u{2069}", false, Err(())),
+            ("bell\u{7}", false, Err(())),
+            (&"x".repeat(33), false, Err(())),
+        ];
+        for (name, host, want) in table {
+            let got = state::validate_name(name, *host);
+            match want {
+                Ok(n) => assert_eq!(got.as_deref().ok(), Some(*n), "{name:?}: {got:?}"),
+                Err(()) => assert!(
+                    matches!(got, Err(HubError::BadRequest { field: "name", .. })),
+                    "{name:?}: {got:?}"
+                ),
+            }
+        }
+    }
+}

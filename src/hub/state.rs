@@ -3,7 +3,8 @@
 //! store in one job: the changes are published, and the caller answered, once the writes are
 //! durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::views::*;
 use super::{
-    Actor, Answer, Command, Envelope, GuestCreated, HubConfig, HubError, Identity, Publisher,
-    Reply, SettingsPatch,
+    address_key, is_own_address, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits,
+    HubConfig, HubError, Identity, Publisher, Reply, SettingsPatch,
 };
 use crate::library::{self, ScanProgress};
 use crate::party::{self, Admission, Entry, EntryId, GuestId, PlayId, RecentPlay, Settings};
@@ -31,6 +32,25 @@ const RECENT_KEEP: usize = 32;
 const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 /// Tracks sampled from the library for each auto-DJ pick.
 const AUTODJ_SAMPLE: u32 = 200;
+/// How long a ban keeps a guest's addresses out: the night.
+pub const ADDRESS_BAN_MS: i64 = 12 * 3600 * 1000;
+/// Guests in the host's list besides the connected, banned, busy ones and the screens: the
+/// most recent few (a guest not connected can do nothing, so the host rarely needs the rest).
+pub const ADMIN_RECENT: usize = 50;
+/// How long a pairing code shown on a TV stays good.
+pub const PAIRING_MS: i64 = 10 * 60 * 1000;
+/// Pairings waiting at once; the oldest goes first.
+const PAIRINGS_MAX: usize = 64;
+
+/// A TV waiting for the host to type its code.
+struct Pairing {
+    code: String,
+    /// The secret the TV polls with (the code alone is on the screen for everyone to see).
+    claim: String,
+    created_ms: i64,
+    /// Set once the host paired it; handed to the claim once, then the pairing is gone.
+    paired: Option<GuestCreated>,
+}
 
 pub(crate) enum Internal {
     RequestTrack {
@@ -44,8 +64,9 @@ pub(crate) enum Internal {
         track: Option<Track>,
     },
     StoreFailed,
-    /// A socket of this guest opened (`true`) or closed (from `Hub::connect`'s guard).
-    Socket(GuestId, bool),
+    /// A socket of this guest opened (`true`) or closed (from `Hub::connect`'s guard), from
+    /// this address key.
+    Socket(GuestId, bool, Option<String>),
     Scan(ScanProgress),
     ScanDone(Result<u64, String>),
     Shutdown(oneshot::Sender<()>),
@@ -57,6 +78,8 @@ const PAUSED_PLAY: &str = "paused_play";
 
 pub(crate) struct Loaded {
     guests: Vec<GuestRow>,
+    guest_addrs: Vec<(GuestId, String)>,
+    addr_bans: Vec<(String, GuestId, i64)>,
     queue: Vec<(Entry, Track)>,
     open: Option<(OpenPlay, Track)>,
     recent: Vec<RecentPlay>,
@@ -82,6 +105,8 @@ impl Loaded {
         };
         Ok(Loaded {
             guests: db.guests()?,
+            guest_addrs: db.guest_addresses()?,
+            addr_bans: db.address_bans(now)?,
             queue: db.queued()?,
             open,
             recent,
@@ -101,9 +126,17 @@ impl Loaded {
 struct Guest {
     name: String,
     host: bool,
+    /// Banned by the host (the token); `State::banned` also holds guests banned by address.
     banned: bool,
+    screen: bool,
     /// Live sockets; the skip threshold counts guests with at least one.
     sockets: u32,
+    /// A socket of this guest was seen (a guest that never connects is pruned).
+    connected_ever: bool,
+    /// The address keys it used (its token's and its sockets').
+    addrs: HashSet<String>,
+    /// The digest of its token (the key of `State::tokens`).
+    token: String,
 }
 
 struct Queued {
@@ -168,7 +201,29 @@ pub(crate) struct State {
     guests: HashMap<GuestId, Guest>,
     /// By the digest of the token (as stored).
     tokens: HashMap<String, GuestId>,
+    /// Guests whose votes do not count and whose actions are refused: banned by the host, or
+    /// seen on an address that a ban covers (never a host).
     banned: HashSet<GuestId>,
+    limits: GuestLimits,
+    /// Banned address keys: which guests' bans cover them, until when.
+    addr_bans: HashMap<String, HashMap<GuestId, i64>>,
+    /// Live sockets per address key and guest (guests only: hosts and screens are exempt).
+    live_by_addr: HashMap<String, HashMap<GuestId, u32>>,
+    /// Guests that never connected, oldest first: pruned once `unused_guest_ttl` passed.
+    never_connected: VecDeque<(i64, GuestId)>,
+    pairings: VecDeque<Pairing>,
+    /// Likes and votes that change something, per guest (all its sockets together).
+    toggles: governor::DefaultKeyedRateLimiter<GuestId>,
+    /// New guest tokens, all addresses together.
+    new_guests: governor::DefaultDirectRateLimiter,
+    /// The like count changed since the last `now_playing`: announced on the next tick.
+    now_dirty: bool,
+    /// A like was already announced in this tick: more likes wait for the next one.
+    liked_this_tick: bool,
+    /// The skip votes the last `now_playing` carried.
+    announced_skip_votes: u32,
+    /// Presence ticks, for the once-a-minute chores.
+    ticks: u64,
     queue: HashMap<EntryId, Queued>,
     order: Vec<EntryId>,
     /// The head of the queue whose requester was last told "your song is next".
@@ -213,27 +268,76 @@ pub(crate) struct State {
     out: Vec<Change>,
 }
 
+fn role_of(g: &Guest) -> Role {
+    if g.host {
+        Role::Host
+    } else if g.screen {
+        Role::Screen
+    } else {
+        Role::Guest
+    }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn validate_name(name: &str) -> Result<String, HubError> {
+/// A guest's name: trimmed, at most 32 characters, no control or invisible formatting
+/// characters (Unicode category Cf: bidi overrides, zero-width spaces and joiners, the BOM),
+/// and, unless `reserved_ok` (the host), not "Host" or "Guest <n>" in any case or width.
+pub(crate) fn validate_name(name: &str, reserved_ok: bool) -> Result<String, HubError> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let bad = |message: &str| HubError::BadRequest {
+        field: "name",
+        message: message.into(),
+    };
     let n = name.trim();
     if n.chars().count() > 32 {
-        return Err(HubError::BadRequest {
-            field: "name",
-            message: "at most 32 characters".into(),
-        });
+        return Err(bad("at most 32 characters"));
     }
     if n.chars().any(char::is_control) {
-        return Err(HubError::BadRequest {
-            field: "name",
-            message: "control characters are not allowed".into(),
-        });
+        return Err(bad("control characters are not allowed"));
+    }
+    if n.chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(bad(
+            "invisible formatting characters (such as bidi overrides or zero-width spaces) are not allowed",
+        ));
+    }
+    if !reserved_ok {
+        // Compared the way a reader sees it: compatibility forms folded (fullwidth letters,
+        // ligatures), case ignored, runs of spaces as one.
+        let folded: String = n.nfkc().collect::<String>().to_lowercase();
+        let words: Vec<&str> = folded.split_whitespace().collect();
+        let joined = words.join(" ");
+        let guest_n = joined
+            .strip_prefix("guest")
+            .map(str::trim_start)
+            .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()));
+        if joined == "host" || guest_n {
+            return Err(bad(
+                "\"Host\" and \"Guest <number>\" are reserved; pick another name",
+            ));
+        }
     }
     Ok(n.to_string())
+}
+
+fn keyed_limiter(per_sec: u32, burst: u32) -> governor::DefaultKeyedRateLimiter<GuestId> {
+    governor::RateLimiter::keyed(
+        governor::Quota::per_second(NonZeroU32::new(per_sec.max(1)).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero")),
+    )
+}
+
+/// How long until a governor allows again, in ms (at least 1).
+fn wait_ms(n: governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+    n.wait_time_from(now).as_millis().max(1) as u64
 }
 
 impl State {
@@ -279,6 +383,27 @@ impl State {
             guests: HashMap::new(),
             tokens: HashMap::new(),
             banned: HashSet::new(),
+            toggles: keyed_limiter(
+                cfg.guest_limits.toggles_per_sec,
+                cfg.guest_limits.toggles_burst,
+            ),
+            new_guests: governor::RateLimiter::direct(
+                governor::Quota::per_minute(
+                    NonZeroU32::new(cfg.guest_limits.guest_rate_total.max(1)).expect("non-zero"),
+                )
+                .allow_burst(
+                    NonZeroU32::new(cfg.guest_limits.guest_rate_total.max(1)).expect("non-zero"),
+                ),
+            ),
+            limits: cfg.guest_limits,
+            addr_bans: HashMap::new(),
+            live_by_addr: HashMap::new(),
+            never_connected: VecDeque::new(),
+            pairings: VecDeque::new(),
+            now_dirty: false,
+            liked_this_tick: false,
+            announced_skip_votes: 0,
+            ticks: 0,
             queue: HashMap::new(),
             order: Vec::new(),
             announced_next: None,
@@ -324,21 +449,36 @@ impl State {
         self.guests.clear();
         self.tokens.clear();
         self.banned.clear();
+        self.never_connected.clear();
+        let mut addrs: HashMap<GuestId, HashSet<String>> = HashMap::new();
+        for (g, a) in l.guest_addrs {
+            addrs.entry(g).or_default().insert(a);
+        }
         for g in l.guests {
-            if g.banned {
-                self.banned.insert(g.id);
+            let sockets = sockets.get(&g.id).copied().unwrap_or(0);
+            if !g.connected && !g.is_host && !g.is_screen && sockets == 0 {
+                self.never_connected.push_back((g.created_ms, g.id));
             }
-            self.tokens.insert(g.token, g.id);
+            self.tokens.insert(g.token.clone(), g.id);
             self.guests.insert(
                 g.id,
                 Guest {
                     name: g.name,
                     host: g.is_host,
                     banned: g.banned,
-                    sockets: sockets.get(&g.id).copied().unwrap_or(0),
+                    screen: g.is_screen,
+                    sockets,
+                    connected_ever: g.connected || sockets > 0,
+                    addrs: addrs.remove(&g.id).unwrap_or_default(),
+                    token: g.token,
                 },
             );
         }
+        self.addr_bans.clear();
+        for (addr, g, until) in l.addr_bans {
+            self.addr_bans.entry(addr).or_default().insert(g, until);
+        }
+        self.banned = self.compute_banned();
         self.queue = l
             .queue
             .into_iter()
@@ -575,11 +715,45 @@ impl State {
         }
     }
 
+    fn is_host(&self, g: GuestId) -> bool {
+        self.guests.get(&g).is_some_and(|g| g.host)
+    }
+
+    /// In the room: a guest (not a screen) with a live socket, not banned.
+    fn in_room(&self, id: &GuestId) -> bool {
+        self.guests
+            .get(id)
+            .is_some_and(|g| g.sockets > 0 && !g.screen && !self.banned.contains(id))
+    }
+
     fn connected(&self) -> usize {
         self.guests
             .iter()
-            .filter(|(id, g)| g.sockets > 0 && !self.banned.contains(id))
+            .filter(|(id, g)| g.sockets > 0 && !g.screen && !self.banned.contains(id))
             .count()
+    }
+
+    /// Skip votes count only while their guest is in the room: they are weighed against the
+    /// guests connected now, so the two must be the same people.
+    fn skip_votes_now(&self, n: &Now) -> u32 {
+        let away: HashSet<GuestId> = n
+            .skip_votes
+            .iter()
+            .filter(|g| !self.in_room(g))
+            .copied()
+            .collect();
+        party::skip_votes(&n.skip_votes, &away)
+    }
+
+    /// The guests `banned` should hold: banned by the host, or seen on a banned address.
+    fn compute_banned(&self) -> HashSet<GuestId> {
+        self.guests
+            .iter()
+            .filter(|(_, g)| {
+                !g.host && (g.banned || g.addrs.iter().any(|a| self.addr_bans.contains_key(a)))
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn skip_needed(&self) -> u32 {
@@ -602,12 +776,13 @@ impl State {
             track: TrackView::from(&n.track),
             requested_by: n.requester.map(|g| self.display_name(g)),
             requester: n.requester,
+            requested_by_host: n.requester.is_some_and(|g| self.is_host(g)),
             entry_id: n.entry_id,
             position_ms: self.position(n),
             server_time_ms: now_ms(),
             paused: n.paused,
             likes: n.likes.iter().filter(|g| !self.banned.contains(g)).count() as u32,
-            skip_votes: party::skip_votes(&n.skip_votes, &self.banned),
+            skip_votes: self.skip_votes_now(n),
             skip_needed: self.skip_needed(),
             volume: self.settings.volume,
             auto: n.auto,
@@ -621,6 +796,7 @@ impl State {
             track: TrackView::from(&q.track),
             by: q.entry.guest.map(|g| self.display_name(g)),
             guest: q.entry.guest,
+            by_host: q.entry.guest.is_some_and(|g| self.is_host(g)),
             votes: q.entry.votes(&self.banned),
             pinned: q.entry.pin.is_some(),
             created_ms: q.entry.created_ms,
@@ -655,7 +831,8 @@ impl State {
             .filter(|id| self.queue.get(id).is_some_and(|q| q.entry.guest == Some(g)))
             .copied()
             .collect();
-        let left = if guest.banned {
+        let banned = self.banned.contains(&g);
+        let left = if banned || guest.screen {
             0
         } else {
             self.settings
@@ -665,13 +842,13 @@ impl State {
         Some(MeView {
             guest_id: g,
             name: guest.name.clone(),
-            role: if guest.host { Role::Host } else { Role::Guest },
+            role: role_of(guest),
             liked,
             skip_voted,
             voted,
             pending_requests: pending,
             requests_left: left,
-            banned: guest.banned,
+            banned,
         })
     }
 
@@ -691,8 +868,8 @@ impl State {
         Some(GuestAdminView {
             guest_id: g,
             name: guest.name.clone(),
-            role: if guest.host { Role::Host } else { Role::Guest },
-            banned: guest.banned,
+            role: role_of(guest),
+            banned: self.banned.contains(&g),
             connected: guest.sockets > 0,
             pending_requests: self
                 .order
@@ -705,11 +882,29 @@ impl State {
     }
 
     fn snapshot(&self, guest: Option<GuestId>, admin: bool) -> Snapshot {
+        // Bounded: whoever matters to the host (connected, banned, with songs waiting or
+        // played, hosts and screens) and the most recent others.
         let mut guests: Vec<GuestAdminView> = if admin {
-            self.guests
+            let mut all: Vec<GuestAdminView> = self
+                .guests
                 .keys()
                 .filter_map(|g| self.guest_admin_view(*g))
-                .collect()
+                .collect();
+            all.sort_by_key(|g| std::cmp::Reverse(g.guest_id));
+            let mut others = 0;
+            all.retain(|g| {
+                let matters = g.connected
+                    || g.banned
+                    || g.role != Role::Guest
+                    || !g.pending_requests.is_empty()
+                    || g.played_tonight > 0;
+                if matters {
+                    return true;
+                }
+                others += 1;
+                others <= ADMIN_RECENT
+            });
+            all
         } else {
             vec![]
         };
@@ -731,7 +926,9 @@ impl State {
 
     fn push_now(&mut self) {
         self.announced_skip_needed = self.skip_needed();
+        self.now_dirty = false;
         let v = self.now_view().map(Box::new);
+        self.announced_skip_votes = v.as_ref().map_or(0, |v| v.skip_votes);
         self.out.push(Change::NowPlaying(v));
     }
     fn push_entry(&mut self, id: EntryId) {
@@ -751,6 +948,9 @@ impl State {
         if let Some(v) = self.guest_admin_view(g) {
             self.out.push(Change::Guest(Box::new(v)));
         }
+    }
+    fn push_guest_gone(&mut self, g: GuestId) {
+        self.out.push(Change::GuestGone(g));
     }
     fn push_event(&mut self, to: Option<GuestId>, event: Event) {
         self.out.push(Change::Event {
@@ -801,18 +1001,25 @@ impl State {
 
     fn command(&mut self, cmd: Command) -> Result<Reply, HubError> {
         match cmd {
-            Command::CreateGuest { name, host } => self.create_guest(name, host),
+            Command::CreateGuest { name, host } => {
+                let name = validate_name(name.as_deref().unwrap_or(""), host)?;
+                Ok(Reply::Guest(self.create_guest(name, host, false, None)))
+            }
+            Command::NewGuest { name, addr } => self.new_guest(name, addr),
             Command::Authenticate { token } => {
                 let digest = crate::store::token_digest(&token);
-                Ok(Reply::Identity(self.tokens.get(&digest).map(|&id| {
-                    let g = &self.guests[&id];
-                    Identity {
-                        guest_id: id,
-                        name: g.name.clone(),
-                        role: if g.host { Role::Host } else { Role::Guest },
-                        banned: g.banned,
-                    }
-                })))
+                Ok(Reply::Identity(
+                    self.tokens.get(&digest).map(|&id| self.identity(id)),
+                ))
+            }
+            Command::Connect { token, addr } => self.connect(&token, addr),
+            Command::StartPairing => self.start_pairing(),
+            Command::PairScreen { actor, code } => {
+                self.host(actor).and_then(|()| self.pair_screen(&code))
+            }
+            Command::ClaimScreen { claim } => self.claim_screen(&claim),
+            Command::RemoveScreen { actor, guest } => {
+                self.host(actor).and_then(|()| self.remove_screen(guest))
             }
             Command::SetName { actor, name } => self.set_name(actor, &name),
             Command::Connected { guest } => self.sockets(guest, true),
@@ -885,29 +1092,151 @@ impl State {
         }
     }
 
+    /// May this guest vote, like, request or skip-vote? Not a screen, not banned (by token or
+    /// address), and (hosts aside) only with a live socket: a token alone is not a guest.
     fn guest_ok(&self, actor: Actor) -> Result<(), HubError> {
         match self.guests.get(&actor.guest) {
             None => Err(HubError::NotFound("guest")),
+            Some(g) if g.host => Ok(()),
+            Some(g) if g.screen => Err(HubError::Screen),
             Some(g) if g.banned => Err(HubError::Banned),
+            Some(_) if self.banned.contains(&actor.guest) => Err(HubError::AddressBanned),
+            Some(g) if g.sockets == 0 => Err(HubError::NotConnected),
             Some(_) => Ok(()),
         }
     }
 
-    fn create_guest(&mut self, name: Option<String>, host: bool) -> Result<Reply, HubError> {
-        let name = validate_name(name.as_deref().unwrap_or(""))?;
+    /// One more like or vote change of this guest, if its budget allows (hosts are exempt).
+    fn toggle_ok(&self, g: GuestId) -> Result<(), HubError> {
+        if self.is_host(g) {
+            return Ok(());
+        }
+        self.toggles
+            .check_key(&g)
+            .map_err(|n| HubError::RateLimited {
+                message: "slow down: too many changes at once",
+                retry_after_ms: wait_ms(n),
+            })
+    }
+
+    fn identity(&self, id: GuestId) -> Identity {
+        let g = &self.guests[&id];
+        Identity {
+            guest_id: id,
+            name: g.name.clone(),
+            role: role_of(g),
+            banned: self.banned.contains(&id),
+        }
+    }
+
+    fn addr_banned(&self, key: &str) -> bool {
+        let now = now_ms();
+        self.addr_bans
+            .get(key)
+            .is_some_and(|m| m.values().any(|until| *until > now))
+    }
+
+    /// `POST /api/guest`: no token for a banned address, and no more than the global rate.
+    fn new_guest(
+        &mut self,
+        name: Option<String>,
+        addr: std::net::IpAddr,
+    ) -> Result<Reply, HubError> {
+        let key = Some(address_key(addr)).filter(|k| !is_own_address(k));
+        if key.as_deref().is_some_and(|k| self.addr_banned(k)) {
+            return Err(HubError::AddressBanned);
+        }
+        let name = validate_name(name.as_deref().unwrap_or(""), false)?;
+        self.new_guests.check().map_err(|n| HubError::RateLimited {
+            message: "many guests are joining right now; try again in a moment",
+            retry_after_ms: wait_ms(n),
+        })?;
+        Ok(Reply::Guest(self.create_guest(name, false, false, key)))
+    }
+
+    /// A socket says hello: who it is, whether its address may take part, and (if so) it is
+    /// counted at once, so two sockets racing cannot both take the last place.
+    fn connect(&mut self, token: &str, addr: Option<std::net::IpAddr>) -> Result<Reply, HubError> {
+        let digest = crate::store::token_digest(token);
+        let Some(&id) = self.tokens.get(&digest) else {
+            return Ok(Reply::Identity(None));
+        };
+        let key = addr.map(address_key).filter(|k| !is_own_address(k));
+        let g = &self.guests[&id];
+        let exempt = g.host || g.screen;
+        if let Some(k) = key.as_deref().filter(|_| !exempt) {
+            let here = self.live_by_addr.get(k);
+            let already = here.is_some_and(|m| m.contains_key(&id));
+            let cap = self.limits.guests_per_address;
+            if !already && here.map_or(0, HashMap::len) >= cap as usize {
+                return Err(HubError::TooManyGuests(cap));
+            }
+        }
+        let now = now_ms();
+        if let Some(k) = &key {
+            let new_addr = self
+                .guests
+                .get_mut(&id)
+                .is_some_and(|g| g.addrs.insert(k.clone()));
+            if new_addr {
+                let k2 = k.clone();
+                self.op(move |db| db.add_guest_address(id, &k2, now));
+            }
+            if !exempt {
+                *self
+                    .live_by_addr
+                    .entry(k.clone())
+                    .or_default()
+                    .entry(id)
+                    .or_default() += 1;
+            }
+            // A banned guest that turns up on a new address takes its ban there (a new DHCP
+            // lease, another access point).
+            if new_addr && !exempt && self.guests.get(&id).is_some_and(|g| g.banned) {
+                let until = now + ADDRESS_BAN_MS;
+                self.addr_bans
+                    .entry(k.clone())
+                    .or_default()
+                    .insert(id, until);
+                let k2 = k.clone();
+                self.op(move |db| db.ban_address(&k2, id, until));
+                self.bans_changed();
+            }
+            // A guest seen on a banned address is banned with it (its votes stop counting).
+            if new_addr && !exempt && self.addr_banned(k) && !self.banned.contains(&id) {
+                self.bans_changed();
+            }
+        }
+        let _ = self.sockets(id, true);
+        Ok(Reply::Identity(Some(self.identity(id))))
+    }
+
+    fn create_guest(
+        &mut self,
+        name: String,
+        host: bool,
+        screen: bool,
+        addr: Option<String>,
+    ) -> GuestCreated {
         self.ids.guest += 1;
         let id = self.ids.guest;
         let mut rng = rand::rng();
         let token = format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>());
+        let created = now_ms();
         let row = GuestRow {
             id,
             token: crate::store::token_digest(&token),
             name: name.clone(),
             is_host: host,
             banned: false,
+            is_screen: screen,
+            created_ms: created,
+            connected: false,
         };
-        let created = now_ms();
         self.op(move |db| db.insert_guest(&row, created));
+        if let Some(a) = addr.clone() {
+            self.op(move |db| db.add_guest_address(id, &a, created));
+        }
         self.tokens.insert(crate::store::token_digest(&token), id);
         self.guests.insert(
             id,
@@ -915,20 +1244,112 @@ impl State {
                 name: name.clone(),
                 host,
                 banned: false,
+                screen,
                 sockets: 0,
+                connected_ever: false,
+                addrs: addr.into_iter().collect(),
+                token: crate::store::token_digest(&token),
             },
         );
+        if !host && !screen {
+            self.never_connected.push_back((created, id));
+        }
         self.push_guest(id);
-        Ok(Reply::Guest(GuestCreated {
+        GuestCreated {
             guest_id: id,
             token,
             name,
-        }))
+        }
+    }
+
+    // ---- screens -----------------------------------------------------------------------
+
+    fn start_pairing(&mut self) -> Result<Reply, HubError> {
+        let now = now_ms();
+        self.pairings.retain(|p| now - p.created_ms < PAIRING_MS);
+        while self.pairings.len() >= PAIRINGS_MAX {
+            self.pairings.pop_front();
+        }
+        let mut rng = rand::rng();
+        let code = loop {
+            let c = format!("{:06}", rng.random_range(0..1_000_000u32));
+            if !self.pairings.iter().any(|p| p.code == c) {
+                break c;
+            }
+        };
+        let claim = format!("{:032x}", rng.random::<u128>());
+        self.pairings.push_back(Pairing {
+            code: code.clone(),
+            claim: claim.clone(),
+            created_ms: now,
+            paired: None,
+        });
+        Ok(Reply::Pairing {
+            code,
+            claim,
+            expires_in_ms: PAIRING_MS as u64,
+        })
+    }
+
+    fn pair_screen(&mut self, code: &str) -> Result<Reply, HubError> {
+        let code: String = code
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
+        let now = now_ms();
+        self.pairings.retain(|p| now - p.created_ms < PAIRING_MS);
+        let Some(i) = self
+            .pairings
+            .iter()
+            .position(|p| p.paired.is_none() && p.code == code)
+        else {
+            return Err(HubError::NotFound(
+                "pairing code (it may have expired: the TV shows a new one)",
+            ));
+        };
+        let n = self.guests.values().filter(|g| g.screen).count() + 1;
+        let created = self.create_guest(format!("Screen {n}"), false, true, None);
+        let guest_id = created.guest_id;
+        self.pairings[i].paired = Some(created);
+        Ok(Reply::Paired { guest_id })
+    }
+
+    fn claim_screen(&mut self, claim: &str) -> Result<Reply, HubError> {
+        let now = now_ms();
+        let Some(i) = self.pairings.iter().position(|p| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                p.claim.as_bytes(),
+                claim.as_bytes(),
+            ))
+        }) else {
+            return Err(HubError::NotFound("pairing"));
+        };
+        if self.pairings[i].paired.is_some() {
+            let p = self.pairings.remove(i).expect("found");
+            return Ok(Reply::Guest(p.paired.expect("paired")));
+        }
+        if now - self.pairings[i].created_ms >= PAIRING_MS {
+            self.pairings.remove(i);
+            return Err(HubError::NotFound("pairing"));
+        }
+        Ok(Reply::PairingPending)
+    }
+
+    fn remove_screen(&mut self, g: GuestId) -> Result<Reply, HubError> {
+        if !self.guests.get(&g).is_some_and(|x| x.screen) {
+            return Err(HubError::NotFound("screen"));
+        }
+        if let Some(x) = self.guests.remove(&g) {
+            self.tokens.remove(&x.token);
+        }
+        self.op(move |db| db.delete_screen(g));
+        self.push_guest_gone(g);
+        Ok(Reply::Done)
     }
 
     fn set_name(&mut self, actor: Actor, name: &str) -> Result<Reply, HubError> {
         self.guest_ok(actor)?;
-        let name = validate_name(name)?;
+        let name = validate_name(name, self.is_host(actor.guest))?;
         let g = actor.guest;
         if let Some(guest) = self.guests.get_mut(&g) {
             guest.name = name.clone();
@@ -951,17 +1372,41 @@ impl State {
         Ok(Reply::Done)
     }
 
+    /// A socket closed, from the address `addr` (as counted by `connect`).
+    fn socket_closed(&mut self, g: GuestId, addr: Option<String>) {
+        if let Some(k) = addr {
+            if let Some(m) = self.live_by_addr.get_mut(&k) {
+                if let Some(n) = m.get_mut(&g) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(&g);
+                    }
+                }
+                if m.is_empty() {
+                    self.live_by_addr.remove(&k);
+                }
+            }
+        }
+        let _ = self.sockets(g, false);
+    }
+
     fn sockets(&mut self, g: GuestId, open: bool) -> Result<Reply, HubError> {
         let Some(guest) = self.guests.get_mut(&g) else {
             return Err(HubError::NotFound("guest"));
         };
         let before = guest.sockets > 0;
+        let first = open && !guest.connected_ever;
         if open {
             guest.sockets += 1;
+            guest.connected_ever = true;
         } else {
             guest.sockets = guest.sockets.saturating_sub(1);
         }
         let after = guest.sockets > 0;
+        if first {
+            let at = now_ms();
+            self.op(move |db| db.set_connected(g, at));
+        }
         if before != after {
             // Announced on the next presence tick: when a room fills up (or Wi-Fi drops
             // everyone), one update tells everybody instead of one per phone.
@@ -970,21 +1415,78 @@ impl State {
         Ok(Reply::Done)
     }
 
-    /// Publishes the presence changes gathered since the last tick.
+    /// Every tick: publishes the presence changes gathered since the last one, and the like
+    /// count if it changed (a burst of likes is one `now_playing`); once a minute, prunes
+    /// guests that never connected and lets expired address bans go.
     fn flush_presence(&mut self) {
-        if self.presence_dirty.is_empty() {
-            return;
+        self.ticks += 1;
+        if self.ticks % 240 == 0 {
+            self.toggles.retain_recent();
+            self.toggles.shrink_to_fit();
+            let now = now_ms();
+            let before = self.addr_bans.len();
+            self.addr_bans.retain(|_, m| {
+                m.retain(|_, until| *until > now);
+                !m.is_empty()
+            });
+            if self.addr_bans.len() != before {
+                self.bans_changed();
+            }
         }
-        let changed: Vec<GuestId> = self.presence_dirty.drain().collect();
-        for g in changed {
-            self.push_guest(g);
+        self.prune_unused();
+        if !self.presence_dirty.is_empty() {
+            let changed: Vec<GuestId> = self.presence_dirty.drain().collect();
+            for g in changed {
+                self.push_guest(g);
+            }
+            self.push_room();
         }
-        self.push_room();
-        let needed = self.skip_needed();
-        if !self.check_skip() && self.now.is_some() && needed != self.announced_skip_needed {
-            self.push_now();
+        // Likes held back in the last tick go out now, and count as this tick's.
+        self.liked_this_tick = self.now_dirty;
+        if let Some(n) = &self.now {
+            let (needed, votes) = (self.skip_needed(), self.skip_votes_now(n));
+            let changed = needed != self.announced_skip_needed
+                || votes != self.announced_skip_votes
+                || self.now_dirty;
+            if !self.check_skip() && changed {
+                self.push_now();
+            }
         }
+        self.now_dirty = false;
         self.finish(None, Ok(Reply::Done));
+    }
+
+    /// Deletes guests whose token is older than `unused_guest_ttl` and that never connected
+    /// (so never voted, liked or requested: all of that needs a live socket).
+    fn prune_unused(&mut self) {
+        let ttl = self.limits.unused_guest_ttl.as_millis() as i64;
+        let now = now_ms();
+        while let Some(&(created, g)) = self.never_connected.front() {
+            if now - created < ttl {
+                break;
+            }
+            self.never_connected.pop_front();
+            let unused = self.guests.get(&g).is_some_and(|x| {
+                !x.connected_ever && x.sockets == 0 && !x.host && !x.screen && !x.banned
+            });
+            let referenced = self
+                .queue
+                .values()
+                .any(|q| q.entry.guest == Some(g) || q.entry.voters.contains(&g))
+                || self.now.as_ref().is_some_and(|n| {
+                    n.likes.contains(&g) || n.skip_votes.contains(&g) || n.requester == Some(g)
+                })
+                || self.played_tonight.contains_key(&g);
+            if !unused || referenced {
+                continue;
+            }
+            if let Some(x) = self.guests.remove(&g) {
+                self.tokens.remove(&x.token);
+            }
+            self.banned.remove(&g);
+            self.op(move |db| db.delete_unused_guest(g).map(|_| ()));
+            self.push_guest_gone(g);
+        }
     }
 
     fn current_play(&self, play_id: PlayId) -> Result<(), HubError> {
@@ -999,6 +1501,14 @@ impl State {
         self.current_play(play_id)?;
         let g = actor.guest;
         let by = self.display_name(g);
+        let by_host = self.is_host(g);
+        let would_change = self
+            .now
+            .as_ref()
+            .is_some_and(|n| n.likes.contains(&g) != on);
+        if would_change {
+            self.toggle_ok(g)?;
+        }
         let Some(n) = self.now.as_mut() else {
             return Err(HubError::StalePlay);
         };
@@ -1014,7 +1524,14 @@ impl State {
         let first_like = on && n.like_announced.insert(g);
         let ts = now_ms();
         self.op(move |db| db.set_like(play_id, track_id, g, on, ts));
-        self.push_now();
+        // One like-caused `now_playing` a tick: the first like of a tick goes out at once
+        // (its reply follows it); the rest of a burst goes out with the next tick, as one.
+        if self.liked_this_tick {
+            self.now_dirty = true;
+        } else {
+            self.liked_this_tick = true;
+            self.push_now();
+        }
         self.push_me(g);
         if first_like {
             self.push_event(
@@ -1023,6 +1540,7 @@ impl State {
                     play_id,
                     track_id,
                     by: by.clone(),
+                    by_host,
                 },
             );
             if let Some(r) = requester.filter(|r| *r != g) {
@@ -1032,6 +1550,7 @@ impl State {
                         play_id,
                         track_id,
                         by,
+                        by_host,
                     },
                 );
             }
@@ -1044,13 +1563,14 @@ impl State {
         self.current_play(play_id)?;
         let g = actor.guest;
         let by = self.display_name(g);
+        let by_host = self.is_host(g);
         let Some(n) = self.now.as_mut() else {
             return Err(HubError::StalePlay);
         };
         if !n.skip_votes.insert(g) {
             return Ok(Reply::Done);
         }
-        let votes = party::skip_votes(&n.skip_votes, &self.banned);
+        let votes = self.now.as_ref().map_or(0, |n| self.skip_votes_now(n));
         let needed = self.skip_needed();
         self.op(move |db| db.add_skip_vote(play_id, g));
         self.push_me(g);
@@ -1061,6 +1581,7 @@ impl State {
                 votes,
                 needed,
                 by,
+                by_host,
             },
         );
         if !self.check_skip() {
@@ -1072,7 +1593,7 @@ impl State {
     /// Skips the current play when its skip votes reached the threshold. True if it did.
     fn check_skip(&mut self) -> bool {
         let Some(n) = &self.now else { return false };
-        let votes = party::skip_votes(&n.skip_votes, &self.banned);
+        let votes = self.skip_votes_now(n);
         if votes > 0 && votes >= self.skip_needed() {
             self.skip_now("votes");
             true
@@ -1157,6 +1678,7 @@ impl State {
                     title: track.title.clone(),
                     artist: track.artist.clone(),
                     by: Some(self.display_name(g)),
+                    by_host: self.is_host(g),
                 };
                 self.queue.insert(id, Queued { entry, track });
                 self.push_entry(id);
@@ -1188,6 +1710,12 @@ impl State {
                 message: "your own request always keeps your vote".into(),
             });
         }
+        if q.entry.voters.contains(&g) != on {
+            self.toggle_ok(g)?;
+        }
+        let Some(q) = self.queue.get_mut(&entry_id) else {
+            return Err(HubError::NotFound("entry"));
+        };
         let changed = if on {
             q.entry.voters.insert(g)
         } else {
@@ -1329,6 +1857,9 @@ impl State {
         Ok(Reply::Done)
     }
 
+    /// A ban covers the guest's token and, for the night (`ADDRESS_BAN_MS`), every address it
+    /// used: no new token from there, and every other guest seen there is banned with it. An
+    /// unban lifts the token's ban and every ban of its addresses.
     fn ban(&mut self, target: GuestId, on: bool) -> Result<Reply, HubError> {
         let guest = self
             .guests
@@ -1340,45 +1871,84 @@ impl State {
                 message: "the host cannot be banned".into(),
             });
         }
-        if guest.banned == on {
-            return Ok(Reply::Done);
+        if guest.screen {
+            return Err(HubError::BadRequest {
+                field: "guest_id",
+                message: "a screen cannot vote; remove it instead (remove_screen)".into(),
+            });
         }
-        guest.banned = on;
+        let addrs: Vec<String> = guest.addrs.iter().cloned().collect();
         if on {
-            self.banned.insert(target);
+            let until = now_ms() + ADDRESS_BAN_MS;
+            let already = guest.banned;
+            guest.banned = true;
+            if !already {
+                self.op(move |db| db.set_banned(target, true));
+            }
+            for a in addrs {
+                self.addr_bans
+                    .entry(a.clone())
+                    .or_default()
+                    .insert(target, until);
+                self.op(move |db| db.ban_address(&a, target, until));
+            }
         } else {
-            self.banned.remove(&target);
+            if !guest.banned && !self.banned.contains(&target) {
+                return Ok(Reply::Done);
+            }
+            guest.banned = false;
+            self.op(move |db| db.set_banned(target, false));
+            for a in &addrs {
+                self.addr_bans.remove(a);
+            }
+            self.op(move |db| db.unban_addresses(&addrs));
         }
-        self.op(move |db| db.set_banned(target, on));
-        if on {
+        self.bans_changed();
+        self.push_me(target);
+        self.push_guest(target);
+        Ok(Reply::Done)
+    }
+
+    /// Recomputes who is banned (by token or address) and applies the difference: the newly
+    /// banned lose their queued requests, and everyone's votes stop or start counting.
+    fn bans_changed(&mut self) {
+        let new = self.compute_banned();
+        let added: Vec<GuestId> = new.difference(&self.banned).copied().collect();
+        let lifted: Vec<GuestId> = self.banned.difference(&new).copied().collect();
+        self.banned = new;
+        if added.is_empty() && lifted.is_empty() {
+            return;
+        }
+        for g in &added {
             let theirs: Vec<EntryId> = self
                 .queue
                 .values()
-                .filter(|q| q.entry.guest == Some(target))
+                .filter(|q| q.entry.guest == Some(*g))
                 .map(|q| q.entry.id)
                 .collect();
             for id in theirs {
                 self.remove_entry(id, "removed");
             }
         }
-        // Their votes stop (or start again) counting.
+        let touched: HashSet<GuestId> = added.iter().chain(lifted.iter()).copied().collect();
         let voted: Vec<EntryId> = self
             .queue
             .values()
-            .filter(|q| q.entry.voters.contains(&target))
+            .filter(|q| q.entry.voters.iter().any(|v| touched.contains(v)))
             .map(|q| q.entry.id)
             .collect();
         for id in voted {
             self.push_entry(id);
         }
         self.reorder();
-        self.push_me(target);
-        self.push_guest(target);
+        for g in touched {
+            self.push_me(g);
+            self.push_guest(g);
+        }
         self.push_room();
         if !self.check_skip() && self.now.is_some() {
             self.push_now();
         }
-        Ok(Reply::Done)
     }
 
     fn change_settings(&mut self, p: SettingsPatch) -> Result<Reply, HubError> {
@@ -1884,6 +2454,7 @@ impl State {
             title: track.title.clone(),
             artist: track.artist.clone(),
             requested_by: requester.map(|g| self.display_name(g)),
+            requested_by_host: requester.is_some_and(|g| self.is_host(g)),
         };
         // Paused by the host when the jukebox stopped: it stays paused until the host plays.
         let paused = resumed && self.resume_paused.take() == Some(play_id);
@@ -1900,9 +2471,10 @@ impl State {
             position_ms: position,
             position_at_ms: started_ms,
             paused,
+            // A like announced before a restart is not announced again.
+            like_announced: likes.clone(),
             likes,
             skip_votes: skips,
-            like_announced: HashSet::new(),
             last_saved_ms: position,
         });
         self.push_now();
@@ -1949,9 +2521,10 @@ impl State {
                 }
             }
             Internal::StoreFailed => self.needs_resync = true,
-            Internal::Socket(g, open) => {
-                let _ = self.sockets(g, open);
+            Internal::Socket(g, true, _) => {
+                let _ = self.sockets(g, true);
             }
+            Internal::Socket(g, false, addr) => self.socket_closed(g, addr),
             Internal::Scan(p) => {
                 self.scan = Some(p.into());
                 self.push_room();

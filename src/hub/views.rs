@@ -41,6 +41,8 @@ pub struct NowPlayingView {
     /// The requester's name ("Host" for the host's own requests); `None` for the auto-DJ.
     pub requested_by: Option<String>,
     pub requester: Option<GuestId>,
+    /// Requested by a host: marked in the data, not by the name "Host".
+    pub requested_by_host: bool,
     pub entry_id: Option<EntryId>,
     /// Position at `server_time_ms`; clients animate from these two.
     pub position_ms: u64,
@@ -60,6 +62,8 @@ pub struct QueueEntryView {
     pub track: TrackView,
     pub by: Option<String>,
     pub guest: Option<GuestId>,
+    /// Requested by a host.
+    pub by_host: bool,
     pub votes: u32,
     /// Placed by the host: votes no longer move it.
     pub pinned: bool,
@@ -87,6 +91,8 @@ pub struct MeView {
 pub enum Role {
     Guest,
     Host,
+    /// A display paired by the host (the TV): it watches, never votes, is not in the room.
+    Screen,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,17 +154,20 @@ pub enum Event {
         title: String,
         artist: String,
         requested_by: Option<String>,
+        requested_by_host: bool,
     },
     Liked {
         play_id: PlayId,
         track_id: TrackId,
         by: String,
+        by_host: bool,
     },
     SkipVote {
         play_id: PlayId,
         votes: u32,
         needed: u32,
         by: String,
+        by_host: bool,
     },
     Skipped {
         /// `None` when the track could not even start.
@@ -173,6 +182,7 @@ pub enum Event {
         title: String,
         artist: String,
         by: Option<String>,
+        by_host: bool,
     },
     HostMessage {
         text: String,
@@ -188,6 +198,7 @@ pub enum Event {
         play_id: PlayId,
         track_id: TrackId,
         by: String,
+        by_host: bool,
     },
 }
 
@@ -221,6 +232,8 @@ pub enum Change {
     Me(Box<MeView>),
     /// For hosts only.
     Guest(Box<GuestAdminView>),
+    /// For hosts only: a guest left the list (an unused one was pruned, a screen removed).
+    GuestGone(GuestId),
     /// For hosts only: which audio output is in use (it may name a file path).
     Output(OutputView),
     Event {

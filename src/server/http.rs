@@ -77,6 +77,13 @@ fn hub_error(e: &HubError) -> Response {
     if matches!(e, HubError::Internal(_)) {
         return internal(e);
     }
+    if let HubError::RateLimited {
+        message,
+        retry_after_ms,
+    } = e
+    {
+        return too_many(*retry_after_ms, message);
+    }
     let mut body = json!({"code": e.code(), "message": e.to_string()});
     if let HubError::BadRequest { field, message } = e {
         body["field"] = json!(field);
@@ -202,9 +209,14 @@ pub async fn create_guest(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return bad_field("name", "a string of at most 32 characters"),
     };
+    // The hub refuses a banned address and enforces the rate of new guests over all
+    // addresses; it remembers the address, so that a ban of this guest covers it.
     match state
         .hub
-        .call(Command::CreateGuest { name, host: false })
+        .call(Command::NewGuest {
+            name,
+            addr: addr.ip(),
+        })
         .await
         .result
     {
@@ -214,6 +226,81 @@ pub async fn create_guest(
         )
             .into_response(),
         Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
+        Err(e) => hub_error(&e),
+    }
+}
+
+/// `POST /api/screen/pair`: a TV asks for a pairing code to show; the host types it on the
+/// host page (`pair_screen`). Answers the code and the secret `claim` the TV polls with.
+pub async fn screen_pair(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(ms) = limit_wait(&state.pair_limiter, addr.ip()) {
+        return too_many(ms, "too many pairing codes; wait a little");
+    }
+    match state.hub.call(Command::StartPairing).await.result {
+        Ok(Reply::Pairing {
+            code,
+            claim,
+            expires_in_ms,
+        }) => (
+            StatusCode::CREATED,
+            Json(json!({"code": code, "claim": claim, "expires_in_ms": expires_in_ms})),
+        )
+            .into_response(),
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
+        Err(e) => hub_error(&e),
+    }
+}
+
+/// `POST /api/screen/claim {"claim"}`: 202 `{"paired":false}` until the host typed the code,
+/// then (once) the screen token; 404 when the code expired (ask for a new one).
+pub async fn screen_claim(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match super::guard::read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let Some(claim) = v
+        .get("claim")
+        .and_then(Value::as_str)
+        .filter(|c| c.len() <= 64)
+    else {
+        return bad_field("claim", "the claim from POST /api/screen/pair");
+    };
+    match state
+        .hub
+        .call(Command::ClaimScreen {
+            claim: claim.to_string(),
+        })
+        .await
+        .result
+    {
+        Ok(Reply::Guest(g)) => Json(json!({
+            "paired": true, "token": g.token, "guest_id": protocol::guest_id(g.guest_id),
+            "name": g.name, "role": "screen"
+        }))
+        .into_response(),
+        Ok(Reply::PairingPending) => {
+            (StatusCode::ACCEPTED, Json(json!({"paired": false}))).into_response()
+        }
+        Ok(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
         Err(e) => hub_error(&e),
     }
 }
@@ -399,6 +486,9 @@ pub async fn host_action(
         );
     };
     match state.hub.call(hub_cmd).await.result {
+        Ok(Reply::Paired { guest_id }) => {
+            Json(json!({"ok": true, "guest_id": protocol::guest_id(guest_id)})).into_response()
+        }
         Ok(_) => Json(json!({"ok": true})).into_response(),
         Err(e) => hub_error(&e),
     }

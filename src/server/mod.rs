@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Extension, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,8 @@ pub struct AppState {
     /// Set when the jukebox shuts down: every socket says bye (1001) and closes.
     pub closing: tokio::sync::watch::Sender<bool>,
     pub(crate) guest_limiter: http::IpLimiter,
+    /// TVs asking for a pairing code, per address.
+    pub(crate) pair_limiter: http::IpLimiter,
     /// The phone app from disk (`--web-dir`) instead of the embedded copy.
     pub web_dir: Option<std::path::PathBuf>,
     pub join: join::Join,
@@ -126,6 +128,7 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         sockets: Mutex::new(HashMap::new()),
         closing: tokio::sync::watch::Sender::new(false),
         guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
+        pair_limiter: http::ip_limiter(PAIR_PER_MINUTE, PAIR_PER_MINUTE),
         web_dir: cfg.web_dir,
         join: join::Join::new(cfg.host_name, cfg.listen),
         export_gap_hours: 6,
@@ -204,6 +207,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/api/guest", post(http::create_guest))
         .route("/api/host/login", post(http::host_login))
+        .route("/api/screen/pair", post(http::screen_pair))
+        .route("/api/screen/claim", post(http::screen_claim))
         .route("/api/host/{action}", post(http::host_action))
         .route("/api/state", get(http::api_state))
         .route("/api/search", get(http::api_search))
@@ -266,8 +271,16 @@ pub fn hub_command(
         Cmd::Settings(patch) => Command::Settings { actor, patch },
         Cmd::Announce { text } => Command::Announce { actor, text },
         Cmd::Rescan => Command::Rescan { actor },
+        Cmd::PairScreen { code } => Command::PairScreen { actor, code },
+        Cmd::RemoveScreen { guest_id } => Command::RemoveScreen {
+            actor,
+            guest: guest_id,
+        },
     })
 }
+
+/// Pairing codes one address may ask for in a minute (a TV asks for one every 10 minutes).
+const PAIR_PER_MINUTE: u32 = 6;
 
 /// Serves until `shutdown` resolves, then closes every websocket (bye 1001) and lets the
 /// connections end within a bounded time (see `transport`).
@@ -288,6 +301,7 @@ struct WsQuery {
 
 async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<WsQuery>,
     headers: HeaderMap,
     ticket: Option<Extension<transport::ConnTicket>>,
@@ -312,7 +326,7 @@ async fn ws_upgrade(
         .on_upgrade(move |socket| async move {
             // The connection's slot stays taken while the websocket lives.
             let _ticket = ticket;
-            ws::serve(socket, state, version_ok).await
+            ws::serve(socket, state, version_ok, peer).await
         })
         .into_response()
 }

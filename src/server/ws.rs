@@ -55,11 +55,16 @@ impl Default for WsLimits {
 /// Serves one upgraded socket, in one task: it reads the client's frames and writes what the
 /// session queues for it. One task and no channel blocks per phone keep thousands of idle
 /// phones cheap; a write that blocks holds up only this phone.
-pub async fn serve(mut socket: WebSocket, state: Arc<AppState>, version_ok: bool) {
+pub async fn serve(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    version_ok: bool,
+    peer: std::net::SocketAddr,
+) {
     let outbox = Arc::new(Outbox::default());
     // Each phase is boxed on its own, so that an idle phone holds only the live phase's
     // state, not the handshake's or the close's.
-    let handshake = Box::pin(handshake(&mut socket, &outbox, &state, version_ok)).await;
+    let handshake = Box::pin(handshake(&mut socket, &outbox, &state, version_ok, peer)).await;
     let end = match handshake {
         Ok(ready) => {
             let end = Box::pin(live(
@@ -90,8 +95,8 @@ struct Ready {
     actor: Actor,
     socket_id: u64,
     _slot: super::SocketSlot,
-    /// `None` for a screen (the TV), which is not a guest in the room.
-    _connection: Option<crate::hub::Connection>,
+    /// Counts the socket in the hub (a screen's too; the hub does not count screens as guests).
+    _connection: crate::hub::Connection,
 }
 
 /// How a connection ends.
@@ -183,6 +188,7 @@ async fn handshake(
     outbox: &Arc<Outbox>,
     state: &Arc<AppState>,
     version_ok: bool,
+    peer: std::net::SocketAddr,
 ) -> Result<Ready, End> {
     let limits = &state.ws_limits;
     let socket_id = SOCKETS.fetch_add(1, Ordering::Relaxed);
@@ -225,13 +231,24 @@ async fn handshake(
         push(Utf8Bytes::from(protocol::error_frame(&e)));
         return Err(bye(4426, "unsupported protocol version", false));
     }
-    let identity = match Box::pin(state.hub.call(Command::Authenticate {
+    // Authenticates and counts the socket in one step, so that the per-address limit holds
+    // however many sockets race for it. `"screen": true` in hello is ignored: only the host
+    // makes a screen (pairing), and a guest token always counts as a guest.
+    let identity = match Box::pin(state.hub.call(Command::Connect {
         token: hello.token.clone(),
+        addr: Some(peer.ip()),
     }))
     .await
     .result
     {
         Ok(Reply::Identity(Some(id))) => id,
+        Err(HubError::TooManyGuests(_)) => {
+            return Err(bye(
+                4429,
+                "too many guests on this address; close the jukebox on another phone or tab",
+                true,
+            ))
+        }
         _ => return Err(bye(4401, "bad or revoked token", false)),
     };
     // A host token is good only while its host login lasts (expiry, log out, new PIN).
@@ -244,7 +261,8 @@ async fn handshake(
     }
     let guest = identity.guest_id;
     let role = identity.role;
-    let screen = hello.screen;
+    // Uncounts the socket however the rest goes.
+    let connection = state.hub.connection(guest, Some(peer.ip()));
 
     // Too many sockets for one guest.
     let Some(_slot) = state.socket_slot(guest, limits.sockets_per_guest) else {
@@ -297,7 +315,7 @@ async fn handshake(
         },
         socket_id,
         _slot,
-        _connection: (!screen).then(|| state.hub.connect(guest)),
+        _connection: connection,
     })
 }
 
@@ -553,6 +571,7 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
         Ok(Reply::Requested { entry_id, upvoted }) => {
             protocol::reply_requested(rid, entry_id, upvoted)
         }
+        Ok(Reply::Paired { guest_id }) => protocol::reply_paired(rid, guest_id),
         Ok(_) => protocol::reply_ok(rid, json!({})),
         Err(e) => {
             if matches!(e, HubError::Internal(_)) {

@@ -135,6 +135,64 @@ impl Server {
         assert_eq!(s, 200, "{v}");
         v["token"].as_str().unwrap().to_string()
     }
+
+    /// A screen (the TV), paired the way the TV page does it: a code from
+    /// `POST /api/screen/pair`, typed by the host (`host_token`), then claimed.
+    pub fn screen(&self, host_token: &str) -> String {
+        let (st, pair) = self.post("/api/screen/pair", &json!({}), None);
+        assert_eq!(st, 201, "{pair}");
+        let (st, v) = self.post(
+            "/api/host/pair_screen",
+            &json!({"code": pair["code"]}),
+            Some(host_token),
+        );
+        assert_eq!(st, 200, "{v}");
+        let (st, v) = self.post("/api/screen/claim", &json!({"claim": pair["claim"]}), None);
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["role"], "screen");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// POSTs JSON from the source address `from` (127.0.0.X stands in for a phone of its own
+    /// on the LAN); returns (status, body).
+    pub async fn post_from(&self, from: &str, path: &str, body: &Value) -> (u16, Value) {
+        let mut tcp = connect_from(&self.addr, from).await;
+        let body = body.to_string();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut resp))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&resp);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        // A chunked body: the JSON object is between the first '{' and the last '}'.
+        let json = match (body.find('{'), body.rfind('}')) {
+            (Some(a), Some(b)) if b > a => &body[a..=b],
+            _ => "null",
+        };
+        (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    }
+
+    /// A guest token made from the source address `from`.
+    pub async fn guest_from(&self, from: &str, name: &str) -> String {
+        let (s, v) = self
+            .post_from(from, "/api/guest", &json!({"name": name}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
 }
 
 impl Drop for Server {
@@ -154,6 +212,24 @@ pub struct Phone {
     pub last_seq: u64,
     pub rid: u64,
     pub welcome: Value,
+}
+
+/// A TCP connection to `addr` from the local address `from` (e.g. 127.0.0.7).
+pub async fn connect_from(addr: &str, from: &str) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sock.connect(addr.parse().unwrap()))
+        .await
+        .expect("connects within 10 s")
+        .unwrap()
+}
+
+/// A websocket upgraded over a connection from `from`.
+pub async fn raw_from(addr: &str, from: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let tcp = connect_from(addr, from).await;
+    let req = format!("ws://{addr}/ws?v=1").into_client_request().unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)).await?;
+    Ok(ws)
 }
 
 pub async fn raw(
@@ -178,15 +254,6 @@ impl Phone {
         .await
     }
 
-    /// A display nobody holds (the TV): `"screen": true`.
-    pub async fn screen(addr: &str, token: &str, topics: &[&str]) -> Phone {
-        Self::hello(
-            addr,
-            json!({"cmd": "hello", "v": 1, "token": token, "topics": topics, "screen": true}),
-        )
-        .await
-    }
-
     pub async fn resume(addr: &str, token: &str, session: &str, last_seq: u64) -> Phone {
         Self::hello(
             addr,
@@ -195,8 +262,38 @@ impl Phone {
         .await
     }
 
+    /// A phone whose connection comes from the address `from` (127.0.0.X).
+    pub async fn connect_from(addr: &str, from: &str, token: &str, topics: &[&str]) -> Phone {
+        let ws = raw_from(addr, from).await.expect("upgrade");
+        Self::hello_on(
+            ws,
+            json!({"cmd": "hello", "v": 1, "token": token, "topics": topics}),
+        )
+        .await
+    }
+
+    /// Says hello from `from` and returns the first frame the server answers with (a
+    /// `welcome`, or a `bye`).
+    pub async fn try_from(addr: &str, from: &str, token: &str) -> (Ws, Value) {
+        let mut ws = raw_from(addr, from).await.expect("upgrade");
+        ws.send(Message::text(
+            json!({"cmd": "hello", "v": 1, "token": token}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), next_json(&mut ws))
+            .await
+            .expect("an answer to hello within 10 s")
+            .expect("a frame");
+        (ws, first)
+    }
+
     async fn hello(addr: &str, hello: Value) -> Phone {
-        let mut ws = raw(addr, "/ws?v=1", None).await.expect("upgrade");
+        let ws = raw(addr, "/ws?v=1", None).await.expect("upgrade");
+        Self::hello_on(ws, hello).await
+    }
+
+    async fn hello_on(mut ws: Ws, hello: Value) -> Phone {
         ws.send(Message::text(hello.to_string())).await.unwrap();
         let welcome = next_json(&mut ws).await.expect("welcome");
         assert_eq!(welcome["cmd"], "welcome", "{welcome}");

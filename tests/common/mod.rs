@@ -100,6 +100,7 @@ impl TestHub {
                 settings,
                 explicit_settings: vec![],
                 scan_at_start: true,
+                guest_limits: Default::default(),
             },
             store.clone(),
         )

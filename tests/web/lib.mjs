@@ -204,6 +204,35 @@ export async function requestable(url, n) {
     .map(([, title]) => title);
 }
 
+/** POSTs JSON (with a bearer token); returns the JSON answer, or throws on an error status. */
+export async function post(url, path, body, token) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = 'Bearer ' + token;
+  const r = await fetch(url + path, { method: 'POST', headers, body: JSON.stringify(body) });
+  const v = await r.json().catch(() => null);
+  if (!r.ok) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * Pairs a TV page the way a host does: reads the code the TV shows and types it on the host
+ * page (or, without one, sends it with a host token over HTTP); waits until the TV is live.
+ */
+export async function pairTv(url, tv, host = null) {
+  const codeEl = tv.locator('#pair-code');
+  await until('the TV shows a pairing code', async () => /^\d{3} \d{3}$/.test(((await codeEl.textContent()) || '').trim()), 15000);
+  const code = (await codeEl.textContent()).replace(/\D/g, '');
+  if (host) {
+    await host.getByRole('textbox', { name: 'Pairing code' }).fill(code);
+    await host.getByRole('button', { name: 'Pair', exact: true }).click();
+    await host.getByRole('list', { name: 'Screens' }).getByRole('listitem').first().waitFor();
+  } else {
+    const login = await post(url, '/api/host/login', { pin: PIN });
+    await post(url, '/api/host/pair_screen', { code }, login.token);
+  }
+  await live(tv);
+}
+
 /** The jukebox's state over HTTP (GET /api/state). */
 export async function state(url) {
   const r = await fetch(url + '/api/state');

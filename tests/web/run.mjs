@@ -99,6 +99,7 @@ t('live: a request, a like, skip votes and a host skip reach every screen', { ti
     const { page: a } = await open('/');
     const { page: b } = await open('/');
     const { page: tv } = await open('/tv', L.TV);
+    await L.pairTv(srv.url, tv);
     await Promise.all([L.live(a), L.live(b), L.live(tv)]);
     const first = (await L.state(srv.url)).now_playing.track.title;
     await expectTitle([a, b, tv], first);
@@ -233,6 +234,7 @@ t('restart: guest, host and TV pages recover by themselves when the jukebox rest
     const host = await open('/host');
     const tv = await open('/tv', L.TV);
     await L.hostLogin(host);
+    await L.pairTv(srv.url, tv, host);
     await Promise.all([L.live(a), L.live(tv)]);
     const [wanted] = await L.requestable(srv.url, 1);
     await request(a, wanted);
@@ -289,6 +291,7 @@ t('xss: tags and guest names with markup are shown as text', { timeout: 60000 },
     const { page: tv } = await open('/tv', L.TV);
     const { page: host } = await open('/host');
     await L.hostLogin(host);
+    await L.pairTv(srv.url, tv, host);
     await Promise.all([L.live(a), L.live(b), L.live(tv)]);
     await setName(a, NAME);
     await L.until('the name reached the jukebox', async () => (await a.locator('.toast').allTextContents()).some((s) => s.includes('Your name is')));

@@ -48,7 +48,7 @@ try {
   const sam = await guest('Sam');
   const lou = await guest('Lou');
   const tv = await open('/tv', L.TV);
-  await L.live(tv);
+  await L.pairTv(srv.url, tv, host);
 
   // Mia's request (with cover art) goes first and plays.
   const playing = (await L.state(srv.url)).now_playing.track.title;
@@ -107,6 +107,11 @@ try {
     if (p === '/host') {
       const token = await host.evaluate(() => localStorage.getItem('jukebox.host.token'));
       await ctx.addInitScript((t) => localStorage.setItem('jukebox.host.token', t), token);
+    }
+    if (p === '/tv') {
+      // The paired TV's screen token, so this one shows the party too.
+      const token = await tv.evaluate(() => localStorage.getItem('jukebox.tv.screen'));
+      await ctx.addInitScript((t) => localStorage.setItem('jukebox.tv.screen', t), token);
     }
     const pg = await ctx.newPage();
     await pg.goto(srv.url + p);

@@ -52,8 +52,8 @@ export async function api(path, body, token) {
 }
 
 /**
- * new Client({ topics, getToken, screen })
- *  - screen: true for a display nobody holds (the TV): the jukebox does not count it as a guest.
+ * new Client({ topics, getToken })
+ *  (A screen, the TV, is not a guest because its token is a screen token from pairing.)
  *  - getToken(fresh): async, returns the token to send in hello; `fresh` is true after the
  *    jukebox refused the previous one (bye 4401). Return null to stop (e.g. host not logged in).
  *  - on(type, fn): 'status' (status string), 'update' (topic), 'event' (event frame),
@@ -61,9 +61,8 @@ export async function api(path, body, token) {
  * status: 'connecting' | 'live' | 'reconnecting' | 'offline' | 'stopped'
  */
 export class Client {
-  constructor({ topics, getToken, screen = false }) {
+  constructor({ topics, getToken }) {
     this.topics = topics;
-    this.screen = screen;
     this.getToken = getToken;
     this.handlers = {};
     this.state = {
@@ -180,7 +179,6 @@ export class Client {
     ws.onopen = () => {
       if (ws !== this.ws) return;
       const hello = { cmd: 'hello', v: 1, token, topics: this.topics };
-      if (this.screen) hello.screen = true;
       if (this.session) {
         hello.session = this.session;
         hello.last_seq = this.lastSeq;

@@ -17,7 +17,7 @@ const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
 const el = {};
-for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'guests', 'guests-more', 'gcount', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 
@@ -217,7 +217,8 @@ async function ban(g, on) {
 
 const GUESTS_SHOWN = 100;
 function renderGuests() {
-  const guests = ordered(S.admin);
+  renderScreens();
+  const guests = ordered(S.admin).filter((g) => g.role !== 'screen');
   const live = client.live;
   const online = guests.filter((g) => g.connected).length;
   text(el.gcount, guests.length ? `(${online} connected, ${guests.length} in all)` : '');
@@ -248,6 +249,47 @@ function renderGuests() {
       btn.disabled = !live;
     }
   );
+}
+
+// --- screens: the TV shows a code, the host types it here -----------------------------------
+
+el.pair.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const code = el.pairCode.value.replace(/\D/g, '');
+  if (!code) return;
+  const r = await run('pair_screen', { code }, el.pair.querySelector('button'), 'pairing');
+  if (r) {
+    el.pairCode.value = '';
+    text(el.pairNote, 'Paired: the TV shows the party in a moment.');
+  }
+});
+
+function renderScreens() {
+  const screens = ordered(S.admin).filter((g) => g.role === 'screen');
+  const live = client.live;
+  syncList(
+    el.screens,
+    screens,
+    (g) => g.id,
+    (g) => {
+      const li = h('li', { class: 'item' },
+        h('div', { class: 'grow' }, h('p', { class: 't' }, h('span', { class: 'dot' }), h('span'))),
+        h('button', { class: 'btn small danger', type: 'button', onclick: () => removeScreen(li._g) }, 'Remove'));
+      return li;
+    },
+    (li, g) => {
+      li._g = g;
+      const [info, btn] = li.children;
+      info.children[0].children[0].classList.toggle('on', g.connected);
+      text(info.children[0].children[1], `${g.name} · ${g.connected ? 'showing the party' : 'off'}`);
+      btn.disabled = !live;
+    }
+  );
+}
+
+async function removeScreen(g) {
+  if (!confirm(`Remove ${g.name}? It has to be paired again to show the party.`)) return;
+  await run('remove_screen', { guest_id: g.id });
 }
 
 // --- party rules ----------------------------------------------------------------------------
@@ -470,7 +512,7 @@ client.on('welcome', (w) => {
   loadHealth();
   loadSessions();
 });
-client.on('event', (ev) => eventToast(ev, client, 'Host'));
+client.on('event', (ev) => eventToast(ev, client, (d) => d.by_host === true));
 
 setInterval(() => {
   tick();

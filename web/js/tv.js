@@ -2,8 +2,9 @@
 import { Client, api, ordered } from './client.js';
 import { h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast, drawProgress, onNextFrame } from './ui.js';
 
-// The TV is its own guest (it never acts), separate from a phone's guest on the same browser.
-const TOKEN_KEY = 'jukebox.tv.token';
+// The TV is a screen: the host pairs it by typing the code it shows (a screen never votes and
+// is not a guest in the room). Its token is kept apart from a phone's guest on the same browser.
+const TOKEN_KEY = 'jukebox.tv.screen';
 const store = {
   get: (k) => { try { return localStorage.getItem(k); } catch { return null; } },
   set: (k, v) => { try { v == null ? localStorage.removeItem(k) : localStorage.setItem(k, v); } catch { /* kiosk without storage */ } },
@@ -17,18 +18,52 @@ async function getToken(fresh) {
   }
   const have = store.get(TOKEN_KEY) || memToken;
   if (have) return have;
-  creating ||= api('/api/guest', {})
-    .then((r) => {
-      memToken = r.token;
-      store.set(TOKEN_KEY, r.token);
-      return r.token;
+  creating ||= pair()
+    .then((token) => {
+      memToken = token;
+      store.set(TOKEN_KEY, token);
+      return token;
     })
     .finally(() => (creating = null));
   return creating;
 }
 
-// The TV is a screen, not a guest: it must not raise the skip threshold.
-const client = new Client({ topics: ['now_playing', 'queue', 'room'], getToken, screen: true });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Shows a pairing code until the host typed it on the host page; resolves to the token. */
+async function pair() {
+  const box = document.getElementById('pair');
+  const code = document.getElementById('pair-code');
+  const note = document.getElementById('pair-note');
+  for (;;) {
+    let p;
+    try {
+      p = await api('/api/screen/pair', {});
+    } catch (e) {
+      text(note, 'Cannot get a pairing code right now; trying again…');
+      await sleep(e.retryAfterMs || 5000);
+      continue;
+    }
+    text(code, p.code.replace(/^(\d{3})(\d{3})$/, '$1 $2'));
+    text(note, 'On the host page, type this code under “Screens”.');
+    box.hidden = false;
+    const until = Date.now() + (p.expires_in_ms || 600000);
+    while (Date.now() < until) {
+      await sleep(1500);
+      try {
+        const r = await api('/api/screen/claim', { claim: p.claim });
+        if (r && r.token) {
+          box.hidden = true;
+          return r.token;
+        }
+      } catch (e) {
+        if (e.code === 'not_found') break; // expired: a new code
+      }
+    }
+  }
+}
+
+const client = new Client({ topics: ['now_playing', 'queue', 'room'], getToken });
 const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 const el = {};

@@ -179,19 +179,25 @@ export function toast(msg, kind = '', ms = 4000) {
 }
 
 /** A toast for each event worth one; `mine` filters events the page itself caused. */
+/**
+ * Toasts an event. `who` says which events are this page's own (not toasted): a name, or a
+ * function of the event data (the host page: `(d) => d.by_host`, since hosts are marked in
+ * the data, not by the name "Host").
+ */
 export function eventToast(ev, client, who) {
   // After a long sleep the resume replays old events: only toast fresh ones.
   if (ev.ts_ms && client.serverNow() - ev.ts_ms > 60000) return;
   const d = ev.data || {};
+  const own = typeof who === 'function' ? who(d) : who && d.by === who;
   switch (ev.name) {
     case 'liked':
-      if (who && d.by === who) return;
+      if (own) return;
       return toast(`${d.by} liked this song`, 'like');
     case 'requested':
-      if (who && d.by === who) return;
+      if (own) return;
       return toast(`${d.by} requested ${d.title}`);
     case 'skip_vote':
-      if (who && d.by === who) return;
+      if (own) return;
       return toast(`${d.by} voted to skip (${d.votes} of ${d.needed})`);
     case 'skipped':
       return toast(
