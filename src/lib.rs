@@ -10,12 +10,14 @@
 //! - [`player`]: the audio thread (rodio) and its outputs: device, WAV file, null.
 //! - [`demo`]: a generated, tagged demo library.
 //! - [`export`]: tonight's plays as M3U or CSV.
+//! - [`addr`]: how clients are told apart by address (one device; one attacker's network).
 //! - [`login`]: the host PIN (hashed; limits per address and across all) and host sessions.
 //! - [`server`]: the live server: websocket protocol v1, the JSON API, the phone app.
 //! - [`mdns`]: `jukebox.local` and the service advertisements.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`app`]: start-up and orderly shutdown.
 
+pub mod addr;
 pub mod app;
 pub mod config;
 pub mod demo;

@@ -6,14 +6,13 @@
 //! revocation).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
-use std::num::NonZeroU32;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, PasswordVerifier, Version};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -138,36 +137,13 @@ pub fn reset_pin(db: &Db) -> Result<(String, usize), StoreError> {
 
 // ---- wrong-PIN limits -----------------------------------------------------------------------
 
-/// The key an address is limited by: IPv4 as is, IPv6 by its /64 (one SLAAC network gives
-/// anyone as many addresses as they like), IPv4-mapped IPv6 as the IPv4 address.
+/// The key an address is limited by: its network (`crate::addr::network`: IPv6 by /64, since
+/// SLAAC gives anyone as many addresses as they like).
 pub fn addr_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
+    crate::addr::network(ip)
 }
 
-pub type AddrLimiter = DefaultKeyedRateLimiter<IpAddr>;
-
-/// `per_minute` a minute per key, with bursts of `burst`.
-pub fn addr_limiter(per_minute: u32, burst: u32) -> AddrLimiter {
-    RateLimiter::keyed(
-        Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN)),
-    )
-}
-
-/// Drops the keys of a keyed limiter that are back to a fresh state, and the memory they held.
-pub fn prune_limiter(l: &AddrLimiter) {
-    l.retain_recent();
-    l.shrink_to_fit();
-}
+pub use crate::addr::{limiter as addr_limiter, prune_limiter, Limiter as AddrLimiter};
 
 /// Drops the blocks that are over.
 pub fn prune_blocked(m: &Mutex<HashMap<IpAddr, Instant>>) {
@@ -608,19 +584,6 @@ pub fn sessions_data(list: &[HostSession], current: GuestId, failed: FailedLogin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipv6_is_keyed_by_its_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(addr_key(a), addr_key(b));
-        assert_ne!(addr_key(a), addr_key(c));
-        let mapped: IpAddr = "::ffff:192.168.1.5".parse().unwrap();
-        assert_eq!(addr_key(mapped), "192.168.1.5".parse::<IpAddr>().unwrap());
-        let v4: IpAddr = "192.168.1.5".parse().unwrap();
-        assert_eq!(addr_key(v4), v4);
-    }
 
     #[test]
     fn hashes_are_salted_and_verify() {

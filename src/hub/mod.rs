@@ -37,27 +37,9 @@ pub struct Identity {
     pub banned: bool,
 }
 
-/// How the hub keys an address: an IPv4 address as it is, an IPv6 address by its /64 (one
-/// phone may use any address of its network's prefix), an IPv4-mapped IPv6 address as IPv4.
+/// How the hub keys an address: one device (`crate::addr::device`), as stored with bans.
 pub fn address_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None if v6.is_loopback() => "::1".to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
-/// The jukebox's own address (127.0.0.1, ::1): a kiosk browser on the box itself (the TV on the
-/// Pi's HDMI) or a local proxy, not a phone. Per-address rules (bans that cover addresses, the
-/// cap on guests per address) cannot tell its guests apart, so they leave it out.
-pub fn is_own_address(key: &str) -> bool {
-    key == "127.0.0.1" || key == "::1"
+    crate::addr::device(ip).to_string()
 }
 
 /// Limits on identities (configuration keys of the same names).
@@ -507,22 +489,6 @@ pub struct HubTask(tokio::task::JoinHandle<()>);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_are_keyed_by_ipv4_or_ipv6_slash_64() {
-        let table = [
-            ("192.168.1.23", "192.168.1.23"),
-            ("::ffff:192.168.1.23", "192.168.1.23"),
-            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
-            ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
-            ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
-            ("fe80::1", "fe80:0:0:0::/64"),
-            ("::1", "::1"),
-        ];
-        for (ip, want) in table {
-            assert_eq!(address_key(ip.parse().unwrap()), want, "{ip}");
-        }
-    }
 
     #[test]
     fn names_reserve_host_and_guest_n_and_refuse_invisible_characters() {

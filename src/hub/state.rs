@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::views::*;
 use super::{
-    address_key, is_own_address, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits,
-    HubConfig, HubError, Identity, Publisher, Reply, SettingsPatch,
+    address_key, Actor, Answer, Command, Envelope, GuestCreated, GuestLimits, HubConfig, HubError,
+    Identity, Publisher, Reply, SettingsPatch,
 };
 use crate::library::{self, ScanProgress};
 use crate::party::{self, Admission, Entry, EntryId, GuestId, PlayId, RecentPlay, Settings};
@@ -1142,7 +1142,9 @@ impl State {
         name: Option<String>,
         addr: std::net::IpAddr,
     ) -> Result<Reply, HubError> {
-        let key = Some(address_key(addr)).filter(|k| !is_own_address(k));
+        let key = Some(addr)
+            .filter(|a| !crate::addr::is_own(*a))
+            .map(address_key);
         if key.as_deref().is_some_and(|k| self.addr_banned(k)) {
             return Err(HubError::AddressBanned);
         }
@@ -1161,7 +1163,7 @@ impl State {
         let Some(&id) = self.tokens.get(&digest) else {
             return Ok(Reply::Identity(None));
         };
-        let key = addr.map(address_key).filter(|k| !is_own_address(k));
+        let key = addr.filter(|a| !crate::addr::is_own(*a)).map(address_key);
         let g = &self.guests[&id];
         let exempt = g.host || g.screen;
         if let Some(k) = key.as_deref().filter(|_| !exempt) {

@@ -3,7 +3,6 @@
 //! `{"code","message"}` with the protocol's codes.
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -11,22 +10,14 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
 use serde_json::{json, Value};
 
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
 use crate::protocol::{self, Incoming, Topic};
 
-pub(crate) type IpLimiter = DefaultKeyedRateLimiter<IpAddr>;
-
-/// `per_minute` requests a minute per address, with bursts of `burst`.
-pub(crate) fn ip_limiter(per_minute: u32, burst: u32) -> IpLimiter {
-    RateLimiter::keyed(
-        Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("non-zero"))
-            .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero")),
-    )
-}
+pub(crate) use crate::addr::{limiter as ip_limiter, Limiter as IpLimiter};
 
 /// An HTTP error: `{"code","message"}` (and `field` when one field is at fault).
 #[derive(Debug)]
@@ -102,9 +93,10 @@ pub(crate) fn internal(e: &dyn std::fmt::Display) -> Response {
     )
 }
 
-/// How long `ip` must wait, when it is over its limit (counting this attempt).
+/// How long `ip` must wait, when it is over its limit (counting this attempt). Keyed by device:
+/// these limits are per phone, and the global ones in the hub bound address rotation.
 fn limit_wait(limiter: &IpLimiter, ip: IpAddr) -> Option<u64> {
-    let not_until = limiter.check_key(&ip).err()?;
+    let not_until = limiter.check_key(&crate::addr::device(ip)).err()?;
     let wait = not_until.wait_time_from(governor::clock::Clock::now(
         &governor::clock::DefaultClock::default(),
     ));

@@ -7,7 +7,7 @@
 //! they close) but not the timeouts: they have their own liveness (protocol.md §9).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,22 +64,13 @@ impl Default for ConnLimits {
     }
 }
 
-/// Who a connection counts against: an IPv4 address, or the /64 of an IPv6 one (a single
-/// machine may pick any address of its /64).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AddrKey {
-    V4(Ipv4Addr),
-    V6(u64),
-}
+/// Who a connection counts against: one device (`crate::addr::device`). Not the /64 of an
+/// IPv6 address: on an IPv6 LAN every phone shares one, so that would lock out the party. An
+/// attacker with many addresses is bounded by the total and its reserve instead.
+pub type AddrKey = IpAddr;
 
 pub fn addr_key(ip: IpAddr) -> AddrKey {
-    match ip {
-        IpAddr::V4(v4) => AddrKey::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => AddrKey::V4(v4),
-            None => AddrKey::V6((u128::from(v6) >> 64) as u64),
-        },
-    }
+    crate::addr::device(ip)
 }
 
 /// Why a connection was refused.
@@ -350,23 +341,12 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_is_keyed_by_its_64() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(addr_key(a), addr_key(b));
-        assert_ne!(addr_key(a), addr_key(c));
-        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
-        assert_eq!(addr_key(mapped), AddrKey::V4("10.0.0.7".parse().unwrap()));
-    }
-
-    #[test]
     fn the_reserve_keeps_room_for_new_addresses() {
         let conns = Connections::new(ConnLimits {
             max_connections: 16,
             per_address: 12,
         });
-        let ip = |n: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n));
+        let ip = |n: u8| IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, n));
         // One address fills up to the reserve (16 - 16/8 = 14 would be the mark, but its own
         // share of 12 stops it first).
         let mut held: Vec<ConnSlot> = (0..12).map(|_| conns.admit(ip(1)).unwrap()).collect();
