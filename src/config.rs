@@ -151,7 +151,7 @@ pub struct RunArgs {
     /// Open connections (HTTP and live) the server holds at once, 16..=1000000 [default: 4096].
     #[arg(long, env = "JUKEBOX_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<i64>,
-    /// Open connections one address (an IPv6 /64) may hold at once, 1..=1000000 [default: 32].
+    /// Open connections one address (one device) may hold at once, 1..=1000000 [default: 32].
     #[arg(long, env = "JUKEBOX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
     pub connections_per_address: Option<i64>,
     /// Extra name or address the jukebox answers to in the Host header (repeatable;
@@ -331,7 +331,7 @@ pub struct Limits {
     pub ws_rate: u32,
     pub ws_burst: u32,
     pub sockets_per_guest: u32,
-    /// Open connections in total, and from one address (an IPv6 /64).
+    /// Open connections in total, and from one address (one device, `crate::addr::device`).
     pub max_connections: u32,
     pub connections_per_address: u32,
     pub guests_per_address: u32,
