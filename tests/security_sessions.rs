@@ -388,3 +388,40 @@ async fn broken_frames_get_a_bye() {
     assert_eq!(bye["reconnect"], false, "{bye}");
     assert_eq!(code, Some(4008));
 }
+
+/// Finding 17: a phone whose socket blocked a write for 10 s was closed with no `bye` unless
+/// it read its whole backlog within another 10 s. Now it gets `bye` 4008 as soon as it reads
+/// again (its backlog waits in the session for the resume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_writer_still_gets_its_bye() {
+    let dir = common::tempdir();
+    let s = server(dir.path(), 100, &["--hello-rate", "10000"]);
+    let token = s.guest("stalled");
+    // A tiny receive window, and a client that stops reading.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(s.addr.parse().unwrap()).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/ws?v=1", s.addr), stream)
+        .await
+        .unwrap();
+    ws.send(Message::text(fresh(&token).to_string()))
+        .await
+        .unwrap();
+    // Replies of about 11 KB each: far more than the kernel buffers hold, far fewer than
+    // the 512 frames that would make the session kick the socket itself.
+    for rid in 1..=40 {
+        ws.send(Message::text(
+            json!({"cmd": "search", "rid": rid, "q": "", "limit": 100}).to_string(),
+        ))
+        .await
+        .unwrap();
+    }
+    // The write blocks for 10 s, then the server gives up on the backlog; the time that
+    // passes is what is under test. Reading again after 21 s: past the old drain's deadline.
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    let (bye, code) = bye_and_close(&mut ws, None).await;
+    assert_eq!(bye["code"], 4008, "{bye}");
+    assert_eq!(bye["reconnect"], true, "{bye}");
+    assert_eq!(code, Some(4008));
+}

@@ -497,8 +497,27 @@ async fn close(
         reason: Utf8Bytes::from(reason.to_string()),
     })))
     .await?;
-    sink.flush().await
+    sink.flush().await?;
+    if code == 1001 {
+        // Shutting down: the restart does not wait for phones.
+        return Ok(());
+    }
+    // Wait (briefly) for the client's close, reading what it still sends: a socket dropped
+    // with unread input is reset, and a reset throws away the bye the client has not read.
+    // A client that has read this far answers at once.
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(m)) = sink.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
+
+/// How long a close waits for the client's own close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Runs one request and hands its reply to the session.
 async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd: Cmd) {
