@@ -239,16 +239,16 @@ fn clock_ms(at: Instant) -> u64 {
     at.saturating_duration_since(t0).as_millis().max(1) as u64
 }
 
-/// The sessions, by id, and how many each guest has.
+/// The sessions, by the random part of their id, and how many each guest has.
 #[derive(Default)]
 struct Registry {
-    by_id: HashMap<String, Arc<Session>>,
+    by_id: HashMap<u64, Arc<Session>>,
     per_guest: HashMap<GuestId, u32>,
 }
 
 impl Registry {
-    fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
-        let s = self.by_id.remove(id)?;
+    fn remove(&mut self, key: u64) -> Option<Arc<Session>> {
+        let s = self.by_id.remove(&key)?;
         if let Some(n) = self.per_guest.get_mut(&s.guest) {
             *n -= 1;
             if *n == 0 {
@@ -258,15 +258,15 @@ impl Registry {
         Some(s)
     }
 
-    /// The id of the session that left first, of `guest` or of anyone.
-    fn oldest_detached(&self, guest: Option<GuestId>) -> Option<String> {
+    /// The key of the session that left first, of `guest` or of anyone.
+    fn oldest_detached(&self, guest: Option<GuestId>) -> Option<u64> {
         self.by_id
-            .values()
-            .filter(|s| guest.is_none_or(|g| s.guest == g))
-            .map(|s| (s.detached.load(Ordering::Relaxed), s))
+            .iter()
+            .filter(|(_, s)| guest.is_none_or(|g| s.guest == g))
+            .map(|(key, s)| (s.detached.load(Ordering::Relaxed), *key))
             .filter(|(at, _)| *at != 0)
             .min_by_key(|(at, _)| *at)
-            .map(|(_, s)| s.id.clone())
+            .map(|(_, key)| key)
     }
 }
 
@@ -276,7 +276,8 @@ pub struct Sessions {
     wire: broadcast::Sender<Arc<Wire>>,
     /// The hub seq of the last change encoded (replies to reads wait for nothing newer).
     pub info: Arc<ServerInfo>,
-    pub limits: SessionLimits,
+    /// Shared by every session task (one pointer each).
+    pub limits: Arc<SessionLimits>,
     hub: Hub,
     hellos: DefaultKeyedRateLimiter<GuestId>,
     /// Hellos checked, to prune the limiter's table now and then.
@@ -297,7 +298,7 @@ impl Sessions {
             map: Mutex::new(Registry::default()),
             wire: wire.clone(),
             info: Arc::new(info),
-            limits,
+            limits: Arc::new(limits),
             hub: hub.clone(),
             hellos,
             hellos_seen: AtomicU64::new(0),
@@ -352,15 +353,29 @@ impl Sessions {
         })
     }
 
+    /// The map key of a session id of this run (`s_<epoch>_<16 hex digits>`).
+    fn key(&self, id: &str) -> Option<u64> {
+        let hex = id
+            .strip_prefix("s_")?
+            .strip_prefix(self.info.epoch.as_str())?
+            .strip_prefix('_')?;
+        if hex.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok()
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.registry().by_id.get(id).cloned()
+        let key = self.key(id)?;
+        self.registry().by_id.get(&key).cloned()
     }
 
     /// The session `id` of `guest`, marked as attaching so that no new session evicts it
     /// while its socket is on the way.
     pub fn claim(&self, id: &str, guest: GuestId) -> Option<Arc<Session>> {
+        let key = self.key(id)?;
         let reg = self.registry();
-        let s = reg.by_id.get(id).filter(|s| s.guest == guest)?;
+        let s = reg.by_id.get(&key).filter(|s| s.guest == guest)?;
         s.set_detached(None);
         Some(s.clone())
     }
@@ -382,11 +397,18 @@ impl Sessions {
         role: Role,
         topics: Vec<Topic>,
     ) -> Result<Arc<Session>, Full> {
-        // The epoch is part of the id, so a resume after a restart can say why it failed.
-        let id = format!("s_{}_{:016x}", self.info.epoch, rand::random::<u64>());
         let tx = Arc::new(Mailbox::default());
+        let mut reg = self.registry();
+        let key = loop {
+            let key = rand::random::<u64>();
+            if !reg.by_id.contains_key(&key) {
+                break key;
+            }
+        };
+        // The epoch is part of the id, so a resume after a restart can say why it failed.
+        let id = format!("s_{}_{key:016x}", self.info.epoch);
         let session = Arc::new(Session {
-            id: id.clone(),
+            id,
             guest,
             role,
             tx: tx.clone(),
@@ -394,27 +416,24 @@ impl Sessions {
             detached: AtomicU64::new(0),
         });
         let mut evicted = Vec::new();
-        {
-            let mut reg = self.registry();
-            let mine = reg.per_guest.get(&guest).copied().unwrap_or(0) as usize;
-            if mine >= self.limits.per_guest.max(1) {
-                let old = reg.oldest_detached(Some(guest)).ok_or(Full::Guest)?;
-                evicted.extend(reg.remove(&old));
-            }
-            if reg.by_id.len() >= self.limits.max.max(1) {
-                let old = reg.oldest_detached(None).ok_or(Full::Total)?;
-                evicted.extend(reg.remove(&old));
-            }
-            reg.by_id.insert(id.clone(), session.clone());
-            *reg.per_guest.entry(guest).or_insert(0) += 1;
+        let mine = reg.per_guest.get(&guest).copied().unwrap_or(0) as usize;
+        if mine >= self.limits.per_guest.max(1) {
+            let old = reg.oldest_detached(Some(guest)).ok_or(Full::Guest)?;
+            evicted.extend(reg.remove(old));
         }
+        if reg.by_id.len() >= self.limits.max.max(1) {
+            let old = reg.oldest_detached(None).ok_or(Full::Total)?;
+            evicted.extend(reg.remove(old));
+        }
+        reg.by_id.insert(key, session.clone());
+        *reg.per_guest.entry(guest).or_insert(0) += 1;
+        drop(reg);
         for old in evicted {
             tracing::debug!("session {} makes room for a new one", old.id);
             // Its task ends (and kicks a socket that raced to attach).
             old.tx.close();
         }
         let task = Task {
-            id,
             guest,
             role,
             topics: topics.into_iter().fold(TopicSet::default(), |mut set, t| {
@@ -441,10 +460,9 @@ impl Sessions {
         let rx_wire = self.wire.subscribe();
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
-            let id = task.id.clone();
             task.run(rx_wire).await;
             if let Some(s) = me.upgrade() {
-                s.registry().remove(&id);
+                s.registry().remove(key);
             }
         });
         Ok(session)
@@ -517,7 +535,6 @@ impl TopicSet {
 }
 
 struct Task {
-    id: String,
     guest: GuestId,
     role: Role,
     topics: TopicSet,
@@ -546,7 +563,7 @@ struct Task {
     handle: Arc<Session>,
     hub: Hub,
     info: Arc<ServerInfo>,
-    limits: SessionLimits,
+    limits: Arc<SessionLimits>,
 }
 
 impl Task {
@@ -621,7 +638,7 @@ impl Task {
     fn resnapshot(&mut self) {
         tracing::info!(
             "session {}: changes were lost on the way; sending snapshots again",
-            self.id
+            self.handle.id
         );
         let topics: Vec<Topic> = self.topics.to_vec();
         self.hub_cursor = self.hub_cursor.max(self.hub.last_seq());
@@ -700,7 +717,7 @@ impl Task {
             // Too slow to keep up (or gone): it resumes from the buffer when it comes back.
             tracing::info!(
                 "session {}: the phone is too slow; closing its socket (4008)",
-                self.id
+                self.handle.id
             );
             if let Some(att) = &self.socket {
                 att.out.kick((4008, "too slow to keep up", true));
@@ -778,7 +795,7 @@ impl Task {
                 let welcome = protocol::welcome(
                     &self.info.build,
                     &self.info.epoch,
-                    &self.id,
+                    &self.handle.id,
                     resumed,
                     reason,
                     last_rid,
