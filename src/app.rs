@@ -215,7 +215,13 @@ pub async fn run(config: Config) -> Result<(), AppError> {
                 sockets_per_guest: config.limits.sockets_per_guest as usize,
                 ..Default::default()
             },
-            session_limits: crate::server::session::SessionLimits::default(),
+            session_limits: crate::server::session::SessionLimits {
+                per_guest: config.limits.sessions_per_guest as usize,
+                max: config.limits.max_sessions as usize,
+                hello_rate: config.limits.hello_rate,
+                unused_ttl: std::time::Duration::from_secs(config.limits.unused_session_ttl.into()),
+                ..Default::default()
+            },
             web_dir: config.web_dir.clone(),
             host_name: format!("{}.local", crate::mdns::label_for(&config.name)),
             listen: listener.local_addr()?,

@@ -175,6 +175,22 @@ pub struct RunArgs {
     /// [default: 600].
     #[arg(long, env = "JUKEBOX_UNUSED_GUEST_TTL", value_name = "SECS")]
     pub unused_guest_ttl: Option<i64>,
+    /// Live sessions one guest may keep; a new one replaces the guest's oldest detached one,
+    /// 1..=100 [default: 8].
+    #[arg(long, env = "JUKEBOX_SESSIONS_PER_GUEST", value_name = "N")]
+    pub sessions_per_guest: Option<i64>,
+    /// Live sessions in all; a new one replaces the oldest detached one, 1..=1000000
+    /// [default: 5000].
+    #[arg(long, env = "JUKEBOX_MAX_SESSIONS", value_name = "N")]
+    pub max_sessions: Option<i64>,
+    /// Live connections (hellos) one guest may open in any 10 seconds, 1..=10000
+    /// [default: 10].
+    #[arg(long, env = "JUKEBOX_HELLO_RATE", value_name = "N")]
+    pub hello_rate: Option<i64>,
+    /// Seconds a session that was never in use outlives its connection, 1..=900
+    /// [default: 120].
+    #[arg(long, env = "JUKEBOX_UNUSED_SESSION_TTL", value_name = "SECS")]
+    pub unused_session_ttl: Option<i64>,
     /// Extra web origin allowed to open the live connection (repeatable; comma-separated in
     /// the environment), e.g. http://tv.example:3000. The jukebox's own origin always is.
     #[arg(
@@ -227,6 +243,10 @@ struct FileConfig {
     guests_per_address: Option<i64>,
     guest_rate_total: Option<i64>,
     unused_guest_ttl: Option<i64>,
+    sessions_per_guest: Option<i64>,
+    max_sessions: Option<i64>,
+    hello_rate: Option<i64>,
+    unused_session_ttl: Option<i64>,
     log: Option<String>,
     web_dir: Option<PathBuf>,
 }
@@ -338,6 +358,11 @@ pub struct Limits {
     pub guest_rate_total: u32,
     /// Seconds.
     pub unused_guest_ttl: u32,
+    pub sessions_per_guest: u32,
+    pub max_sessions: u32,
+    pub hello_rate: u32,
+    /// Seconds.
+    pub unused_session_ttl: u32,
 }
 
 /// A configuration value that is not acceptable: which key, why, and what is allowed.
@@ -595,6 +620,25 @@ impl Config {
                 a.unused_guest_ttl.or(f.unused_guest_ttl),
                 600,
                 86_400,
+            )?,
+            sessions_per_guest: limit(
+                "sessions_per_guest",
+                a.sessions_per_guest.or(f.sessions_per_guest),
+                8,
+                100,
+            )?,
+            max_sessions: limit(
+                "max_sessions",
+                a.max_sessions.or(f.max_sessions),
+                5000,
+                1_000_000,
+            )?,
+            hello_rate: limit("hello_rate", a.hello_rate.or(f.hello_rate), 10, 10_000)?,
+            unused_session_ttl: limit(
+                "unused_session_ttl",
+                a.unused_session_ttl.or(f.unused_session_ttl),
+                120,
+                900,
             )?,
         };
         if limits.max_connections < 16 {

@@ -900,7 +900,16 @@ pub fn error_frame(e: &WireError) -> String {
 }
 
 pub fn bye(code: u16, reason: &str, reconnect: bool) -> String {
-    json!({"cmd": "bye", "code": code, "reason": reason, "reconnect": reconnect}).to_string()
+    bye_retry(code, reason, reconnect, None)
+}
+
+/// A `bye` with `retry_after_ms`: when a phone refused for now should try again.
+pub fn bye_retry(code: u16, reason: &str, reconnect: bool, retry_after_ms: Option<u64>) -> String {
+    let mut v = json!({"cmd": "bye", "code": code, "reason": reason, "reconnect": reconnect});
+    if let Some(ms) = retry_after_ms {
+        v["retry_after_ms"] = json!(ms);
+    }
+    v.to_string()
 }
 
 pub const PING: &str = r#"{"cmd":"ping"}"#;

@@ -238,6 +238,7 @@ fn references() -> Vec<Value> {
     );
     out.push(serde_json::from_str(&protocol::error_frame(&e)).unwrap());
     out.push(serde_json::from_str(&protocol::bye(4008, "r", true)).unwrap());
+    out.push(serde_json::from_str(&protocol::bye_retry(4429, "r", true, Some(5))).unwrap());
     out.push(serde_json::from_str(protocol::PING).unwrap());
     out.push(serde_json::from_str(protocol::PONG).unwrap());
     for reason in [None, Some("epoch")] {

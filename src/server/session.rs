@@ -8,10 +8,13 @@
 //! and none is applied twice.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{broadcast, oneshot};
 
 use super::mailbox::Mailbox;
@@ -39,10 +42,25 @@ pub struct Wire {
 pub struct SessionLimits {
     /// Messages kept for resume (at least 256).
     pub buffer: usize,
-    /// How long a session outlives its last socket.
+    /// Bytes the session's own kept messages (snapshots and replies, which no other session
+    /// shares) may take together, their text and about 100 bytes each besides. Shared updates
+    /// and events cost each session a pointer and do not count. 256 messages of 256 bytes fit,
+    /// so the bound only bites on big messages (search results, large snapshots).
+    pub own_bytes: usize,
+    /// How long a session that was in use outlives its last socket.
     pub ttl: Duration,
+    /// How long a session that was never in use outlives its socket.
+    pub unused_ttl: Duration,
+    /// A socket attached this long in one go puts its session in use.
+    pub in_use_after: Duration,
     /// Messages that may wait for a socket's writer before it counts as too slow.
     pub socket_queue: usize,
+    /// Sessions one guest may have; a new one replaces the guest's oldest detached one.
+    pub per_guest: usize,
+    /// Sessions in all; a new one replaces the oldest detached one of anyone.
+    pub max: usize,
+    /// Hellos one guest may send in any 10 s (the burst; one more every 10 s / this).
+    pub hello_rate: u32,
 }
 
 impl Default for SessionLimits {
@@ -50,10 +68,25 @@ impl Default for SessionLimits {
         SessionLimits {
             // The protocol's minimum: thousands of phones each keep this many.
             buffer: 256,
+            own_bytes: 64 * 1024,
             ttl: Duration::from_secs(15 * 60),
+            unused_ttl: Duration::from_secs(2 * 60),
+            in_use_after: Duration::from_secs(10),
             socket_queue: 512,
+            per_guest: 8,
+            max: 5000,
+            hello_rate: 10,
         }
     }
+}
+
+/// Why no session could be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// Every session of this guest has a socket attached.
+    Guest,
+    /// The jukebox holds its most sessions and every one has a socket attached.
+    Total,
 }
 
 /// A close: code, reason, and whether the client should reconnect.
@@ -138,6 +171,9 @@ pub struct Session {
     tx: Arc<Mailbox<Msg>>,
     /// Highest `rid` received (duplicate detection, `welcome.last_rid`).
     last_rid: Mutex<u64>,
+    /// When its last socket left ([`clock_ms`]), or 0 while one is attached or attaching:
+    /// what eviction reads to find the oldest detached session.
+    detached: AtomicU64,
 }
 
 impl Session {
@@ -173,6 +209,11 @@ impl Session {
         rx.await.unwrap_or(Attached::TooOld)
     }
 
+    fn set_detached(&self, at: Option<Instant>) {
+        self.detached
+            .store(at.map_or(0, clock_ms), Ordering::Relaxed);
+    }
+
     pub fn detach(&self, socket: u64) {
         let _ = self.tx.push(Msg::Detach { socket });
     }
@@ -191,26 +232,76 @@ impl Session {
     }
 }
 
+/// Milliseconds on a monotonic clock, never 0 (0 marks an attached session).
+fn clock_ms(at: Instant) -> u64 {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    let t0 = *T0.get_or_init(|| Instant::now() - Duration::from_millis(1));
+    at.saturating_duration_since(t0).as_millis().max(1) as u64
+}
+
+/// The sessions, by the random part of their id, and how many each guest has.
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<u64, Arc<Session>>,
+    per_guest: HashMap<GuestId, u32>,
+}
+
+impl Registry {
+    fn remove(&mut self, key: u64) -> Option<Arc<Session>> {
+        let s = self.by_id.remove(&key)?;
+        if let Some(n) = self.per_guest.get_mut(&s.guest) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_guest.remove(&s.guest);
+            }
+        }
+        Some(s)
+    }
+
+    /// The key of the session that left first, of `guest` or of anyone.
+    fn oldest_detached(&self, guest: Option<GuestId>) -> Option<u64> {
+        self.by_id
+            .iter()
+            .filter(|(_, s)| guest.is_none_or(|g| s.guest == g))
+            .map(|(key, s)| (s.detached.load(Ordering::Relaxed), *key))
+            .filter(|(at, _)| *at != 0)
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, key)| key)
+    }
+}
+
 /// All live sessions.
 pub struct Sessions {
-    map: Mutex<HashMap<String, Arc<Session>>>,
+    map: Mutex<Registry>,
     wire: broadcast::Sender<Arc<Wire>>,
     /// The hub seq of the last change encoded (replies to reads wait for nothing newer).
     pub info: Arc<ServerInfo>,
-    pub limits: SessionLimits,
+    /// Shared by every session task (one pointer each).
+    pub limits: Arc<SessionLimits>,
     hub: Hub,
+    hellos: DefaultKeyedRateLimiter<GuestId>,
+    /// Hellos checked, to prune the limiter's table now and then.
+    hellos_seen: AtomicU64,
 }
 
 impl Sessions {
     /// Starts the encoder that turns hub changes into shared wire messages.
     pub fn start(hub: Hub, info: ServerInfo, limits: SessionLimits) -> Arc<Sessions> {
         let (wire, _) = broadcast::channel(crate::hub::CHANGE_BUFFER);
+        let rate = NonZeroU32::new(limits.hello_rate.max(1)).expect("non-zero");
+        let hellos = RateLimiter::keyed(
+            Quota::with_period(Duration::from_secs(10) / rate.get())
+                .expect("a positive period")
+                .allow_burst(rate),
+        );
         let sessions = Arc::new(Sessions {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Registry::default()),
             wire: wire.clone(),
             info: Arc::new(info),
-            limits,
+            limits: Arc::new(limits),
             hub: hub.clone(),
+            hellos,
+            hellos_seen: AtomicU64::new(0),
         });
         let mut changes = hub.subscribe();
         let hub = hub.clone();
@@ -243,45 +334,106 @@ impl Sessions {
         sessions
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a hello of `guest`: `Err(ms)` when it comes too soon after too many others.
+    pub fn hello_allowed(&self, guest: GuestId) -> Result<(), u64> {
+        if self.hellos_seen.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            // Guests back to a full allowance need no entry.
+            self.hellos.retain_recent();
+            self.hellos.shrink_to_fit();
+        }
+        self.hellos.check_key(&guest).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            wait.as_millis().max(1) as u64
+        })
+    }
+
+    /// The map key of a session id of this run (`s_<epoch>_<16 hex digits>`).
+    fn key(&self, id: &str) -> Option<u64> {
+        let hex = id
+            .strip_prefix("s_")?
+            .strip_prefix(self.info.epoch.as_str())?
+            .strip_prefix('_')?;
+        if hex.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok()
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        let key = self.key(id)?;
+        self.registry().by_id.get(&key).cloned()
+    }
+
+    /// The session `id` of `guest`, marked as attaching so that no new session evicts it
+    /// while its socket is on the way.
+    pub fn claim(&self, id: &str, guest: GuestId) -> Option<Arc<Session>> {
+        let key = self.key(id)?;
+        let reg = self.registry();
+        let s = reg.by_id.get(&key).filter(|s| s.guest == guest)?;
+        s.set_detached(None);
+        Some(s.clone())
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.registry().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Creates a session for `guest` subscribed to `topics`.
+    /// Creates a session for `guest` subscribed to `topics`, marked as attaching. When the
+    /// guest, or the jukebox, already holds its most sessions, the oldest detached one (of
+    /// the guest, then of anyone) makes room; when every one has a socket, none is made.
     pub fn create(
         self: &Arc<Self>,
         guest: GuestId,
         role: Role,
         topics: Vec<Topic>,
-    ) -> Arc<Session> {
-        // The epoch is part of the id, so a resume after a restart can say why it failed.
-        let id = format!("s_{}_{:016x}", self.info.epoch, rand::random::<u64>());
+    ) -> Result<Arc<Session>, Full> {
         let tx = Arc::new(Mailbox::default());
+        let mut reg = self.registry();
+        let key = loop {
+            let key = rand::random::<u64>();
+            if !reg.by_id.contains_key(&key) {
+                break key;
+            }
+        };
+        // The epoch is part of the id, so a resume after a restart can say why it failed.
+        let id = format!("s_{}_{key:016x}", self.info.epoch);
         let session = Arc::new(Session {
-            id: id.clone(),
+            id,
             guest,
             role,
             tx: tx.clone(),
             last_rid: Mutex::new(0),
+            detached: AtomicU64::new(0),
         });
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), session.clone());
+        let mut evicted = Vec::new();
+        let mine = reg.per_guest.get(&guest).copied().unwrap_or(0) as usize;
+        if mine >= self.limits.per_guest.max(1) {
+            let old = reg.oldest_detached(Some(guest)).ok_or(Full::Guest)?;
+            evicted.extend(reg.remove(old));
+        }
+        if reg.by_id.len() >= self.limits.max.max(1) {
+            let old = reg.oldest_detached(None).ok_or(Full::Total)?;
+            evicted.extend(reg.remove(old));
+        }
+        reg.by_id.insert(key, session.clone());
+        *reg.per_guest.entry(guest).or_insert(0) += 1;
+        drop(reg);
+        for old in evicted {
+            tracing::debug!("session {} makes room for a new one", old.id);
+            // Its task ends (and kicks a socket that raced to attach).
+            old.tx.close();
+        }
         let task = Task {
-            id,
             guest,
             role,
             topics: topics.into_iter().fold(TopicSet::default(), |mut set, t| {
@@ -290,6 +442,8 @@ impl Sessions {
             }),
             seq: 0,
             buffer: VecDeque::new(),
+            own_bytes: 0,
+            in_use: false,
             hub_cursor: self.hub.last_seq(),
             pending_replies: BTreeMap::new(),
             reply_order: 0,
@@ -298,7 +452,7 @@ impl Sessions {
             held: Vec::new(),
             socket: None,
             detached_at: Some(Instant::now()),
-            tx,
+            handle: session.clone(),
             hub: self.hub.clone(),
             info: self.info.clone(),
             limits: self.limits.clone(),
@@ -306,19 +460,19 @@ impl Sessions {
         let rx_wire = self.wire.subscribe();
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
-            let id = task.id.clone();
             task.run(rx_wire).await;
             if let Some(s) = me.upgrade() {
-                s.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                s.registry().remove(key);
             }
         });
-        session
+        Ok(session)
     }
 }
 
 struct Attachment {
     socket: u64,
     out: Arc<Outbox>,
+    since: Instant,
 }
 
 /// A message kept for resume: shared ones are encoded once for every session; the session's
@@ -333,6 +487,19 @@ fn own(tail: Tail) -> Kept {
         tail: Some(tail),
         gap: false,
     })
+}
+
+/// What a kept message costs the session alone: nothing for a shared one (its pointer is
+/// counted in the buffer), its text and its allocation for the session's own.
+fn own_cost(k: &Kept) -> usize {
+    if k.hub_seq != 0 {
+        return 0;
+    }
+    let text = k
+        .tail
+        .as_ref()
+        .map_or(0, |t| t.rest.capacity() + t.cmd.len());
+    text + std::mem::size_of::<Wire>() + 2 * std::mem::size_of::<usize>()
 }
 
 fn render(k: &Kept, seq: u64) -> String {
@@ -368,7 +535,6 @@ impl TopicSet {
 }
 
 struct Task {
-    id: String,
     guest: GuestId,
     role: Role,
     topics: TopicSet,
@@ -376,6 +542,11 @@ struct Task {
     /// The last messages, for resume; `buffer[i]` has seq `seq + 1 - buffer.len() + i` (they
     /// are contiguous, so the numbers need not be stored).
     buffer: VecDeque<Kept>,
+    /// What the session's own messages in `buffer` cost ([`own_cost`]).
+    own_bytes: usize,
+    /// Resumed, asked something, or attached for a while: it lives the full ttl when its
+    /// phone leaves; a session never in use lives `unused_ttl`.
+    in_use: bool,
     /// The last hub seq this session has dealt with.
     hub_cursor: u64,
     /// Replies waiting for their changes: (after, order) → tail.
@@ -388,18 +559,46 @@ struct Task {
     held: Vec<Arc<Wire>>,
     socket: Option<Attachment>,
     detached_at: Option<Instant>,
-    tx: Arc<Mailbox<Msg>>,
+    /// Its own handle: the inbox, and where eviction reads when the phone left.
+    handle: Arc<Session>,
     hub: Hub,
     info: Arc<ServerInfo>,
-    limits: SessionLimits,
+    limits: Arc<SessionLimits>,
 }
 
 impl Task {
     async fn run(mut self, mut wire: broadcast::Receiver<Arc<Wire>>) {
-        let inbox = self.tx.clone();
+        let inbox = self.handle.tx.clone();
         self.serve(&inbox, &mut wire).await;
         // Nothing waits forever on a session that is gone (an attach's answer is dropped).
         inbox.close();
+        // Evicted just as a socket attached: that socket says bye rather than live on a
+        // session that no longer answers. Its phone reconnects and starts a new one.
+        if let Some(att) = self.socket.take() {
+            att.out
+                .kick((4008, "the session ended; start a new one", true));
+        }
+    }
+
+    /// How long the session outlives its socket.
+    fn ttl(&self) -> Duration {
+        if self.in_use {
+            self.limits.ttl
+        } else {
+            self.limits.unused_ttl.min(self.limits.ttl)
+        }
+    }
+
+    /// The socket left (or was closed): the session waits for a resume.
+    fn detached(&mut self) {
+        if let Some(att) = self.socket.take() {
+            if att.since.elapsed() >= self.limits.in_use_after {
+                self.in_use = true;
+            }
+        }
+        let now = Instant::now();
+        self.detached_at = Some(now);
+        self.handle.set_detached(Some(now));
     }
 
     async fn serve(&mut self, inbox: &Mailbox<Msg>, wire: &mut broadcast::Receiver<Arc<Wire>>) {
@@ -409,7 +608,7 @@ impl Task {
             match (self.detached_at, &expiry) {
                 (Some(at), Some((set, _))) if at == *set => {}
                 (Some(at), _) => {
-                    let deadline = tokio::time::Instant::from_std(at + self.limits.ttl);
+                    let deadline = tokio::time::Instant::from_std(at + self.ttl());
                     expiry = Some((at, Box::pin(tokio::time::sleep_until(deadline))));
                 }
                 (None, _) => expiry = None,
@@ -427,7 +626,7 @@ impl Task {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = async { expiry.as_mut().expect("checked").1.as_mut().await }, if expiry.is_some() => {
-                    if self.detached_at.is_some_and(|t| t.elapsed() >= self.limits.ttl) {
+                    if self.detached_at.is_some_and(|t| t.elapsed() >= self.ttl()) {
                         return;
                     }
                 }
@@ -439,7 +638,7 @@ impl Task {
     fn resnapshot(&mut self) {
         tracing::info!(
             "session {}: changes were lost on the way; sending snapshots again",
-            self.id
+            self.handle.id
         );
         let topics: Vec<Topic> = self.topics.to_vec();
         self.hub_cursor = self.hub_cursor.max(self.hub.last_seq());
@@ -488,10 +687,22 @@ impl Task {
         // Make room first: the buffer then never grows past its limit (a deque that reached
         // limit + 1 would double its allocation, in every session).
         while self.buffer.len() >= self.limits.buffer.max(1) {
-            self.buffer.pop_front();
+            self.drop_oldest();
         }
+        self.own_bytes += own_cost(&item);
         self.buffer.push_back(item.clone());
+        // Big own messages (search results, snapshots) push out the oldest ones: a resume
+        // that needs those is answered too_old, and the phone gets fresh snapshots.
+        while self.own_bytes > self.limits.own_bytes && !self.buffer.is_empty() {
+            self.drop_oldest();
+        }
         self.send(seq, &item);
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(k) = self.buffer.pop_front() {
+            self.own_bytes -= own_cost(&k);
+        }
     }
 
     fn send(&mut self, seq: u64, item: &Kept) {
@@ -506,11 +717,12 @@ impl Task {
             // Too slow to keep up (or gone): it resumes from the buffer when it comes back.
             tracing::info!(
                 "session {}: the phone is too slow; closing its socket (4008)",
-                self.id
+                self.handle.id
             );
-            let att = self.socket.take().expect("attached");
-            att.out.kick((4008, "too slow to keep up", true));
-            self.detached_at = Some(Instant::now());
+            if let Some(att) = &self.socket {
+                att.out.kick((4008, "too slow to keep up", true));
+            }
+            self.detached();
         }
     }
 
@@ -532,7 +744,7 @@ impl Task {
 
     fn request_snapshot(&mut self, topics: Vec<Topic>, reply: Option<(u64, u64)>) {
         self.snapshotting += 1;
-        let (hub, tx, guest) = (self.hub.clone(), self.tx.clone(), self.guest);
+        let (hub, tx, guest) = (self.hub.clone(), self.handle.tx.clone(), self.guest);
         let admin = self.role == Role::Host && topics.contains(&Topic::Admin);
         tokio::spawn(async move {
             let answer = hub
@@ -563,9 +775,14 @@ impl Task {
                     Resume::From(last) => {
                         let oldest = self.seq + 1 - self.buffer.len() as u64;
                         if last > self.seq || last + 1 < oldest {
+                            // The claim marked it attaching; it is as detached as before.
+                            if self.socket.is_none() {
+                                self.handle.set_detached(self.detached_at);
+                            }
                             let _ = done.send(Attached::TooOld);
                             return;
                         }
+                        self.in_use = true;
                         (true, None, Some(last))
                     }
                     Resume::Fresh { reason } => (false, reason, None),
@@ -578,7 +795,7 @@ impl Task {
                 let welcome = protocol::welcome(
                     &self.info.build,
                     &self.info.epoch,
-                    &self.id,
+                    &self.handle.id,
                     resumed,
                     reason,
                     last_rid,
@@ -586,8 +803,13 @@ impl Task {
                     self.info.heartbeat_ms,
                 );
                 let _ = out.frames.push(Utf8Bytes::from(welcome));
-                self.socket = Some(Attachment { socket, out });
+                self.socket = Some(Attachment {
+                    socket,
+                    out,
+                    since: Instant::now(),
+                });
                 self.detached_at = None;
+                self.handle.set_detached(None);
                 let _ = done.send(Attached::Ok);
                 match replay_from {
                     Some(last) => {
@@ -613,11 +835,11 @@ impl Task {
             }
             Msg::Detach { socket } => {
                 if self.socket.as_ref().is_some_and(|a| a.socket == socket) {
-                    self.socket = None;
-                    self.detached_at = Some(Instant::now());
+                    self.detached();
                 }
             }
             Msg::Sub(sub) => {
+                self.in_use = true;
                 let (topics, reply) = *sub;
                 let new: Vec<Topic> = topics
                     .into_iter()
@@ -633,11 +855,13 @@ impl Task {
                 }
             }
             Msg::Unsub(topics) => {
+                self.in_use = true;
                 for t in topics {
                     self.topics.remove(t);
                 }
             }
             Msg::Reply(r) => {
+                self.in_use = true;
                 let (after, tail) = *r;
                 self.queue_reply(after, tail);
             }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::session::{Attached, CloseReq, Outbox, Resume, Session};
+use super::session::{Attached, CloseReq, Full, Outbox, Resume, Session};
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
 use crate::protocol::{self, Cmd, Incoming, Topic, WireError};
@@ -103,6 +103,8 @@ struct Ready {
 enum End {
     /// Send what is queued, then `bye` and the close frame with this code.
     Close(CloseReq),
+    /// A hello refused for now: `bye` with `retry_after_ms`, and the close frame.
+    Refuse(CloseReq, u64),
     /// Send what is queued, then close quietly (the client closed, or the socket failed).
     Quiet,
     /// The socket can take no more (a write failed or timed out).
@@ -113,15 +115,30 @@ fn bye(code: u16, reason: &'static str, reconnect: bool) -> End {
     End::Close((code, reason, reconnect))
 }
 
+/// The jukebox holds its most sessions, all with a socket: try again later (1013).
+fn full() -> End {
+    End::Refuse(
+        (1013, "the jukebox is full; try again later", true),
+        FULL_RETRY_MS,
+    )
+}
+
+/// When a phone refused for lack of room should try again.
+const FULL_RETRY_MS: u64 = 10_000;
+
 /// Sends what is still queued (bounded in time), then the close.
 async fn finish(socket: &mut WebSocket, outbox: &Outbox, end: End, write_timeout: Duration) {
-    let close_req = match (outbox.kicked(), end) {
+    let (close_req, retry) = match (outbox.kicked(), end) {
         (_, End::Broken) => return,
-        (Some(k), _) => Some(k),
-        (None, End::Close(c)) => Some(c),
-        (None, End::Quiet) => None,
+        (Some(k), _) => (Some(k), None),
+        (None, End::Close(c)) => (Some(c), None),
+        (None, End::Refuse(c, ms)) => (Some(c), Some(ms)),
+        (None, End::Quiet) => (None, None),
     };
-    if outbox.kicked().is_none() {
+    // A phone too slow to keep up gets its bye at once: what is queued waits in its session
+    // for the resume.
+    let slow = close_req.is_some_and(|(code, _, _)| code == 4008);
+    if outbox.kicked().is_none() && !slow {
         let drained = tokio::time::timeout(write_timeout, async {
             while let Some(frame) = outbox.frames.try_pop() {
                 socket.feed(Message::Text(frame)).await?;
@@ -138,7 +155,7 @@ async fn finish(socket: &mut WebSocket, outbox: &Outbox, end: End, write_timeout
         // to get it. Nobody else waits on this.
         let _ = tokio::time::timeout(
             Duration::from_secs(30),
-            close(socket, code, reason, reconnect),
+            close(socket, code, reason, reconnect, retry),
         )
         .await;
     }
@@ -210,12 +227,7 @@ async fn handshake(
     let first = match tokio::time::timeout(limits.hello_timeout, socket.recv()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return Err(End::Quiet),
-        Ok(Some(Err(e))) => {
-            if too_large(&e) {
-                return Err(bye(1009, "frame too large (16 KiB at most)", true));
-            }
-            return Err(End::Quiet);
-        }
+        Ok(Some(Err(e))) => return Err(read_error(&e)),
         Ok(Some(Ok(_))) => Utf8Bytes::from_static(""),
         Err(_) => return Err(bye(4408, "no hello within 5 s", true)),
     };
@@ -278,12 +290,20 @@ async fn handshake(
         return Err(bye(4403, "the admin topic is for the host", false));
     }
 
+    // Hellos of one guest are rate limited: each may make a session.
+    if let Err(ms) = state.sessions.hello_allowed(guest) {
+        return Err(End::Refuse(
+            (4429, "too many connections; wait a little", true),
+            ms,
+        ));
+    }
+
     // Resume, or a new session.
     let mut reason = None;
     let mut session: Option<Arc<Session>> = None;
     if let Some(sid) = &hello.session {
-        match state.sessions.get(sid) {
-            Some(s) if s.guest == guest => {
+        match state.sessions.claim(sid, guest) {
+            Some(s) => {
                 let resume = Resume::From(hello.last_seq.unwrap_or(0));
                 match Box::pin(s.attach(socket_id, outbox.clone(), resume)).await {
                     Attached::Ok => session = Some(s),
@@ -302,8 +322,19 @@ async fn handshake(
     let session = match session {
         Some(s) => s,
         None => {
-            let s = state.sessions.create(guest, role, topics);
-            Box::pin(s.attach(socket_id, outbox.clone(), Resume::Fresh { reason })).await;
+            let s = match state.sessions.create(guest, role, topics) {
+                Ok(s) => s,
+                Err(Full::Guest) => {
+                    return Err(bye(4429, "too many sessions for one guest", false));
+                }
+                Err(Full::Total) => return Err(full()),
+            };
+            let attached =
+                Box::pin(s.attach(socket_id, outbox.clone(), Resume::Fresh { reason })).await;
+            if !matches!(attached, Attached::Ok) {
+                // Evicted before it could attach (every other session is busy).
+                return Err(full());
+            }
             s
         }
     };
@@ -374,12 +405,7 @@ async fn live(
             frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(f)) => f,
-                    Some(Err(e)) => {
-                        if too_large(&e) {
-                            return bye(1009, "frame too large (16 KiB at most)", true);
-                        }
-                        return End::Quiet;
-                    }
+                    Some(Err(e)) => return read_error(&e),
                     None => return End::Quiet,
                 };
                 last_in = Instant::now();
@@ -461,11 +487,29 @@ fn sid_epoch_differs(sid: &str, state: &AppState) -> bool {
     epoch != Some(state.sessions.info.epoch.as_str())
 }
 
-/// A frame beyond the transport's own limit (1 MiB): it still deserves its `bye` 1009.
-fn too_large(e: &axum::Error) -> bool {
-    // The websocket library reports it as a capacity error; its text is the stable part we see.
+/// How a failed read ends the connection. A frame the client should not have sent still
+/// deserves its `bye`: the socket can take it (the library closes nothing by itself). A
+/// connection that failed or went away cannot.
+fn read_error(e: &axum::Error) -> End {
+    // The websocket library's error types are not ours to name; their texts are stable.
     let text = e.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("too big")
+    {
+        // Beyond the transport's own limit (1 MiB).
+        bye(1009, "frame too large (16 KiB at most)", true)
+    } else if text.contains("UTF-8") {
+        bye(1007, "a text frame that is not UTF-8", true)
+    } else if text.contains("WebSocket protocol error")
+        && !text.contains("reset without closing handshake")
+        && !text.contains("after closing")
+        && !text.contains("after having closed")
+    {
+        bye(1002, "a frame that breaks the websocket protocol", true)
+    } else {
+        End::Quiet
+    }
 }
 
 fn too_many_bad(bad: &mut VecDeque<Instant>, per_minute: usize) -> bool {
@@ -485,9 +529,13 @@ async fn close(
     code: u16,
     reason: &str,
     reconnect: bool,
+    retry_after_ms: Option<u64>,
 ) -> Result<(), axum::Error> {
-    sink.send(Message::Text(Utf8Bytes::from(protocol::bye(
-        code, reason, reconnect,
+    sink.send(Message::Text(Utf8Bytes::from(protocol::bye_retry(
+        code,
+        reason,
+        reconnect,
+        retry_after_ms,
     ))))
     .await?;
     sink.send(Message::Close(Some(CloseFrame {
@@ -495,8 +543,27 @@ async fn close(
         reason: Utf8Bytes::from(reason.to_string()),
     })))
     .await?;
-    sink.flush().await
+    sink.flush().await?;
+    if code == 1001 {
+        // Shutting down: the restart does not wait for phones.
+        return Ok(());
+    }
+    // Wait (briefly) for the client's close, reading what it still sends: a socket dropped
+    // with unread input is reset, and a reset throws away the bye the client has not read.
+    // A client that has read this far answers at once.
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(m)) = sink.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
+
+/// How long a close waits for the client's own close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Runs one request and hands its reply to the session.
 async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd: Cmd) {

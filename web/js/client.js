@@ -222,6 +222,10 @@ export class Client {
 
   closed(bye) {
     if (!this.started) return;
+    // Refused for now (too many connections, or the jukebox is full): wait as told.
+    if (bye && typeof bye.retry_after_ms === 'number') {
+      this.backoff = Math.max(this.backoff, Math.min(bye.retry_after_ms, 60000));
+    }
     if (bye && bye.reconnect === false) {
       if (bye.code === 4401 || bye.code === 4403) {
         // The token was refused: get a new one (guest) or ask for the PIN again (host).
