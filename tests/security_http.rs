@@ -571,48 +571,6 @@ async fn foreign_host_names_and_non_json_posts_are_refused() {
     s.stop();
 }
 
-/// The binary as `Server::start` runs it, with another audio output.
-fn start_with_output(db: &std::path::Path, music: &std::path::Path, output: &str) -> Server {
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-    let mut child = std::process::Command::new(common::bin())
-        .arg("--music")
-        .arg(music)
-        .arg("--db")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--output", output, "--no-mdns"])
-        .args(["--host-pin", common::live::PIN])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.trim().to_string());
-            }
-            let mut l = log2.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("listening");
-    Server {
-        child,
-        addr,
-        log,
-        db: db.to_owned(),
-        music: music.to_owned(),
-    }
-}
-
 #[tokio::test]
 async fn errors_are_json_without_paths_or_internals() {
     let dir = common::tempdir();
@@ -620,7 +578,13 @@ async fn errors_are_json_without_paths_or_internals() {
     let wav = dir.path().join("secret-folder").join("out.wav");
     std::fs::create_dir_all(wav.parent().unwrap()).unwrap();
     let out = format!("wav:{}", wav.display());
-    let s = start_with_output(&dir.path().join("j.db"), &music, &out);
+    let s = Server::start_with(
+        &dir.path().join("j.db"),
+        &music,
+        &out,
+        Some(common::live::PIN),
+        &[],
+    );
     let addr = s.addr.clone();
 
     // /healthz keeps its fields, without the file it writes to.

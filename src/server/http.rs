@@ -143,6 +143,15 @@ fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// The hub answered with a reply of another kind: a bug, never the client's fault.
+fn unexpected() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "unexpected answer",
+    )
+}
+
 pub async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such page")
 }
@@ -170,11 +179,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
             "queue_len": s.queue_len,
         }))
         .into_response(),
-        Ok(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected answer",
-        ),
+        Ok(_) => unexpected(),
         Err(e) => hub_error(&e),
     }
 }
@@ -217,7 +222,7 @@ pub async fn create_guest(
             Json(json!({"token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name})),
         )
             .into_response(),
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"),
+        Ok(_) => unexpected(),
         Err(e) => hub_error(&e),
     }
 }
@@ -241,11 +246,7 @@ pub async fn screen_pair(
             Json(json!({"code": code, "claim": claim, "expires_in_ms": expires_in_ms})),
         )
             .into_response(),
-        Ok(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected answer",
-        ),
+        Ok(_) => unexpected(),
         Err(e) => hub_error(&e),
     }
 }
@@ -288,11 +289,7 @@ pub async fn screen_claim(
         Ok(Reply::PairingPending) => {
             (StatusCode::ACCEPTED, Json(json!({"paired": false}))).into_response()
         }
-        Ok(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected answer",
-        ),
+        Ok(_) => unexpected(),
         Err(e) => hub_error(&e),
     }
 }
@@ -547,11 +544,7 @@ pub async fn api_state(State(state): State<Arc<AppState>>) -> Response {
             }))
             .into_response()
         }
-        Ok(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected answer",
-        ),
+        Ok(_) => unexpected(),
         Err(e) => hub_error(&e),
     }
 }

@@ -32,12 +32,23 @@ impl Server {
 
     /// The same with this `--host-pin`, or none (the jukebox generates one).
     pub fn start_with_pin(db: &Path, music: &Path, pin: Option<&str>, extra: &[&str]) -> Server {
+        Self::start_with(db, music, "null", pin, extra)
+    }
+
+    /// The same with this audio `--output` and `--host-pin` (or none).
+    pub fn start_with(
+        db: &Path,
+        music: &Path,
+        output: &str,
+        pin: Option<&str>,
+        extra: &[&str],
+    ) -> Server {
         let mut child = Command::new(super::bin())
             .arg("--music")
             .arg(music)
             .arg("--db")
             .arg(db)
-            .args(["--listen", "127.0.0.1:0", "--output", "null", "--no-mdns"])
+            .args(["--listen", "127.0.0.1:0", "--output", output, "--no-mdns"])
             .args(pin.map(|p| ["--host-pin", p]).into_iter().flatten())
             .args(extra)
             .stdout(Stdio::null())
