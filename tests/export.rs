@@ -3,27 +3,37 @@
 mod common;
 
 use common::TestHub;
-use jukebox::hub::{Change, Command, Reply};
+use jukebox::hub::{Change, Command, NowPlayingView, Reply};
 use jukebox::party::Settings;
+
+/// A party on three tracks, playing: the hub, what plays first, and another track.
+async fn party(
+    dir: &tempfile::TempDir,
+    db: &std::path::Path,
+) -> (TestHub, NowPlayingView, jukebox::store::Track) {
+    let music = common::music(dir.path(), 3, 30.0);
+    let mut h = TestHub::start(db, &music, Settings::default()).await;
+    let first = h.playing().await.now_playing.unwrap();
+    let first_id = first.track.id;
+    let other = h
+        .store
+        .call(move |db| db.search("", 10, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id != first_id)
+        .unwrap();
+    (h, first, other)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_tonights_plays_with_requesters_and_likes() {
     let dir = common::tempdir();
     let db = dir.path().join("j.db");
-    let music = common::music(dir.path(), 3, 30.0);
-    let mut h = TestHub::start(&db, &music, Settings::default()).await;
-    let first = h.playing().await.now_playing.unwrap();
+    let (mut h, first, track) = party(&dir, &db).await;
     let host = h.host().await;
     let mia = h.guest("Mia, \"the\" DJ").await;
     let sam = h.guest("Sam").await;
-    let track = h
-        .store
-        .call(|db| db.search("", 10, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id != first.track.id)
-        .unwrap();
     h.ok(Command::Request {
         actor: mia,
         track_id: track.id,
@@ -132,19 +142,9 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
 async fn csv_cells_that_look_like_formulas_stay_text() {
     let dir = common::tempdir();
     let db = dir.path().join("j.db");
-    let music = common::music(dir.path(), 3, 30.0);
-    let mut h = TestHub::start(&db, &music, Settings::default()).await;
-    let first = h.playing().await.now_playing.unwrap();
+    let (mut h, _, track) = party(&dir, &db).await;
     let host = h.host().await;
     let evil = h.guest("=HYPERLINK(\"http://x\",\"y\")").await;
-    let track = h
-        .store
-        .call(|db| db.search("", 10, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|t| t.id != first.track.id)
-        .unwrap();
     h.ok(Command::Request {
         actor: evil,
         track_id: track.id,
