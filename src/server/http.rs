@@ -120,6 +120,12 @@ fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
 }
 
 /// Parses a JSON body; an empty body is `{}`.
+/// Reads a request's body (capped and timed, see `guard::read_body`) as a JSON object.
+async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, Response> {
+    let bytes = super::guard::read_body(headers, body).await?;
+    body_json(&bytes).map_err(IntoResponse::into_response)
+}
+
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -193,13 +199,9 @@ pub async fn create_guest(
     if let Some(r) = rate_limited(&state.guest_limiter, addr.ip()) {
         return r;
     }
-    let body = match super::guard::read_body(&headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let v = match body_json(&body) {
+    let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let name = match v.get("name") {
         None | Some(Value::Null) => None,
@@ -258,13 +260,9 @@ pub async fn screen_claim(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match super::guard::read_body(&headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let v = match body_json(&body) {
+    let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let Some(claim) = v
         .get("claim")
@@ -300,13 +298,9 @@ pub async fn host_login(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match super::guard::read_body(&headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let v = match body_json(&body) {
+    let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r.into_response(),
+        Err(r) => return r,
     };
     let Some(pin) = v.get("pin").and_then(Value::as_str) else {
         return bad_field("pin", "a string of digits");
@@ -419,18 +413,14 @@ pub async fn host_action(
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    let body = match super::guard::read_body(&headers, body).await {
-        Ok(b) => b,
+    let mut v = match read_json(&headers, body).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let cmd_name = match action.as_str() {
         "message" => "announce",
         "volume" => "set_volume",
         other => other,
-    };
-    let mut v = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
     };
     v["cmd"] = json!(cmd_name);
     v["rid"] = json!(1);
