@@ -7,23 +7,29 @@
 //! - [`store`]: the only owner of the SQLite connection, on its own thread; group commits.
 //! - [`party`]: the party rules as pure functions (order, fairness, admission, skip, auto-DJ).
 //! - [`hub`]: the single owner of live state; applies rules, persists, then announces.
-//! - [`player`]: the audio thread (rodio) and its outputs: device, WAV file, null.
+//! - [`player`]: the audio thread (rodio): outputs (device, WAV file, null), decode, engine.
 //! - [`demo`]: a generated, tagged demo library.
 //! - [`export`]: tonight's plays as M3U or CSV.
 //! - [`addr`]: how clients are told apart by address (one device; one attacker's network).
 //! - [`login`]: the host PIN (hashed; limits per address and across all) and host sessions.
-//! - [`server`]: the live server: websocket protocol v1, the JSON API, the phone app.
+//! - [`protocol`]: the live protocol's JSON on the wire: client frames parsed into typed
+//!   commands, the hub's changes and replies encoded. No logic.
+//! - [`server`]: the live server: websocket sessions, the JSON API, the phone app.
 //! - [`mdns`]: `jukebox.local` and the service advertisements.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`app`]: start-up and orderly shutdown.
+//! - [`logging`]: the log filter: our lines at the level asked for, dependencies' at WARN.
+//! - [`chain`]: an error and its causes on one line.
 
 pub mod addr;
 pub mod app;
+pub mod chain;
 pub mod config;
 pub mod demo;
 pub mod export;
 pub mod hub;
 pub mod library;
+pub mod logging;
 pub mod login;
 pub mod mdns;
 pub mod notify;

@@ -77,7 +77,7 @@ fn init_logging(filter: &str) {
     // Plain lines without colours or timestamps when journald adds its own.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(jukebox::logging::filter(filter))
         .with_target(false)
         .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);

@@ -1,0 +1,132 @@
+//! The player: a handle to a dedicated audio thread. The thread owns the decoder and the output
+//! (rodio's device stream is not `Send`, and audio must never wait on the async runtime); it
+//! takes commands over a channel and reports events over another. Nothing in the request path
+//! waits on it.
+//!
+//! Samples flow decoder → format conversion → software volume → an output. The parts, as in
+//! librespot's `audio_backend/`:
+//! - `output`: where samples go (an ALSA device, a WAV file, nothing) and their typed errors;
+//! - `decode`: a file opened with rodio's symphonia decoders, converted to the output's format;
+//! - `engine`: the audio thread itself: commands, gapless hand-over, events, device retries.
+
+mod decode;
+mod engine;
+mod output;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use crate::config::OutputSpec;
+
+pub use output::devices;
+
+/// Identifies one item handed to the player; chosen by the hub.
+pub type Key = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayItem {
+    pub key: Key,
+    pub path: PathBuf,
+    /// Where to start (a resumed play after a restart).
+    pub start_ms: u64,
+}
+
+#[derive(Debug)]
+pub enum PlayerCommand {
+    /// Play this now, replacing whatever plays.
+    Load(PlayItem),
+    /// What follows the current track when it ends (gapless); `None` clears it.
+    Preload(Option<PlayItem>),
+    Pause,
+    Resume,
+    Seek(u64),
+    /// 0..=100.
+    SetVolume(u32),
+    /// Stop playing (nothing left to play).
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayerEvent {
+    Started {
+        key: Key,
+        duration_ms: Option<u64>,
+        /// Where it started (0 when a resume could not seek).
+        position_ms: u64,
+    },
+    /// About once a second while playing, and after a seek.
+    Position { key: Key, position_ms: u64 },
+    /// The track played to its end; `next` is the preloaded item the player went on to
+    /// (its `Started` or `Error` follows), or `None` when it has nothing left to play.
+    Finished { key: Key, next: Option<Key> },
+    /// The track could not be opened; the hub decides what plays instead.
+    Error { key: Key, message: String },
+    /// Which output is in use, and whether it is the one asked for.
+    Output { description: String, ok: bool },
+}
+
+/// The handle. Dropping it stops the audio thread after the current chunk and finalises the
+/// output (the WAV header).
+pub struct Player {
+    tx: Option<mpsc::Sender<PlayerCommand>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Player {
+    pub fn spawn(
+        spec: OutputSpec,
+        events: tokio::sync::mpsc::UnboundedSender<PlayerEvent>,
+    ) -> std::io::Result<Player> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("player".into())
+            .spawn(move || engine::Engine::new(spec, events).run(rx))?;
+        Ok(Player {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn send(&self, cmd: PlayerCommand) {
+        if let Some(tx) = &self.tx {
+            if tx.send(cmd).is_err() {
+                tracing::error!("the audio thread is gone; command dropped");
+            }
+        }
+    }
+
+    /// Stops the audio thread and waits for it (finalising the output).
+    pub fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the audio thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Volume 0..=100 to a gain: a squared curve, so the slider feels even to the ear.
+pub fn volume_gain(v: u32) -> f32 {
+    let x = v.min(100) as f32 / 100.0;
+    x * x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_curve() {
+        let table = [(0, 0.0), (50, 0.25), (100, 1.0), (250, 1.0)];
+        for (v, want) in table {
+            assert!((volume_gain(v) - want).abs() < 1e-6, "{v}");
+        }
+    }
+}

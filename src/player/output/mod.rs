@@ -1,0 +1,217 @@
+//! Where samples go: the [`AudioOut`] side of the player, one file per kind of output (as in
+//! librespot's `audio_backend/`). A device (rodio on ALSA), a WAV file, or nothing; the file and
+//! null outputs are paced like a device, so a song takes as long as it plays.
+//!
+//! Failures are an [`OutputError`], and what the engine does about one (look again soon, back
+//! off, or give up) is decided by its variant in [`OutputError::retry`], never by its text.
+
+mod alsa;
+mod null;
+mod wav;
+
+use std::num::NonZero;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::OutputSpec;
+
+pub use alsa::devices;
+pub use null::NullOut;
+
+/// The output format of the wav and null outputs.
+pub const FILE_RATE: NonZero<u32> = NonZero::new(44_100).unwrap();
+pub const FILE_CHANNELS: NonZero<u16> = NonZero::new(2).unwrap();
+/// How far ahead of real time a paced output may run, like a device's buffer.
+const LEAD: Duration = Duration::from_millis(200);
+
+/// A place samples go. `write` blocks to pace playback at real time.
+pub trait AudioOut {
+    fn channels(&self) -> NonZero<u16>;
+    fn rate(&self) -> NonZero<u32>;
+    /// Interleaved samples, whole frames of `channels()`.
+    fn write(&mut self, samples: &[f32]) -> Result<(), OutputError>;
+    /// Drop what is buffered and not yet heard (skip, seek, stop, pause).
+    fn discard(&mut self) {}
+    /// Called at each track end: make everything written so far durable and readable.
+    fn track_end(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+    fn describe(&self) -> String;
+}
+
+/// Why an output could not be opened or stopped working.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// No sound card, and no ALSA configuration that could route `default` elsewhere.
+    #[error("{why}")]
+    NoSoundCard { why: &'static str },
+    /// No device by that name (or none at all); one may be plugged in later.
+    #[error("no output device {device:?}")]
+    NoDevice { device: String },
+    /// Another program holds the device.
+    #[error("output device {device:?} is busy ({cause})")]
+    Busy { device: String, cause: String },
+    /// The device exists and would not open (permissions, configuration, format).
+    #[error("cannot open output device {device:?}: {cause}")]
+    Open { device: String, cause: String },
+    /// The device stopped taking samples (unplugged mid-song).
+    #[error("{device} stopped taking samples")]
+    Stalled { device: String },
+    /// The WAV file could not be created.
+    #[error("cannot create {}: {cause}", path.display())]
+    Create { path: PathBuf, cause: String },
+    /// Writing the WAV file failed (a full disk, an I/O error).
+    #[error("writing {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: String },
+}
+
+/// What to do after an [`OutputError`], while the null output stands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Look again at the same short interval: looking is cheap, and a USB card plugged in
+    /// later should be heard within seconds.
+    Poll,
+    /// Try again less and less often: the device is there but opening it fails, and every
+    /// failed open costs (and makes libasound print).
+    Backoff,
+    /// Do not try again: a file output that failed stays failed until the host fixes it.
+    Never,
+}
+
+impl OutputError {
+    pub fn retry(&self) -> Retry {
+        match self {
+            OutputError::NoSoundCard { .. } => Retry::Poll,
+            OutputError::NoDevice { .. }
+            | OutputError::Busy { .. }
+            | OutputError::Open { .. }
+            | OutputError::Stalled { .. } => Retry::Backoff,
+            OutputError::Create { .. } | OutputError::Write { .. } => Retry::Never,
+        }
+    }
+}
+
+/// Opens the output that was asked for. A missing device is not fatal: the null output
+/// stands in (the error says whether and how to retry).
+pub fn open(spec: &OutputSpec) -> Result<Box<dyn AudioOut>, OutputError> {
+    Ok(match spec {
+        OutputSpec::Null => Box::new(NullOut::new(FILE_CHANNELS, FILE_RATE)),
+        OutputSpec::Wav(p) => Box::new(wav::WavOut::create(p)?),
+        OutputSpec::Default => {
+            if let Some(why) = alsa::sound_card_absent() {
+                return Err(OutputError::NoSoundCard { why });
+            }
+            Box::new(alsa::DeviceOut::open(None)?)
+        }
+        OutputSpec::Alsa(n) => Box::new(alsa::DeviceOut::open(Some(n))?),
+    })
+}
+
+/// Sleeps so that writes follow real time, at most `LEAD` ahead.
+pub struct Pacer {
+    rate: NonZero<u32>,
+    start: Instant,
+    frames: u64,
+}
+
+impl Pacer {
+    pub fn new(rate: NonZero<u32>) -> Pacer {
+        Pacer {
+            rate,
+            start: Instant::now(),
+            frames: 0,
+        }
+    }
+    pub fn rate(&self) -> NonZero<u32> {
+        self.rate
+    }
+    fn reset(&mut self) {
+        self.start = Instant::now();
+        self.frames = 0;
+    }
+    pub fn advance(&mut self, frames: usize) {
+        // After a pause or an idle spell, do not rush to catch up.
+        let due =
+            self.start + Duration::from_secs_f64(self.frames as f64 / f64::from(self.rate.get()));
+        if due + LEAD < Instant::now() {
+            self.reset();
+        }
+        self.frames += frames as u64;
+        let due =
+            self.start + Duration::from_secs_f64(self.frames as f64 / f64::from(self.rate.get()));
+        let now = Instant::now();
+        if due > now + LEAD {
+            std::thread::sleep(due - now - LEAD);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_follows_real_time() {
+        let mut p = Pacer::new(NonZero::new(10_000).unwrap());
+        let t = Instant::now();
+        for _ in 0..50 {
+            p.advance(100); // 0.5 s of audio in total
+        }
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+
+    #[test]
+    fn retry_policy_follows_the_kind_of_failure() {
+        let device = || "hw:1".to_string();
+        let path = || PathBuf::from("/tmp/out.wav");
+        let cause = || "x".to_string();
+        let table = [
+            (OutputError::NoSoundCard { why: "none" }, Retry::Poll),
+            (OutputError::NoDevice { device: device() }, Retry::Backoff),
+            (
+                OutputError::Busy {
+                    device: device(),
+                    cause: cause(),
+                },
+                Retry::Backoff,
+            ),
+            (
+                OutputError::Open {
+                    device: device(),
+                    cause: cause(),
+                },
+                Retry::Backoff,
+            ),
+            (OutputError::Stalled { device: device() }, Retry::Backoff),
+            (
+                OutputError::Create {
+                    path: path(),
+                    cause: cause(),
+                },
+                Retry::Never,
+            ),
+            (
+                OutputError::Write {
+                    path: path(),
+                    cause: cause(),
+                },
+                Retry::Never,
+            ),
+        ];
+        for (error, want) in table {
+            assert_eq!(error.retry(), want, "{error}");
+        }
+    }
+
+    #[test]
+    fn an_uncreatable_wav_file_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = OutputSpec::Wav(dir.path().join("missing-dir").join("out.wav"));
+        let err = open(&spec).err().expect("no such directory");
+        assert!(matches!(err, OutputError::Create { .. }), "{err:?}");
+        assert_eq!(err.retry(), Retry::Never);
+        assert!(err.to_string().contains("missing-dir"), "{err}");
+    }
+}
