@@ -350,3 +350,77 @@ fn the_alsa_device_output_gets_the_music() {
     // The very first window straddles the start of the sound; the rest is the tone.
     assert!(verdicts[1..].iter().all(|f| *f == 440.0), "{verdicts:?}");
 }
+
+/// Plays `ogg` once through the `wav:` output with `extra` flags; returns the log (stderr).
+fn log_of_one_play(dir: &std::path::Path, music: &std::path::Path, extra: &[&str]) -> String {
+    let db = dir.join(format!("log-{}.db", extra.len()));
+    let wav = dir.join(format!("log-{}.wav", extra.len()));
+    let mut child = Killer(
+        std::process::Command::new(common::bin())
+            .arg("--music")
+            .arg(music)
+            .arg("--db")
+            .arg(&db)
+            .arg(format!("--output=wav:{}", wav.display()))
+            .args(["--no-mdns", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("JUKEBOX_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait (bounded) until the play has ended: the Ogg stream was opened and read to its end.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Db::open_readonly(&db)
+        .ok()
+        .and_then(|d| d.plays_since(0).ok())
+        .is_none_or(|p| p.iter().all(|p| p.ended_ms.is_none()))
+    {
+        assert!(Instant::now() < deadline, "the Ogg track did not finish");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "jukebox exited early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(child.0.wait().unwrap().success());
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// The default log has our INFO lines and none of the libraries' (symphonia announces every Ogg
+/// stream at INFO); naming a library in `--log` brings its lines back.
+#[test]
+fn the_default_log_has_our_info_lines_and_not_the_decoders() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    common::tone(&music, "short.ogg", 440, 1.0, &[("title", "Short")]);
+
+    let quiet = log_of_one_play(dir.path(), &music, &[]);
+    assert!(quiet.contains("audio output: wav file"), "{quiet}");
+    assert!(quiet.contains("host PIN: "), "{quiet}");
+    for chatter in ["starting new physical stream", "selected vorbis mapper"] {
+        assert!(!quiet.contains(chatter), "{chatter:?} in the log:\n{quiet}");
+    }
+
+    // Asked for by name, symphonia's lines are there: the run above did open an Ogg stream,
+    // and the filter is what kept them out.
+    let asked = log_of_one_play(dir.path(), &music, &["--log", "info,symphonia=info"]);
+    assert!(asked.contains("audio output: wav file"), "{asked}");
+    assert!(asked.contains("starting new physical stream"), "{asked}");
+}

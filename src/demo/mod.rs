@@ -163,10 +163,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
         path: path.to_path_buf(),
         cause,
     };
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::Builder::new()
         .prefix(".jukebox-demo-")
         .suffix(".partial")
+        // Music files like any other (the umask applies), not tempfile's owner-only 0600.
+        .permissions(fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(io_err)?;
     file.write_all(bytes).map_err(io_err)?;
@@ -397,6 +400,18 @@ mod tests {
                 path.display()
             );
             assert!(peak <= 0.5, "{}: decoded peak {peak}", path.display());
+        }
+
+        // Created like any file (the umask applies), not owner-only like a temporary file.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let plain = target.join("plain");
+            fs::write(&plain, b"x")?;
+            let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+            for path in &paths {
+                assert_eq!(mode(path)?, mode(&plain)?, "{}", path.display());
+            }
+            fs::remove_file(&plain)?;
         }
 
         // Nothing but the tracks and the hidden manifest is left behind.
