@@ -414,7 +414,11 @@ async fn a_paused_party_stays_paused_after_a_restart() {
     let db = dir.path().join("j.db");
     let s = Server::start(&db, &music, &[]);
     let host = s.host();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Paused a second into the song, so that "the same place" is a place.
+    s.wait_state("the first song a second in", |st| {
+        let pos = st["now_playing"]["position_ms"].as_u64();
+        pos.is_some_and(|p| p >= 1000).then_some(())
+    });
     assert_eq!(s.post("/api/host/pause", &json!({}), Some(&host)).0, 200);
     let before = s.get("/api/state").1["now_playing"].clone();
     assert_eq!(before["paused"], true, "{before}");
@@ -429,6 +433,7 @@ async fn a_paused_party_stays_paused_after_a_restart() {
         "the same play: {after}"
     );
     assert_eq!(after["paused"], true, "still paused: {after}");
+    // Not a wait for anything: the time that passes is the test (a paused play stays put).
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let later = np(&s);
     assert_eq!(later["paused"], true);

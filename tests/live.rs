@@ -208,7 +208,7 @@ async fn a_dropped_phone_resumes_with_exactly_what_it_missed() {
     // Resume with nothing missed works too.
     let (session, last) = (a.session.clone(), a.last_seq);
     drop(a);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    s.wait_connected(2); // Sam and Twin: the server saw Mia's socket go
     let a = Phone::resume(&s.addr, &ta, &session, last).await;
     assert_eq!(a.welcome["resumed"], true);
     // A last_seq the session never sent is refused: a new session.
@@ -367,9 +367,10 @@ async fn error_codes_and_close_codes() {
     };
     assert_eq!(p.closed().await, (Some(4429), Some(4429)));
     drop(phones);
+    // Mia's five slots are free once the server has seen all her sockets go.
+    s.wait_connected(0);
 
     // Rate limits: a flood gets rate_limited with a retry time.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut a = Phone::connect(&s.addr, &token, &[]).await;
     for _ in 0..100 {
         a.request(json!({"cmd": "unsub", "topics": []})).await;
@@ -485,7 +486,7 @@ async fn handshake_rules() {
     }
     let (session, last) = (a.session.clone(), a.last_seq);
     drop(a);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    s.wait_connected(0); // the server saw the socket go: the session is detached
     let a = Phone::resume(&s.addr, &token, &session, last).await;
     assert_eq!(a.welcome["resumed"], true);
     assert_eq!(a.welcome["last_rid"], 3);

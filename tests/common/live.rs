@@ -16,6 +16,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const PIN: &str = "43218765";
 
+/// How long a test waits for something the server is about to do.
+pub const WAIT: Duration = Duration::from_secs(20);
+
 pub struct Server {
     pub child: Child,
     pub addr: String,
@@ -124,15 +127,34 @@ impl Server {
 
     /// Waits (bounded) until something plays, and returns `now_playing`.
     pub fn playing(&self) -> Value {
-        let t = std::time::Instant::now();
-        loop {
-            let np = self.get("/api/state").1["now_playing"].clone();
-            if !np.is_null() {
-                return np;
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "nothing plays");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_state("something to play", |s| {
+            let np = &s["now_playing"];
+            (!np.is_null()).then(|| np.clone())
+        })
+    }
+
+    /// Waits (bounded) until `GET /api/state` satisfies `check`, and returns what it gave.
+    pub fn wait_state<T>(&self, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
+        self.wait_get("/api/state", what, check)
+    }
+
+    /// Waits (bounded) until `GET /healthz` answers to `pred`, and returns that answer.
+    pub fn wait_health(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_get("/healthz", what, |h| pred(h).then(|| h.clone()))
+    }
+
+    /// Waits (bounded) until the guests with a socket open number `n` (`/healthz`
+    /// `phones_connected`). A socket that closed has, before its guest stops counting, had
+    /// its session told of the detach (ahead of any later resume) and its per-guest slot
+    /// given back: so this is how a test knows the server has seen a phone go.
+    pub fn wait_connected(&self, n: u64) -> Value {
+        self.wait_health(&format!("{n} guests connected"), |h| {
+            h["phones_connected"] == n
+        })
+    }
+
+    fn wait_get<T>(&self, path: &str, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
+        super::wait::wait_for_blocking(WAIT, what, || check(&self.get(path).1))
     }
 
     pub fn guest(&self, name: &str) -> String {
