@@ -9,7 +9,8 @@ what=${1:-build}
 pkgs=(libasound2-dev pkg-config)
 # ffmpeg makes test audio; iproute2 and avahi-daemon are for the mDNS test's namespaces;
 # chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks;
-# strace checks the unit's system-call filter.
+# strace checks the unit's system-call filter. The tests install nothing themselves
+# (tests/systemd.rs fails naming this script when a tool is missing).
 if [ "$what" = test ]; then
   pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd strace python3-pip)
   command -v node >/dev/null || pkgs+=(nodejs)

@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::TestHub;
-use jukebox::hub::{Actor, Change, Command, Event, Reply};
+use std::sync::Arc;
+
+use jukebox::hub::{Actor, Change, Command, Event, Published, Reply, Snapshot};
 use jukebox::party::Settings;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::broadcast;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_music_never_stops_under_a_storm_of_commands() {
@@ -51,77 +54,15 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
         actions += 1;
         let g: Actor = guests[rng.random_range(0..guests.len())];
         let s = h.snapshot().await;
-        let play = s.now_playing.as_ref().map(|n| n.play_id);
-        let entry = (!s.order.is_empty()).then(|| s.order[rng.random_range(0..s.order.len())]);
-        let cmd = match rng.random_range(0..12) {
-            0..=2 => Command::Request {
-                actor: g,
-                track_id: tracks[rng.random_range(0..tracks.len())],
-            },
-            3 => match entry {
-                Some(e) => Command::Vote {
-                    actor: g,
-                    entry_id: e,
-                    on: rng.random(),
-                },
-                None => continue,
-            },
-            4 => match entry {
-                Some(e) => Command::Remove {
-                    actor: host,
-                    entry_id: e,
-                },
-                None => continue,
-            },
-            5 => match entry {
-                Some(e) => Command::Move {
-                    actor: host,
-                    entry_id: e,
-                    to: rng.random_range(0..4),
-                },
-                None => continue,
-            },
-            6 => Command::Skip {
-                actor: host,
-                play_id: play,
-            },
-            7 => match play {
-                Some(p) => Command::VoteSkip {
-                    actor: g,
-                    play_id: p,
-                },
-                None => continue,
-            },
-            8 => match play {
-                Some(p) => Command::Like {
-                    actor: g,
-                    play_id: p,
-                    on: rng.random(),
-                },
-                None => continue,
-            },
-            // Jump to the very end: the track finishes at once, racing whatever the hub is
-            // still preparing as its successor.
-            10 | 11 => match &s.now_playing {
-                Some(n) => Command::Seek {
-                    actor: host,
-                    position_ms: n.track.duration_ms.saturating_sub(5),
-                },
-                None => continue,
-            },
-            _ => {
-                if rng.random_bool(0.5) {
-                    Command::Pause { actor: host }
-                } else {
-                    Command::Play { actor: host }
-                }
-            }
+        let Some(cmd) = random_command(&mut rng, &s, g, host, &tracks) else {
+            continue;
         };
         // Refusals are fine; internal errors are not.
         let a = h.call(cmd).await;
         if let Err(e) = &a.result {
             assert_ne!(e.code(), "internal", "{e}");
         }
+        // Not a wait for anything: random gaps are part of the storm.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..15))).await;
     }
     h.ok(Command::Play { actor: host }).await;
@@ -143,10 +84,78 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
                 })
                 .await;
         }
+        // The same: cuts at random moments, not a wait.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
     }
 
-    // Every change so far came in one gapless order.
+    assert_one_gapless_order(&mut rx);
+    // The music goes on: new tracks keep starting (each is 0.4 s).
+    tracks_keep_starting(&mut rx, 3, actions).await;
+    memory_and_disk_agree_on_the_queue(&h).await;
+    h.stop().await;
+}
+
+/// One random thing a guest `g` or the host does, given the hub's state `s`; `None` when
+/// what was drawn needs a queue entry or a play and there is none.
+fn random_command(
+    rng: &mut StdRng,
+    s: &Snapshot,
+    g: Actor,
+    host: Actor,
+    tracks: &[i64],
+) -> Option<Command> {
+    let play = s.now_playing.as_ref().map(|n| n.play_id);
+    let entry = (!s.order.is_empty()).then(|| s.order[rng.random_range(0..s.order.len())]);
+    Some(match rng.random_range(0..12) {
+        0..=2 => Command::Request {
+            actor: g,
+            track_id: tracks[rng.random_range(0..tracks.len())],
+        },
+        3 => Command::Vote {
+            actor: g,
+            entry_id: entry?,
+            on: rng.random(),
+        },
+        4 => Command::Remove {
+            actor: host,
+            entry_id: entry?,
+        },
+        5 => Command::Move {
+            actor: host,
+            entry_id: entry?,
+            to: rng.random_range(0..4),
+        },
+        6 => Command::Skip {
+            actor: host,
+            play_id: play,
+        },
+        7 => Command::VoteSkip {
+            actor: g,
+            play_id: play?,
+        },
+        8 => Command::Like {
+            actor: g,
+            play_id: play?,
+            on: rng.random(),
+        },
+        // Jump to the very end: the track finishes at once, racing whatever the hub is
+        // still preparing as its successor.
+        10 | 11 => Command::Seek {
+            actor: host,
+            position_ms: s.now_playing.as_ref()?.track.duration_ms.saturating_sub(5),
+        },
+        _ => {
+            if rng.random_bool(0.5) {
+                Command::Pause { actor: host }
+            } else {
+                Command::Play { actor: host }
+            }
+        }
+    })
+}
+
+/// Every change published so far came in one order without gaps.
+fn assert_one_gapless_order(rx: &mut broadcast::Receiver<Arc<Published>>) {
     let mut last = None;
     while let Ok(p) = rx.try_recv() {
         if let Some(l) = last {
@@ -154,11 +163,17 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
         }
         last = Some(p.seq);
     }
+}
 
-    // The music goes on: new tracks keep starting (each is 0.4 s).
+/// Waits (bounded) for `n` more tracks to start.
+async fn tracks_keep_starting(
+    rx: &mut broadcast::Receiver<Arc<Published>>,
+    n: usize,
+    actions: usize,
+) {
     let mut starts = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while starts < 3 {
+    while starts < n {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Ok(p)) => {
@@ -176,8 +191,10 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
             Err(_) => panic!("the music stopped after {actions} actions ({starts} starts)"),
         }
     }
+}
 
-    // Memory and disk agree on the queue and its votes.
+/// The hub's queue and its votes are the database's.
+async fn memory_and_disk_agree_on_the_queue(h: &TestHub) {
     let s = match h
         .ok(Command::Snapshot {
             guest: None,
@@ -203,5 +220,4 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
         s.order.iter().copied().collect::<BTreeSet<_>>(),
         db_queue.keys().copied().collect::<BTreeSet<_>>()
     );
-    h.stop().await;
 }

@@ -170,7 +170,8 @@ fn child(dir: &std::path::Path) {
         for t in tasks {
             let _ = t.await;
         }
-        // Should not get here before the parent kills us; if it does, just idle.
+        // Should not get here before the parent kills us; if it does, just idle until the
+        // kill (not a wait for anything: the parent decides when this process ends).
         let _ = &mut h;
         tokio::time::sleep(Duration::from_secs(60)).await;
     });

@@ -66,35 +66,64 @@ async fn the_http_api() {
     let music = common::music(dir.path(), 4, 30.0);
     art_track(&music);
     let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    guests_are_made_with_or_without_a_name(&s);
+    state_and_search_are_readable(&s);
+    cover_art_comes_with_caching_headers(&s);
 
-    // Guests: a name is optional; bad names are refused with the field named.
+    // Host login: a wrong PIN is 401; too many wrong ones lock the address out, right PIN too.
+    let (st, v) = s.post("/api/host/login", &json!({"pin": "00000000"}), None);
+    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
+    let host = s.host();
+    let guest = s.guest("Mia");
+    let _phone = host_actions_reach_the_phones(&s, &host, &guest).await;
+    health_and_unknown_paths(&s);
+
+    // Brute force: after 5 wrong PINs a minute, even the right one waits.
+    for _ in 0..5 {
+        s.post("/api/host/login", &json!({"pin": "11111111"}), None);
+    }
+    let (st, v) = s.post("/api/host/login", &json!({"pin": PIN}), None);
+    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(v["retry_after_ms"].as_u64().unwrap() > 0);
+    s.stop();
+}
+
+/// The status and the protocol code of an answer.
+fn code(answer: &(u16, Value)) -> (u16, Option<&str>) {
+    (answer.0, answer.1["code"].as_str())
+}
+
+/// The status and the field an answer refuses.
+fn field(answer: &(u16, Value)) -> (u16, Option<&str>) {
+    (answer.0, answer.1["field"].as_str())
+}
+
+/// Guests: a name is optional; bad names are refused with the field named.
+fn guests_are_made_with_or_without_a_name(s: &Server) {
     let (st, v) = s.post("/api/guest", &json!({}), None);
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["token"].as_str().unwrap().len(), 64, "128+ bits of token");
     assert!(v["guest_id"].as_str().unwrap().starts_with("g_"));
     let (st, v) = s.post("/api/guest", &json!({"name": "  Zoë  "}), None);
     assert_eq!((st, v["name"].as_str()), (201, Some("Zoë")));
-    let (st, v) = s.post("/api/guest", &json!({"name": "x".repeat(33)}), None);
+    let long = s.post("/api/guest", &json!({"name": "x".repeat(33)}), None);
     assert_eq!(
-        (st, v["code"].as_str(), v["field"].as_str()),
+        (long.0, long.1["code"].as_str(), long.1["field"].as_str()),
         (400, Some("bad_request"), Some("name"))
     );
-    let (st, v) = s.post("/api/guest", &json!({"name": "bad\u{7}bell"}), None);
-    assert_eq!((st, v["field"].as_str()), (400, Some("name")));
-    let (st, v) = s.post("/api/guest", &json!({"name": 5}), None);
-    assert_eq!((st, v["field"].as_str()), (400, Some("name")));
-    let mut resp = ureq::post(s.url("/api/guest"))
-        .header("Content-Type", "application/json")
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send("{nope")
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let bell = s.post("/api/guest", &json!({"name": "bad\u{7}bell"}), None);
+    assert_eq!(field(&bell), (400, Some("name")));
+    assert_eq!(
+        field(&s.post("/api/guest", &json!({"name": 5}), None)),
+        (400, Some("name"))
+    );
+    let (st, v) = s.post_text("/api/guest", "{nope");
+    assert_eq!(st, 400);
     assert_eq!(v["code"], "bad_json");
+}
 
-    // Read-only state and search.
+/// Read-only state and search, paged with a cursor.
+fn state_and_search_are_readable(s: &Server) {
     let (st, state) = s.get("/api/state");
     assert_eq!(st, 200);
     assert!(
@@ -108,12 +137,16 @@ async fn the_http_api() {
     let (_, page2) = s.get(&format!("/api/search?q=song&limit=2&cursor={cursor}"));
     assert_eq!(page2["results"].as_array().unwrap().len(), 2);
     assert_ne!(page1["results"][0]["id"], page2["results"][0]["id"]);
-    let (st, v) = s.get("/api/search?q=song&cursor=zzz");
-    assert_eq!((st, v["field"].as_str()), (400, Some("cursor")));
+    assert_eq!(
+        field(&s.get("/api/search?q=song&cursor=zzz")),
+        (400, Some("cursor"))
+    );
     let (_, v) = s.get("/api/search?q=beyonce");
     assert_eq!(v["results"].as_array().unwrap().len(), 0);
+}
 
-    // Cover art: the image with caching headers, 304 when unchanged, 404 without art.
+/// Cover art: the image with caching headers, 304 when unchanged, 404 without art.
+fn cover_art_comes_with_caching_headers(s: &Server) {
     let (_, v) = s.get("/api/search?q=pictured");
     let t = &v["results"][0];
     let art = t["art"]
@@ -145,54 +178,52 @@ async fn the_http_api() {
     let plain = v["results"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(s.get(&format!("/api/art/{plain}")).0, 404);
     assert_eq!(s.get("/api/art/zzz").0, 404);
+}
 
-    // Host login: a wrong PIN is 401; too many wrong ones lock the address out, right PIN too.
-    let (st, v) = s.post("/api/host/login", &json!({"pin": "00000000"}), None);
-    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
-    let host = s.host();
-    let guest = s.guest("Mia");
-
-    // Host actions over HTTP: a message reaches every phone.
-    let mut phone = Phone::connect(&s.addr, &guest, &["now_playing"]).await;
-    let (st, v) = s.post(
-        "/api/host/message",
-        &json!({"text": "Pizza is here!"}),
-        Some(&host),
-    );
-    assert_eq!(st, 200, "{v}");
+/// Host actions over HTTP: a message and the volume reach a guest's phone (returned, still
+/// connected); bad values, stale plays, guests, forged tokens and unknown actions are refused.
+async fn host_actions_reach_the_phones(s: &Server, host: &str, guest: &str) -> Phone {
+    let mut phone = Phone::connect(&s.addr, guest, &["now_playing"]).await;
+    s.announce(host, "Pizza is here!");
     let ev = phone
         .until(|v| v["name"] == "host_message")
         .await
         .pop()
         .unwrap();
     assert_eq!(ev["data"]["text"], "Pizza is here!");
-    let (st, _) = s.post("/api/host/volume", &json!({"volume": 40}), Some(&host));
-    assert_eq!(st, 200);
+    let action = |path: &str, body: Value, token: Option<&str>| s.post(path, &body, token);
+    assert_eq!(
+        action("/api/host/volume", json!({"volume": 40}), Some(host)).0,
+        200
+    );
     phone
         .until(|v| v["topic"] == "now_playing" && v["data"]["volume"] == 40)
         .await;
-    let (st, v) = s.post("/api/host/volume", &json!({"volume": "loud"}), Some(&host));
-    assert_eq!((st, v["field"].as_str()), (400, Some("volume")));
-    let (st, v) = s.post("/api/host/skip", &json!({"play_id": "p999"}), Some(&host));
-    assert_eq!((st, v["code"].as_str()), (409, Some("stale_play")));
-    let (st, _) = s.post("/api/host/skip", &json!({}), Some(&host));
-    assert_eq!(st, 200);
-    let (st, v) = s.post("/api/host/message", &json!({"text": "hi"}), Some(&guest));
-    assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")));
-    let (st, v) = s.post("/api/host/message", &json!({"text": "hi"}), Some("forged"));
-    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
-    let (st, v) = s.post("/api/host/message", &json!({"text": "hi"}), None);
-    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
-    let (st, v) = s.post("/api/host/dance", &json!({}), Some(&host));
-    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
-    let (st, v) = s.post("/api/host/like", &json!({"play_id": "p1"}), Some(&host));
+    let loud = action("/api/host/volume", json!({"volume": "loud"}), Some(host));
+    assert_eq!(field(&loud), (400, Some("volume")));
+    let stale = action("/api/host/skip", json!({"play_id": "p999"}), Some(host));
+    assert_eq!(code(&stale), (409, Some("stale_play")));
+    assert_eq!(action("/api/host/skip", json!({}), Some(host)).0, 200);
+    let hi = || json!({"text": "hi"});
+    let by_guest = action("/api/host/message", hi(), Some(guest));
+    assert_eq!(code(&by_guest), (403, Some("forbidden")));
+    let forged = action("/api/host/message", hi(), Some("forged"));
+    assert_eq!(code(&forged), (401, Some("unauthorized")));
+    let anonymous = action("/api/host/message", hi(), None);
+    assert_eq!(code(&anonymous), (401, Some("unauthorized")));
+    let dance = action("/api/host/dance", json!({}), Some(host));
+    assert_eq!(code(&dance), (404, Some("not_found")));
+    let like = action("/api/host/like", json!({"play_id": "p1"}), Some(host));
     assert_eq!(
-        (st, v["code"].as_str()),
+        code(&like),
         (404, Some("not_found")),
         "guest commands are not host actions"
     );
+    phone
+}
 
-    // Health.
+/// Health (with the one phone connected), and JSON for unknown paths too.
+fn health_and_unknown_paths(s: &Server) {
     let (st, h) = s.get("/healthz");
     assert_eq!(st, 200);
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
@@ -200,18 +231,7 @@ async fn the_http_api() {
     assert_eq!(h["phones_connected"], 1);
     assert!(h["audio"]["ok"].as_bool().unwrap());
     assert!(h["uptime_s"].is_u64());
-    // Unknown paths answer JSON too.
-    let (st, v) = s.get("/nope");
-    assert_eq!((st, v["code"].as_str()), (404, Some("not_found")));
-
-    // Brute force: after 5 wrong PINs a minute, even the right one waits.
-    for _ in 0..5 {
-        s.post("/api/host/login", &json!({"pin": "11111111"}), None);
-    }
-    let (st, v) = s.post("/api/host/login", &json!({"pin": PIN}), None);
-    assert_eq!((st, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
-    assert!(v["retry_after_ms"].as_u64().unwrap() > 0);
-    s.stop();
+    assert_eq!(code(&s.get("/nope")), (404, Some("not_found")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,15 +280,7 @@ async fn live_counting_and_personal_events() {
     assert_eq!(room["data"]["guests_connected"], 3, "{room}");
 
     // Mia's request becomes next: she alone is told; a like of it tells her too.
-    let np = s.get("/api/state").1["now_playing"].clone();
-    let (_, res) = s.get("/api/search?q=song&limit=10");
-    let track = res["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] != np["track"]["id"])
-        .unwrap()["id"]
-        .clone();
+    let track = s.other_track(&s.get("/api/state").1["now_playing"]);
     let rid = a
         .request(json!({"cmd": "request", "track_id": track}))
         .await;
@@ -349,15 +361,8 @@ async fn the_app_the_join_address_and_the_export() {
     assert_eq!(h["content-type"], "application/manifest+json");
     assert_eq!(get("/nothing.js", &[]).0, 404);
     assert_eq!(get("/../Cargo.toml", &[]).0, 404);
-    let mut resp = ureq::post(s.url("/"))
-        .header("Content-Type", "application/json")
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_empty()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 405);
-    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let (st, v) = s.post_text("/", "");
+    assert_eq!(st, 405);
     assert_eq!(v["code"], "method_not_allowed");
 
     // The join address: the mDNS name with the port, and the listening address.
@@ -414,7 +419,11 @@ async fn a_paused_party_stays_paused_after_a_restart() {
     let db = dir.path().join("j.db");
     let s = Server::start(&db, &music, &[]);
     let host = s.host();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Paused a second into the song, so that "the same place" is a place.
+    s.wait_state("the first song a second in", |st| {
+        let pos = st["now_playing"]["position_ms"].as_u64();
+        pos.is_some_and(|p| p >= 1000).then_some(())
+    });
     assert_eq!(s.post("/api/host/pause", &json!({}), Some(&host)).0, 200);
     let before = s.get("/api/state").1["now_playing"].clone();
     assert_eq!(before["paused"], true, "{before}");
@@ -429,6 +438,7 @@ async fn a_paused_party_stays_paused_after_a_restart() {
         "the same play: {after}"
     );
     assert_eq!(after["paused"], true, "still paused: {after}");
+    // Not a wait for anything: the time that passes is the test (a paused play stays put).
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let later = np(&s);
     assert_eq!(later["paused"], true);

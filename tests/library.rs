@@ -21,6 +21,18 @@ fn track_by_title(store: &Store, q: &str) -> Vec<jukebox::store::Track> {
         .expect("search")
 }
 
+/// Rewrites the file at `path` with `write`, and makes sure its modification time moves as a
+/// later edit's would: a file system's clock can be coarser than a test is quick, and the
+/// scanner tells a changed file by its size and modification time.
+fn rewrite(path: &Path, write: impl FnOnce()) {
+    let before = std::fs::metadata(path).unwrap().modified().unwrap();
+    write();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    if file.metadata().unwrap().modified().unwrap() <= before {
+        file.set_modified(before + Duration::from_secs(1)).unwrap();
+    }
+}
+
 #[test]
 fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     let dir = common::tempdir();
@@ -88,14 +100,15 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     );
 
     // Change one file, delete one, add one.
-    std::thread::sleep(Duration::from_millis(20));
-    common::tone(
-        &sub,
-        "0.mp3",
-        300,
-        1.0,
-        &[("title", "Song mp3 v2"), ("artist", "Zoë Tester")],
-    );
+    rewrite(&sub.join("0.mp3"), || {
+        common::tone(
+            &sub,
+            "0.mp3",
+            300,
+            1.0,
+            &[("title", "Song mp3 v2"), ("artist", "Zoë Tester")],
+        );
+    });
     std::fs::remove_file(sub.join("1.flac")).unwrap();
     common::tone(&music, "new.flac", 700, 1.0, &[("title", "Brand New")]);
     let third = scan(&music, &store, &no_progress, &GO).unwrap();
@@ -122,8 +135,8 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     );
 
     // A known file that turns into garbage leaves search on the next scan.
-    std::thread::sleep(Duration::from_millis(20));
-    std::fs::write(music.join("new.flac"), vec![0x42; 2048]).unwrap();
+    let new = music.join("new.flac");
+    rewrite(&new, || std::fs::write(&new, vec![0x42; 2048]).unwrap());
     let broken = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!((broken.skipped, broken.removed), (3, 1), "{broken:?}");
     assert!(track_by_title(&store, "brand new").is_empty());

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::live::{raw, Phone, Server};
+use common::live::{raw, send_hello, Phone, Server};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -25,6 +25,20 @@ async fn snapshots(p: &mut Phone) -> Value {
         }
     }
     np
+}
+
+/// A `hello` with `token`, and `extra` fields over the usual ones.
+fn hello(token: &str, extra: Value) -> Value {
+    let mut v = json!({"cmd": "hello", "v": 1, "token": token});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// How the server closes a socket it did not welcome: the `bye` code and the close code.
+async fn closed(ws: common::live::Ws) -> (Option<u64>, Option<u16>) {
+    Phone::unwelcomed(ws).closed().await
 }
 
 /// A started jukebox that is playing (the first track starts once the first scan batch is
@@ -50,11 +64,9 @@ async fn two_phones_see_each_others_actions_in_order() {
     let play = np["play_id"].as_str().unwrap().to_string();
 
     // A likes: its own update comes before its reply; B sees the update and the event.
-    let rid = a
-        .request(json!({"cmd": "like", "play_id": play, "on": true}))
+    let (_, before) = a
+        .ok(json!({"cmd": "like", "play_id": play, "on": true}))
         .await;
-    let (reply, before) = a.reply(rid).await;
-    assert_eq!(reply["ok"], true, "{reply}");
     assert!(
         before
             .iter()
@@ -70,19 +82,8 @@ async fn two_phones_see_each_others_actions_in_order() {
     assert_eq!(seen.last().unwrap()["data"]["by"], "Mia");
 
     // A requests a song; B sees the entry, the order and the event.
-    let (_, res) = s.get("/api/search?q=song&limit=10");
-    let track = res["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] != np["track"]["id"])
-        .unwrap()["id"]
-        .clone();
-    let rid = a
-        .request(json!({"cmd": "request", "track_id": track}))
-        .await;
-    let (reply, _) = a.reply(rid).await;
-    assert_eq!(reply["ok"], true, "{reply}");
+    let track = s.other_track(&np);
+    let (reply, _) = a.ok(json!({"cmd": "request", "track_id": track})).await;
     let entry = reply["data"]["entry_id"].as_str().unwrap().to_string();
     let seen = b
         .until(|v| v["cmd"] == "event" && v["name"] == "requested")
@@ -95,24 +96,15 @@ async fn two_phones_see_each_others_actions_in_order() {
         .any(|v| v["topic"] == "queue" && v["order"] == json!([entry])));
 
     // B up-votes it; A sees two votes.
-    let rid = b
-        .request(json!({"cmd": "vote", "entry_id": entry, "on": true}))
+    b.ok(json!({"cmd": "vote", "entry_id": entry, "on": true}))
         .await;
-    let (reply, _) = b.reply(rid).await;
-    assert_eq!(reply["ok"], true);
     a.until(|v| v["topic"] == "queue" && v["data"]["votes"] == 2)
         .await;
 
     // Skip votes from both reach the threshold (2): the track changes for both.
-    let r1 = a
-        .request(json!({"cmd": "vote_skip", "play_id": play}))
-        .await;
-    a.reply(r1).await;
-    let r2 = b
-        .request(json!({"cmd": "vote_skip", "play_id": play}))
-        .await;
-    let (reply, before) = b.reply(r2).await;
-    assert_eq!(reply["ok"], true);
+    let vote_skip = json!({"cmd": "vote_skip", "play_id": play});
+    a.ok(vote_skip.clone()).await;
+    let (_, before) = b.ok(vote_skip.clone()).await;
     assert!(before
         .iter()
         .any(|v| v["cmd"] == "event" && v["name"] == "skipped"));
@@ -125,11 +117,7 @@ async fn two_phones_see_each_others_actions_in_order() {
         .await;
     assert_eq!(seen.last().unwrap()["data"]["requested_by"], "Mia");
     // A late vote for the old play is refused, not applied to the new one.
-    let r = a
-        .request(json!({"cmd": "vote_skip", "play_id": play}))
-        .await;
-    let (reply, _) = a.reply(r).await;
-    assert_eq!(reply["error"]["code"], "stale_play");
+    assert_eq!(a.refused(vote_skip).await, "stale_play");
     s.stop();
 }
 
@@ -158,32 +146,17 @@ async fn a_dropped_phone_resumes_with_exactly_what_it_missed() {
     let mut b = Phone::connect(&s.addr, &tb, ALL).await;
     let np = snapshots(&mut b).await;
     let play = np["play_id"].as_str().unwrap().to_string();
-    let announce = |text: &str| {
-        let (st, v) = s.post("/api/host/message", &json!({"text": text}), Some(&host));
-        assert_eq!(st, 200, "{v}");
-    };
     // A common point in both streams.
-    announce("sync");
+    s.announce(&host, "sync");
     read_to(&mut a, "sync").await;
     read_to(&mut c, "sync").await;
     let (session, last) = (a.session.clone(), a.last_seq);
     drop(a);
     // Things happen while A is away.
-    let rid = b.request(json!({"cmd": "like", "play_id": play})).await;
-    b.reply(rid).await;
-    let (_, res) = s.get("/api/search?q=song&limit=10");
-    let track = res["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] != np["track"]["id"])
-        .unwrap()["id"]
-        .clone();
-    let rid = b
-        .request(json!({"cmd": "request", "track_id": track}))
+    b.ok(json!({"cmd": "like", "play_id": play})).await;
+    b.ok(json!({"cmd": "request", "track_id": s.other_track(&np)}))
         .await;
-    b.reply(rid).await;
-    announce("end");
+    s.announce(&host, "end");
     let twin = read_to(&mut c, "end").await;
 
     let mut a = Phone::resume(&s.addr, &ta, &session, last).await;
@@ -208,7 +181,7 @@ async fn a_dropped_phone_resumes_with_exactly_what_it_missed() {
     // Resume with nothing missed works too.
     let (session, last) = (a.session.clone(), a.last_seq);
     drop(a);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    s.wait_connected(2); // Sam and Twin: the server saw Mia's socket go
     let a = Phone::resume(&s.addr, &ta, &session, last).await;
     assert_eq!(a.welcome["resumed"], true);
     // A last_seq the session never sent is refused: a new session.
@@ -266,42 +239,14 @@ async fn error_codes_and_close_codes() {
         .unwrap();
 
     // Forged token: bye 4401.
-    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
-    ws.send(Message::text(
-        json!({"cmd":"hello","v":1,"token":"forged"}).to_string(),
-    ))
-    .await
-    .unwrap();
-    let mut p = Phone {
-        ws,
-        session: String::new(),
-        last_seq: 0,
-        rid: 0,
-        welcome: Value::Null,
-    };
-    assert_eq!(p.closed().await, (Some(4401), Some(4401)));
-
+    let forged = send_hello(&s.addr, hello("forged", json!({}))).await;
+    assert_eq!(closed(forged).await, (Some(4401), Some(4401)));
     // Unsupported version: 4426.
-    let ws = raw(&s.addr, "/ws?v=2", None).await.unwrap();
-    let mut p = Phone {
-        ws,
-        session: String::new(),
-        last_seq: 0,
-        rid: 0,
-        welcome: Value::Null,
-    };
-    assert_eq!(p.closed().await, (Some(4426), Some(4426)));
-
+    let v2 = raw(&s.addr, "/ws?v=2", None).await.unwrap();
+    assert_eq!(closed(v2).await, (Some(4426), Some(4426)));
     // No hello in 5 s: 4408.
-    let ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
-    let mut p = Phone {
-        ws,
-        session: String::new(),
-        last_seq: 0,
-        rid: 0,
-        welcome: Value::Null,
-    };
-    assert_eq!(p.closed().await, (Some(4408), Some(4408)));
+    let silent = raw(&s.addr, "/ws?v=1", None).await.unwrap();
+    assert_eq!(closed(silent).await, (Some(4408), Some(4408)));
 
     // Bad JSON: an unsequenced error, the socket stays open.
     let mut a = Phone::connect(&s.addr, &token, &[]).await;
@@ -316,8 +261,7 @@ async fn error_codes_and_close_codes() {
     );
     assert!(e.get("seq").is_none());
     // Unknown command, wrong types, duplicates: replies with codes.
-    let r = a.request(json!({"cmd": "dance"})).await;
-    assert_eq!(a.reply(r).await.0["error"]["code"], "unknown_cmd");
+    assert_eq!(a.refused(json!({"cmd": "dance"})).await, "unknown_cmd");
     let r = a.request(json!({"cmd": "like", "play_id": 5})).await;
     let (reply, _) = a.reply(r).await;
     assert_eq!(reply["error"]["code"], "bad_request");
@@ -330,11 +274,10 @@ async fn error_codes_and_close_codes() {
     assert_eq!(reply["error"]["code"], "duplicate");
     // A guest calling host commands.
     for cmd in ["skip", "pause", "play", "rescan"] {
-        let r = a.request(json!({"cmd": cmd})).await;
-        assert_eq!(a.reply(r).await.0["error"]["code"], "forbidden", "{cmd}");
+        assert_eq!(a.refused(json!({"cmd": cmd})).await, "forbidden", "{cmd}");
     }
-    let r = a.request(json!({"cmd": "sub", "topics": ["admin"]})).await;
-    assert_eq!(a.reply(r).await.0["error"]["code"], "forbidden");
+    let admin = json!({"cmd": "sub", "topics": ["admin"]});
+    assert_eq!(a.refused(admin).await, "forbidden");
 
     // 100 KB frame: bye 1009.
     a.ws.send(Message::text("x".repeat(100_000))).await.unwrap();
@@ -352,24 +295,13 @@ async fn error_codes_and_close_codes() {
     for _ in 0..5 {
         phones.push(Phone::connect(&s.addr, &token, &[]).await);
     }
-    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
-    ws.send(Message::text(
-        json!({"cmd":"hello","v":1,"token":token}).to_string(),
-    ))
-    .await
-    .unwrap();
-    let mut p = Phone {
-        ws,
-        session: String::new(),
-        last_seq: 0,
-        rid: 0,
-        welcome: Value::Null,
-    };
-    assert_eq!(p.closed().await, (Some(4429), Some(4429)));
+    let sixth = send_hello(&s.addr, hello(&token, json!({}))).await;
+    assert_eq!(closed(sixth).await, (Some(4429), Some(4429)));
     drop(phones);
+    // Mia's five slots are free once the server has seen all her sockets go.
+    s.wait_connected(0);
 
     // Rate limits: a flood gets rate_limited with a retry time.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mut a = Phone::connect(&s.addr, &token, &[]).await;
     for _ in 0..100 {
         a.request(json!({"cmd": "unsub", "topics": []})).await;
@@ -425,53 +357,28 @@ async fn handshake_rules() {
     let dir = common::tempdir();
     let s = server(dir.path());
     let token = s.guest("Mia");
-    let blank = |ws| Phone {
-        ws,
-        session: String::new(),
-        last_seq: 0,
-        rid: 0,
-        welcome: Value::Null,
-    };
 
     // hello.v other than 1: an unsupported_version error, then bye 4426.
-    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
-    ws.send(Message::text(
-        json!({"cmd":"hello","v":2,"token":token}).to_string(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = send_hello(&s.addr, hello(&token, json!({"v": 2}))).await;
     let e = common::live::next_json(&mut ws).await.unwrap();
     assert_eq!(
         (e["cmd"].as_str(), e["code"].as_str()),
         (Some("error"), Some("unsupported_version"))
     );
-    assert_eq!(blank(ws).closed().await, (Some(4426), Some(4426)));
+    assert_eq!(closed(ws).await, (Some(4426), Some(4426)));
 
     // A hello over 16 KiB: bye 1009.
-    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
     let pad = "x".repeat(20_000);
-    ws.send(Message::text(
-        json!({"cmd":"hello","v":1,"token":token,"pad":pad}).to_string(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(blank(ws).closed().await, (Some(1009), Some(1009)));
+    let big = send_hello(&s.addr, hello(&token, json!({"pad": pad}))).await;
+    assert_eq!(closed(big).await, (Some(1009), Some(1009)));
 
     // A first frame that is not hello: 4400.
-    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
-    ws.send(Message::text(json!({"cmd":"ping"}).to_string()))
-        .await
-        .unwrap();
-    assert_eq!(blank(ws).closed().await.0, Some(4400));
+    let ping = send_hello(&s.addr, json!({"cmd":"ping"})).await;
+    assert_eq!(closed(ping).await.0, Some(4400));
 
     // A guest asking for the host's admin topic: 4403.
-    let mut ws = raw(&s.addr, "/ws?v=1", None).await.unwrap();
-    ws.send(Message::text(
-        json!({"cmd":"hello","v":1,"token":token,"topics":["admin"]}).to_string(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(blank(ws).closed().await, (Some(4403), Some(4403)));
+    let admin = send_hello(&s.addr, hello(&token, json!({"topics": ["admin"]}))).await;
+    assert_eq!(closed(admin).await, (Some(4403), Some(4403)));
 
     // Unknown topics in hello are ignored; known ones get their snapshots.
     let mut a = Phone::connect(&s.addr, &token, &["weather", "room"]).await;
@@ -485,7 +392,7 @@ async fn handshake_rules() {
     }
     let (session, last) = (a.session.clone(), a.last_seq);
     drop(a);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    s.wait_connected(0); // the server saw the socket go: the session is detached
     let a = Phone::resume(&s.addr, &token, &session, last).await;
     assert_eq!(a.welcome["resumed"], true);
     assert_eq!(a.welcome["last_rid"], 3);

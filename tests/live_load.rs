@@ -4,10 +4,12 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::live::{Phone, Server};
+use common::wait::wait_until;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -36,28 +38,69 @@ const LIMITS: &[&str] = &[
     "1000",
 ];
 
-/// 100 phones that record the delay of every now_playing update (server time → received).
-async fn audience(
-    s: &Server,
-    n: usize,
-) -> (Arc<Mutex<Vec<i64>>>, Vec<tokio::task::JoinHandle<()>>) {
-    let lat = Arc::new(Mutex::new(Vec::new()));
+/// What the audience has received: the delay of every `now_playing` update (server time →
+/// received), and how many phones have seen each host message (the phases' end markers).
+#[derive(Default)]
+struct Heard {
+    delays: Mutex<Vec<i64>>,
+    markers: Mutex<HashMap<String, usize>>,
+}
+
+impl Heard {
+    fn take_delays(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.delays.lock().unwrap())
+    }
+
+    fn phones_that_saw(&self, marker: &str) -> usize {
+        self.markers
+            .lock()
+            .unwrap()
+            .get(marker)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// `n` phones that record what they hear.
+async fn audience(s: &Server, n: usize) -> (Arc<Heard>, Vec<tokio::task::JoinHandle<()>>) {
+    let heard = Arc::new(Heard::default());
     let mut tasks = Vec::new();
     for i in 0..n {
         let token = s.guest(&format!("p{i}"));
         let mut p = Phone::connect(&s.addr, &token, &["now_playing"]).await;
-        let lat = lat.clone();
+        let heard = heard.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(v) = common::live::next_json(&mut p.ws).await {
                 if v["topic"] == "now_playing" {
                     if let Some(t) = v["data"]["server_time_ms"].as_i64() {
-                        lat.lock().unwrap().push(now_ms() - t);
+                        heard.delays.lock().unwrap().push(now_ms() - t);
                     }
+                }
+                if v["name"] == "host_message" {
+                    let text = v["data"]["text"].as_str().unwrap_or_default().to_string();
+                    *heard.markers.lock().unwrap().entry(text).or_default() += 1;
                 }
             }
         }));
     }
-    (lat, tasks)
+    (heard, tasks)
+}
+
+/// Ends a phase: the host announces `marker`, and this waits (bounded) until all `n` phones
+/// have read it. Each phone gets its messages in order, so by then every update of the
+/// phase has been delivered and recorded.
+async fn end_of_phase(host: &mut Phone, heard: &Heard, n: usize, marker: &str) {
+    let rid = host
+        .request(json!({"cmd": "announce", "text": marker}))
+        .await;
+    let (r, _) = host.reply(rid).await;
+    assert_eq!(r["ok"], true, "{r}");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("all {n} phones to read the end of the {marker} phase"),
+        || async { heard.phones_that_saw(marker) >= n },
+    )
+    .await;
 }
 
 /// The load: the host nudges the volume `n` times (each change is a `now_playing` for every
@@ -70,6 +113,7 @@ async fn toggles(host: &mut Phone, n: usize, every: Duration) {
             .await;
         let (r, _) = host.reply(rid).await;
         assert_eq!(r["ok"], true, "{r}");
+        // Pacing, not a wait: the load comes at this rate.
         tokio::time::sleep(every).await;
     }
 }
@@ -84,7 +128,7 @@ async fn a_slow_reader_is_cut_off_and_nobody_else_notices() {
     let dir = common::tempdir();
     let music = common::music(dir.path(), 3, 120.0);
     let s = Server::start(&dir.path().join("j.db"), &music, LIMITS);
-    let (lat, tasks) = audience(&s, 100).await;
+    let (heard, tasks) = audience(&s, 100).await;
     let mut liker = Phone::connect(&s.addr, &s.host(), &["now_playing"]).await;
     liker
         .until(|v| v["topic"] == "now_playing" && !v["data"].is_null())
@@ -92,8 +136,8 @@ async fn a_slow_reader_is_cut_off_and_nobody_else_notices() {
 
     // Baseline.
     toggles(&mut liker, 150, Duration::from_millis(5)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut base: Vec<i64> = std::mem::take(&mut *lat.lock().unwrap());
+    end_of_phase(&mut liker, &heard, 100, "baseline").await;
+    let mut base = heard.take_delays();
     assert!(base.len() >= 100 * 140, "deliveries: {}", base.len());
 
     // A phone with a tiny receive window that never reads.
@@ -111,8 +155,8 @@ async fn a_slow_reader_is_cut_off_and_nobody_else_notices() {
     .unwrap();
     let started = Instant::now();
     toggles(&mut liker, 1500, Duration::from_millis(3)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut loaded: Vec<i64> = std::mem::take(&mut *lat.lock().unwrap());
+    end_of_phase(&mut liker, &heard, 100, "load").await;
+    let mut loaded = heard.take_delays();
     assert!(
         loaded.len() >= 100 * 1400,
         "deliveries under load: {}",

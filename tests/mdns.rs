@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::wait::wait_until_blocking as eventually;
 use serde_json::Value;
 
 static NET: AtomicU32 = AtomicU32::new(0);
@@ -82,7 +83,6 @@ impl Net {
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         // Packets sent before the link carries are lost (a probe among them): wait for it.
-        let t = Instant::now();
         let up = |ns: &str, dev: &str| {
             let out = Command::new("ip")
                 .args(["-n", ns, "-o", "link", "show", "dev", dev])
@@ -90,13 +90,9 @@ impl Net {
                 .unwrap();
             String::from_utf8_lossy(&out.stdout).contains("state UP")
         };
-        while !(up(&net.a, &net.veth_a) && up(&net.b, &veth_b)) {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "the veth link never came up"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(Duration::from_secs(10), "the veth link to come up", || {
+            up(&net.a, &net.veth_a) && up(&net.b, &veth_b)
+        });
         net
     }
 
@@ -225,15 +221,6 @@ impl Jukebox {
 impl Drop for Jukebox {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Polls `f` until it is true (bounded).
-fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -138,7 +138,8 @@ async fn rotating_addresses_cannot_guess_the_pin() {
     assert!(v["failed_logins"]["refused_last_minute"].as_u64().unwrap() >= 116);
     assert!(v["failed_logins"]["locked_ms"].as_u64().unwrap() <= 1000);
 
-    // After the wait, one more wrong PIN doubles it.
+    // After the wait, one more wrong PIN doubles it. (These sleeps are the scenario: the
+    // lock-out is made of time passing, and no event says it is over.)
     tokio::time::sleep(Duration::from_millis(wait + 50)).await;
     let (st, v) = login_from(&s.addr, lan(201), &wrong(201)).await;
     assert_eq!(st, 429, "{v}");
@@ -152,7 +153,7 @@ async fn rotating_addresses_cannot_guess_the_pin() {
     tokio::time::sleep(Duration::from_millis(doubled + 50)).await;
     let (st, v) = login_from(&s.addr, lan(203), PIN).await;
     assert_eq!(st, 200, "{v}");
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await; // the window drains
     let (st, v) = login_from(&s.addr, lan(204), &wrong(204)).await;
     assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")), "{v}");
     s.stop();

@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::live::{raw, Phone, Server};
+use common::wait::{wait_for, wait_until};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -166,16 +167,16 @@ async fn a_full_jukebox_makes_room_or_says_try_later() {
     let gone_session = gone.session.clone();
     close(gone.ws).await;
     // Its session is detached once the server has seen the close (no event says when).
-    let mut attempts = 0;
-    let ws = loop {
-        let (ws, w) = hello(&s.addr, fresh(&tokens[6])).await;
-        if w["cmd"] == "welcome" {
-            break ws;
-        }
-        attempts += 1;
-        assert!(attempts < 50, "room is made: {w}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addr = &s.addr;
+    let ws = wait_for(
+        Duration::from_secs(10),
+        "room made for a new session",
+        || async {
+            let (ws, w) = hello(addr, fresh(&tokens[6])).await;
+            (w["cmd"] == "welcome").then_some(ws)
+        },
+    )
+    .await;
     close(ws).await;
     assert_eq!(sessions(&s), 6);
     let (ws, w) = hello(&s.addr, resume(&tokens[0], &gone_session, 0)).await;
@@ -321,14 +322,12 @@ async fn sessions_never_in_use_expire_soon() {
     close(p.ws).await;
     assert_eq!(sessions(&s), 2);
 
-    let t = Instant::now();
-    while sessions(&s) > 1 {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the unused session expires"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(15),
+        "the unused session to expire",
+        || async { sessions(&s) <= 1 },
+    )
+    .await;
     let (ws, w) = hello(&s.addr, resume(&token, &unused, 0)).await;
     assert_eq!(w["reason"], "unknown_session", "{w}");
     close(ws).await;

@@ -3,8 +3,9 @@
 //! binary makes while it serves is one the unit's `SystemCallFilter=` allows.
 //!
 //! systemd is not PID 1 on a test machine, so the unit cannot be started; these checks are what
-//! can be proven without booting it. When `systemd-analyze` or `strace` is missing the test
-//! installs it (Debian packages `systemd`, `strace`) or fails saying so.
+//! can be proven without booting it. `systemd-analyze` and `strace` come from the Debian
+//! packages `systemd` and `strace`, which `scripts/deps.sh test` installs; without them the
+//! tests fail saying so.
 
 mod common;
 
@@ -12,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::wait::wait_until_blocking;
 
 const UNIT: &str = include_str!("../systemd/jukebox.service");
 const MAX_EXPOSURE: f64 = 2.5;
@@ -53,64 +55,20 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Makes sure `tool` runs, installing the Debian `package` when it does not (once, and never
-/// twice at the same time from this test binary). Panics with what to do when that fails.
-fn ensure(tool: &str, package: &str) {
-    static INSTALLING: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    if works(tool) {
-        return;
-    }
-    eprintln!("{tool} is missing: installing the Debian package {package}");
-    let apt = |args: &[&str]| -> Option<Output> {
-        let mut cmd = if is_root() {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        cmd.args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .ok()
-    };
-    let install = [
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "-o",
-        "DPkg::Lock::Timeout=300",
-        package,
-    ];
-    let mut out = apt(&install);
-    if !out.as_ref().is_some_and(|o| o.status.success()) {
-        // Package lists may be missing or stale; an update that partly fails (a mirror in the
-        // middle of a sync) can still be enough, so the install's result decides.
-        let _ = apt(&["update", "-qq", "-o", "DPkg::Lock::Timeout=300"]);
-        out = apt(&install);
-    }
+/// Fails, saying what to do, unless `tool` runs. The test installs nothing itself:
+/// `scripts/deps.sh test` does (the Debian `package`), once, before the tests run.
+fn require(tool: &str, package: &str) {
     assert!(
         works(tool),
-        "{tool} is needed by this test and could not be installed: `apt-get install {package}` \
-         {}. Install the Debian package {package} (as root) and run the tests again.",
-        match out {
-            None =>
-                "could not be run (no apt-get, or no root and no password-less sudo)".to_string(),
-            Some(o) => format!(
-                "exited with {}: {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-        }
+        "{tool} is needed by this test and does not run: install it with \
+         `./scripts/deps.sh test` (it installs the Debian package {package}), then run the \
+         tests again"
     );
 }
 
 #[test]
 fn systemd_analyze_verify_finds_nothing_to_say() {
-    ensure("systemd-analyze", "systemd");
+    require("systemd-analyze", "systemd");
     let dir = common::tempdir();
     let unit = unit_copy(dir.path());
     let out = Command::new("systemd-analyze")
@@ -140,7 +98,7 @@ fn exposure(report: &str) -> Option<f64> {
 
 #[test]
 fn sandbox_exposure_is_at_most_2_5() {
-    ensure("systemd-analyze", "systemd");
+    require("systemd-analyze", "systemd");
     let dir = common::tempdir();
     let unit = unit_copy(dir.path());
     let out = Command::new("systemd-analyze")
@@ -337,8 +295,8 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> bool {
 
 #[test]
 fn system_calls_made_while_serving_pass_the_units_filter() {
-    ensure("systemd-analyze", "systemd");
-    ensure("strace", "strace");
+    require("systemd-analyze", "systemd");
+    require("strace", "strace");
     let allowed = allowed_syscalls();
     let dir = common::tempdir();
     let d = dir.path();
@@ -386,8 +344,18 @@ fn system_calls_made_while_serving_pass_the_units_filter() {
     assert!(health.contains("\"status\":\"ok\""), "healthz: {health}");
     get(&addr, "/api/search?q=jukebox");
     get(&addr, "/");
-    std::thread::sleep(Duration::from_millis(1500));
+    // The watchdog's keep-alive (every second with a 2 s WATCHDOG_USEC): its code path has
+    // run, and been traced, once one arrives.
     let mut buf = [0u8; 512];
+    wait_until_blocking(
+        Duration::from_secs(20),
+        "a WATCHDOG=1 keep-alive on the notify socket",
+        || {
+            notify
+                .recv(&mut buf)
+                .is_ok_and(|n| String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1"))
+        },
+    );
     while notify.recv(&mut buf).is_ok() {}
 
     // SIGTERM to the jukebox itself (the first pid in the log), not to strace.

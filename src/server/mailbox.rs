@@ -130,13 +130,28 @@ mod tests {
         assert_eq!(m.recv().await, None);
     }
 
-    #[tokio::test]
-    async fn a_push_before_the_wait_is_not_lost() {
-        let m = std::sync::Arc::new(Mailbox::default());
-        let m2 = m.clone();
-        let h = tokio::spawn(async move { m2.recv().await });
-        tokio::task::yield_now().await;
+    /// The race a consumer runs every time it goes idle (`ws::flush_out`, then the live
+    /// loop): it finds the queue empty, and a push lands before its wait has begun. The push
+    /// must leave a wake-up for that wait; a notify that only wakes waiters already waiting
+    /// would lose it, and the phone would sit on a queued frame. Played here in that order,
+    /// one step at a time, so the outcome does not depend on scheduling.
+    #[test]
+    fn a_push_before_the_wait_is_not_lost() {
+        use futures_util::FutureExt;
+
+        let m = Mailbox::default();
+        assert_eq!(m.try_pop(), None, "the consumer looks: nothing yet");
         m.push(1).unwrap();
-        assert_eq!(h.await.unwrap(), Some(1));
+        assert!(
+            m.changed().now_or_never().is_some(),
+            "the wait that began after the push did not see it"
+        );
+        assert_eq!(m.try_pop(), Some(1));
+
+        // And a wait already under way is woken by the next push.
+        let mut recv = std::pin::pin!(m.recv());
+        assert!(recv.as_mut().now_or_never().is_none(), "nothing queued");
+        m.push(2).unwrap();
+        assert_eq!(recv.now_or_never(), Some(Some(2)));
     }
 }

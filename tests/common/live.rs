@@ -16,6 +16,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const PIN: &str = "43218765";
 
+/// How long a test waits for something the server is about to do.
+pub const WAIT: Duration = Duration::from_secs(20);
+
 pub struct Server {
     pub child: Child,
     pub addr: String,
@@ -124,15 +127,68 @@ impl Server {
 
     /// Waits (bounded) until something plays, and returns `now_playing`.
     pub fn playing(&self) -> Value {
-        let t = std::time::Instant::now();
-        loop {
-            let np = self.get("/api/state").1["now_playing"].clone();
-            if !np.is_null() {
-                return np;
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "nothing plays");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_state("something to play", |s| {
+            let np = &s["now_playing"];
+            (!np.is_null()).then(|| np.clone())
+        })
+    }
+
+    /// Waits (bounded) until `GET /api/state` satisfies `check`, and returns what it gave.
+    pub fn wait_state<T>(&self, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
+        self.wait_get("/api/state", what, check)
+    }
+
+    /// Waits (bounded) until `GET /healthz` answers to `pred`, and returns that answer.
+    pub fn wait_health(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_get("/healthz", what, |h| pred(h).then(|| h.clone()))
+    }
+
+    /// Waits (bounded) until the guests with a socket open number `n` (`/healthz`
+    /// `phones_connected`). A socket that closed has, before its guest stops counting, had
+    /// its session told of the detach (ahead of any later resume) and its per-guest slot
+    /// given back: so this is how a test knows the server has seen a phone go.
+    pub fn wait_connected(&self, n: u64) -> Value {
+        self.wait_health(&format!("{n} guests connected"), |h| {
+            h["phones_connected"] == n
+        })
+    }
+
+    fn wait_get<T>(&self, path: &str, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
+        super::wait::wait_for_blocking(WAIT, what, || check(&self.get(path).1))
+    }
+
+    /// POSTs `body` as it is (bad JSON, or nothing); returns (status, the answer as JSON).
+    pub fn post_text(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut resp = Self::agent()
+            .post(self.url(path))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The host's message to every phone (`POST /api/host/message`).
+    pub fn announce(&self, host_token: &str, text: &str) {
+        let (st, v) = self.post(
+            "/api/host/message",
+            &json!({"text": text}),
+            Some(host_token),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+
+    /// The id of a track other than the one in `now_playing`, to request.
+    pub fn other_track(&self, now_playing: &Value) -> Value {
+        let (_, res) = self.get("/api/search?q=song&limit=10");
+        res["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] != now_playing["track"]["id"])
+            .unwrap_or_else(|| panic!("no track besides the playing one: {res}"))["id"]
+            .clone()
     }
 
     pub fn guest(&self, name: &str) -> String {
@@ -213,7 +269,7 @@ impl Drop for Server {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A websocket client that checks every sequenced message it gets: `seq` 1, 2, 3 … with no
 /// gaps (unless it reconnects).
@@ -223,6 +279,13 @@ pub struct Phone {
     pub last_seq: u64,
     pub rid: u64,
     pub welcome: Value,
+}
+
+/// A websocket whose first frame, `hello`, has been sent; nothing is read yet.
+pub async fn send_hello(addr: &str, hello: Value) -> Ws {
+    let mut ws = raw(addr, "/ws?v=1", None).await.expect("upgrade");
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    ws
 }
 
 /// A TCP connection to `addr` from the local address `from` (e.g. 127.0.0.7).
@@ -323,6 +386,17 @@ impl Phone {
         }
     }
 
+    /// A socket that has not been welcomed (and may never be): to read how it is closed.
+    pub fn unwelcomed(ws: Ws) -> Phone {
+        Phone {
+            ws,
+            session: String::new(),
+            last_seq: 0,
+            rid: 0,
+            welcome: Value::Null,
+        }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::text(v.to_string())).await.unwrap();
     }
@@ -367,6 +441,22 @@ impl Phone {
         let mut seen = self.until(|v| v["cmd"] == "reply" && v["rid"] == rid).await;
         let r = seen.pop().unwrap();
         (r, seen)
+    }
+
+    /// Sends a request, and asserts that its reply is ok; returns the reply, with everything
+    /// before it.
+    pub async fn ok(&mut self, v: Value) -> (Value, Vec<Value>) {
+        let what = v.to_string();
+        let rid = self.request(v).await;
+        let (reply, before) = self.reply(rid).await;
+        assert_eq!(reply["ok"], true, "{what}: {reply}");
+        (reply, before)
+    }
+
+    /// Sends a request; returns its reply's error code.
+    pub async fn refused(&mut self, v: Value) -> Value {
+        let rid = self.request(v).await;
+        self.reply(rid).await.0["error"]["code"].clone()
     }
 
     /// Waits for the close: returns the `bye` code and the close frame's code.
