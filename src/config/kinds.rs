@@ -11,24 +11,76 @@ use serde::de::DeserializeOwned;
 
 use super::OutputSpec;
 
-/// One kind of setting value.
-pub trait Kind {
-    /// What a flag, a `JUKEBOX_*` variable or the file gives.
-    type Raw: Clone + Send + Sync + DeserializeOwned + std::fmt::Debug + 'static;
-    /// What the jukebox uses once the raw value passed [`Kind::check`].
-    type Value;
+/// What a flag, a `JUKEBOX_*` variable or the file gives, and how the flag parses it.
+pub trait Raw: Clone + Send + Sync + DeserializeOwned + std::fmt::Debug + 'static {
     /// Gives the flag its parser and arity (the name, variable and help are set already).
     fn arg(arg: Arg) -> Arg;
     /// The value given on the command line or in the environment, if any.
-    fn get(m: &ArgMatches, id: &str) -> Option<Self::Raw> {
-        m.try_get_one::<Self::Raw>(id).ok().flatten().cloned()
+    fn get(m: &ArgMatches, id: &str) -> Option<Self> {
+        m.try_get_one::<Self>(id).ok().flatten().cloned()
     }
+}
+
+impl Raw for i64 {
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(value_parser!(i64))
+    }
+}
+
+impl Raw for String {
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(value_parser!(String))
+    }
+}
+
+impl Raw for PathBuf {
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(value_parser!(PathBuf))
+    }
+}
+
+/// On or off: `--demo`, `--demo=false`, `JUKEBOX_DEMO=1`, `demo = true`.
+impl Raw for bool {
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(BoolishValueParser::new())
+            .num_args(0..=1)
+            .default_missing_value("true")
+    }
+}
+
+/// A list: the flag repeated, or comma-separated (in the environment), or a TOML array.
+impl Raw for Vec<String> {
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(value_parser!(String))
+            .action(ArgAction::Append)
+            .value_delimiter(',')
+    }
+    fn get(m: &ArgMatches, id: &str) -> Option<Self> {
+        m.try_get_many::<String>(id)
+            .ok()
+            .flatten()
+            .map(|v| v.cloned().collect())
+    }
+}
+
+/// One kind of setting value.
+pub trait Kind {
+    /// What a flag, a variable or the file gives.
+    type Raw: Raw;
+    /// What the jukebox uses once the raw value passed [`Kind::check`].
+    type Value;
     /// The value, or why `raw` is refused and what is allowed instead.
     fn check(key: &str, raw: Self::Raw) -> Result<Self::Value, String>;
-    /// The help line: `text` (the entry's doc without its last period) and the default, if
-    /// the kind shows one.
-    fn help(_key: &str, text: &str, _default: Option<&Self::Value>) -> String {
-        text.to_string()
+    /// How `--help` shows a default; `None`: not at all (the doc says what happens).
+    fn show(_default: &Self::Value) -> Option<String> {
+        None
+    }
+    /// The help line: `text` (the entry's doc without its last period) and the default.
+    fn help(_key: &str, text: &str, default: Option<&Self::Value>) -> String {
+        match default.and_then(Self::show) {
+            Some(d) => format!("{text} [default: {d}]"),
+            None => text.to_string(),
+        }
     }
 }
 
@@ -39,9 +91,6 @@ impl<const LO: u32, const HI: u32> Kind for Num<LO, HI> {
     // Wider than the value, so that "-1" and "5000000000" are refused for their range.
     type Raw = i64;
     type Value = u32;
-    fn arg(arg: Arg) -> Arg {
-        arg.value_parser(value_parser!(i64))
-    }
     fn check(_key: &str, raw: i64) -> Result<u32, String> {
         in_range(raw, LO, HI)
     }
@@ -58,27 +107,18 @@ pub(super) fn in_range(raw: i64, lo: u32, hi: u32) -> Result<u32, String> {
 }
 
 pub(super) fn ranged_help(text: &str, lo: u32, hi: u32, default: Option<String>) -> String {
-    with_default(&format!("{text}, {lo}..={hi}"), default)
-}
-
-fn with_default(text: &str, default: Option<String>) -> String {
     match default {
-        Some(d) => format!("{text} [default: {d}]"),
-        None => text.to_string(),
+        Some(d) => format!("{text}, {lo}..={hi} [default: {d}]"),
+        None => format!("{text}, {lo}..={hi}"),
     }
 }
 
-/// On or off: `--demo`, `--demo=false`, `JUKEBOX_DEMO=1`, `demo = true`.
+/// On or off.
 pub struct Switch;
 
 impl Kind for Switch {
     type Raw = bool;
     type Value = bool;
-    fn arg(arg: Arg) -> Arg {
-        arg.value_parser(BoolishValueParser::new())
-            .num_args(0..=1)
-            .default_missing_value("true")
-    }
     fn check(_key: &str, raw: bool) -> Result<bool, String> {
         Ok(raw)
     }
@@ -90,14 +130,11 @@ pub struct Folder;
 impl Kind for Folder {
     type Raw = PathBuf;
     type Value = PathBuf;
-    fn arg(arg: Arg) -> Arg {
-        arg.value_parser(value_parser!(PathBuf))
-    }
     fn check(_key: &str, raw: PathBuf) -> Result<PathBuf, String> {
         Ok(raw)
     }
-    fn help(_key: &str, text: &str, default: Option<&PathBuf>) -> String {
-        with_default(text, default.map(|p| p.display().to_string()))
+    fn show(default: &PathBuf) -> Option<String> {
+        Some(default.display().to_string())
     }
 }
 
@@ -107,17 +144,14 @@ pub struct FilePath;
 impl Kind for FilePath {
     type Raw = PathBuf;
     type Value = PathBuf;
-    fn arg(arg: Arg) -> Arg {
-        Folder::arg(arg)
-    }
     fn check(_key: &str, raw: PathBuf) -> Result<PathBuf, String> {
         if raw.as_os_str().is_empty() {
             return Err("empty path; allowed: a file path".into());
         }
         Ok(raw)
     }
-    fn help(key: &str, text: &str, default: Option<&PathBuf>) -> String {
-        Folder::help(key, text, default)
+    fn show(default: &PathBuf) -> Option<String> {
+        Folder::show(default)
     }
 }
 
@@ -127,9 +161,6 @@ pub struct AppDir;
 impl Kind for AppDir {
     type Raw = PathBuf;
     type Value = PathBuf;
-    fn arg(arg: Arg) -> Arg {
-        Folder::arg(arg)
-    }
     fn check(_key: &str, dir: PathBuf) -> Result<PathBuf, String> {
         if !dir.join("index.html").is_file() {
             return Err(format!(
@@ -141,26 +172,18 @@ impl Kind for AppDir {
     }
 }
 
-/// Text, parsed by the entry's own rule.
-fn text_arg(arg: Arg) -> Arg {
-    arg.value_parser(value_parser!(String))
-}
-
 /// An address and port to listen on.
 pub struct Listen;
 
 impl Kind for Listen {
     type Raw = String;
     type Value = SocketAddr;
-    fn arg(arg: Arg) -> Arg {
-        text_arg(arg)
-    }
     fn check(_key: &str, raw: String) -> Result<SocketAddr, String> {
         raw.parse()
             .map_err(|_| format!("{raw:?} is not ADDR:PORT; e.g. 0.0.0.0:8080 or [::]:80"))
     }
-    fn help(_key: &str, text: &str, default: Option<&SocketAddr>) -> String {
-        with_default(text, default.map(SocketAddr::to_string))
+    fn show(default: &SocketAddr) -> Option<String> {
+        Some(default.to_string())
     }
 }
 
@@ -170,14 +193,11 @@ pub struct Output;
 impl Kind for Output {
     type Raw = String;
     type Value = OutputSpec;
-    fn arg(arg: Arg) -> Arg {
-        text_arg(arg)
-    }
     fn check(_key: &str, raw: String) -> Result<OutputSpec, String> {
         raw.parse()
     }
-    fn help(_key: &str, text: &str, default: Option<&OutputSpec>) -> String {
-        with_default(text, default.map(OutputSpec::to_string))
+    fn show(default: &OutputSpec) -> Option<String> {
+        Some(default.to_string())
     }
 }
 
@@ -188,9 +208,6 @@ pub struct PartyName;
 impl Kind for PartyName {
     type Raw = String;
     type Value = String;
-    fn arg(arg: Arg) -> Arg {
-        text_arg(arg)
-    }
     fn check(_key: &str, name: String) -> Result<String, String> {
         let ok = !name.trim().is_empty()
             && name.chars().count() <= 63
@@ -204,8 +221,8 @@ impl Kind for PartyName {
         }
         Ok(name)
     }
-    fn help(_key: &str, text: &str, default: Option<&String>) -> String {
-        with_default(text, default.cloned())
+    fn show(default: &String) -> Option<String> {
+        Some(default.clone())
     }
 }
 
@@ -215,9 +232,6 @@ pub struct Pin;
 impl Kind for Pin {
     type Raw = String;
     type Value = String;
-    fn arg(arg: Arg) -> Arg {
-        text_arg(arg)
-    }
     fn check(_key: &str, pin: String) -> Result<String, String> {
         if !(crate::login::MIN_DIGITS..=12).contains(&pin.len())
             || !pin.bytes().all(|b| b.is_ascii_digit())
@@ -234,9 +248,6 @@ pub struct LogFilter;
 impl Kind for LogFilter {
     type Raw = String;
     type Value = String;
-    fn arg(arg: Arg) -> Arg {
-        text_arg(arg)
-    }
     fn check(_key: &str, log: String) -> Result<String, String> {
         if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
             return Err(format!(
@@ -245,23 +256,9 @@ impl Kind for LogFilter {
         }
         Ok(log)
     }
-    fn help(_key: &str, text: &str, default: Option<&String>) -> String {
-        with_default(text, default.cloned())
+    fn show(default: &String) -> Option<String> {
+        Some(default.clone())
     }
-}
-
-/// A list: the flag repeated, or comma-separated (in the environment), or a TOML array.
-fn list_arg(arg: Arg) -> Arg {
-    arg.value_parser(value_parser!(String))
-        .action(ArgAction::Append)
-        .value_delimiter(',')
-}
-
-fn list_get(m: &ArgMatches, id: &str) -> Option<Vec<String>> {
-    m.try_get_many::<String>(id)
-        .ok()
-        .flatten()
-        .map(|v| v.cloned().collect())
 }
 
 /// Web origins (`http://tv.example:3000`), as a browser sends them in `Origin`.
@@ -270,12 +267,6 @@ pub struct Origins;
 impl Kind for Origins {
     type Raw = Vec<String>;
     type Value = Vec<String>;
-    fn arg(arg: Arg) -> Arg {
-        list_arg(arg)
-    }
-    fn get(m: &ArgMatches, id: &str) -> Option<Vec<String>> {
-        list_get(m, id)
-    }
     fn check(_key: &str, origins: Vec<String>) -> Result<Vec<String>, String> {
         for o in &origins {
             let ok = (o.starts_with("http://") || o.starts_with("https://"))
@@ -298,12 +289,6 @@ pub struct Hosts;
 impl Kind for Hosts {
     type Raw = Vec<String>;
     type Value = Vec<String>;
-    fn arg(arg: Arg) -> Arg {
-        list_arg(arg)
-    }
-    fn get(m: &ArgMatches, id: &str) -> Option<Vec<String>> {
-        list_get(m, id)
-    }
     fn check(_key: &str, hosts: Vec<String>) -> Result<Vec<String>, String> {
         hosts
             .iter()

@@ -3,7 +3,6 @@
 //! the host's live changes; and the keys given explicitly override what the host saved.
 //! Both go through the settings' serde form, so no setting is named here.
 
-use clap::{value_parser, Arg};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -16,9 +15,6 @@ pub struct Live;
 impl Kind for Live {
     type Raw = i64;
     type Value = u32;
-    fn arg(arg: Arg) -> Arg {
-        arg.value_parser(value_parser!(i64))
-    }
     fn check(key: &str, raw: i64) -> Result<u32, String> {
         let (lo, hi) = range(key)?;
         in_range(raw, lo, hi)
@@ -70,12 +66,10 @@ pub fn explicit_over(saved: Settings, configured: &Settings, explicit: &[&str]) 
     let Some(given) = as_map(configured) else {
         return saved;
     };
-    explicit
-        .iter()
-        .fold(saved, |s, key| match given.get(*key) {
-            Some(v) => with(&s, key, v).unwrap_or(s),
-            None => s,
-        })
+    explicit.iter().fold(saved, |s, key| match given.get(*key) {
+        Some(v) => with(&s, key, v).unwrap_or(s),
+        None => s,
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! built-in default. Nothing reads configuration after start-up; the party settings that the
 //! host can change live are copied into the hub and persisted there.
 //!
-//! Every setting is ONE entry of the table in [`settings!`] below: its doc (the `--help` line;
+//! Every setting is ONE entry of the `settings!` table below: its doc (the `--help` line;
 //! one paragraph, the range and default are added), its group, its key, its kind, its default
 //! and the flag's value name. From the key come the flag (`--request-limit`), the variable
 //! (`JUKEBOX_REQUEST_LIMIT`), the file key (`request_limit`) and the field; from the kind
@@ -16,11 +16,13 @@
 //! config crossfade_s: Num<0, 12> = 0, "SECS";
 //! ```
 //!
-//! - `config` puts it in [`Config`], `limit` in [`Limits`] (both need a default unless the
-//!   value is optional: no default makes the field an `Option`); `live` makes it a party
-//!   setting the host may change live: a field of [`Settings`] whose range
-//!   (`party::SETTING_RANGES`) and first-start value (`Settings::default`) are the party
-//!   rules' own, and which, given explicitly, wins over the host's saved value at every start.
+//! - The word before the key is its group. `config` makes it a field of [`Config`] (an
+//!   `Option` when the entry has no default: "not set" means something); `limit` a field of
+//!   [`Limits`] (a default is required); `live` a party setting the host may change live,
+//!   which, given explicitly, wins over the host's saved value at every start. A `live` key
+//!   is a field of [`Settings`] with its range in `party::SETTING_RANGES` and its first-start
+//!   value in `Settings::default` (the party rules own them; the host's changes obey them
+//!   too), so it takes no default here.
 //! - The kind is one of [`kinds`] (`Num<LO, HI>`, `Switch`, `Folder`, `Listen`, `Hosts`…) or
 //!   a new one there when no existing check fits (one `impl Kind`).
 //! - Then add its row to the configuration table in README.md (a test checks it is there).
@@ -214,14 +216,10 @@ fn arg<K: Kind>(
     value_name: Option<&str>,
     default: Option<&K::Value>,
 ) -> Arg {
-    let text = doc
-        .iter()
-        .map(|l| l.trim())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
     // As clap shows a doc comment: without its last period.
     let text = text.strip_suffix('.').unwrap_or(&text);
-    K::arg(
+    <K::Raw as Raw>::arg(
         Arg::new(key)
             .long(key.replace('_', "-"))
             .env(format!("JUKEBOX_{}", key.to_uppercase()))
@@ -421,7 +419,10 @@ mod tests {
             assert_eq!(got, serde_json::json!(lo), "{key}");
             assert!(c.explicit_settings.contains(key), "{key}");
             let err = parse(&[&flag, &(u64::from(*hi) + 1).to_string()]).unwrap_err();
-            assert!(err.to_string().contains(&format!("allowed {lo}..={hi}")), "{err}");
+            assert!(
+                err.to_string().contains(&format!("allowed {lo}..={hi}")),
+                "{err}"
+            );
         }
     }
 

@@ -59,7 +59,7 @@ macro_rules! settings {
             fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
                 Ok(RunArgs {
                     config: m.try_get_one::<PathBuf>("config").ok().flatten().cloned(),
-                    $( $ak: <$akind as Kind>::get(m, stringify!($ak)), )*
+                    $( $ak: <<$akind as Kind>::Raw as Raw>::get(m, stringify!($ak)), )*
                 })
             }
             fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
