@@ -233,7 +233,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         },
     );
     let addr = listener.local_addr()?;
-    let mdns = if config.mdns {
+    let mdns = if !config.no_mdns {
         let s = state.clone();
         let name = config.name.clone();
         tokio::task::spawn_blocking(move || {

@@ -108,16 +108,16 @@ fn every_key_as_flag_env_and_file() {
         std::env::remove_var(&var);
     }
     // Booleans: flag, env and file.
-    assert!(!load(&["--no-mdns".into()]).mdns);
+    assert!(load(&["--no-mdns".into()]).no_mdns);
     assert!(load(&["--demo".into()]).demo);
     let file = dir.path().join("b.toml");
     std::fs::write(&file, "no_mdns = true\ndemo = true\n").unwrap();
     let c = load(&["--config".into(), file.display().to_string()]);
-    assert!(!c.mdns && c.demo);
+    assert!(c.no_mdns && c.demo);
     std::env::set_var("JUKEBOX_NO_MDNS", "true");
     std::env::set_var("JUKEBOX_DEMO", "1");
     let c = load(&[]);
-    assert!(!c.mdns && c.demo);
+    assert!(c.no_mdns && c.demo);
     std::env::remove_var("JUKEBOX_NO_MDNS");
     std::env::remove_var("JUKEBOX_DEMO");
     // Precedence.

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{Config, OutputSpec};
 use crate::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use crate::store::{Store, StoreError};
+pub use state::PARTY_GAP_MS;
 pub use views::*;
 
 /// Who is acting.

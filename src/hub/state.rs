@@ -356,19 +356,7 @@ impl State {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_else(|| cfg.settings.clone());
         // Keys given explicitly in the configuration win over what the host set last time.
-        for key in &cfg.explicit_settings {
-            let c = &cfg.settings;
-            match *key {
-                "request_limit" => settings.request_limit = c.request_limit,
-                "no_repeat_minutes" => settings.no_repeat_minutes = c.no_repeat_minutes,
-                "artist_spacing" => settings.artist_spacing = c.artist_spacing,
-                "skip_min_votes" => settings.skip_min_votes = c.skip_min_votes,
-                "skip_percent" => settings.skip_percent = c.skip_percent,
-                "volume" => settings.volume = c.volume,
-                "max_volume" => settings.max_volume = c.max_volume,
-                _ => {}
-            }
-        }
+        settings = crate::config::explicit_over(settings, &cfg.settings, &cfg.explicit_settings);
         settings.volume = settings.volume.min(settings.max_volume);
         player.send(PlayerCommand::SetVolume(settings.volume));
         let mut s = State {

@@ -39,15 +39,17 @@ pub struct WsLimits {
 
 impl Default for WsLimits {
     fn default() -> Self {
+        // The configurable ones take the configuration's defaults.
+        let l = crate::config::Limits::default();
         WsLimits {
             hello_timeout: Duration::from_secs(5),
             ping_after: Duration::from_secs(20),
             silence: Duration::from_secs(50),
             write_timeout: Duration::from_secs(10),
             bad_frames_per_minute: 20,
-            sockets_per_guest: 5,
-            rate_per_sec: 20,
-            rate_burst: 60,
+            sockets_per_guest: l.sockets_per_guest as usize,
+            rate_per_sec: l.ws_rate,
+            rate_burst: l.ws_burst,
         }
     }
 }
