@@ -209,19 +209,8 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             login: Arc::new(login),
             guest_rate: config.limits.guest_rate,
             allowed_origins: config.allow_origin.clone(),
-            ws_limits: crate::server::WsLimits {
-                rate_per_sec: config.limits.ws_rate,
-                rate_burst: config.limits.ws_burst,
-                sockets_per_guest: config.limits.sockets_per_guest as usize,
-                ..Default::default()
-            },
-            session_limits: crate::server::session::SessionLimits {
-                per_guest: config.limits.sessions_per_guest as usize,
-                max: config.limits.max_sessions as usize,
-                hello_rate: config.limits.hello_rate,
-                unused_ttl: std::time::Duration::from_secs(config.limits.unused_session_ttl.into()),
-                ..Default::default()
-            },
+            ws_limits: crate::server::WsLimits::from_limits(&config.limits),
+            session_limits: crate::server::session::SessionLimits::from_limits(&config.limits),
             web_dir: config.web_dir.clone(),
             host_name: format!("{}.local", crate::mdns::label_for(&config.name)),
             listen: listener.local_addr()?,

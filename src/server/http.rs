@@ -680,7 +680,7 @@ pub async fn export(
             )
         }
     };
-    let gap = state.export_gap_hours;
+    let gap = (crate::hub::PARTY_GAP_MS / 3_600_000) as u32;
     let plays = match state
         .store
         .query(move |db| crate::export::tonight(db, gap))

@@ -47,8 +47,6 @@ pub struct AppState {
     /// The phone app from disk (`--web-dir`) instead of the embedded copy.
     pub web_dir: Option<std::path::PathBuf>,
     pub join: join::Join,
-    /// Hours without music that separate two parties, for the export.
-    pub export_gap_hours: u32,
     /// The names and addresses requests may name in `Host`.
     pub hosts: guard::Hosts,
     /// The open connections, capped per address and in total.
@@ -131,7 +129,6 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         pair_limiter: http::ip_limiter(PAIR_PER_MINUTE, PAIR_PER_MINUTE),
         web_dir: cfg.web_dir,
         join: join::Join::new(cfg.host_name, cfg.listen),
-        export_gap_hours: 6,
         hosts: guard::Hosts::new(cfg.allow_hosts, cfg.listen),
         conns: transport::Connections::new(cfg.conn_limits),
     });

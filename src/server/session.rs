@@ -63,20 +63,27 @@ pub struct SessionLimits {
     pub hello_rate: u32,
 }
 
-impl Default for SessionLimits {
-    fn default() -> Self {
+impl SessionLimits {
+    /// The configurable limits from the configuration; the rest are the protocol's.
+    pub fn from_limits(l: &crate::config::Limits) -> SessionLimits {
         SessionLimits {
             // The protocol's minimum: thousands of phones each keep this many.
             buffer: 256,
             own_bytes: 64 * 1024,
             ttl: Duration::from_secs(15 * 60),
-            unused_ttl: Duration::from_secs(2 * 60),
+            unused_ttl: Duration::from_secs(l.unused_session_ttl.into()),
             in_use_after: Duration::from_secs(10),
             socket_queue: 512,
-            per_guest: 8,
-            max: 5000,
-            hello_rate: 10,
+            per_guest: l.sessions_per_guest as usize,
+            max: l.max_sessions as usize,
+            hello_rate: l.hello_rate,
         }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits::from_limits(&crate::config::Limits::default())
     }
 }
 

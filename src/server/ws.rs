@@ -37,10 +37,9 @@ pub struct WsLimits {
     pub rate_burst: u32,
 }
 
-impl Default for WsLimits {
-    fn default() -> Self {
-        // The configurable ones take the configuration's defaults.
-        let l = crate::config::Limits::default();
+impl WsLimits {
+    /// The configurable limits from the configuration; the rest are the protocol's.
+    pub fn from_limits(l: &crate::config::Limits) -> WsLimits {
         WsLimits {
             hello_timeout: Duration::from_secs(5),
             ping_after: Duration::from_secs(20),
@@ -51,6 +50,12 @@ impl Default for WsLimits {
             rate_per_sec: l.ws_rate,
             rate_burst: l.ws_burst,
         }
+    }
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        WsLimits::from_limits(&crate::config::Limits::default())
     }
 }
 
