@@ -280,8 +280,9 @@ impl Registry {
 /// All live sessions.
 pub struct Sessions {
     map: Mutex<Registry>,
+    /// The encoder's output: every hub change, encoded once, for every session task.
     wire: broadcast::Sender<Arc<Wire>>,
-    /// The hub seq of the last change encoded (replies to reads wait for nothing newer).
+    /// What every welcome says about this server.
     pub info: Arc<ServerInfo>,
     /// Shared by every session task (one pointer each).
     pub limits: Arc<SessionLimits>,
