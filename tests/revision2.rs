@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use common::live::{Phone, Server};
 use serde_json::{json, Value};
+use std::path::Path;
 
 /// Eight tones, two per artist ("Artist 0" has Songs 0 and 1, …), so every artist has a
 /// second track to trip the artist spacing with.
@@ -49,18 +47,10 @@ fn library(s: &Server) -> Vec<(String, String)> {
 
 /// Waits (bounded) until the play is no longer `play_id`; returns the new `now_playing`.
 fn next_play(s: &Server, play_id: &Value) -> Value {
-    let t = Instant::now();
-    loop {
-        let np = s.get("/api/state").1["now_playing"].clone();
-        if !np.is_null() && np["play_id"] != *play_id {
-            return np;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the play did not change"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_state("the next play", |st| {
+        let np = &st["now_playing"];
+        (!np.is_null() && np["play_id"] != *play_id).then(|| np.clone())
+    })
 }
 
 /// Sends a request and returns its reply's `error` (panics on success).
