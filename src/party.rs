@@ -7,6 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::ErrorCode;
+
 pub type GuestId = i64;
 pub type TrackId = i64;
 pub type EntryId = i64;
@@ -132,7 +134,8 @@ pub fn order(
     keyed.into_iter().map(|(e, _, _)| e.id).collect()
 }
 
-/// Why a request was refused; each says it in words a guest understands.
+/// Why a request was refused; each says it in words a guest understands, and carries the
+/// numbers it states (the wire sends them as `error.data`, protocol::refusal_data).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("you have been removed from this party by the host")]
@@ -147,22 +150,36 @@ pub enum Refusal {
         "played {minutes_ago} minutes ago; it can be requested again in {wait_minutes} minutes"
     )]
     RecentlyPlayed { minutes_ago: i64, wait_minutes: i64 },
-    #[error("{artist} was just played; pick another artist for now")]
-    ArtistSpacing { artist: String },
+    /// `plays_ago` plays came after the artist's (0: it is the latest); a request waits until
+    /// `spacing` plays came after it.
+    #[error("{}", artist_spacing_message(artist, *plays_ago))]
+    ArtistSpacing {
+        artist: String,
+        plays_ago: u32,
+        spacing: u32,
+    },
     #[error("you already have {limit} songs waiting")]
     LimitReached { limit: u32 },
 }
 
+fn artist_spacing_message(artist: &str, plays_ago: u32) -> String {
+    match plays_ago {
+        0 => format!("{artist} was just played; pick another artist for now"),
+        1 => format!("{artist} played 1 song ago; pick another artist for now"),
+        n => format!("{artist} played {n} songs ago; pick another artist for now"),
+    }
+}
+
 impl Refusal {
     /// The stable protocol error code for this refusal.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::Banned => "forbidden",
-            Refusal::NotFound => "not_found",
-            Refusal::RequestsPaused => "requests_paused",
-            Refusal::PlayingNow | Refusal::RecentlyPlayed { .. } => "recently_played",
-            Refusal::ArtistSpacing { .. } => "artist_spacing",
-            Refusal::LimitReached { .. } => "limit_reached",
+            Refusal::Banned => ErrorCode::Forbidden,
+            Refusal::NotFound => ErrorCode::NotFound,
+            Refusal::RequestsPaused => ErrorCode::RequestsPaused,
+            Refusal::PlayingNow | Refusal::RecentlyPlayed { .. } => ErrorCode::RecentlyPlayed,
+            Refusal::ArtistSpacing { .. } => ErrorCode::ArtistSpacing,
+            Refusal::LimitReached { .. } => ErrorCode::LimitReached,
         }
     }
 }
@@ -226,9 +243,11 @@ pub fn admit_request(ctx: &RequestCtx<'_>) -> Result<Admission, Refusal> {
             wait_minutes: (window_ms - ago + 59_999) / 60_000,
         });
     }
-    if artist_recent(artist, ctx.recent, s.artist_spacing) {
+    if let Some(plays_ago) = artist_recent(artist, ctx.recent, s.artist_spacing) {
         return Err(Refusal::ArtistSpacing {
             artist: artist.trim().to_string(),
+            plays_ago,
+            spacing: s.artist_spacing,
         });
     }
     let pending = ctx.queue.iter().filter(|e| e.guest == Some(guest)).count() as u32;
@@ -246,11 +265,13 @@ fn same_artist(a: &str, b: &str) -> bool {
     !a.is_empty() && a.to_lowercase() == b.to_lowercase()
 }
 
-fn artist_recent(artist: &str, recent: &[RecentPlay], spacing: u32) -> bool {
+/// How many plays came after the artist's latest one, when that is fewer than `spacing`.
+fn artist_recent(artist: &str, recent: &[RecentPlay], spacing: u32) -> Option<u32> {
     recent
         .iter()
         .take(spacing as usize)
-        .any(|p| same_artist(&p.artist, artist))
+        .position(|p| same_artist(&p.artist, artist))
+        .map(|i| i as u32)
 }
 
 /// Skip votes needed to skip the current play: max(min votes, ceil(percent × connected)).
@@ -316,8 +337,9 @@ pub fn pick_autodj(
     let last_played = |t: TrackId| recent.iter().find(|p| p.track_id == t);
     let in_window =
         |c: &Candidate| last_played(c.track_id).is_some_and(|p| now_ms - p.started_ms < window_ms);
-    let strict =
-        |c: &Candidate| !in_window(c) && !artist_recent(&c.artist, recent, s.artist_spacing.max(1));
+    let strict = |c: &Candidate| {
+        !in_window(c) && artist_recent(&c.artist, recent, s.artist_spacing.max(1)).is_none()
+    };
     for pool in [
         candidates.iter().filter(|c| strict(c)).collect::<Vec<_>>(),
         candidates.iter().filter(|c| !in_window(c)).collect(),
@@ -559,6 +581,20 @@ mod tests {
                 banned: vec![],
                 want: Err(Refusal::ArtistSpacing {
                     artist: "queen".into(),
+                    plays_ago: 1,
+                    spacing: 2,
+                }),
+            },
+            Case {
+                name: "artist of the current play",
+                guest: Some(8),
+                track: Some((903, "ABBA")),
+                settings: s.clone(),
+                banned: vec![],
+                want: Err(Refusal::ArtistSpacing {
+                    artist: "ABBA".into(),
+                    plays_ago: 0,
+                    spacing: 2,
                 }),
             },
             Case {
@@ -652,6 +688,23 @@ mod tests {
         assert_eq!(
             Refusal::LimitReached { limit: 3 }.to_string(),
             "you already have 3 songs waiting"
+        );
+        let spaced = |plays_ago| Refusal::ArtistSpacing {
+            artist: "ABBA".into(),
+            plays_ago,
+            spacing: 3,
+        };
+        assert_eq!(
+            spaced(0).to_string(),
+            "ABBA was just played; pick another artist for now"
+        );
+        assert_eq!(
+            spaced(1).to_string(),
+            "ABBA played 1 song ago; pick another artist for now"
+        );
+        assert_eq!(
+            spaced(2).to_string(),
+            "ABBA played 2 songs ago; pick another artist for now"
         );
     }
 

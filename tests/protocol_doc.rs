@@ -2,12 +2,13 @@
 //! by the server's own parser, and every server frame must have exactly the shape (the same
 //! keys, recursively) that the server's own encoder produces for that kind of message.
 
+use jukebox::hub::HubError;
 use jukebox::hub::{
     Change, Event, GuestAdminView, MeView, NowPlayingView, OutputView, QueueEntryView, Role,
     RoomView, ScanView, Snapshot, TrackView,
 };
-use jukebox::party::Settings;
-use jukebox::protocol::{self, Incoming, Tail, Topic, WireError};
+use jukebox::party::{Refusal, Settings};
+use jukebox::protocol::{self, ErrorCode, Incoming, Tail, Topic, WireError};
 use serde_json::Value;
 
 fn blocks(doc: &str, tag: &str) -> Vec<String> {
@@ -134,12 +135,14 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             requested_by: None,
+            requested_by_id: None,
             requested_by_host: false,
         },
         Event::Liked {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_id: 3,
             by_host: false,
         },
         Event::SkipVote {
@@ -147,6 +150,7 @@ fn references() -> Vec<Value> {
             votes: 1,
             needed: 2,
             by: "b".into(),
+            by_id: 3,
             by_host: false,
         },
         Event::Skipped {
@@ -160,6 +164,7 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             by: None,
+            by_id: None,
             by_host: false,
         },
         Event::HostMessage { text: "hi".into() },
@@ -172,6 +177,7 @@ fn references() -> Vec<Value> {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_id: 3,
             by_host: false,
         },
     ];
@@ -226,15 +232,34 @@ fn references() -> Vec<Value> {
         1,
         serde_json::json!({ "logged_out": 1 }),
     )));
-    let mut e = WireError::new("bad_request", "m");
+    let mut e = WireError::new(ErrorCode::BadRequest, "m");
     out.push(render(&protocol::reply_err(1, &e)));
     e.field = Some("f".into());
     out.push(render(&protocol::reply_err(1, &e)));
-    let mut r = WireError::new("rate_limited", "m");
-    r.retry_after_ms = Some(5);
+    let r = WireError::rate_limited("m", 5);
     out.push(render(&protocol::reply_err(1, &r)));
+    for refusal in [
+        Refusal::PlayingNow,
+        Refusal::RecentlyPlayed {
+            minutes_ago: 1,
+            wait_minutes: 2,
+        },
+        Refusal::ArtistSpacing {
+            artist: "a".into(),
+            plays_ago: 0,
+            spacing: 1,
+        },
+        Refusal::LimitReached { limit: 1 },
+    ] {
+        let e = WireError::from(&HubError::Refused(refusal));
+        out.push(render(&protocol::reply_err(1, &e)));
+    }
     out.push(
-        serde_json::from_str(&protocol::error_frame(&WireError::new("bad_json", "m"))).unwrap(),
+        serde_json::from_str(&protocol::error_frame(&WireError::new(
+            ErrorCode::BadJson,
+            "m",
+        )))
+        .unwrap(),
     );
     out.push(serde_json::from_str(&protocol::error_frame(&e)).unwrap());
     out.push(serde_json::from_str(&protocol::bye(4008, "r", true)).unwrap());
@@ -243,16 +268,16 @@ fn references() -> Vec<Value> {
     out.push(serde_json::from_str(protocol::PONG).unwrap());
     for reason in [None, Some("epoch")] {
         out.push(
-            serde_json::from_str(&protocol::welcome(
-                "b",
-                "e",
-                "s",
-                reason.is_none(),
+            serde_json::from_str(&protocol::welcome(&protocol::Welcome {
+                build: "b",
+                epoch: "e",
+                session: "s",
+                resumed: reason.is_none(),
                 reason,
-                0,
-                Role::Guest,
-                1,
-            ))
+                last_rid: 0,
+                role: Role::Guest,
+                heartbeat_ms: 1,
+            }))
             .unwrap(),
         );
     }
@@ -377,4 +402,41 @@ fn every_example_in_the_protocol_doc_matches_the_server() {
             kind(r)
         );
     }
+}
+
+/// The error-code table of §8 is the server's: every code it lists with the status the server
+/// answers it with over HTTP, and every code the server has is in it.
+#[test]
+fn the_error_table_matches_the_server() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
+    let errors = doc
+        .split("\n## 8. Errors")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a section 8");
+    let mut documented = std::collections::BTreeMap::new();
+    for line in errors.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let code = cells[1].trim_matches('`');
+        // The status is the last column.
+        let status: u16 = cells
+            .iter()
+            .rev()
+            .find(|c| !c.is_empty())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status in: {line}"));
+        documented.insert(code.to_string(), status);
+    }
+    for code in ErrorCode::ALL {
+        assert_eq!(
+            documented.remove(code.as_str()),
+            Some(code.http_status().as_u16()),
+            "§8 row of {code}"
+        );
+    }
+    assert!(
+        documented.is_empty(),
+        "codes the server never sends: {documented:?}"
+    );
 }

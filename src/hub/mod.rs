@@ -278,19 +278,20 @@ pub enum HubError {
 
 impl HubError {
     /// The stable protocol error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::protocol::ErrorCode {
+        use crate::protocol::ErrorCode;
         match self {
             HubError::Refused(r) => r.code(),
             HubError::Forbidden
             | HubError::Banned
             | HubError::AddressBanned
             | HubError::Screen
-            | HubError::NotConnected => "forbidden",
-            HubError::TooManyGuests(_) | HubError::RateLimited { .. } => "rate_limited",
-            HubError::NotFound(_) => "not_found",
-            HubError::StalePlay => "stale_play",
-            HubError::BadRequest { .. } => "bad_request",
-            HubError::Internal(_) | HubError::Unavailable => "internal",
+            | HubError::NotConnected => ErrorCode::Forbidden,
+            HubError::TooManyGuests(_) | HubError::RateLimited { .. } => ErrorCode::RateLimited,
+            HubError::NotFound(_) => ErrorCode::NotFound,
+            HubError::StalePlay => ErrorCode::StalePlay,
+            HubError::BadRequest { .. } => ErrorCode::BadRequest,
+            HubError::Internal(_) | HubError::Unavailable => ErrorCode::Internal,
         }
     }
 }

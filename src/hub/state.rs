@@ -1530,6 +1530,7 @@ impl State {
                     play_id,
                     track_id,
                     by: by.clone(),
+                    by_id: g,
                     by_host,
                 },
             );
@@ -1540,6 +1541,7 @@ impl State {
                         play_id,
                         track_id,
                         by,
+                        by_id: g,
                         by_host,
                     },
                 );
@@ -1571,6 +1573,7 @@ impl State {
                 votes,
                 needed,
                 by,
+                by_id: g,
                 by_host,
             },
         );
@@ -1668,6 +1671,7 @@ impl State {
                     title: track.title.clone(),
                     artist: track.artist.clone(),
                     by: Some(self.display_name(g)),
+                    by_id: Some(g),
                     by_host: self.is_host(g),
                 };
                 self.queue.insert(id, Queued { entry, track });
@@ -2444,6 +2448,7 @@ impl State {
             title: track.title.clone(),
             artist: track.artist.clone(),
             requested_by: requester.map(|g| self.display_name(g)),
+            requested_by_id: requester,
             requested_by_host: requester.is_some_and(|g| self.is_host(g)),
         };
         // Paused by the host when the jukebox stopped: it stays paused until the host plays.

@@ -154,12 +154,14 @@ pub enum Event {
         title: String,
         artist: String,
         requested_by: Option<String>,
+        requested_by_id: Option<GuestId>,
         requested_by_host: bool,
     },
     Liked {
         play_id: PlayId,
         track_id: TrackId,
         by: String,
+        by_id: GuestId,
         by_host: bool,
     },
     SkipVote {
@@ -167,6 +169,7 @@ pub enum Event {
         votes: u32,
         needed: u32,
         by: String,
+        by_id: GuestId,
         by_host: bool,
     },
     Skipped {
@@ -182,6 +185,7 @@ pub enum Event {
         title: String,
         artist: String,
         by: Option<String>,
+        by_id: Option<GuestId>,
         by_host: bool,
     },
     HostMessage {
@@ -198,6 +202,7 @@ pub enum Event {
         play_id: PlayId,
         track_id: TrackId,
         by: String,
+        by_id: GuestId,
         by_host: bool,
     },
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
-use crate::protocol::{self, Incoming, Topic};
+use crate::protocol::{self, ErrorCode, Incoming, Topic, WireError};
 
 pub(crate) use crate::addr::{limiter as ip_limiter, Limiter as IpLimiter};
 
@@ -52,35 +52,11 @@ fn bad_field(field: &str, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn status_for(code: &str) -> StatusCode {
-    match code {
-        "bad_json" | "bad_request" | "unknown_cmd" => StatusCode::BAD_REQUEST,
-        "unauthorized" => StatusCode::UNAUTHORIZED,
-        "forbidden" => StatusCode::FORBIDDEN,
-        "not_found" => StatusCode::NOT_FOUND,
-        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::CONFLICT,
-    }
-}
-
 fn hub_error(e: &HubError) -> Response {
     if matches!(e, HubError::Internal(_)) {
         return internal(e);
     }
-    if let HubError::RateLimited {
-        message,
-        retry_after_ms,
-    } = e
-    {
-        return too_many(*retry_after_ms, message);
-    }
-    let mut body = json!({"code": e.code(), "message": e.to_string()});
-    if let HubError::BadRequest { field, message } = e {
-        body["field"] = json!(field);
-        body["message"] = json!(message);
-    }
-    (status_for(e.code()), Json(body)).into_response()
+    wire_error(&WireError::from(e))
 }
 
 /// `500 internal` with a generic message; the details go to the log only.
@@ -104,15 +80,7 @@ fn limit_wait(limiter: &IpLimiter, ip: IpAddr) -> Option<u64> {
 }
 
 fn too_many(ms: u64, message: &str) -> Response {
-    let mut r = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"code": "rate_limited", "message": message, "retry_after_ms": ms})),
-    )
-        .into_response();
-    if let Ok(v) = ms.div_ceil(1000).to_string().parse() {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
+    wire_error(&WireError::rate_limited(message, ms))
 }
 
 fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
@@ -433,20 +401,14 @@ pub async fn host_action(
                 format!("no host action {action:?}"),
             )
         }
-        Err(e) if e.code == "unknown_cmd" => {
+        Err(e) if e.code == ErrorCode::UnknownCmd => {
             return error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no host action {action:?}"),
             )
         }
-        Err(e) => {
-            let mut body = json!({"code": e.code, "message": e.message});
-            if let Some(f) = e.field {
-                body["field"] = json!(f);
-            }
-            return (status_for(e.code), Json(body)).into_response();
-        }
+        Err(e) => return wire_error(&WireError::from(&e)),
     };
     if let Some(answer) = super::login_command(&state, &cmd, actor).await {
         return match answer {
@@ -473,12 +435,17 @@ pub async fn host_action(
     }
 }
 
-fn wire_error(e: &protocol::WireError) -> Response {
-    let mut body = json!({"code": e.code, "message": e.message});
-    if let Some(f) = &e.field {
-        body["field"] = json!(f);
+/// An error body as the websocket's `error` object (with its `data`), at the code's status;
+/// `rate_limited` also says `Retry-After` in seconds.
+fn wire_error(e: &WireError) -> Response {
+    let mut r = (e.code.http_status(), Json(e.to_json())).into_response();
+    if let Some(v) = e
+        .retry_after_ms
+        .and_then(|ms| ms.div_ceil(1000).to_string().parse().ok())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    (status_for(e.code), Json(body)).into_response()
+    r
 }
 
 /// `GET /api/host/sessions`: the host logins and the failed logins lately (as the websocket's

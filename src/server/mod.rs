@@ -164,11 +164,11 @@ pub async fn login_command(
     cmd: &crate::protocol::Cmd,
     actor: crate::hub::Actor,
 ) -> Option<Result<serde_json::Value, crate::protocol::WireError>> {
-    use crate::protocol::{Cmd, WireError};
+    use crate::protocol::{Cmd, ErrorCode, WireError};
     let sessions = &state.login.sessions;
     let internal = |e: crate::store::StoreError| {
         tracing::error!("host sessions: {e}");
-        WireError::new("internal", "the host logins could not be changed")
+        WireError::new(ErrorCode::Internal, "the host logins could not be changed")
     };
     Some(match cmd {
         Cmd::HostSessions => Ok(crate::login::sessions_data(
@@ -180,7 +180,7 @@ pub async fn login_command(
             let target = guest_id.unwrap_or(actor.guest);
             match sessions.revoke(Some(vec![target])).await {
                 Ok(0) => {
-                    let mut e = WireError::new("not_found", "no such host login");
+                    let mut e = WireError::new(ErrorCode::NotFound, "no such host login");
                     e.field = Some("guest_id".into());
                     Err(e)
                 }

@@ -800,16 +800,16 @@ impl Task {
                     old.out
                         .kick((4008, "the session continued on another connection", false));
                 }
-                let welcome = protocol::welcome(
-                    &self.info.build,
-                    &self.info.epoch,
-                    &self.handle.id,
+                let welcome = protocol::welcome(&protocol::Welcome {
+                    build: &self.info.build,
+                    epoch: &self.info.epoch,
+                    session: &self.handle.id,
                     resumed,
                     reason,
                     last_rid,
-                    self.role,
-                    self.info.heartbeat_ms,
-                );
+                    role: self.role,
+                    heartbeat_ms: self.info.heartbeat_ms,
+                });
                 let _ = out.frames.push(Utf8Bytes::from(welcome));
                 self.socket = Some(Attachment {
                     socket,

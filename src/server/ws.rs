@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::session::{Attached, CloseReq, Full, Outbox, Resume, Session};
 use super::AppState;
 use crate::hub::{Actor, Command, HubError, Reply, Role};
-use crate::protocol::{self, Cmd, Incoming, Topic, WireError};
+use crate::protocol::{self, Cmd, ErrorCode, Incoming, Topic, WireError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::{Quota, RateLimiter};
@@ -245,7 +245,10 @@ async fn handshake(
         return Err(bye(4400, "the first frame must be hello", true));
     };
     if hello.v != protocol::VERSION {
-        let mut e = WireError::new("unsupported_version", "this jukebox speaks protocol v1");
+        let mut e = WireError::new(
+            ErrorCode::UnsupportedVersion,
+            "this jukebox speaks protocol v1",
+        );
         e.field = Some("v".into());
         push(Utf8Bytes::from(protocol::error_frame(&e)));
         return Err(bye(4426, "unsupported protocol version", false));
@@ -419,7 +422,7 @@ async fn live(
                 let text = match frame {
                     Message::Text(t) => t,
                     Message::Binary(_) => {
-                        let mut e = WireError::new("bad_request", "binary frames are not part of the protocol");
+                        let mut e = WireError::new(ErrorCode::BadRequest, "binary frames are not part of the protocol");
                         e.field = Some("frame".into());
                         push(Utf8Bytes::from(protocol::error_frame(&e)));
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
@@ -437,7 +440,7 @@ async fn live(
                     Ok(Incoming::Ping) => push(Utf8Bytes::from_static(protocol::PONG)),
                     Ok(Incoming::Pong) => {}
                     Ok(Incoming::Hello(_)) => {
-                        let mut e = WireError::new("bad_request", "already said hello");
+                        let mut e = WireError::new(ErrorCode::BadRequest, "already said hello");
                         e.field = Some("cmd".into());
                         push(Utf8Bytes::from(protocol::error_frame(&e)));
                         if too_many_bad(&mut bad, limits.bad_frames_per_minute) {
@@ -447,13 +450,12 @@ async fn live(
                     Ok(Incoming::Request { .. }) if logged_out => {}
                     Ok(Incoming::Request { rid, cmd }) => {
                         if !session.accept_rid(rid) {
-                            session.reply(0, protocol::reply_err(rid, &WireError::new(
-                                "duplicate", "this rid was already received")));
+                            session.reply(0, protocol::reply_err(rid, &WireError::new(ErrorCode::Duplicate, "this rid was already received")));
                             continue;
                         }
                         if let Err(not_until) = limiter.check() {
                             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-                            let mut e = WireError::new("rate_limited", "slow down");
+                            let mut e = WireError::new(ErrorCode::RateLimited, "slow down");
                             e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
                             session.reply(0, protocol::reply_err(rid, &e));
                             continue;
@@ -579,7 +581,7 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
             0,
             protocol::reply_err(
                 rid,
-                &WireError::new("forbidden", "only the host can do that"),
+                &WireError::new(ErrorCode::Forbidden, "only the host can do that"),
             ),
         );
         return;
@@ -591,7 +593,7 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
                     0,
                     protocol::reply_err(
                         rid,
-                        &WireError::new("forbidden", "the admin topic is for the host"),
+                        &WireError::new(ErrorCode::Forbidden, "the admin topic is for the host"),
                     ),
                 );
                 return;
@@ -620,7 +622,7 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
                 }
                 Err(e) => {
                     tracing::error!("search {rid} failed: {e}");
-                    protocol::reply_err(rid, &WireError::new("internal", "internal error"))
+                    protocol::reply_err(rid, &WireError::new(ErrorCode::Internal, "internal error"))
                 }
             };
             session.reply(0, tail);

@@ -43,6 +43,7 @@ with connect(url) as ws:
     assert welcome["resumed"] is False and welcome["role"] == "guest", welcome
     for key in ("build", "epoch", "session", "last_rid", "heartbeat_ms"):
         assert key in welcome, key
+    assert {"ids", "refusals"} <= set(welcome.get("features", [])), welcome
     check("hello/welcome")
 
     topics = {}
@@ -72,12 +73,24 @@ with connect(url) as ws:
     reply = until(ws, lambda m: m["cmd"] == "reply" and m["rid"] == 2)
     track = next(t for t in reply["data"]["results"] if t["id"] != now["track"]["id"])
     ws.send(json.dumps({"cmd": "request", "rid": 3, "track_id": track["id"]}))
+    me = topics["me"]["data"]["guest_id"]
+    requested = until(ws, lambda m: m.get("name") == "requested")
+    assert requested["data"]["by_id"] == me, (requested, me)
     reply = until(ws, lambda m: m["cmd"] == "reply" and m["rid"] == 3)
     assert reply["ok"] is True and reply["data"]["entry_id"].startswith("r"), reply
     check("request")
 
-    ws.send(json.dumps({"cmd": "like", "rid": 4, "play_id": 5}))
-    reply = until(ws, lambda m: m["cmd"] == "reply" and m["rid"] == 4)
+    # Revision 2: the numbers of a refusal are data, not words.
+    ws.send(json.dumps({"cmd": "request", "rid": 5, "track_id": now["track"]["id"]}))
+    reply = until(ws, lambda m: m["cmd"] == "reply" and m["rid"] == 5)
+    assert reply["ok"] is False and reply["error"]["code"] == "recently_played", reply
+    # (playing now, or, should it have just ended, played 0 minutes ago)
+    data = reply["error"]["data"]
+    assert data == {"playing_now": True} or set(data) == {"minutes_ago", "wait_minutes"}, reply
+    check("refusal data")
+
+    ws.send(json.dumps({"cmd": "like", "rid": 6, "play_id": 5}))
+    reply = until(ws, lambda m: m["cmd"] == "reply" and m["rid"] == 6)
     assert reply["ok"] is False and reply["error"]["code"] == "bad_request", reply
     assert reply["error"]["field"] == "play_id", reply
     ws.send("{not json")
@@ -91,7 +104,7 @@ with connect(url) as ws:
                         "session": session, "last_seq": last_seq}))
     welcome = json.loads(ws.recv(timeout=10))
     assert welcome["resumed"] is True and welcome["session"] == session, welcome
-    assert welcome["last_rid"] == 4, welcome
+    assert welcome["last_rid"] == 6, welcome
     ws.send(json.dumps({"cmd": "ping"}))
     until(ws, lambda m: m["cmd"] == "pong")
     check("resume")

@@ -523,3 +523,74 @@ t('host logins: the host page warns of wrong PINs, lists the host logins and log
     for (const p of [a, b]) assert.deepEqual(p.errors, []);
   });
 });
+
+// --- revision 2: ids ---------------------------------------------------------------------------
+
+/** Keeps every toast the page shows (they go away after a few seconds). */
+async function recordToasts(page) {
+  await page.evaluate(() => {
+    window.__toasts = [];
+    new MutationObserver((changes) => {
+      for (const c of changes) for (const n of c.addedNodes) if (n.classList && n.classList.contains('toast')) window.__toasts.push(n.textContent);
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+}
+const toasts = (page) => page.evaluate(() => window.__toasts);
+async function expectToast(page, want) {
+  const hit = (s) => (typeof want === 'string' ? s === want : want.test(s));
+  await L.until(`a toast ${want} on ${page.url()}`, async () => (await toasts(page)).some(hit));
+}
+
+t('ids: two guests with one name each get their own toasts and see the other as the other', { timeout: 90000 }, async () => {
+  await withServer({ args: ['--skip-min-votes', '3'] }, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: b } = await open('/');
+    await Promise.all([L.live(a), L.live(b)]);
+    for (const p of [a, b]) await recordToasts(p);
+    for (const p of [a, b]) {
+      await setName(p, 'Mia');
+      await expectToast(p, 'Your name is Mia');
+    }
+    const [x, y] = await L.requestable(srv.url, 2);
+
+    // Each Mia's request is hers: the other Mia hears of it, under the shared name.
+    await request(a, x);
+    await expectToast(a, `Your song is next: ${x}`);
+    await expectToast(b, `Mia requested ${x}`);
+    await expectText(queueItem(a, x), /Your request/);
+    await expectText(queueItem(b, x), /Requested by Mia/);
+    await request(b, y);
+    await expectToast(a, `Mia requested ${y}`);
+    await expectText(queueItem(b, y), /Your request/);
+    await expectText(queueItem(a, y), /Requested by Mia/);
+
+    // B's like and skip vote reach A as the other Mia's.
+    await b.getByRole('button', { name: 'Like', exact: true }).click();
+    await expectToast(a, 'Mia liked this song');
+    await b.getByRole('button', { name: 'Vote to skip', exact: true }).click();
+    await expectToast(a, 'Mia voted to skip (1 of 3)');
+
+    // A's song plays: it is A's on A's phone only; B's song is next, and only B is told.
+    const host = await L.post(srv.url, '/api/host/login', { pin: L.PIN });
+    await L.post(srv.url, '/api/host/skip', {}, host.token);
+    await expectTitle([a, b], x);
+    await expectText(a.locator('#np-by'), /Your request/);
+    await expectText(b.locator('#np-by'), /Requested by Mia/);
+    await expectToast(b, `Your song is next: ${y}`);
+    // B likes A's song: A hears it once, as a like of her song.
+    await b.getByRole('button', { name: 'Like', exact: true }).click();
+    await expectToast(a, 'Mia liked your song');
+
+    const [ta, tb] = [await toasts(a), await toasts(b)];
+    const none = (list, re, who) => assert.ok(!list.some((s) => re.test(s)), `${who} toasted ${re}: ${JSON.stringify(list)}`);
+    // Nobody hears of their own actions as if the other Mia had done them...
+    none(ta, new RegExp(`requested ${x}`), 'A');
+    none(tb, new RegExp(`requested ${y}`), 'B');
+    none(tb, /liked|voted to skip/, 'B');
+    // ...nor gets the other's personal events.
+    none(ta, new RegExp(`Your song is next: ${y}`), 'A');
+    none(tb, new RegExp(`Your song is next: ${x}`), 'B');
+    assert.deepEqual(ta.filter((s) => /liked/.test(s)), ['Mia liked this song', 'Mia liked your song']);
+    noErrors(a, b);
+  });
+});

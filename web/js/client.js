@@ -8,13 +8,17 @@ const HIDDEN_PROBE_MS = 5000; // hidden longer than this: ping on wake
 const PONG_WAIT_MS = 3000; // no pong within this: reconnect at once
 const COMMAND_TIMEOUT_MS = 15000;
 
-/** An error from the jukebox (or from the connection): `code` as in PROTOCOL.md §8. */
+/**
+ * An error from the jukebox (or from the connection): `code` as in PROTOCOL.md §8, and `data`,
+ * the numbers a refusal states (revision 2), so nothing is read back out of the message.
+ */
 export class JukeboxError extends Error {
   constructor(err) {
     super(err.message || err.code);
     this.code = err.code;
     this.field = err.field;
-    this.retryAfterMs = err.retry_after_ms;
+    this.data = err.data || {};
+    this.retryAfterMs = this.data.retry_after_ms ?? err.retry_after_ms;
   }
 }
 

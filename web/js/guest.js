@@ -58,22 +58,8 @@ const queueEntries = () => ordered(S.queue);
 const ctx = () => ({ room: S.room, me: S.me, queue: queueEntries(), np: S.now_playing });
 const search = mountSearch(client, { input: $('#q'), results: $('#results'), note: $('#search-note'), more: $('#more') }, ctx);
 
-/** How the others see me: my name, or "Guest 17" without one. */
-function myName() {
-  if (!S.me) return null;
-  return S.me.name || 'Guest ' + S.me.guest_id.replace(/^g_/, '');
-}
-
-// Tracks of my requests, remembered after they leave the queue so that "Your request" shows
-// when one plays (now_playing names the requester, not the guest id).
-const myTracks = new Set();
-function rememberMine() {
-  if (!S.me) return;
-  for (const id of S.me.pending_requests) {
-    const e = S.queue.items.get(id);
-    if (e && e.track) myTracks.add(e.track.id);
-  }
-}
+/** This guest's id: what tells me apart from a guest with the same name. */
+const myId = () => (S.me ? S.me.guest_id : null);
 
 async function act(btn, cmd, fields, what) {
   btn.disabled = true;
@@ -118,7 +104,7 @@ function renderNowPlaying() {
     cover(el.cover, t);
     text(el.title, t.title);
     text(el.artist, [t.artist, t.album].filter(Boolean).join(' · '));
-    const mine = np.requested_by && myTracks.has(t.id) && np.requested_by === myName();
+    const mine = !!np.requested_by_id && np.requested_by_id === myId();
     text(el.by, np.requested_by ? (mine ? 'Your request' : `Requested by ${np.requested_by}`) : np.auto ? 'Picked by the jukebox' : '');
     text(el.likes, plural(np.likes, 'like'));
     text(el.skips, `${np.skip_votes} of ${np.skip_needed} to skip`);
@@ -259,7 +245,6 @@ function draw() {
 
 let synced = false;
 client.on('update', (topic) => {
-  if (topic === 'me' || topic === 'queue') rememberMine();
   if (topic === 'me' && !synced) {
     synced = true;
     syncName(false);
@@ -271,8 +256,8 @@ client.on('welcome', () => (synced = false));
 client.on('event', (ev) => {
   // A like of my own song comes again as your_request_liked: one toast is enough.
   const np = S.now_playing;
-  if (ev.name === 'liked' && np && np.play_id === ev.data.play_id && myTracks.has(np.track.id) && np.requested_by === myName()) return;
-  eventToast(ev, client, myName());
+  if (ev.name === 'liked' && np && np.play_id === ev.data.play_id && np.requested_by_id === myId()) return;
+  eventToast(ev, client, myId());
 });
 
 setInterval(() => {

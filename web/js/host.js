@@ -512,7 +512,8 @@ client.on('welcome', (w) => {
   loadHealth();
   loadSessions();
 });
-client.on('event', (ev) => eventToast(ev, client, (d) => d.by_host === true));
+// What this host login did itself is not toasted; another host's (or a guest's) actions are.
+client.on('event', (ev) => eventToast(ev, client, S.me ? S.me.guest_id : null));
 
 setInterval(() => {
   tick();

@@ -178,17 +178,15 @@ export function toast(msg, kind = '', ms = 4000) {
   return el;
 }
 
-/** A toast for each event worth one; `mine` filters events the page itself caused. */
 /**
- * Toasts an event. `who` says which events are this page's own (not toasted): a name, or a
- * function of the event data (the host page: `(d) => d.by_host`, since hosts are marked in
- * the data, not by the name "Host").
+ * Toasts an event. `me` is this page's own guest id (`me.guest_id`): what it did itself is not
+ * toasted. Guests are told apart by id, never by name: two guests may share one.
  */
-export function eventToast(ev, client, who) {
+export function eventToast(ev, client, me) {
   // After a long sleep the resume replays old events: only toast fresh ones.
   if (ev.ts_ms && client.serverNow() - ev.ts_ms > 60000) return;
   const d = ev.data || {};
-  const own = typeof who === 'function' ? who(d) : who && d.by === who;
+  const own = !!me && d.by_id === me;
   switch (ev.name) {
     case 'liked':
       if (own) return;
@@ -218,27 +216,44 @@ export function eventToast(ev, client, who) {
 
 // --- refusals in plain words ------------------------------------------------------------------
 
-/** Why the jukebox said no, in words a guest understands (from the error code and fields). */
+/**
+ * Why the jukebox said no, in words a guest understands: from the error code and the numbers
+ * in its `data` (PROTOCOL.md §8), never from the English message.
+ */
 export function refusal(err, ctx = {}) {
   const room = ctx.room || {};
+  const d = err.data || {};
   const m = err.message || '';
   switch (err.code) {
-    case 'limit_reached':
-      return room.request_limit
-        ? `You already have ${plural(room.request_limit, 'song')} waiting. Wait until one plays.`
+    case 'limit_reached': {
+      const limit = d.limit ?? room.request_limit;
+      return limit
+        ? `You already have ${plural(limit, 'song')} waiting. Wait until one plays.`
         : 'You already have as many songs waiting as you may. Wait until one plays.';
-    case 'recently_played': {
-      const r = /played (\d+) minutes? ago.*?in (\d+) minutes?/.exec(m);
-      if (r) return `That song was played ${plural(+r[1], 'minute')} ago. It can be requested again in ${plural(+r[2], 'minute')}.`;
-      if (/right now/.test(m)) return 'That song is playing right now.';
+    }
+    case 'recently_played':
+      if (d.playing_now) return 'That song is playing right now.';
+      if (d.minutes_ago != null && d.wait_minutes != null) {
+        const ago = d.minutes_ago < 1 ? 'just played' : `played ${plural(d.minutes_ago, 'minute')} ago`;
+        return `That song was ${ago}. It can be requested again in ${plural(d.wait_minutes, 'minute')}.`;
+      }
       return room.no_repeat_minutes
         ? `That song was played in the last ${room.no_repeat_minutes} minutes.`
         : 'That song was played very recently.';
+    case 'artist_spacing': {
+      const artist = d.artist || (ctx.track && ctx.track.artist) || 'That artist';
+      if (d.plays_ago == null || d.spacing == null) return `${artist} was just played. Pick another artist for now.`;
+      const when = d.plays_ago === 0 ? 'was just played' : `played ${plural(d.plays_ago, 'song')} ago`;
+      const wait = d.spacing - d.plays_ago;
+      return `${artist} ${when}. Pick another artist for ${wait > 1 ? `the next ${wait} songs` : 'one more song'}.`;
     }
-    case 'artist_spacing':
-      return ctx.track && ctx.track.artist
-        ? `${ctx.track.artist} was just played. Pick another artist for now.`
-        : 'That artist was just played. Pick another artist for now.';
+    case 'not_allowed':
+      return {
+        blocked_artist: 'The host does not allow songs by this artist tonight.',
+        blocked_word: 'The host does not allow this song tonight.',
+        too_long: 'That song is longer than the host allows tonight.',
+        not_in_pool: 'The host only allows songs from a chosen folder tonight.',
+      }[d.rule] || 'The host does not allow this song tonight.';
     case 'requests_paused':
       return 'The host has paused requests for now.';
     case 'forbidden':

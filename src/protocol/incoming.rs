@@ -1,0 +1,643 @@
+//! Client frames → typed commands. Every refusal names the field at fault; ids are checked
+//! and converted here, so nothing past this point sees a string id.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ids::{parse_cursor, parse_entry_id, parse_guest_id, parse_play_id, parse_track_id};
+use super::{ErrorCode, Topic};
+use crate::hub::SettingsPatch;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Hello {
+    pub v: u32,
+    pub token: String,
+    #[serde(default)]
+    pub session: Option<String>,
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+    /// Unknown topic names are ignored here, so a client written for a later version still
+    /// connects (a `sub` for an unknown topic is answered `bad_request`).
+    #[serde(default, deserialize_with = "known_topics")]
+    pub topics: Option<Vec<Topic>>,
+    /// A display nobody holds (the TV): not counted among the guests connected, so it does
+    /// not raise the skip threshold.
+    #[serde(default)]
+    pub screen: bool,
+}
+
+fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Topic>>, D::Error> {
+    let names: Option<Vec<String>> = Option::deserialize(d)?;
+    Ok(names.map(|names| {
+        names
+            .iter()
+            .filter_map(|n| serde_json::from_value(Value::String(n.clone())).ok())
+            .collect()
+    }))
+}
+
+/// A command after `hello`, with its ids already checked and converted. `HostSessions`,
+/// `Logout` (one host login; the asker's own without `guest_id`) and `LogoutAll` are the
+/// login's (`server::login_command`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cmd {
+    Sub { topics: Vec<Topic> },
+    Unsub { topics: Vec<Topic> },
+    Like { play_id: i64, on: bool },
+    VoteSkip { play_id: i64 },
+    Request { track_id: i64 },
+    Vote { entry_id: i64, on: bool },
+    Search { q: String, limit: u32, offset: u32 },
+    SetName { name: String },
+    Play,
+    Pause,
+    Skip { play_id: Option<i64> },
+    Seek { position_ms: u64 },
+    SetVolume { volume: u32 },
+    Remove { entry_id: i64 },
+    Move { entry_id: i64, to: usize },
+    Ban { guest_id: i64, on: bool },
+    Settings(SettingsPatch),
+    Announce { text: String },
+    Rescan,
+    HostSessions,
+    Logout { guest_id: Option<i64> },
+    LogoutAll,
+    PairScreen { code: String },
+    RemoveScreen { guest_id: i64 },
+}
+
+/// The `cmd` names of requests, one per [`Cmd`] variant: serde reads the name (anything else
+/// is `unknown_cmd`), and [`Cmd::name`] and [`parse`] match both ways exhaustively, so a
+/// command cannot be added to one without the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CmdName {
+    Sub,
+    Unsub,
+    Like,
+    VoteSkip,
+    Request,
+    Vote,
+    Search,
+    SetName,
+    Play,
+    Pause,
+    Skip,
+    Seek,
+    SetVolume,
+    Remove,
+    Move,
+    Ban,
+    Settings,
+    Announce,
+    Rescan,
+    HostSessions,
+    Logout,
+    LogoutAll,
+    PairScreen,
+    RemoveScreen,
+}
+
+impl Cmd {
+    pub fn name(&self) -> CmdName {
+        match self {
+            Cmd::Sub { .. } => CmdName::Sub,
+            Cmd::Unsub { .. } => CmdName::Unsub,
+            Cmd::Like { .. } => CmdName::Like,
+            Cmd::VoteSkip { .. } => CmdName::VoteSkip,
+            Cmd::Request { .. } => CmdName::Request,
+            Cmd::Vote { .. } => CmdName::Vote,
+            Cmd::Search { .. } => CmdName::Search,
+            Cmd::SetName { .. } => CmdName::SetName,
+            Cmd::Play => CmdName::Play,
+            Cmd::Pause => CmdName::Pause,
+            Cmd::Skip { .. } => CmdName::Skip,
+            Cmd::Seek { .. } => CmdName::Seek,
+            Cmd::SetVolume { .. } => CmdName::SetVolume,
+            Cmd::Remove { .. } => CmdName::Remove,
+            Cmd::Move { .. } => CmdName::Move,
+            Cmd::Ban { .. } => CmdName::Ban,
+            Cmd::Settings(_) => CmdName::Settings,
+            Cmd::Announce { .. } => CmdName::Announce,
+            Cmd::Rescan => CmdName::Rescan,
+            Cmd::HostSessions => CmdName::HostSessions,
+            Cmd::Logout { .. } => CmdName::Logout,
+            Cmd::LogoutAll => CmdName::LogoutAll,
+            Cmd::PairScreen { .. } => CmdName::PairScreen,
+            Cmd::RemoveScreen { .. } => CmdName::RemoveScreen,
+        }
+    }
+
+    /// Commands only the host may send.
+    pub fn host_only(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Play
+                | Cmd::Pause
+                | Cmd::Skip { .. }
+                | Cmd::Seek { .. }
+                | Cmd::SetVolume { .. }
+                | Cmd::Remove { .. }
+                | Cmd::Move { .. }
+                | Cmd::Ban { .. }
+                | Cmd::Settings(_)
+                | Cmd::Announce { .. }
+                | Cmd::Rescan
+                | Cmd::HostSessions
+                | Cmd::Logout { .. }
+                | Cmd::LogoutAll
+                | Cmd::PairScreen { .. }
+                | Cmd::RemoveScreen { .. }
+        )
+    }
+}
+
+/// One parsed client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Hello(Hello),
+    Ping,
+    Pong,
+    Request { rid: u64, cmd: Cmd },
+}
+
+/// Why a frame was not accepted. `rid` is set when the frame had a usable one, so the answer
+/// can be a `reply`; otherwise it is an unsequenced `error`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub rid: Option<u64>,
+    pub code: ErrorCode,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl FrameError {
+    fn bad_request(rid: Option<u64>, field: &str, message: impl Into<String>) -> FrameError {
+        FrameError {
+            rid,
+            code: ErrorCode::BadRequest,
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct TopicsMsg {
+    topics: Vec<Topic>,
+}
+#[derive(Deserialize)]
+struct LikeMsg {
+    play_id: String,
+    #[serde(default = "yes")]
+    on: bool,
+}
+#[derive(Deserialize)]
+struct PlayMsg {
+    play_id: String,
+}
+#[derive(Deserialize)]
+struct OptPlayMsg {
+    #[serde(default)]
+    play_id: Option<String>,
+}
+#[derive(Deserialize)]
+struct LogoutMsg {
+    #[serde(default)]
+    guest_id: Option<String>,
+}
+#[derive(Deserialize)]
+struct TrackMsg {
+    track_id: String,
+}
+#[derive(Deserialize)]
+struct VoteMsg {
+    entry_id: String,
+    #[serde(default = "yes")]
+    on: bool,
+}
+#[derive(Deserialize)]
+struct SearchMsg {
+    q: String,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+#[derive(Deserialize)]
+struct NameMsg {
+    name: String,
+}
+#[derive(Deserialize)]
+struct Empty {}
+#[derive(Deserialize)]
+struct SeekMsg {
+    position_ms: u64,
+}
+#[derive(Deserialize)]
+struct VolumeMsg {
+    volume: u32,
+}
+#[derive(Deserialize)]
+struct EntryMsg {
+    entry_id: String,
+}
+#[derive(Deserialize)]
+struct MoveMsg {
+    entry_id: String,
+    to: usize,
+}
+#[derive(Deserialize)]
+struct BanMsg {
+    guest_id: String,
+    #[serde(default = "yes")]
+    on: bool,
+}
+#[derive(Deserialize)]
+struct TextMsg {
+    text: String,
+}
+#[derive(Deserialize)]
+struct CodeMsg {
+    code: String,
+}
+#[derive(Deserialize)]
+struct GuestMsg {
+    guest_id: String,
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<Incoming, FrameError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| FrameError {
+        rid: None,
+        code: ErrorCode::BadJson,
+        field: None,
+        message: format!("not JSON: {e}"),
+    })?;
+    let Some(obj) = value.as_object() else {
+        return Err(FrameError::bad_request(
+            None,
+            "cmd",
+            "a frame is a JSON object",
+        ));
+    };
+    let rid = obj.get("rid").and_then(Value::as_u64);
+    let Some(cmd) = obj.get("cmd").and_then(Value::as_str) else {
+        return Err(FrameError::bad_request(
+            rid,
+            "cmd",
+            "missing \"cmd\" string",
+        ));
+    };
+    match cmd {
+        "hello" => return de::<Hello>(&value, None).map(Incoming::Hello),
+        "ping" => return Ok(Incoming::Ping),
+        "pong" => return Ok(Incoming::Pong),
+        _ => {}
+    }
+    let Ok(name) = serde_json::from_value::<CmdName>(Value::String(cmd.to_string())) else {
+        return Err(FrameError {
+            rid,
+            code: ErrorCode::UnknownCmd,
+            field: Some("cmd".into()),
+            message: format!("unknown command {:?}", truncate(cmd, 40)),
+        });
+    };
+    let Some(rid) = rid else {
+        return Err(FrameError::bad_request(
+            None,
+            "rid",
+            "every request needs a positive integer \"rid\"",
+        ));
+    };
+    let cmd = request(name, &value, rid)?;
+    Ok(Incoming::Request { rid, cmd })
+}
+
+/// A request's fields, by its name.
+fn request(name: CmdName, value: &Value, rid: u64) -> Result<Cmd, FrameError> {
+    let id = |v: Option<i64>, field: &str, what: &str| {
+        v.ok_or_else(|| FrameError::bad_request(Some(rid), field, format!("not a {what} id")))
+    };
+    let play = |s: &str| id(parse_play_id(s), "play_id", "play");
+    let entry = |s: &str| id(parse_entry_id(s), "entry_id", "queue entry");
+    let guest = |s: &str| id(parse_guest_id(s), "guest_id", "guest");
+    let empty = || body::<Empty>(value, rid);
+    Ok(match name {
+        CmdName::Sub => Cmd::Sub {
+            topics: body::<TopicsMsg>(value, rid)?.topics,
+        },
+        CmdName::Unsub => Cmd::Unsub {
+            topics: body::<TopicsMsg>(value, rid)?.topics,
+        },
+        CmdName::Like => {
+            let m = body::<LikeMsg>(value, rid)?;
+            Cmd::Like {
+                play_id: play(&m.play_id)?,
+                on: m.on,
+            }
+        }
+        CmdName::VoteSkip => Cmd::VoteSkip {
+            play_id: play(&body::<PlayMsg>(value, rid)?.play_id)?,
+        },
+        CmdName::Request => Cmd::Request {
+            track_id: id(
+                parse_track_id(&body::<TrackMsg>(value, rid)?.track_id),
+                "track_id",
+                "track",
+            )?,
+        },
+        CmdName::Vote => {
+            let m = body::<VoteMsg>(value, rid)?;
+            Cmd::Vote {
+                entry_id: entry(&m.entry_id)?,
+                on: m.on,
+            }
+        }
+        CmdName::Search => search(body::<SearchMsg>(value, rid)?, rid)?,
+        CmdName::SetName => Cmd::SetName {
+            name: body::<NameMsg>(value, rid)?.name,
+        },
+        CmdName::Play => empty().map(|_| Cmd::Play)?,
+        CmdName::Pause => empty().map(|_| Cmd::Pause)?,
+        CmdName::Skip => Cmd::Skip {
+            play_id: body::<OptPlayMsg>(value, rid)?
+                .play_id
+                .map(|p| play(&p))
+                .transpose()?,
+        },
+        CmdName::Seek => Cmd::Seek {
+            position_ms: body::<SeekMsg>(value, rid)?.position_ms,
+        },
+        CmdName::SetVolume => Cmd::SetVolume {
+            volume: body::<VolumeMsg>(value, rid)?.volume,
+        },
+        CmdName::Remove => Cmd::Remove {
+            entry_id: entry(&body::<EntryMsg>(value, rid)?.entry_id)?,
+        },
+        CmdName::Move => {
+            let m = body::<MoveMsg>(value, rid)?;
+            Cmd::Move {
+                entry_id: entry(&m.entry_id)?,
+                to: m.to,
+            }
+        }
+        CmdName::Ban => {
+            let m = body::<BanMsg>(value, rid)?;
+            Cmd::Ban {
+                guest_id: guest(&m.guest_id)?,
+                on: m.on,
+            }
+        }
+        CmdName::Settings => Cmd::Settings(body::<SettingsPatch>(value, rid)?),
+        CmdName::Announce => Cmd::Announce {
+            text: body::<TextMsg>(value, rid)?.text,
+        },
+        CmdName::Rescan => empty().map(|_| Cmd::Rescan)?,
+        CmdName::HostSessions => empty().map(|_| Cmd::HostSessions)?,
+        CmdName::Logout => Cmd::Logout {
+            guest_id: body::<LogoutMsg>(value, rid)?
+                .guest_id
+                .map(|g| guest(&g))
+                .transpose()?,
+        },
+        CmdName::LogoutAll => empty().map(|_| Cmd::LogoutAll)?,
+        CmdName::PairScreen => {
+            let code = body::<CodeMsg>(value, rid)?.code;
+            if code.chars().count() > 32 {
+                return Err(FrameError::bad_request(
+                    Some(rid),
+                    "code",
+                    "the code the TV shows (6 digits)",
+                ));
+            }
+            Cmd::PairScreen { code }
+        }
+        CmdName::RemoveScreen => Cmd::RemoveScreen {
+            guest_id: guest(&body::<GuestMsg>(value, rid)?.guest_id)?,
+        },
+    })
+}
+
+fn search(m: SearchMsg, rid: u64) -> Result<Cmd, FrameError> {
+    if m.q.chars().count() > 200 {
+        return Err(FrameError::bad_request(
+            Some(rid),
+            "q",
+            "at most 200 characters",
+        ));
+    }
+    let offset = match m.cursor.as_deref() {
+        None => 0,
+        Some(c) => parse_cursor(c).ok_or_else(|| {
+            FrameError::bad_request(Some(rid), "cursor", "not a cursor from a reply")
+        })?,
+    };
+    Ok(Cmd::Search {
+        q: m.q,
+        limit: m.limit.unwrap_or(20).clamp(1, 100),
+        offset,
+    })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn de<T: for<'a> Deserialize<'a>>(v: &Value, rid: Option<u64>) -> Result<T, FrameError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." || field.is_empty() {
+            "cmd".to_string()
+        } else {
+            field
+        };
+        FrameError {
+            rid,
+            code: ErrorCode::BadRequest,
+            field: Some(field),
+            message: e.inner().to_string(),
+        }
+    })
+}
+
+/// A request's own fields (`cmd`, `rid` and unknown fields are ignored by the body types).
+fn body<T: for<'a> Deserialize<'a>>(v: &Value, rid: u64) -> Result<T, FrameError> {
+    de::<T>(v, Some(rid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_into_commands() {
+        let table: &[(&str, Incoming)] = &[
+            (r#"{"cmd":"ping"}"#, Incoming::Ping),
+            (
+                r#"{"cmd":"like","rid":7,"play_id":"p77","on":true}"#,
+                Incoming::Request {
+                    rid: 7,
+                    cmd: Cmd::Like {
+                        play_id: 77,
+                        on: true,
+                    },
+                },
+            ),
+            (
+                r#"{"cmd":"vote","rid":10,"entry_id":"r42","extra":[1,2]}"#,
+                Incoming::Request {
+                    rid: 10,
+                    cmd: Cmd::Vote {
+                        entry_id: 42,
+                        on: true,
+                    },
+                },
+            ),
+            (
+                r#"{"cmd":"search","rid":11,"q":"abba","limit":20,"cursor":null}"#,
+                Incoming::Request {
+                    rid: 11,
+                    cmd: Cmd::Search {
+                        q: "abba".into(),
+                        limit: 20,
+                        offset: 0,
+                    },
+                },
+            ),
+            (
+                r#"{"cmd":"skip","rid":3}"#,
+                Incoming::Request {
+                    rid: 3,
+                    cmd: Cmd::Skip { play_id: None },
+                },
+            ),
+        ];
+        for (text, want) in table {
+            assert_eq!(&parse(text).unwrap(), want, "{text}");
+        }
+    }
+
+    /// Every name parses into the command of that name (the enum and the parser agree).
+    #[test]
+    fn every_command_name_parses_into_its_command() {
+        let fields = r#""topics":[],"play_id":"p1","track_id":"t1","entry_id":"r1","q":"",
+            "name":"","position_ms":0,"volume":0,"to":0,"guest_id":"g_1","text":"",
+            "code":"1""#;
+        for name in [
+            "sub",
+            "unsub",
+            "like",
+            "vote_skip",
+            "request",
+            "vote",
+            "search",
+            "set_name",
+            "play",
+            "pause",
+            "skip",
+            "seek",
+            "set_volume",
+            "remove",
+            "move",
+            "ban",
+            "settings",
+            "announce",
+            "rescan",
+            "host_sessions",
+            "logout",
+            "logout_all",
+            "pair_screen",
+            "remove_screen",
+        ] {
+            let frame = format!(r#"{{"cmd":"{name}","rid":1,{fields}}}"#);
+            let want: CmdName = serde_json::from_value(Value::String(name.into())).unwrap();
+            match parse(&frame) {
+                Ok(Incoming::Request { cmd, .. }) => assert_eq!(cmd.name(), want, "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_frames_say_what_is_wrong() {
+        use ErrorCode::{BadJson, BadRequest, UnknownCmd};
+        // (frame, code, rid, field)
+        let table: &[(&str, ErrorCode, Option<u64>, Option<&str>)] = &[
+            ("{", BadJson, None, None),
+            ("[1,2]", BadRequest, None, Some("cmd")),
+            (r#"{"rid":1}"#, BadRequest, Some(1), Some("cmd")),
+            (
+                r#"{"cmd":"dance","rid":4}"#,
+                UnknownCmd,
+                Some(4),
+                Some("cmd"),
+            ),
+            (
+                r#"{"cmd":"Like","rid":4}"#,
+                UnknownCmd,
+                Some(4),
+                Some("cmd"),
+            ),
+            (
+                r#"{"cmd":"like","play_id":"p1"}"#,
+                BadRequest,
+                None,
+                Some("rid"),
+            ),
+            (
+                r#"{"cmd":"like","rid":5,"play_id":77}"#,
+                BadRequest,
+                Some(5),
+                Some("play_id"),
+            ),
+            (
+                r#"{"cmd":"like","rid":5,"play_id":"x"}"#,
+                BadRequest,
+                Some(5),
+                Some("play_id"),
+            ),
+            (
+                r#"{"cmd":"like","rid":5,"play_id":"p1","on":"yes"}"#,
+                BadRequest,
+                Some(5),
+                Some("on"),
+            ),
+            (
+                r#"{"cmd":"seek","rid":6,"position_ms":-1}"#,
+                BadRequest,
+                Some(6),
+                Some("position_ms"),
+            ),
+            (
+                r#"{"cmd":"sub","rid":6,"topics":["weather"]}"#,
+                BadRequest,
+                Some(6),
+                Some("topics[0]"),
+            ),
+            (
+                r#"{"cmd":"search","rid":6,"q":"a","cursor":"zz"}"#,
+                BadRequest,
+                Some(6),
+                Some("cursor"),
+            ),
+            (
+                r#"{"cmd":"skip","rid":6,"play_id":"r1"}"#,
+                BadRequest,
+                Some(6),
+                Some("play_id"),
+            ),
+        ];
+        for (text, code, rid, field) in table {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.code, *code, "{text}: {e:?}");
+            assert_eq!(e.rid, *rid, "{text}");
+            assert_eq!(e.field.as_deref(), *field, "{text}: {e:?}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The live protocol v1 on the wire (docs/PROTOCOL.md): the only place that defines the JSON
+//! phones see. Contains no party logic.
+//!
+//! - [`ids`]: the prefixed ids (`p77`, `r42`, `t9`, `g_17`) and search cursors;
+//! - [`incoming`]: client frames parsed into typed commands, with the failing field named;
+//! - [`outgoing`]: the hub's changes, snapshots, replies and control messages as JSON;
+//! - [`error`]: the error codes, their HTTP statuses, and the `error` object with its `data`.
+
+pub mod error;
+pub mod ids;
+pub mod incoming;
+pub mod outgoing;
+
+use serde::Deserialize;
+
+pub use error::{refusal_data, ErrorCode, WireError};
+pub use ids::{
+    cursor, entry_id, guest_id, parse_cursor, parse_entry_id, parse_guest_id, parse_play_id,
+    parse_track_id, play_id, track_id,
+};
+pub use incoming::{parse, Cmd, CmdName, FrameError, Hello, Incoming};
+pub use outgoing::{
+    admin_guest, bye, bye_retry, change_topic, encode_change, encode_snapshot, error_frame,
+    event_data, me, now_playing, queue_entry, reply_err, reply_ok, reply_paired, reply_requested,
+    room, search_results, track, track_row, welcome, Tail, Welcome, PING, PONG,
+};
+
+pub const VERSION: u32 = 1;
+/// Frames larger than this are refused with close code 1009.
+pub const MAX_FRAME: usize = 16 * 1024;
+
+/// The revision-2 parts (protocol.md §11) this jukebox serves, as `welcome.features` names
+/// them: guest ids beside display names, and refusals with their numbers in `error.data`.
+pub const FEATURES: &[&str] = &["ids", "refusals"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    NowPlaying,
+    Queue,
+    Me,
+    Room,
+    Admin,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 5] = [
+        Topic::NowPlaying,
+        Topic::Queue,
+        Topic::Me,
+        Topic::Room,
+        Topic::Admin,
+    ];
+
+    /// The topic's name on the wire (as `hello.topics` and `sub` spell it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::NowPlaying => "now_playing",
+            Topic::Queue => "queue",
+            Topic::Me => "me",
+            Topic::Room => "room",
+            Topic::Admin => "admin",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_are_what_serde_reads() {
+        for t in Topic::ALL {
+            let back: Topic = serde_json::from_value(t.name().into()).unwrap();
+            assert_eq!(back, t);
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Hub changes, snapshots, replies and control messages → wire JSON. Sequenced messages
+//! (`update`, `event`, `reply`) are encoded without their `seq` as a [`Tail`]; a connection
+//! renders `{"cmd":…,"seq":N` + tail, so a change shared by every phone is encoded once and
+//! only the number differs.
+
+use serde_json::{json, Value};
+
+use super::ids::{cursor, entry_id, guest_id, play_id, track_id};
+use super::{Topic, WireError, FEATURES, VERSION};
+use crate::hub::{
+    Change, Event, GuestAdminView, MeView, NowPlayingView, QueueEntryView, Role, RoomView,
+    Snapshot, TrackView,
+};
+use crate::store::Track;
+
+/// A sequenced message without its `seq`: rendered per connection by [`Tail::render`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    pub cmd: &'static str,
+    /// The rest of the JSON object after `"seq":N`, starting with `,` (or empty).
+    pub rest: String,
+}
+
+impl Tail {
+    fn new(cmd: &'static str, body: Value) -> Tail {
+        // `body` is an object; splice its members after the seq.
+        let s = body.to_string();
+        let inner = &s[1..s.len() - 1];
+        let rest = if inner.is_empty() {
+            String::new()
+        } else {
+            format!(",{inner}")
+        };
+        Tail { cmd, rest }
+    }
+
+    pub fn render(&self, seq: u64) -> String {
+        format!("{{\"cmd\":\"{}\",\"seq\":{seq}{}}}", self.cmd, self.rest)
+    }
+}
+
+pub fn track(t: &TrackView) -> Value {
+    json!({
+        "id": track_id(t.id),
+        "title": t.title,
+        "artist": t.artist,
+        "album": t.album,
+        "duration_ms": t.duration_ms,
+        "track_no": t.track_no,
+        "art": t.has_art.then(|| format!("/api/art/{}", track_id(t.id))),
+    })
+}
+
+pub fn track_row(t: &Track) -> Value {
+    track(&TrackView::from(t))
+}
+
+pub fn now_playing(n: &NowPlayingView) -> Value {
+    json!({
+        "play_id": play_id(n.play_id),
+        "track": track(&n.track),
+        "requested_by": n.requested_by,
+        "requested_by_id": n.requester.map(guest_id),
+        "requested_by_host": n.requested_by_host,
+        "position_ms": n.position_ms,
+        "server_time_ms": n.server_time_ms,
+        "paused": n.paused,
+        "likes": n.likes,
+        "skip_votes": n.skip_votes,
+        "skip_needed": n.skip_needed,
+        "volume": n.volume,
+        "auto": n.auto,
+    })
+}
+
+pub fn queue_entry(e: &QueueEntryView) -> Value {
+    json!({
+        "id": entry_id(e.id),
+        "track": track(&e.track),
+        "by": e.by,
+        "by_id": e.guest.map(guest_id),
+        "by_host": e.by_host,
+        "votes": e.votes,
+        "pinned": e.pinned,
+    })
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Guest => "guest",
+        Role::Host => "host",
+        Role::Screen => "screen",
+    }
+}
+
+pub fn me(m: &MeView) -> Value {
+    json!({
+        "guest_id": guest_id(m.guest_id),
+        "name": m.name,
+        "role": role(m.role),
+        "liked": m.liked.iter().map(|p| play_id(*p)).collect::<Vec<_>>(),
+        "skip_voted": m.skip_voted.iter().map(|p| play_id(*p)).collect::<Vec<_>>(),
+        "voted": entry_ids(&m.voted),
+        "pending_requests": entry_ids(&m.pending_requests),
+        "requests_left": m.requests_left,
+        "banned": m.banned,
+    })
+}
+
+pub fn room(r: &RoomView) -> Value {
+    let s = &r.settings;
+    json!({
+        "name": r.name,
+        "guests_connected": r.guests_connected,
+        "library_size": r.library_size,
+        "audio_ok": r.audio_ok,
+        "requests_paused": s.requests_paused,
+        "request_limit": s.request_limit,
+        "no_repeat_minutes": s.no_repeat_minutes,
+        "artist_spacing": s.artist_spacing,
+        "skip_min_votes": s.skip_min_votes,
+        "skip_percent": s.skip_percent,
+        "volume": s.volume,
+        "max_volume": s.max_volume,
+        "scan": r.scan.map(|p| json!({"files": p.files, "read": p.read, "done": p.done})),
+    })
+}
+
+pub fn admin_guest(g: &GuestAdminView) -> Value {
+    json!({
+        "id": guest_id(g.guest_id),
+        "name": g.name,
+        "role": role(g.role),
+        "banned": g.banned,
+        "connected": g.connected,
+        "pending_requests": entry_ids(&g.pending_requests),
+        "played_tonight": g.played_tonight,
+    })
+}
+
+pub fn event_data(e: &Event) -> Value {
+    match e {
+        Event::TrackStarted {
+            play_id: p,
+            track_id: t,
+            title,
+            artist,
+            requested_by,
+            requested_by_id,
+            requested_by_host,
+        } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "title": title,
+                    "artist": artist, "requested_by": requested_by,
+                    "requested_by_id": requested_by_id.map(guest_id),
+                    "requested_by_host": requested_by_host}),
+        Event::Liked {
+            play_id: p,
+            track_id: t,
+            by,
+            by_id,
+            by_host,
+        }
+        | Event::YourRequestLiked {
+            play_id: p,
+            track_id: t,
+            by,
+            by_id,
+            by_host,
+        } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "by": by,
+                    "by_id": guest_id(*by_id), "by_host": by_host}),
+        Event::SkipVote {
+            play_id: p,
+            votes,
+            needed,
+            by,
+            by_id,
+            by_host,
+        } => json!({"play_id": play_id(*p), "votes": votes, "needed": needed, "by": by,
+                    "by_id": guest_id(*by_id), "by_host": by_host}),
+        Event::Skipped {
+            play_id: p,
+            track_id: t,
+            reason,
+        } => json!({"play_id": p.map(play_id), "track_id": track_id(*t), "reason": reason}),
+        Event::Requested {
+            entry_id: e,
+            track_id: t,
+            title,
+            artist,
+            by,
+            by_id,
+            by_host,
+        } => json!({"entry_id": entry_id(*e), "track_id": track_id(*t), "title": title,
+                    "artist": artist, "by": by, "by_id": by_id.map(guest_id),
+                    "by_host": by_host}),
+        Event::HostMessage { text } => json!({ "text": text }),
+        Event::YourRequestNext {
+            entry_id: e,
+            track_id: t,
+            title,
+        } => json!({"entry_id": entry_id(*e), "track_id": track_id(*t), "title": title}),
+    }
+}
+
+/// Which topic a change belongs to (`None` for events, which every socket gets).
+pub fn change_topic(c: &Change) -> Option<Topic> {
+    match c {
+        Change::NowPlaying(_) => Some(Topic::NowPlaying),
+        Change::QueueEntry { .. } | Change::QueueOrder(_) => Some(Topic::Queue),
+        Change::Room(_) => Some(Topic::Room),
+        Change::Me(_) => Some(Topic::Me),
+        Change::Guest(_) | Change::GuestGone(_) | Change::Output(_) => Some(Topic::Admin),
+        Change::Event { .. } => None,
+    }
+}
+
+/// An `update` of `topic` with the fields of `body` (an object).
+fn update(topic: Topic, mut body: Value) -> Tail {
+    body["topic"] = json!(topic.name());
+    Tail::new("update", body)
+}
+
+fn entry_ids(ids: &[i64]) -> Vec<String> {
+    ids.iter().map(|e| entry_id(*e)).collect()
+}
+
+/// Encodes a hub change; `None` for changes the wire does not carry.
+pub fn encode_change(c: &Change) -> Option<Tail> {
+    Some(match c {
+        Change::NowPlaying(n) => update(
+            Topic::NowPlaying,
+            json!({"data": n.as_deref().map(now_playing)}),
+        ),
+        Change::QueueEntry { id, entry } => update(
+            Topic::Queue,
+            json!({"id": entry_id(*id), "data": entry.as_deref().map(queue_entry)}),
+        ),
+        Change::QueueOrder(order) => update(Topic::Queue, json!({"order": entry_ids(order)})),
+        Change::Room(r) => update(Topic::Room, json!({"data": room(r)})),
+        Change::Me(m) => update(Topic::Me, json!({"data": me(m)})),
+        Change::Guest(g) => update(
+            Topic::Admin,
+            json!({"id": guest_id(g.guest_id), "data": admin_guest(g)}),
+        ),
+        Change::GuestGone(id) => update(Topic::Admin, json!({"id": guest_id(*id), "data": null})),
+        Change::Output(_) => return None,
+        Change::Event { ts_ms, event, .. } => Tail::new(
+            "event",
+            json!({"name": event.name(), "ts_ms": ts_ms, "data": event_data(event)}),
+        ),
+    })
+}
+
+/// The snapshot of one topic.
+pub fn encode_snapshot(topic: Topic, s: &Snapshot) -> Tail {
+    let body = match topic {
+        Topic::NowPlaying => json!({"data": s.now_playing.as_ref().map(now_playing)}),
+        Topic::Queue => json!({
+            "items": s.queue.iter().map(queue_entry).collect::<Vec<_>>(),
+            "order": entry_ids(&s.order),
+        }),
+        Topic::Me => json!({"data": s.me.as_ref().map(me)}),
+        Topic::Room => json!({"data": room(&s.room)}),
+        Topic::Admin => json!({
+            "items": s.guests.iter().map(admin_guest).collect::<Vec<_>>(),
+            "order": s.guests.iter().map(|g| guest_id(g.guest_id)).collect::<Vec<_>>(),
+        }),
+    };
+    update(topic, body)
+}
+
+pub fn reply_ok(rid: u64, data: Value) -> Tail {
+    Tail::new("reply", json!({"rid": rid, "ok": true, "data": data}))
+}
+
+/// The reply to an admitted `request`.
+pub fn reply_requested(rid: u64, entry: i64, upvoted: bool) -> Tail {
+    reply_ok(
+        rid,
+        json!({"entry_id": entry_id(entry), "upvoted": upvoted}),
+    )
+}
+
+/// The reply to `pair_screen`: the new screen's guest id.
+pub fn reply_paired(rid: u64, guest: i64) -> Tail {
+    reply_ok(rid, json!({"guest_id": guest_id(guest)}))
+}
+
+/// The body of a search answer (websocket reply data and `GET /api/search`).
+pub fn search_results(tracks: &[Track], next_offset: Option<u32>) -> Value {
+    json!({
+        "results": tracks.iter().map(track_row).collect::<Vec<_>>(),
+        "next_cursor": next_offset.map(cursor),
+    })
+}
+
+pub fn reply_err(rid: u64, e: &WireError) -> Tail {
+    Tail::new(
+        "reply",
+        json!({"rid": rid, "ok": false, "error": e.to_json()}),
+    )
+}
+
+/// An unsequenced error: it answers no request.
+pub fn error_frame(e: &WireError) -> String {
+    let mut v = e.to_json();
+    v["cmd"] = json!("error");
+    v.to_string()
+}
+
+pub fn bye(code: u16, reason: &str, reconnect: bool) -> String {
+    bye_retry(code, reason, reconnect, None)
+}
+
+/// A `bye` with `retry_after_ms`: when a phone refused for now should try again.
+pub fn bye_retry(code: u16, reason: &str, reconnect: bool, retry_after_ms: Option<u64>) -> String {
+    let mut v = json!({"cmd": "bye", "code": code, "reason": reason, "reconnect": reconnect});
+    if let Some(ms) = retry_after_ms {
+        v["retry_after_ms"] = json!(ms);
+    }
+    v.to_string()
+}
+
+pub const PING: &str = r#"{"cmd":"ping"}"#;
+pub const PONG: &str = r#"{"cmd":"pong"}"#;
+
+/// What `welcome` tells a socket that said `hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome<'a> {
+    pub build: &'a str,
+    pub epoch: &'a str,
+    pub session: &'a str,
+    pub resumed: bool,
+    /// Why a requested resume failed (`unknown_session`, `too_old`, `epoch`).
+    pub reason: Option<&'a str>,
+    pub last_rid: u64,
+    pub role: Role,
+    pub heartbeat_ms: u64,
+}
+
+pub fn welcome(w: &Welcome<'_>) -> String {
+    let mut v = json!({
+        "cmd": "welcome", "v": VERSION, "build": w.build, "epoch": w.epoch,
+        "session": w.session, "resumed": w.resumed, "last_rid": w.last_rid,
+        "role": role(w.role), "heartbeat_ms": w.heartbeat_ms, "features": FEATURES,
+    });
+    if let Some(r) = w.reason {
+        v["reason"] = json!(r);
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    #[test]
+    fn tails_render_with_the_seq_spliced_in() {
+        let t = reply_ok(9, json!({"x": 1}));
+        let v: Value = serde_json::from_str(&t.render(31)).unwrap();
+        assert_eq!(
+            v,
+            json!({"cmd":"reply","seq":31,"rid":9,"ok":true,"data":{"x":1}})
+        );
+        let e = reply_err(
+            8,
+            &WireError::new(ErrorCode::StalePlay, "That song already ended"),
+        );
+        let v: Value = serde_json::from_str(&e.render(32)).unwrap();
+        assert_eq!(v["error"]["code"], "stale_play");
+        assert_eq!(v["seq"], 32);
+    }
+
+    #[test]
+    fn welcome_names_the_features() {
+        let w = Welcome {
+            build: "b",
+            epoch: "e",
+            session: "s",
+            resumed: false,
+            reason: Some("epoch"),
+            last_rid: 3,
+            role: Role::Host,
+            heartbeat_ms: 20000,
+        };
+        let v: Value = serde_json::from_str(&welcome(&w)).unwrap();
+        assert_eq!(v["features"], json!(["ids", "refusals"]));
+        assert_eq!(v["reason"], "epoch");
+        assert_eq!(v["role"], "host");
+    }
+
+    #[test]
+    fn updates_name_their_topic() {
+        let t = update(Topic::Queue, json!({"order": ["r1"]}));
+        let v: Value = serde_json::from_str(&t.render(1)).unwrap();
+        assert_eq!(
+            v,
+            json!({"cmd":"update","seq":1,"topic":"queue","order":["r1"]})
+        );
+    }
+}
