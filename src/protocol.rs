@@ -685,6 +685,7 @@ pub fn event_data(e: &Event) -> Value {
             artist,
             requested_by,
             requested_by_host,
+            ..
         } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "title": title,
                     "artist": artist, "requested_by": requested_by,
                     "requested_by_host": requested_by_host}),
@@ -693,12 +694,14 @@ pub fn event_data(e: &Event) -> Value {
             track_id: t,
             by,
             by_host,
+            ..
         }
         | Event::YourRequestLiked {
             play_id: p,
             track_id: t,
             by,
             by_host,
+            ..
         } => {
             json!({"play_id": play_id(*p), "track_id": track_id(*t), "by": by, "by_host": by_host})
         }
@@ -708,6 +711,7 @@ pub fn event_data(e: &Event) -> Value {
             needed,
             by,
             by_host,
+            ..
         } => json!({"play_id": play_id(*p), "votes": votes, "needed": needed, "by": by,
                     "by_host": by_host}),
         Event::Skipped {
@@ -722,6 +726,7 @@ pub fn event_data(e: &Event) -> Value {
             artist,
             by,
             by_host,
+            ..
         } => json!({"entry_id": entry_id(*e), "track_id": track_id(*t), "title": title,
                     "artist": artist, "by": by, "by_host": by_host}),
         Event::HostMessage { text } => json!({ "text": text }),

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
 
@@ -41,6 +42,59 @@ pub enum StoreError {
     Commit(String),
 }
 
+/// Where a request is (the `state` column of `requests`): waiting, or how it left the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    Queued,
+    /// It started playing.
+    Played,
+    /// Removed by the host, by a ban of its guest, or because its file could not be played.
+    Removed,
+}
+
+/// How a play ended (the `end_reason` column of `plays`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayEnd {
+    /// Played to its end.
+    Finished,
+    /// Skipped by votes or the host, or replaced by another Load.
+    Skipped,
+    /// A play to resume whose file could not be played.
+    Error,
+}
+
+/// The two enums above are stored as the words they always were: a database written before
+/// them reads the same, and `jukebox export` prints them as they are.
+macro_rules! sql_words {
+    ($ty:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $word),+
+                }
+            }
+        }
+        impl ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+        impl FromSql for $ty {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+                match v.as_str()? {
+                    $($word => Ok($ty::$variant),)+
+                    other => Err(FromSqlError::Other(
+                        format!("unknown {} {other:?}", stringify!($ty)).into(),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+sql_words!(RequestState { Queued => "queued", Played => "played", Removed => "removed" });
+sql_words!(PlayEnd { Finished => "finished", Skipped => "skipped", Error => "error" });
+
 /// A track as the rest of the jukebox sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Track {
@@ -64,7 +118,6 @@ pub struct FileStamp {
     pub present: bool,
 }
 
-/// A stable 64-bit key for a path (SipHash with fixed keys).
 /// How a token is stored: its SHA-256, so that a copy of the database (a backup, an export
 /// gone astray) lets nobody act as a guest or the host.
 pub fn token_digest(token: &str) -> String {
@@ -76,6 +129,7 @@ pub fn token_digest(token: &str) -> String {
     out
 }
 
+/// A stable 64-bit key for a path (SipHash with fixed keys).
 pub fn path_key(p: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     #[allow(deprecated)]
@@ -452,13 +506,17 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Bans an address until `until_ms` (and forgets bans that are over).
-    pub fn ban_address(&self, addr: &str, guest: GuestId, until_ms: i64) -> Result<(), StoreError> {
+    /// Bans an address until `until_ms` (and forgets bans that are over at `now_ms`).
+    pub fn ban_address(
+        &self,
+        addr: &str,
+        guest: GuestId,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM address_bans WHERE until_ms <= ?1")?
-            .execute([std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)])?;
+            .execute([now_ms])?;
         self.conn
             .prepare_cached(
                 "INSERT INTO address_bans (addr, guest_id, until_ms) VALUES (?1, ?2, ?3)
@@ -566,9 +624,15 @@ impl Db {
         self.conn
             .prepare_cached(
                 "INSERT INTO requests (id, track_id, guest_id, created_ms, state)
-                 VALUES (?1, ?2, ?3, ?4, 'queued')",
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![e.id, e.track_id, e.guest, e.created_ms])?;
+            .execute(params![
+                e.id,
+                e.track_id,
+                e.guest,
+                e.created_ms,
+                RequestState::Queued
+            ])?;
         for g in &e.voters {
             self.add_vote(e.id, *g)?;
         }
@@ -589,8 +653,13 @@ impl Db {
         Ok(())
     }
 
-    /// Ends a queue entry: `played` when it starts playing, `removed` by the host or a ban.
-    pub fn end_request(&self, id: EntryId, state: &str, at_ms: i64) -> Result<(), StoreError> {
+    /// Ends a queue entry: `Played` when it starts playing, `Removed` otherwise.
+    pub fn end_request(
+        &self,
+        id: EntryId,
+        state: RequestState,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE requests SET state = ?2, ended_ms = ?3 WHERE id = ?1")?
             .execute(params![id, state, at_ms])?;
@@ -609,9 +678,9 @@ impl Db {
         let mut st = self.conn.prepare(&format!(
             "SELECT r.id, r.guest_id, r.created_ms, r.pin, {TRACK_COLS}
              FROM requests r JOIN tracks t ON t.id = r.track_id
-             WHERE r.state = 'queued' ORDER BY r.id"
+             WHERE r.state = ?1 ORDER BY r.id"
         ))?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map([RequestState::Queued], |r| {
             let track = track_row_at(r, 4)?;
             Ok((
                 Entry {
@@ -629,9 +698,11 @@ impl Db {
         let mut entries: Vec<(Entry, Track)> = rows.collect::<Result<_, _>>()?;
         let mut st = self.conn.prepare(
             "SELECT v.request_id, v.guest_id FROM votes v
-             JOIN requests r ON r.id = v.request_id WHERE r.state = 'queued'",
+             JOIN requests r ON r.id = v.request_id WHERE r.state = ?1",
         )?;
-        let votes = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        let votes = st.query_map([RequestState::Queued], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
         let index: HashMap<EntryId, usize> = entries
             .iter()
             .enumerate()
@@ -674,7 +745,7 @@ impl Db {
         &self,
         play: PlayId,
         ended_ms: i64,
-        reason: &str,
+        reason: PlayEnd,
         position_ms: u64,
     ) -> Result<(), StoreError> {
         self.conn
@@ -1244,6 +1315,33 @@ fn commit(db: &Db, pending: &mut Vec<(Done, Result<(), StoreError>)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_states_are_stored_as_their_words_and_read_back() {
+        let db = Db {
+            conn: Connection::open_in_memory().unwrap(),
+        };
+        let word = |v: &dyn ToSql| -> String {
+            db.conn.query_row("SELECT ?1", [v], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(word(&RequestState::Queued), "queued");
+        assert_eq!(word(&RequestState::Played), "played");
+        assert_eq!(word(&RequestState::Removed), "removed");
+        assert_eq!(word(&PlayEnd::Finished), "finished");
+        assert_eq!(word(&PlayEnd::Skipped), "skipped");
+        assert_eq!(word(&PlayEnd::Error), "error");
+        for w in ["queued", "played", "removed"] {
+            let back: RequestState = db.conn.query_row("SELECT ?1", [w], |r| r.get(0)).unwrap();
+            assert_eq!(back.as_str(), w);
+        }
+        for w in ["finished", "skipped", "error"] {
+            let back: PlayEnd = db.conn.query_row("SELECT ?1", [w], |r| r.get(0)).unwrap();
+            assert_eq!(back.as_str(), w);
+        }
+        let bad: rusqlite::Result<PlayEnd> =
+            db.conn.query_row("SELECT 'exploded'", [], |r| r.get(0));
+        assert!(bad.is_err());
+    }
 
     #[test]
     fn fts_query_quotes_every_word_as_a_prefix() {

@@ -134,12 +134,14 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             requested_by: None,
+            requested_by_id: None,
             requested_by_host: false,
         },
         Event::Liked {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_id: 3,
             by_host: false,
         },
         Event::SkipVote {
@@ -147,12 +149,13 @@ fn references() -> Vec<Value> {
             votes: 1,
             needed: 2,
             by: "b".into(),
+            by_id: 3,
             by_host: false,
         },
         Event::Skipped {
             play_id: Some(1),
             track_id: 2,
-            reason: "votes",
+            reason: jukebox::hub::SkipReason::Votes,
         },
         Event::Requested {
             entry_id: 1,
@@ -160,6 +163,7 @@ fn references() -> Vec<Value> {
             title: "t".into(),
             artist: "a".into(),
             by: None,
+            by_id: None,
             by_host: false,
         },
         Event::HostMessage { text: "hi".into() },
@@ -172,6 +176,7 @@ fn references() -> Vec<Value> {
             play_id: 1,
             track_id: 2,
             by: "b".into(),
+            by_id: 3,
             by_host: false,
         },
     ];
