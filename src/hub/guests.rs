@@ -86,7 +86,7 @@ pub(crate) struct Attached {
 
 /// What a host's ban or unban changed.
 #[derive(Debug)]
-pub(crate) enum Banned {
+pub(crate) enum BanChange {
     /// An unban of a guest that was not banned.
     Unchanged,
     /// `newly` unless the token was banned already; `addrs` are banned until `until`.
@@ -368,7 +368,7 @@ impl Guests {
 
     /// The host bans (or unbans) a guest: the token, and for the night every address it
     /// used; an unban lifts the token's ban and every ban of its addresses.
-    pub(crate) fn ban(&mut self, id: GuestId, on: bool, now: i64) -> Result<Banned, HubError> {
+    pub(crate) fn ban(&mut self, id: GuestId, on: bool, now: i64) -> Result<BanChange, HubError> {
         let g = self.by_id.get_mut(&id).ok_or(HubError::NotFound("guest"))?;
         if g.host {
             return Err(HubError::BadRequest {
@@ -393,7 +393,7 @@ impl Guests {
                     .or_default()
                     .insert(id, until);
             }
-            Ok(Banned::Banned {
+            Ok(BanChange::Banned {
                 newly,
                 addrs,
                 until,
@@ -401,13 +401,13 @@ impl Guests {
             })
         } else {
             if !g.banned && !self.banned.contains(&id) {
-                return Ok(Banned::Unchanged);
+                return Ok(BanChange::Unchanged);
             }
             g.banned = false;
             for a in &addrs {
                 self.addr_bans.remove(a);
             }
-            Ok(Banned::Unbanned {
+            Ok(BanChange::Unbanned {
                 addrs,
                 bans: self.rederive(),
             })
@@ -504,7 +504,7 @@ mod tests {
     fn a_ban_follows_the_guest_to_a_new_address_and_covers_others_seen_there() {
         let mut g = party();
         g.attach(1, Some("10.0.0.1"), 4, 0).unwrap();
-        let Banned::Banned { bans, .. } = g.ban(1, true, 0).unwrap() else {
+        let BanChange::Banned { bans, .. } = g.ban(1, true, 0).unwrap() else {
             panic!()
         };
         assert_eq!(bans.added, vec![1]);
@@ -518,14 +518,14 @@ mod tests {
         assert_eq!(a.addr_ban.map(|(k, _)| k).as_deref(), Some("10.0.0.7"));
         assert!(g.addr_banned("10.0.0.7", 3));
         // The unban lifts both, and the set follows.
-        let Banned::Unbanned { bans, .. } = g.ban(1, false, 4).unwrap() else {
+        let BanChange::Unbanned { bans, .. } = g.ban(1, false, 4).unwrap() else {
             panic!()
         };
         let mut lifted = bans.lifted;
         lifted.sort();
         assert_eq!(lifted, vec![1, 2]);
         assert!(g.banned().is_empty());
-        assert!(matches!(g.ban(1, false, 5).unwrap(), Banned::Unchanged));
+        assert!(matches!(g.ban(1, false, 5).unwrap(), BanChange::Unchanged));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use super::{wait_ms, State};
-use crate::hub::guests::{BanDiff, Banned, Guest};
+use crate::hub::guests::{BanChange, BanDiff, Guest};
 use crate::hub::names::validate_name;
 use crate::hub::pairing::Claimed;
 use crate::hub::{address_key, Actor, GuestCreated, HubError, Reply};
@@ -242,8 +242,8 @@ impl State {
         now_ms: i64,
     ) -> Result<Reply, HubError> {
         let diff = match self.guests.ban(target, on, now_ms)? {
-            Banned::Unchanged => return Ok(Reply::Done),
-            Banned::Banned {
+            BanChange::Unchanged => return Ok(Reply::Done),
+            BanChange::Banned {
                 newly,
                 addrs,
                 until,
@@ -257,7 +257,7 @@ impl State {
                 }
                 bans
             }
-            Banned::Unbanned { addrs, bans } => {
+            BanChange::Unbanned { addrs, bans } => {
                 self.op(move |db| db.set_banned(target, false));
                 self.op(move |db| db.unban_addresses(&addrs));
                 bans
