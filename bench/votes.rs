@@ -33,7 +33,6 @@ async fn main() {
             output: OutputSpec::Null,
             settings: Settings::default(),
             explicit_settings: vec![],
-            scan_at_start: true,
             guest_limits: Default::default(),
         },
         store.clone(),
@@ -66,6 +65,7 @@ async fn main() {
         .find(|t| t.id != playing.track.id)
         .unwrap();
     let mut guests = Vec::new();
+    let mut sockets = Vec::new();
     for i in 0..votes {
         let Ok(Reply::Guest(g)) = hub
             .call(Command::CreateGuest {
@@ -77,8 +77,19 @@ async fn main() {
         else {
             panic!()
         };
-        // Only a guest with a live socket votes.
-        hub.tell(Command::Connected { guest: g.guest_id }).await;
+        // Only a guest with a live socket votes: counted by `Connect`, uncounted when its
+        // guard goes (kept to the end, as the websocket layer keeps it).
+        let Ok(Reply::Identity(Some(_))) = hub
+            .call(Command::Connect {
+                token: g.token.clone(),
+                addr: None,
+            })
+            .await
+            .result
+        else {
+            panic!()
+        };
+        sockets.push(hub.connection(g.guest_id, None));
         guests.push(Actor {
             guest: g.guest_id,
             host: false,

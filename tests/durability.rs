@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestHub;
-use jukebox::hub::{Actor, Command, Reply};
+use jukebox::hub::{Command, Reply};
 use jukebox::party::Settings;
 use jukebox::store::Db;
 
@@ -134,11 +134,7 @@ fn child(dir: &std::path::Path) {
             {
                 Reply::Guest(g) => {
                     // Only a guest with a live socket votes.
-                    h.hub.tell(Command::Connected { guest: g.guest_id }).await;
-                    guests.push(Actor {
-                        guest: g.guest_id,
-                        host: false,
-                    })
+                    guests.push(h.connect(&g).await)
                 }
                 other => panic!("{other:?}"),
             }

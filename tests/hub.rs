@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestHub;
-use jukebox::hub::{Change, Command, Event, HubError, Reply};
+use jukebox::hub::{Change, Command, Event, HubError, Reply, SkipReason};
 use jukebox::party::{Refusal, Settings};
 
 async fn library(h: &TestHub) -> Vec<(i64, String)> {
@@ -210,12 +210,17 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
         play_id: np.play_id,
     })
     .await;
+    h.wait_for("Sam's skip vote, by id and name", |c| {
+        matches!(c, Change::Event { event: Event::SkipVote { by, by_id, .. }, .. }
+            if *by_id == sam.guest && by == "Sam")
+    })
+    .await;
     h.wait_for("skipped", |c| {
         matches!(
             c,
             Change::Event {
                 event: Event::Skipped {
-                    reason: "votes",
+                    reason: SkipReason::Votes,
                     ..
                 },
                 ..
@@ -234,6 +239,11 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
     };
     assert_eq!(next.entry_id, Some(e1), "the head of the queue plays next");
     assert_eq!(next.requested_by.as_deref(), Some("Mia"));
+    h.wait_for("track_started with the requester's id", |c| {
+        matches!(c, Change::Event { event: Event::TrackStarted { requested_by, requested_by_id, .. }, .. }
+            if *requested_by_id == Some(mia.guest) && requested_by.as_deref() == Some("Mia"))
+    })
+    .await;
     // Zoë's entry became the head: she, and only she, is told her song is next.
     let next_ev = h
         .wait_for("your_request_next", |c| {
@@ -274,8 +284,10 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
         on: true,
     })
     .await;
+    // Told with who liked it, by id as well as by name.
     h.wait_for("your_request_liked", |c| {
-        matches!(c, Change::Event { to: Some(g), event: Event::YourRequestLiked { .. }, .. } if *g == mia.guest)
+        matches!(c, Change::Event { to: Some(g), event: Event::YourRequestLiked { by, by_id, .. }, .. }
+            if *g == mia.guest && *by_id == zoe.guest && by == "Zoë")
     })
     .await;
 
@@ -520,7 +532,10 @@ async fn moderation_and_host_only_commands() {
         matches!(
             c,
             Change::Event {
-                event: Event::Skipped { reason: "host", .. },
+                event: Event::Skipped {
+                    reason: SkipReason::Host,
+                    ..
+                },
                 ..
             }
         )
@@ -607,26 +622,9 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
         .filter(|id| *id != np.track.id)
         .collect();
     let host = h.host().await;
-    let token = match h
-        .ok(Command::CreateGuest {
-            name: Some("Mia".into()),
-            host: false,
-        })
-        .await
-    {
-        Reply::Guest(g) => g,
-        other => panic!("{other:?}"),
-    };
-    let mia = jukebox::hub::Actor {
-        guest: token.guest_id,
-        host: false,
-    };
+    let token = h.new_guest("Mia").await;
     // Only a guest with a live socket takes part.
-    h.hub
-        .tell(Command::Connected {
-            guest: token.guest_id,
-        })
-        .await;
+    let mia = h.connect(&token).await;
     let sam = h.guest("Sam").await;
     let (e1, _) = requested(
         h.ok(Command::Request {
@@ -673,8 +671,22 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
         on: true,
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let before = h.snapshot().await;
+    // Played for a while (bounded): the restart must resume near where it stopped.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let before = loop {
+        let s = h.snapshot().await;
+        if s.now_playing
+            .as_ref()
+            .is_some_and(|n| n.position_ms >= 1500)
+        {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the music does not move"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     h.stop().await;
 
     let mut h = TestHub::start(&db, &music, Settings::default()).await;
@@ -782,7 +794,7 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
                 c,
                 Change::Event {
                     event: Event::Skipped {
-                        reason: "unplayable",
+                        reason: SkipReason::Unplayable,
                         ..
                     },
                     ..
@@ -817,12 +829,13 @@ async fn guests_leaving_lower_the_skip_threshold_and_can_complete_a_skip() {
     };
     let mut h = TestHub::start(&dir.path().join("j.db"), &music, settings).await;
     let np = h.playing().await.now_playing.unwrap();
-    let a = h.guest("A").await;
+    let a_token = h.new_guest("A").await;
+    let a = h.connect(&a_token).await;
     let b = h.guest("B").await;
     let c = h.guest("C").await;
     let _d = h.guest("D").await;
     // A second tab of the same guest does not count twice.
-    h.hub.tell(Command::Connected { guest: a.guest }).await;
+    h.connect(&a_token).await;
     let s = h.snapshot().await;
     assert_eq!(s.room.guests_connected, 4);
     assert_eq!(s.now_playing.unwrap().skip_needed, 2);
@@ -833,14 +846,14 @@ async fn guests_leaving_lower_the_skip_threshold_and_can_complete_a_skip() {
     .await;
     assert_eq!(h.snapshot().await.now_playing.unwrap().play_id, np.play_id);
     // B and C leave: 2 connected, 1 vote needed, A's vote is enough.
-    h.hub.tell(Command::Disconnected { guest: b.guest }).await;
-    h.hub.tell(Command::Disconnected { guest: c.guest }).await;
+    h.disconnect(b.guest);
+    h.disconnect(c.guest);
     h.wait_for("skip by votes", |ch| {
         matches!(
             ch,
             Change::Event {
                 event: Event::Skipped {
-                    reason: "votes",
+                    reason: SkipReason::Votes,
                     ..
                 },
                 ..

@@ -156,7 +156,7 @@ fn references() -> Vec<Value> {
         Event::Skipped {
             play_id: Some(1),
             track_id: 2,
-            reason: "votes",
+            reason: jukebox::hub::SkipReason::Votes,
         },
         Event::Requested {
             entry_id: 1,

@@ -92,7 +92,7 @@ pub struct ExportArgs {
     /// Hours without any play that separate two parties; "tonight" is the latest party.
     #[arg(
         long,
-        default_value_t = (crate::hub::PARTY_GAP_MS / 3_600_000) as u32,
+        default_value_t = crate::hub::PARTY_GAP_HOURS,
         value_parser = clap::value_parser!(u32).range(1..=720)
     )]
     pub gap_hours: u32,

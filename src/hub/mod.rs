@@ -6,6 +6,13 @@
 //! gapless order (`Published::seq`). Answers carry the `seq` of the last change published
 //! before them, which lets a connection send a reply after the updates it caused.
 
+mod deck;
+mod guests;
+mod loaded;
+mod names;
+mod pairing;
+mod queue;
+mod scan;
 mod state;
 pub mod views;
 
@@ -19,8 +26,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{Config, OutputSpec};
 use crate::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use crate::store::{Store, StoreError};
-pub use state::PARTY_GAP_MS;
 pub use views::*;
+
+/// Hours without a play that separate two parties ("tonight" is the latest): fairness starts
+/// over after such a break, and `jukebox export` calls the plays since the last one tonight.
+pub const PARTY_GAP_HOURS: u32 = 6;
+/// [`PARTY_GAP_HOURS`] in ms.
+pub const PARTY_GAP_MS: i64 = PARTY_GAP_HOURS as i64 * 3600 * 1000;
 
 /// Who is acting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +144,6 @@ pub enum Command {
     SetName {
         actor: Actor,
         name: String,
-    },
-    /// A socket of this guest opened / closed (the websocket layer feeds these).
-    Connected {
-        guest: GuestId,
-    },
-    Disconnected {
-        guest: GuestId,
     },
     Like {
         actor: Actor,
@@ -305,7 +310,7 @@ pub struct Answer {
 
 struct Envelope {
     cmd: Command,
-    reply: Option<oneshot::Sender<Answer>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// Numbers changes and sends them out. Used only from the store thread (in commit order).
@@ -348,8 +353,6 @@ pub struct HubConfig {
     pub output: OutputSpec,
     pub settings: Settings,
     pub explicit_settings: Vec<&'static str>,
-    /// Run a library scan at start (in the background, after playback resumed).
-    pub scan_at_start: bool,
     pub guest_limits: GuestLimits,
 }
 
@@ -361,7 +364,6 @@ impl HubConfig {
             output: c.output.clone(),
             settings: c.settings.clone(),
             explicit_settings: c.explicit_settings.clone(),
-            scan_at_start: true,
             guest_limits: GuestLimits {
                 guests_per_address: c.limits.guests_per_address,
                 guest_rate_total: c.limits.guest_rate_total,
@@ -385,7 +387,7 @@ impl Hub {
             seq: AtomicU64::new(0),
             tx: changes.clone(),
         });
-        let loaded = state::Loaded::load(&store).await?;
+        let loaded = loaded::Loaded::load(&store, state::wall_clock_ms()).await?;
         let engine = state::State::new(cfg, store, loaded, publisher.clone(), internal_tx.clone())?;
         let task = tokio::spawn(engine.run(rx, internal_rx));
         Ok((
@@ -406,40 +408,15 @@ impl Hub {
             result: Err(HubError::Unavailable),
             after_seq: self.publisher.last_seq(),
         };
-        if self
-            .tx
-            .send(Envelope {
-                cmd,
-                reply: Some(tx),
-            })
-            .await
-            .is_err()
-        {
+        if self.tx.send(Envelope { cmd, reply: tx }).await.is_err() {
             return unavailable;
         }
         rx.await.unwrap_or(unavailable)
     }
 
-    /// Sends a command without waiting for its answer (connection counting).
-    pub async fn tell(&self, cmd: Command) {
-        let _ = self.tx.send(Envelope { cmd, reply: None }).await;
-    }
-
-    /// Counts a live socket of `guest` until the returned guard is dropped (however the
-    /// connection ends, a panic included), for "guests connected right now".
-    pub fn connect(&self, guest: GuestId) -> Connection {
-        let _ = self
-            .internal
-            .send(state::Internal::Socket(guest, true, None));
-        Connection {
-            guest,
-            addr: None,
-            internal: self.internal.clone(),
-        }
-    }
-
     /// The guard of a socket that [`Command::Connect`] counted (from `addr`): uncounts it on
-    /// drop, however the connection ends.
+    /// drop, however the connection ends (a panic included), for "guests connected right
+    /// now" and the per-address limit.
     pub fn connection(&self, guest: GuestId, addr: Option<IpAddr>) -> Connection {
         Connection {
             guest,
@@ -481,49 +458,9 @@ impl Drop for Connection {
     fn drop(&mut self) {
         let _ = self
             .internal
-            .send(state::Internal::Socket(self.guest, false, self.addr.take()));
+            .send(state::Internal::SocketClosed(self.guest, self.addr.take()));
     }
 }
 
 /// The hub's task; give it back to [`Hub::shutdown`].
 pub struct HubTask(tokio::task::JoinHandle<()>);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_reserve_host_and_guest_n_and_refuse_invisible_characters() {
-        let table: &[(&str, bool, Result<&str, ()>)] = &[
-            ("  Mia  ", false, Ok("Mia")),
-            ("Zoë", false, Ok("Zoë")),
-            ("Hosting", false, Ok("Hosting")),
-            ("Guest", false, Ok("Guest")),
-            ("Guest of honour", false, Ok("Guest of honour")),
-            ("Host", false, Err(())),
-            ("hOST", false, Err(())),
-            ("Ｈｏｓｔ", false, Err(())),
-            ("Guest 3", false, Err(())),
-            ("GUEST   42", false, Err(())),
-            ("guest7", false, Err(())),
-            ("Guest ３", false, Err(())),
-            ("Host", true, Ok("Host")),
-            ("\u{202e}kcaH", false, Err(())),
-            ("Mi\u{200d}a", false, Err(())),
-            ("\u{feff}Sam", false, Err(())),
-            ("Lou\u{2069}", false, Err(())),
-            ("bell\u{7}", false, Err(())),
-            (&"x".repeat(33), false, Err(())),
-        ];
-        for (name, host, want) in table {
-            let got = state::validate_name(name, *host);
-            match want {
-                Ok(n) => assert_eq!(got.as_deref().ok(), Some(*n), "{name:?}: {got:?}"),
-                Err(()) => assert!(
-                    matches!(got, Err(HubError::BadRequest { field: "name", .. })),
-                    "{name:?}: {got:?}"
-                ),
-            }
-        }
-    }
-}

@@ -176,8 +176,7 @@ pub enum Event {
         /// `None` when the track could not even start.
         play_id: Option<PlayId>,
         track_id: TrackId,
-        /// "votes", "host", or "unplayable".
-        reason: &'static str,
+        reason: SkipReason,
     },
     Requested {
         entry_id: EntryId,
@@ -205,6 +204,34 @@ pub enum Event {
         by_id: GuestId,
         by_host: bool,
     },
+}
+
+/// Why a play was skipped (the `reason` of the `skipped` event, spelled the same on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The guests' skip votes reached the threshold.
+    Votes,
+    /// The host skipped it.
+    Host,
+    /// The file could not be played.
+    Unplayable,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Votes => "votes",
+            SkipReason::Host => "host",
+            SkipReason::Unplayable => "unplayable",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Event {

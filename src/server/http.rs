@@ -647,7 +647,7 @@ pub async fn export(
             )
         }
     };
-    let gap = (crate::hub::PARTY_GAP_MS / 3_600_000) as u32;
+    let gap = crate::hub::PARTY_GAP_HOURS;
     let plays = match state
         .store
         .query(move |db| crate::export::tonight(db, gap))

@@ -56,7 +56,10 @@ pub mod wait;
 use std::time::Duration;
 
 use jukebox::config::OutputSpec;
-use jukebox::hub::{Actor, Answer, Change, Command, Hub, HubConfig, HubTask, Published, Reply};
+use jukebox::hub::{
+    Actor, Answer, Change, Command, Connection, GuestCreated, Hub, HubConfig, HubTask, Published,
+    Reply,
+};
 use jukebox::party::Settings;
 use jukebox::store::Store;
 use tokio::sync::broadcast;
@@ -88,6 +91,8 @@ pub struct TestHub {
     pub store: Store,
     pub store_thread: Option<std::thread::JoinHandle<()>>,
     pub rx: broadcast::Receiver<Arc<Published>>,
+    /// The live sockets the tests opened, as the websocket layer holds them.
+    pub sockets: std::sync::Mutex<Vec<(jukebox::party::GuestId, Connection)>>,
 }
 
 impl TestHub {
@@ -100,7 +105,6 @@ impl TestHub {
                 output: OutputSpec::Null,
                 settings,
                 explicit_settings: vec![],
-                scan_at_start: true,
                 guest_limits: Default::default(),
             },
             store.clone(),
@@ -114,6 +118,7 @@ impl TestHub {
             store,
             store_thread: Some(store_thread),
             rx,
+            sockets: Default::default(),
         }
     }
 
@@ -127,7 +132,14 @@ impl TestHub {
         a.result.unwrap_or_else(|e| panic!("{dbg}: {e}"))
     }
 
+    /// A new guest with one socket open.
     pub async fn guest(&self, name: &str) -> Actor {
+        let g = self.new_guest(name).await;
+        self.connect(&g).await
+    }
+
+    /// A new guest's token, not connected yet.
+    pub async fn new_guest(&self, name: &str) -> GuestCreated {
         match self
             .ok(Command::CreateGuest {
                 name: Some(name.into()),
@@ -135,17 +147,40 @@ impl TestHub {
             })
             .await
         {
-            Reply::Guest(g) => {
-                self.hub
-                    .tell(Command::Connected { guest: g.guest_id })
-                    .await;
-                Actor {
-                    guest: g.guest_id,
-                    host: false,
-                }
-            }
+            Reply::Guest(g) => g,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Opens a socket of this guest the way the websocket layer does: `Connect` counts it,
+    /// and the hub's guard (kept in `sockets`) uncounts it when dropped.
+    pub async fn connect(&self, g: &GuestCreated) -> Actor {
+        match self
+            .ok(Command::Connect {
+                token: g.token.clone(),
+                addr: None,
+            })
+            .await
+        {
+            Reply::Identity(Some(_)) => {}
+            other => panic!("connect {}: {other:?}", g.name),
+        }
+        let guard = self.hub.connection(g.guest_id, None);
+        self.sockets.lock().unwrap().push((g.guest_id, guard));
+        Actor {
+            guest: g.guest_id,
+            host: false,
+        }
+    }
+
+    /// Closes one socket of this guest (as when its websocket ends).
+    pub fn disconnect(&self, guest: jukebox::party::GuestId) {
+        let mut sockets = self.sockets.lock().unwrap();
+        let i = sockets
+            .iter()
+            .position(|(g, _)| *g == guest)
+            .expect("a socket of this guest is open");
+        drop(sockets.remove(i));
     }
 
     pub async fn host(&self) -> Actor {
@@ -209,6 +244,7 @@ impl TestHub {
     }
 
     pub async fn stop(mut self) {
+        self.sockets.lock().unwrap().clear();
         let task = self.task.take().unwrap();
         self.hub.shutdown(task).await;
         drop(self.hub);

@@ -1,0 +1,302 @@
+//! The deck's rules, each checked the way it could break.
+
+use std::path::PathBuf;
+
+use super::*;
+
+fn track(id: TrackId) -> Track {
+    Track {
+        id,
+        path: PathBuf::from(format!("/music/{id}.flac")),
+        title: format!("Song {id}"),
+        artist: format!("Artist {id}"),
+        album: String::new(),
+        track_no: None,
+        duration_ms: 180_000,
+        has_art: false,
+        present: true,
+        likes: 0,
+    }
+}
+
+fn now(key: Key, t: TrackId) -> Now {
+    Now {
+        play_id: t * 10,
+        key,
+        track: track(t),
+        entry_id: None,
+        requester: None,
+        auto: true,
+        position_ms: 0,
+        position_at_ms: 1_000,
+        paused: false,
+        likes: HashSet::new(),
+        skip_votes: HashSet::new(),
+        like_announced: HashSet::new(),
+        last_saved_ms: 0,
+    }
+}
+
+fn key_of(cmd: &PlayerCommand) -> Key {
+    match cmd {
+        PlayerCommand::Load(i) | PlayerCommand::Preload(Some(i)) => i.key,
+        other => panic!("no key in {other:?}"),
+    }
+}
+
+/// Loads `t`, and lets it start.
+fn playing(deck: &mut Deck, t: TrackId) -> Key {
+    let key = key_of(&deck.load(Planned::Auto(track(t))));
+    let Started::Planned(p) = deck.on_started(key) else {
+        panic!("not started")
+    };
+    assert_eq!(p.track().id, t);
+    deck.begin();
+    deck.set_now(now(key, t));
+    key
+}
+
+#[test]
+fn events_about_keys_before_the_latest_load_are_stale() {
+    let mut deck = Deck::default();
+    let old = key_of(&deck.load(Planned::Auto(track(1))));
+    let new = key_of(&deck.load(Planned::Entry(7, track(2))));
+    assert!(new > old);
+    assert!(matches!(deck.on_started(old), Started::Stale));
+    assert!(deck.on_error(old).is_none(), "an old error changes nothing");
+    assert!(deck.busy(), "still loading the new one");
+    match deck.on_started(new) {
+        Started::Planned(Planned::Entry(7, t)) => assert_eq!(t.id, 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_load_forgets_what_was_preloaded() {
+    let mut deck = Deck::default();
+    playing(&mut deck, 1);
+    let pre = key_of(&deck.preload(Some(Planned::Auto(track(2)))).unwrap());
+    deck.load(Planned::Auto(track(3)));
+    // The player dropped its "next" with the Load: a late Started of it is stale.
+    assert!(matches!(deck.on_started(pre), Started::Stale));
+}
+
+#[test]
+fn finished_with_a_next_after_the_latest_load_is_a_gapless_hand_over() {
+    let mut deck = Deck::default();
+    let first = playing(&mut deck, 1);
+    let pre = key_of(&deck.preload(Some(Planned::Entry(5, track(2)))).unwrap());
+    let f = deck
+        .on_finished(first, Some(pre))
+        .expect("the play going on finished");
+    assert_eq!(f.play.track.id, 1);
+    assert!(f.gapless, "the player went on to the preloaded item");
+    assert!(
+        deck.busy(),
+        "loading the hand-over: nothing else may be loaded"
+    );
+    match deck.on_started(pre) {
+        Started::Planned(Planned::Entry(5, _)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn finished_with_a_next_from_before_the_latest_load_is_not_a_hand_over() {
+    let mut deck = Deck::default();
+    playing(&mut deck, 1);
+    let pre = key_of(&deck.preload(Some(Planned::Auto(track(2)))).unwrap());
+    // The host skipped: a Load superseded the preload, and that load started.
+    let loaded = playing(&mut deck, 3);
+    assert!(loaded > pre);
+    let f = deck.on_finished(loaded, Some(pre)).unwrap();
+    assert!(!f.gapless);
+    assert!(!deck.busy(), "the hub must move on itself");
+    assert!(
+        deck.on_finished(loaded, None).is_none(),
+        "only the play going on finishes"
+    );
+}
+
+#[test]
+fn finished_about_another_key_changes_nothing() {
+    let mut deck = Deck::default();
+    let k = playing(&mut deck, 1);
+    assert!(deck.on_finished(k + 100, None).is_none());
+    assert_eq!(deck.now().map(|n| n.key), Some(k));
+}
+
+#[test]
+fn an_auto_pick_answering_an_older_request_is_dropped() {
+    let mut deck = Deck::default();
+    let asked = deck.ask_auto();
+    assert!(!deck.wants_auto(), "one pick at a time");
+    // Something started meanwhile: the pick excluded the wrong track.
+    playing(&mut deck, 1);
+    assert!(matches!(
+        deck.on_auto_picked(asked, Some(track(1))),
+        Picked::Stale
+    ));
+    assert!(deck.auto_next().is_none());
+    let again = deck.ask_auto();
+    let newer = deck.ask_auto();
+    assert!(matches!(
+        deck.on_auto_picked(again, Some(track(2))),
+        Picked::Stale
+    ));
+    assert!(matches!(
+        deck.on_auto_picked(newer, Some(track(2))),
+        Picked::Kept
+    ));
+    assert_eq!(deck.auto_next().map(|t| t.id), Some(2));
+    assert!(deck.wants_auto());
+}
+
+#[test]
+fn an_auto_pick_with_nothing_playing_is_loaded_and_advance_uses_a_kept_one() {
+    let mut deck = Deck::default();
+    let g = deck.ask_auto();
+    match deck.on_auto_picked(g, Some(track(4))) {
+        Picked::Load(PlayerCommand::Load(item)) => assert_eq!(item.path, track(4).path),
+        other => panic!("{other:?}"),
+    }
+    let mut deck = Deck::default();
+    let g = deck.ask_auto();
+    assert!(matches!(deck.on_auto_picked(g, None), Picked::Empty));
+
+    let mut deck = Deck::default();
+    let k = playing(&mut deck, 1);
+    let g = deck.ask_auto();
+    deck.on_auto_picked(g, Some(track(2)));
+    deck.on_finished(k, None);
+    match deck.advance(None) {
+        Advance::Load(PlayerCommand::Load(item)) => assert_eq!(item.path, track(2).path),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_error_of_the_preloaded_item_does_not_stop_the_play_going_on() {
+    let mut deck = Deck::default();
+    playing(&mut deck, 1);
+    let pre = key_of(&deck.preload(Some(Planned::Auto(track(2)))).unwrap());
+    let f = deck.on_error(pre).unwrap();
+    assert!(!f.move_on);
+    assert!(deck.unplayable().contains(&2));
+    assert!(deck.on_error(pre).is_none(), "reported once");
+    // The same track is preloaded again only as a new item.
+    assert!(deck.preload(Some(Planned::Auto(track(3)))).is_some());
+}
+
+#[test]
+fn an_error_of_the_loading_item_moves_on() {
+    let mut deck = Deck::default();
+    let k = key_of(&deck.load(Planned::Entry(3, track(9))));
+    let f = deck.on_error(k).unwrap();
+    assert!(f.move_on);
+    assert!(matches!(f.planned, Planned::Entry(3, _)));
+    assert!(!deck.busy());
+    assert!(deck.unplayable().contains(&9));
+}
+
+#[test]
+fn advance_stops_and_announces_idle_once() {
+    let mut deck = Deck::default();
+    let Advance::Nothing {
+        stop: Some(PlayerCommand::Stop),
+        announce_idle: true,
+    } = deck.advance(None)
+    else {
+        panic!()
+    };
+    let Advance::Nothing {
+        announce_idle: false,
+        ..
+    } = deck.advance(None)
+    else {
+        panic!()
+    };
+    playing(&mut deck, 1);
+    let Advance::Nothing {
+        stop: None,
+        announce_idle: false,
+    } = deck.advance(None)
+    else {
+        panic!("something plays: no stop")
+    };
+    deck.skip();
+    let Advance::Nothing {
+        announce_idle: true,
+        ..
+    } = deck.advance(None)
+    else {
+        panic!("idle again after a play")
+    };
+}
+
+#[test]
+fn preload_is_sent_only_when_the_next_item_changes() {
+    let mut deck = Deck::default();
+    playing(&mut deck, 1);
+    assert!(deck.preload(None).is_none());
+    assert!(deck.preload(Some(Planned::Entry(1, track(2)))).is_some());
+    assert!(deck.preload(Some(Planned::Entry(1, track(2)))).is_none());
+    assert!(deck.preload(Some(Planned::Entry(2, track(2)))).is_some());
+    assert!(matches!(
+        deck.preload(None),
+        Some(PlayerCommand::Preload(None))
+    ));
+}
+
+#[test]
+fn a_resume_restores_the_paused_play_once() {
+    let open = OpenPlay {
+        id: 42,
+        track_id: 1,
+        request_id: None,
+        guest_id: None,
+        started_ms: 0,
+        position_ms: 61_000,
+        likes: vec![3],
+        skip_votes: vec![],
+    };
+    let mut deck = Deck::default();
+    deck.restore(open, track(1), Some(42));
+    match deck.resume() {
+        Some(PlayerCommand::Load(item)) => assert_eq!(item.start_ms, 61_000),
+        other => panic!("{other:?}"),
+    }
+    assert!(deck.resume().is_none(), "loaded once");
+    assert!(deck.resumes_paused(42));
+    assert!(!deck.resumes_paused(42));
+}
+
+#[test]
+fn position_runs_with_the_clock_and_stands_still_while_paused() {
+    let mut n = now(1, 1);
+    assert_eq!(n.position(1_000), 0);
+    assert_eq!(n.position(3_500), 2_500);
+    assert_eq!(n.position(500), 0, "a clock step back is not a rewind");
+    assert_eq!(n.position(10_000_000), 180_000, "never past the end");
+    assert_eq!(n.pause(4_000), Some(3_000));
+    assert_eq!(n.pause(5_000), None);
+    assert_eq!(n.position(60_000), 3_000);
+    assert!(n.resume(60_000));
+    assert_eq!(n.position(61_000), 4_000);
+    assert_eq!(n.seek(999_999, 61_000), 179_999);
+}
+
+#[test]
+fn positions_are_saved_every_few_seconds_of_play() {
+    let mut deck = Deck::default();
+    let k = playing(&mut deck, 1);
+    assert_eq!(deck.on_position(k, 1_000, 2_000), None);
+    assert_eq!(deck.on_position(k, 5_000, 6_000), Some((10, 5_000)));
+    assert_eq!(deck.on_position(k, 6_000, 7_000), None);
+    assert_eq!(
+        deck.on_position(k + 1, 20_000, 7_000),
+        None,
+        "not this play"
+    );
+    assert_eq!(deck.now().unwrap().position(8_000), 7_000);
+}
