@@ -70,15 +70,22 @@ pub struct GuestLimits {
     pub toggles_burst: u32,
 }
 
-impl Default for GuestLimits {
-    fn default() -> Self {
+impl GuestLimits {
+    /// The configurable limits from the configuration; the toggle budget is the protocol's.
+    pub fn from_limits(l: &crate::config::Limits) -> GuestLimits {
         GuestLimits {
-            guests_per_address: 4,
-            guest_rate_total: 120,
-            unused_guest_ttl: std::time::Duration::from_secs(600),
+            guests_per_address: l.guests_per_address,
+            guest_rate_total: l.guest_rate_total,
+            unused_guest_ttl: std::time::Duration::from_secs(u64::from(l.unused_guest_ttl)),
             toggles_per_sec: 2,
             toggles_burst: 10,
         }
+    }
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits::from_limits(&crate::config::Limits::default())
     }
 }
 
@@ -364,14 +371,7 @@ impl HubConfig {
             output: c.output.clone(),
             settings: c.settings.clone(),
             explicit_settings: c.explicit_settings.clone(),
-            guest_limits: GuestLimits {
-                guests_per_address: c.limits.guests_per_address,
-                guest_rate_total: c.limits.guest_rate_total,
-                unused_guest_ttl: std::time::Duration::from_secs(u64::from(
-                    c.limits.unused_guest_ttl,
-                )),
-                ..GuestLimits::default()
-            },
+            guest_limits: GuestLimits::from_limits(&c.limits),
         }
     }
 }

@@ -180,7 +180,7 @@ pub fn event_data(e: &Event) -> Value {
             play_id: p,
             track_id: t,
             reason,
-        } => json!({"play_id": p.map(play_id), "track_id": track_id(*t), "reason": reason}),
+        } => json!({"play_id": p.map(play_id), "track_id": track_id(*t), "reason": reason.as_str()}),
         Event::Requested {
             entry_id: e,
             track_id: t,
