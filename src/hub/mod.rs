@@ -6,6 +6,7 @@
 //! gapless order (`Published::seq`). Answers carry the `seq` of the last change published
 //! before them, which lets a connection send a reply after the updates it caused.
 
+mod api;
 mod deck;
 mod guests;
 mod loaded;
@@ -26,6 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{Config, OutputSpec};
 use crate::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use crate::store::{Store, StoreError};
+pub use api::{Host, Pairing, Requested, ScreenClaim};
 pub use views::*;
 
 /// Hours without a play that separate two parties ("tonight" is the latest): fairness starts
@@ -34,7 +36,8 @@ pub const PARTY_GAP_HOURS: u32 = 6;
 /// [`PARTY_GAP_HOURS`] in ms.
 pub const PARTY_GAP_MS: i64 = PARTY_GAP_HOURS as i64 * 3600 * 1000;
 
-/// Who is acting.
+/// Who is acting: a guest, and whether it authenticated as a host (its token is a host's,
+/// and its host login is valid). Host commands want the [`Host`] that [`Actor::as_host`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     pub guest: GuestId,
@@ -136,7 +139,7 @@ pub enum Command {
     StartPairing,
     /// The host typed the code a TV shows: that TV becomes a screen.
     PairScreen {
-        actor: Actor,
+        host: Host,
         code: String,
     },
     /// The TV polls with its claim: the screen token once the host paired it.
@@ -145,7 +148,7 @@ pub enum Command {
     },
     /// The host removes a screen: its token stops working.
     RemoveScreen {
-        actor: Actor,
+        host: Host,
         guest: GuestId,
     },
     SetName {
@@ -171,49 +174,49 @@ pub enum Command {
         on: bool,
     },
     Play {
-        actor: Actor,
+        host: Host,
     },
     Pause {
-        actor: Actor,
+        host: Host,
     },
     /// Skip the play going on; with `play_id`, only if that is still the one (a late tap
     /// never skips the next song).
     Skip {
-        actor: Actor,
+        host: Host,
         play_id: Option<PlayId>,
     },
     Seek {
-        actor: Actor,
+        host: Host,
         position_ms: u64,
     },
     SetVolume {
-        actor: Actor,
+        host: Host,
         volume: u32,
     },
     Remove {
-        actor: Actor,
+        host: Host,
         entry_id: EntryId,
     },
     Move {
-        actor: Actor,
+        host: Host,
         entry_id: EntryId,
         to: usize,
     },
     Ban {
-        actor: Actor,
+        host: Host,
         guest: GuestId,
         on: bool,
     },
     Settings {
-        actor: Actor,
+        host: Host,
         patch: SettingsPatch,
     },
     Announce {
-        actor: Actor,
+        host: Host,
         text: String,
     },
     Rescan {
-        actor: Actor,
+        host: Host,
     },
     /// The whole state, consistent with the change stream; `me` for `guest`, the guest list
     /// when `admin`.
@@ -310,8 +313,8 @@ impl HubError {
 
 /// A command's outcome, and the `seq` of the last change published before it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub result: Result<Reply, HubError>,
+pub struct Answer<T = Reply> {
+    pub result: Result<T, HubError>,
     pub after_seq: u64,
 }
 

@@ -18,11 +18,13 @@ pub use ids::{
     cursor, entry_id, guest_id, parse_cursor, parse_entry_id, parse_guest_id, parse_play_id,
     parse_track_id, play_id, track_id,
 };
-pub use incoming::{parse, Cmd, CmdName, FrameError, Hello, Incoming};
+pub use incoming::{
+    host_command, parse, Cmd, CmdName, FrameError, Hello, HostCmd, Incoming, SearchQuery,
+};
 pub use outgoing::{
     admin_guest, bye, bye_retry, change_topic, encode_change, encode_snapshot, error_frame,
-    event_data, me, now_playing, queue_entry, reply_err, reply_ok, reply_paired, reply_requested,
-    room, search_results, track, track_row, welcome, Tail, Welcome, PING, PONG,
+    event_data, me, now_playing, queue_entry, reply_err, reply_ok, room, search_results, track,
+    track_row, welcome, Tail, Welcome, PING, PONG,
 };
 
 pub const VERSION: u32 = 1;
