@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ids::{parse_cursor, parse_entry_id, parse_guest_id, parse_play_id, parse_track_id};
+use super::ids::{parse_entry_id, parse_guest_id, parse_play_id, parse_track_id};
+use super::search::SearchQuery;
 use super::{ErrorCode, Topic};
 use crate::hub::SettingsPatch;
 
@@ -71,56 +72,6 @@ pub enum HostCmd {
     LogoutAll,
     PairScreen { code: String },
     RemoveScreen { guest_id: i64 },
-}
-
-/// A search, checked: the one definition of its rules and paging, for the websocket's
-/// `search` and `GET /api/search`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchQuery {
-    pub q: String,
-    /// Results a page (1 to 100; 20 unless asked).
-    pub limit: u32,
-    /// Where the page starts (from the `cursor` of the previous answer).
-    pub offset: u32,
-}
-
-impl SearchQuery {
-    /// Characters a query may have.
-    pub const MAX_QUERY: usize = 200;
-
-    /// Checks a search; `Err` names the field at fault and says why. No cursor (or an empty
-    /// one) is the first page.
-    pub fn new(
-        q: String,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> Result<SearchQuery, (&'static str, &'static str)> {
-        if q.chars().count() > Self::MAX_QUERY {
-            return Err(("q", "at most 200 characters"));
-        }
-        let offset = match cursor {
-            None | Some("") => 0,
-            Some(c) => parse_cursor(c).ok_or(("cursor", "not a cursor from a previous answer"))?,
-        };
-        Ok(SearchQuery {
-            q,
-            limit: limit.unwrap_or(20).clamp(1, 100),
-            offset,
-        })
-    }
-
-    /// How many rows to fetch: one more than a page, to know whether another follows.
-    pub fn fetch(&self) -> u32 {
-        self.limit + 1
-    }
-
-    /// Trims `fetched` (asked for with [`SearchQuery::fetch`]) to the page; the offset of
-    /// the next page, if there is one.
-    pub fn page<T>(&self, fetched: &mut Vec<T>) -> Option<u32> {
-        let more = fetched.len() > self.limit as usize;
-        fetched.truncate(self.limit as usize);
-        more.then_some(self.offset + self.limit)
-    }
 }
 
 /// The `cmd` names of requests, one per [`Cmd`] variant: serde reads the name (anything else
@@ -605,6 +556,31 @@ mod tests {
                 Ok(Incoming::Request { cmd, .. }) => assert_eq!(cmd.name(), want, "{name}"),
                 other => panic!("{name}: {other:?}"),
             }
+        }
+    }
+
+    /// A host action's body parses as the websocket's command of that name; a guest's
+    /// command or an unknown name is no host action.
+    #[test]
+    fn host_actions_parse_into_host_commands() {
+        let body = |v: &str| -> Value { serde_json::from_str(v).unwrap() };
+        assert_eq!(
+            host_command("set_volume", &body(r#"{"volume":40}"#)),
+            Ok(HostCmd::SetVolume { volume: 40 })
+        );
+        assert_eq!(
+            host_command("skip", &body("{}")),
+            Ok(HostCmd::Skip { play_id: None })
+        );
+        let bad = host_command("set_volume", &body(r#"{"volume":"loud"}"#)).unwrap_err();
+        assert_eq!(
+            (bad.code, bad.field.as_deref()),
+            (ErrorCode::BadRequest, Some("volume"))
+        );
+        assert_eq!(bad.rid, None);
+        for name in ["like", "dance", "hello", "search"] {
+            let e = host_command(name, &body(r#"{"play_id":"p1","q":""}"#)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::UnknownCmd, "{name}");
         }
     }
 
