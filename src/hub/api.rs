@@ -60,23 +60,29 @@ pub enum ScreenClaim {
 impl Answer {
     /// The typed answer of a command whose reply `pick` reads. The hub answers each command
     /// with the one reply its handler returns; another is a bug, never the client's fault.
-    fn typed<T>(self, pick: impl FnOnce(Reply) -> Option<T>) -> Answer<T> {
+    fn typed<T>(self, pick: impl FnOnce(Reply) -> Result<T, Reply>) -> Answer<T> {
         Answer {
             result: self.result.and_then(|r| {
-                let what = format!("{r:?}");
-                pick(r).ok_or_else(|| HubError::Internal(format!("unexpected answer {what}")))
+                pick(r).map_err(|other| HubError::Internal(format!("unexpected answer {other:?}")))
             }),
             after_seq: self.after_seq,
         }
     }
 }
 
-fn done(r: Reply) -> Option<()> {
-    matches!(r, Reply::Done).then_some(())
+fn done(r: Reply) -> Result<(), Reply> {
+    match r {
+        Reply::Done => Ok(()),
+        other => Err(other),
+    }
 }
 
 impl Hub {
-    async fn ask<T>(&self, cmd: Command, pick: impl FnOnce(Reply) -> Option<T>) -> Answer<T> {
+    async fn ask<T>(
+        &self,
+        cmd: Command,
+        pick: impl FnOnce(Reply) -> Result<T, Reply>,
+    ) -> Answer<T> {
         self.call(cmd).await.typed(pick)
     }
 
@@ -116,12 +122,12 @@ impl Hub {
                 code,
                 claim,
                 expires_in_ms,
-            } => Some(Pairing {
+            } => Ok(Pairing {
                 code,
                 claim,
                 expires_in_ms,
             }),
-            _ => None,
+            other => Err(other),
         })
         .await
     }
@@ -129,9 +135,9 @@ impl Hub {
     /// The TV polls with its claim.
     pub async fn claim_screen(&self, claim: String) -> Answer<ScreenClaim> {
         self.ask(Command::ClaimScreen { claim }, |r| match r {
-            Reply::Guest(g) => Some(ScreenClaim::Paired(g)),
-            Reply::PairingPending => Some(ScreenClaim::Pending),
-            _ => None,
+            Reply::Guest(g) => Ok(ScreenClaim::Paired(g)),
+            Reply::PairingPending => Ok(ScreenClaim::Pending),
+            other => Err(other),
         })
         .await
     }
@@ -142,8 +148,8 @@ impl Hub {
     /// when `admin`.
     pub async fn snapshot(&self, guest: Option<GuestId>, admin: bool) -> Answer<Box<Snapshot>> {
         self.ask(Command::Snapshot { guest, admin }, |r| match r {
-            Reply::Snapshot(s) => Some(s),
-            _ => None,
+            Reply::Snapshot(s) => Ok(s),
+            other => Err(other),
         })
         .await
     }
@@ -151,8 +157,8 @@ impl Hub {
     /// The health of the box.
     pub async fn status(&self) -> Answer<Status> {
         self.ask(Command::Status, |r| match r {
-            Reply::Status(s) => Some(s),
-            _ => None,
+            Reply::Status(s) => Ok(s),
+            other => Err(other),
         })
         .await
     }
@@ -173,8 +179,8 @@ impl Hub {
 
     pub async fn request(&self, actor: Actor, track_id: TrackId) -> Answer<Requested> {
         self.ask(Command::Request { actor, track_id }, |r| match r {
-            Reply::Requested { entry_id, upvoted } => Some(Requested { entry_id, upvoted }),
-            _ => None,
+            Reply::Requested { entry_id, upvoted } => Ok(Requested { entry_id, upvoted }),
+            other => Err(other),
         })
         .await
     }
@@ -238,8 +244,8 @@ impl Hub {
     /// The host typed the code a TV shows: that TV becomes a screen (its guest id).
     pub async fn pair_screen(&self, host: Host, code: String) -> Answer<GuestId> {
         self.ask(Command::PairScreen { host, code }, |r| match r {
-            Reply::Paired { guest_id } => Some(guest_id),
-            _ => None,
+            Reply::Paired { guest_id } => Ok(guest_id),
+            other => Err(other),
         })
         .await
     }
@@ -250,16 +256,16 @@ impl Hub {
     }
 }
 
-fn guest(r: Reply) -> Option<GuestCreated> {
+fn guest(r: Reply) -> Result<GuestCreated, Reply> {
     match r {
-        Reply::Guest(g) => Some(g),
-        _ => None,
+        Reply::Guest(g) => Ok(g),
+        other => Err(other),
     }
 }
 
-fn identity(r: Reply) -> Option<Option<Identity>> {
+fn identity(r: Reply) -> Result<Option<Identity>, Reply> {
     match r {
-        Reply::Identity(i) => Some(i),
-        _ => None,
+        Reply::Identity(i) => Ok(i),
+        other => Err(other),
     }
 }
