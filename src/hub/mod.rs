@@ -227,6 +227,8 @@ pub enum Command {
     Status,
 }
 
+/// The inbox's answers. Front ends never match on them: the typed methods of [`Hub`] (in
+/// `api`) read each command's own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Done,
@@ -404,7 +406,9 @@ impl Hub {
         ))
     }
 
-    /// Sends a command and waits for its answer (after its changes are durable and published).
+    /// Sends an inbox message and waits for its answer (after its changes are durable and
+    /// published). Front ends use the typed methods instead; the hub's tests drive its rules
+    /// through this.
     pub async fn call(&self, cmd: Command) -> Answer {
         let (tx, rx) = oneshot::channel();
         let unavailable = Answer {
