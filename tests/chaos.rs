@@ -65,12 +65,15 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
         // Not a wait for anything: random gaps are part of the storm.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..15))).await;
     }
-    h.ok(Command::Play { actor: host }).await;
+    h.ok(Command::Play {
+        host: host.as_host().unwrap(),
+    })
+    .await;
     // Then the auto-DJ alone, with tracks cut short right after they start.
     for e in h.snapshot().await.order {
         let _ = h
             .call(Command::Remove {
-                actor: host,
+                host: host.as_host().unwrap(),
                 entry_id: e,
             })
             .await;
@@ -79,7 +82,7 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
         if let Some(n) = h.snapshot().await.now_playing {
             let _ = h
                 .call(Command::Seek {
-                    actor: host,
+                    host: host.as_host().unwrap(),
                     position_ms: n.track.duration_ms.saturating_sub(5),
                 })
                 .await;
@@ -117,16 +120,16 @@ fn random_command(
             on: rng.random(),
         },
         4 => Command::Remove {
-            actor: host,
+            host: host.as_host().unwrap(),
             entry_id: entry?,
         },
         5 => Command::Move {
-            actor: host,
+            host: host.as_host().unwrap(),
             entry_id: entry?,
             to: rng.random_range(0..4),
         },
         6 => Command::Skip {
-            actor: host,
+            host: host.as_host().unwrap(),
             play_id: play,
         },
         7 => Command::VoteSkip {
@@ -141,14 +144,18 @@ fn random_command(
         // Jump to the very end: the track finishes at once, racing whatever the hub is
         // still preparing as its successor.
         10 | 11 => Command::Seek {
-            actor: host,
+            host: host.as_host().unwrap(),
             position_ms: s.now_playing.as_ref()?.track.duration_ms.saturating_sub(5),
         },
         _ => {
             if rng.random_bool(0.5) {
-                Command::Pause { actor: host }
+                Command::Pause {
+                    host: host.as_host().unwrap(),
+                }
             } else {
-                Command::Play { actor: host }
+                Command::Play {
+                    host: host.as_host().unwrap(),
+                }
             }
         }
     })

@@ -46,7 +46,7 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
     })
     .await;
     h.ok(Command::Skip {
-        actor: host,
+        host: host.as_host().unwrap(),
         play_id: None,
     })
     .await;
@@ -151,7 +151,7 @@ async fn csv_cells_that_look_like_formulas_stay_text() {
     })
     .await;
     h.ok(Command::Skip {
-        actor: host,
+        host: host.as_host().unwrap(),
         play_id: None,
     })
     .await;

@@ -310,29 +310,10 @@ async fn moderation_and_host_only_commands() {
     let mia = h.guest("Mia").await;
     let troll = h.guest("Troll").await;
 
-    // Guests cannot use host commands.
-    for cmd in [
-        Command::Skip {
-            actor: mia,
-            play_id: None,
-        },
-        Command::Pause { actor: mia },
-        Command::SetVolume {
-            actor: mia,
-            volume: 10,
-        },
-        Command::Ban {
-            actor: mia,
-            guest: troll.guest,
-            on: true,
-        },
-        Command::Announce {
-            actor: mia,
-            text: "hi".into(),
-        },
-    ] {
-        assert_eq!(h.call(cmd).await.result, Err(HubError::Forbidden));
-    }
+    // Guests cannot use host commands: they take a `Host`, and only a host actor has one.
+    assert_eq!(mia.as_host(), None);
+    assert_eq!(troll.as_host(), None);
+    assert_eq!(host.as_host().map(|h| h.guest()), Some(host.guest));
 
     let (em, _) = requested(
         h.ok(Command::Request {
@@ -372,7 +353,7 @@ async fn moderation_and_host_only_commands() {
 
     // Ban: pending requests go, votes stop counting, actions are refused.
     h.ok(Command::Ban {
-        actor: host,
+        host: host.as_host().unwrap(),
         guest: troll.guest,
         on: true,
     })
@@ -416,7 +397,7 @@ async fn moderation_and_host_only_commands() {
     );
     assert_eq!(h.snapshot().await.order, vec![em, e2, e3]);
     h.ok(Command::Move {
-        actor: host,
+        host: host.as_host().unwrap(),
         entry_id: e3,
         to: 0,
     })
@@ -432,14 +413,14 @@ async fn moderation_and_host_only_commands() {
     .await;
     assert_eq!(h.snapshot().await.order, vec![e3, em, e2]);
     h.ok(Command::Remove {
-        actor: host,
+        host: host.as_host().unwrap(),
         entry_id: em,
     })
     .await;
     assert_eq!(h.snapshot().await.order, vec![e3, e2]);
     assert_eq!(
         h.call(Command::Remove {
-            actor: host,
+            host: host.as_host().unwrap(),
             entry_id: em
         })
         .await
@@ -449,7 +430,7 @@ async fn moderation_and_host_only_commands() {
 
     // Pause requests: guests are refused with a reason, the host is not.
     h.ok(Command::Settings {
-        actor: host,
+        host: host.as_host().unwrap(),
         patch: jukebox::hub::SettingsPatch {
             requests_paused: Some(true),
             ..Default::default()
@@ -471,7 +452,7 @@ async fn moderation_and_host_only_commands() {
 
     // Volume cap.
     h.ok(Command::Settings {
-        actor: host,
+        host: host.as_host().unwrap(),
         patch: jukebox::hub::SettingsPatch {
             max_volume: Some(50),
             ..Default::default()
@@ -485,20 +466,20 @@ async fn moderation_and_host_only_commands() {
     );
     let r = h
         .call(Command::SetVolume {
-            actor: host,
+            host: host.as_host().unwrap(),
             volume: 80,
         })
         .await;
     assert_eq!(r.result.unwrap_err().code(), "bad_request");
     h.ok(Command::SetVolume {
-        actor: host,
+        host: host.as_host().unwrap(),
         volume: 30,
     })
     .await;
     assert_eq!(h.snapshot().await.now_playing.unwrap().volume, 30);
     let r = h
         .call(Command::Settings {
-            actor: host,
+            host: host.as_host().unwrap(),
             patch: jukebox::hub::SettingsPatch {
                 skip_percent: Some(0),
                 ..Default::default()
@@ -508,7 +489,10 @@ async fn moderation_and_host_only_commands() {
     assert!(r.result.unwrap_err().to_string().contains("skip_percent"));
 
     // Pause / play / seek / skip by the host.
-    h.ok(Command::Pause { actor: host }).await;
+    h.ok(Command::Pause {
+        host: host.as_host().unwrap(),
+    })
+    .await;
     let p1 = h.snapshot().await.now_playing.unwrap();
     assert!(p1.paused);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -516,15 +500,18 @@ async fn moderation_and_host_only_commands() {
         h.snapshot().await.now_playing.unwrap().position_ms,
         p1.position_ms
     );
-    h.ok(Command::Play { actor: host }).await;
+    h.ok(Command::Play {
+        host: host.as_host().unwrap(),
+    })
+    .await;
     h.ok(Command::Seek {
-        actor: host,
+        host: host.as_host().unwrap(),
         position_ms: 20_000,
     })
     .await;
     assert!(h.snapshot().await.now_playing.unwrap().position_ms >= 20_000);
     h.ok(Command::Skip {
-        actor: host,
+        host: host.as_host().unwrap(),
         play_id: None,
     })
     .await;
@@ -544,7 +531,7 @@ async fn moderation_and_host_only_commands() {
 
     // A host message reaches everyone.
     h.ok(Command::Announce {
-        actor: host,
+        host: host.as_host().unwrap(),
         text: "Pizza is here!".into(),
     })
     .await;
@@ -658,7 +645,7 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
     })
     .await;
     h.ok(Command::Settings {
-        actor: host,
+        host: host.as_host().unwrap(),
         patch: jukebox::hub::SettingsPatch {
             request_limit: Some(host_settings.request_limit),
             ..Default::default()
@@ -666,7 +653,7 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
     })
     .await;
     h.ok(Command::Ban {
-        actor: host,
+        host: host.as_host().unwrap(),
         guest: sam.guest,
         on: true,
     })
@@ -752,7 +739,10 @@ async fn an_empty_library_waits_quietly_and_plays_once_music_arrives() {
     assert_eq!(s.room.library_size, 0);
     let host = h.host().await;
     common::tone(&music, "late.flac", 440, 30.0, &[("title", "Late Arrival")]);
-    h.ok(Command::Rescan { actor: host }).await;
+    h.ok(Command::Rescan {
+        host: host.as_host().unwrap(),
+    })
+    .await;
     let s = h.playing().await;
     assert_eq!(s.now_playing.unwrap().track.title, "Late Arrival");
     h.stop().await;
@@ -784,7 +774,7 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
     // The file disappears after the scan (a USB stick pulled out, say).
     std::fs::remove_file(&victim.path).unwrap();
     h.ok(Command::Skip {
-        actor: host,
+        host: host.as_host().unwrap(),
         play_id: None,
     })
     .await;
@@ -914,7 +904,7 @@ async fn identities_bans_by_address_the_per_address_cap_and_screens() {
 
     // A ban of one covers the address: no new token there, the others seen there are banned.
     h.ok(Command::Ban {
-        actor: host,
+        host: host.as_host().unwrap(),
         guest: tokens[0].guest_id,
         on: true,
     })
@@ -953,17 +943,10 @@ async fn identities_bans_by_address_the_per_address_cap_and_screens() {
         guest: tokens[2].guest_id,
         host: false,
     };
-    assert_eq!(
-        h.call(Command::PairScreen {
-            actor: guest_actor,
-            code: code.clone()
-        })
-        .await
-        .result,
-        Err(HubError::Forbidden)
-    );
+    // Only the host pairs: a guest has no `Host` to send `PairScreen` with.
+    assert_eq!(guest_actor.as_host(), None);
     h.ok(Command::PairScreen {
-        actor: host,
+        host: host.as_host().unwrap(),
         code: code.clone(),
     })
     .await;
@@ -977,7 +960,10 @@ async fn identities_bans_by_address_the_per_address_cap_and_screens() {
     };
     assert!(h.call(Command::ClaimScreen { claim }).await.result.is_err());
     assert!(h
-        .call(Command::PairScreen { actor: host, code })
+        .call(Command::PairScreen {
+            host: host.as_host().unwrap(),
+            code
+        })
         .await
         .result
         .is_err());

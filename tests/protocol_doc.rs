@@ -192,8 +192,18 @@ fn references() -> Vec<Value> {
         out.push(render(&protocol::encode_change(&c).unwrap()));
     }
     out.push(render(&protocol::reply_ok(1, serde_json::json!({}))));
-    out.push(render(&protocol::reply_requested(1, 2, false)));
-    out.push(render(&protocol::reply_paired(1, 31)));
+    let requested = jukebox::hub::Requested {
+        entry_id: 2,
+        upvoted: false,
+    };
+    out.push(render(&protocol::reply_ok(
+        1,
+        protocol::outgoing::requested(&requested),
+    )));
+    out.push(render(&protocol::reply_ok(
+        1,
+        protocol::outgoing::paired(31),
+    )));
     let row = jukebox::store::Track {
         id: 1,
         path: "/m/a.mp3".into(),

@@ -6,6 +6,7 @@
 //! gapless order (`Published::seq`). Answers carry the `seq` of the last change published
 //! before them, which lets a connection send a reply after the updates it caused.
 
+mod api;
 mod deck;
 mod guests;
 mod loaded;
@@ -26,6 +27,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{Config, OutputSpec};
 use crate::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use crate::store::{Store, StoreError};
+pub use api::{Host, Pairing, Requested, ScreenClaim};
 pub use views::*;
 
 /// Hours without a play that separate two parties ("tonight" is the latest): fairness starts
@@ -34,7 +36,8 @@ pub const PARTY_GAP_HOURS: u32 = 6;
 /// [`PARTY_GAP_HOURS`] in ms.
 pub const PARTY_GAP_MS: i64 = PARTY_GAP_HOURS as i64 * 3600 * 1000;
 
-/// Who is acting.
+/// Who is acting: a guest, and whether it authenticated as a host (its token is a host's,
+/// and its host login is valid). Host commands want the [`Host`] that [`Actor::as_host`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     pub guest: GuestId,
@@ -70,15 +73,22 @@ pub struct GuestLimits {
     pub toggles_burst: u32,
 }
 
-impl Default for GuestLimits {
-    fn default() -> Self {
+impl GuestLimits {
+    /// The configurable limits from the configuration; the toggle budget is the protocol's.
+    pub fn from_limits(l: &crate::config::Limits) -> GuestLimits {
         GuestLimits {
-            guests_per_address: 4,
-            guest_rate_total: 120,
-            unused_guest_ttl: std::time::Duration::from_secs(600),
+            guests_per_address: l.guests_per_address,
+            guest_rate_total: l.guest_rate_total,
+            unused_guest_ttl: std::time::Duration::from_secs(u64::from(l.unused_guest_ttl)),
             toggles_per_sec: 2,
             toggles_burst: 10,
         }
+    }
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits::from_limits(&crate::config::Limits::default())
     }
 }
 
@@ -129,7 +139,7 @@ pub enum Command {
     StartPairing,
     /// The host typed the code a TV shows: that TV becomes a screen.
     PairScreen {
-        actor: Actor,
+        host: Host,
         code: String,
     },
     /// The TV polls with its claim: the screen token once the host paired it.
@@ -138,7 +148,7 @@ pub enum Command {
     },
     /// The host removes a screen: its token stops working.
     RemoveScreen {
-        actor: Actor,
+        host: Host,
         guest: GuestId,
     },
     SetName {
@@ -164,49 +174,49 @@ pub enum Command {
         on: bool,
     },
     Play {
-        actor: Actor,
+        host: Host,
     },
     Pause {
-        actor: Actor,
+        host: Host,
     },
     /// Skip the play going on; with `play_id`, only if that is still the one (a late tap
     /// never skips the next song).
     Skip {
-        actor: Actor,
+        host: Host,
         play_id: Option<PlayId>,
     },
     Seek {
-        actor: Actor,
+        host: Host,
         position_ms: u64,
     },
     SetVolume {
-        actor: Actor,
+        host: Host,
         volume: u32,
     },
     Remove {
-        actor: Actor,
+        host: Host,
         entry_id: EntryId,
     },
     Move {
-        actor: Actor,
+        host: Host,
         entry_id: EntryId,
         to: usize,
     },
     Ban {
-        actor: Actor,
+        host: Host,
         guest: GuestId,
         on: bool,
     },
     Settings {
-        actor: Actor,
+        host: Host,
         patch: SettingsPatch,
     },
     Announce {
-        actor: Actor,
+        host: Host,
         text: String,
     },
     Rescan {
-        actor: Actor,
+        host: Host,
     },
     /// The whole state, consistent with the change stream; `me` for `guest`, the guest list
     /// when `admin`.
@@ -217,6 +227,8 @@ pub enum Command {
     Status,
 }
 
+/// The inbox's answers. Front ends never match on them: the typed methods of [`Hub`] (in
+/// `api`) read each command's own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Done,
@@ -303,8 +315,8 @@ impl HubError {
 
 /// A command's outcome, and the `seq` of the last change published before it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub result: Result<Reply, HubError>,
+pub struct Answer<T = Reply> {
+    pub result: Result<T, HubError>,
     pub after_seq: u64,
 }
 
@@ -364,14 +376,7 @@ impl HubConfig {
             output: c.output.clone(),
             settings: c.settings.clone(),
             explicit_settings: c.explicit_settings.clone(),
-            guest_limits: GuestLimits {
-                guests_per_address: c.limits.guests_per_address,
-                guest_rate_total: c.limits.guest_rate_total,
-                unused_guest_ttl: std::time::Duration::from_secs(u64::from(
-                    c.limits.unused_guest_ttl,
-                )),
-                ..GuestLimits::default()
-            },
+            guest_limits: GuestLimits::from_limits(&c.limits),
         }
     }
 }
@@ -401,7 +406,9 @@ impl Hub {
         ))
     }
 
-    /// Sends a command and waits for its answer (after its changes are durable and published).
+    /// Sends an inbox message and waits for its answer (after its changes are durable and
+    /// published). Front ends use the typed methods instead; the hub's tests drive its rules
+    /// through this.
     pub async fn call(&self, cmd: Command) -> Answer {
         let (tx, rx) = oneshot::channel();
         let unavailable = Answer {

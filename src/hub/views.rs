@@ -3,13 +3,11 @@
 //! notification events of protocol.md §7. These are data only; the wire encoding belongs to
 //! the protocol layer.
 
-use serde::Serialize;
-
 use crate::library::ScanProgress;
 use crate::party::{EntryId, GuestId, PlayId, Settings, TrackId};
 use crate::store::Track;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackView {
     pub id: TrackId,
     pub title: String,
@@ -34,7 +32,7 @@ impl From<&Track> for TrackView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NowPlayingView {
     pub play_id: PlayId,
     pub track: TrackView,
@@ -56,7 +54,7 @@ pub struct NowPlayingView {
     pub auto: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntryView {
     pub id: EntryId,
     pub track: TrackView,
@@ -71,7 +69,7 @@ pub struct QueueEntryView {
 }
 
 /// One guest's own state: sent only to that guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeView {
     pub guest_id: GuestId,
     pub name: String,
@@ -86,8 +84,7 @@ pub struct MeView {
     pub banned: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Guest,
     Host,
@@ -95,7 +92,7 @@ pub enum Role {
     Screen,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputView {
     pub description: String,
     /// False while a stand-in plays instead of the output that was asked for.
@@ -103,7 +100,7 @@ pub struct OutputView {
 }
 
 /// What every guest sees of the party as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomView {
     pub name: String,
     /// Distinct guests with a live connection right now (banned ones not counted).
@@ -115,7 +112,7 @@ pub struct RoomView {
     pub scan: Option<ScanView>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScanView {
     pub files: u64,
     pub read: u64,
@@ -133,7 +130,7 @@ impl From<ScanProgress> for ScanView {
 }
 
 /// A guest as the host sees it (the `admin` topic).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestAdminView {
     pub guest_id: GuestId,
     pub name: String,
@@ -145,8 +142,7 @@ pub struct GuestAdminView {
 }
 
 /// Facts worth a toast (protocol.md §7).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "name", content = "data", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     TrackStarted {
         play_id: PlayId,
@@ -207,8 +203,7 @@ pub enum Event {
 }
 
 /// Why a play was skipped (the `reason` of the `skipped` event, spelled the same on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     /// The guests' skip votes reached the threshold.
     Votes,
@@ -310,7 +305,7 @@ pub struct Snapshot {
 }
 
 /// The health of the box (`GET /healthz`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub library_size: u64,
     pub guests_connected: u32,

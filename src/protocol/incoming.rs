@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ids::{parse_cursor, parse_entry_id, parse_guest_id, parse_play_id, parse_track_id};
+use super::ids::{parse_entry_id, parse_guest_id, parse_play_id, parse_track_id};
+use super::search::SearchQuery;
 use super::{ErrorCode, Topic};
 use crate::hub::SettingsPatch;
 
@@ -36,9 +37,8 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
     }))
 }
 
-/// A command after `hello`, with its ids already checked and converted. `HostSessions`,
-/// `Logout` (one host login; the asker's own without `guest_id`) and `LogoutAll` are the
-/// login's (`server::login_command`).
+/// A command after `hello`, with its ids already checked and converted. What only a host
+/// may send is a [`HostCmd`]: the type says it, so no front end keeps a list of its own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
     Sub { topics: Vec<Topic> },
@@ -47,8 +47,15 @@ pub enum Cmd {
     VoteSkip { play_id: i64 },
     Request { track_id: i64 },
     Vote { entry_id: i64, on: bool },
-    Search { q: String, limit: u32, offset: u32 },
+    Search(SearchQuery),
     SetName { name: String },
+    Host(HostCmd),
+}
+
+/// The host's commands (also `POST /api/host/{action}`). `HostSessions`, `Logout` (one host
+/// login; the asker's own without `guest_id`) and `LogoutAll` are the login's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCmd {
     Play,
     Pause,
     Skip { play_id: Option<i64> },
@@ -108,48 +115,33 @@ impl Cmd {
             Cmd::VoteSkip { .. } => CmdName::VoteSkip,
             Cmd::Request { .. } => CmdName::Request,
             Cmd::Vote { .. } => CmdName::Vote,
-            Cmd::Search { .. } => CmdName::Search,
+            Cmd::Search(_) => CmdName::Search,
             Cmd::SetName { .. } => CmdName::SetName,
-            Cmd::Play => CmdName::Play,
-            Cmd::Pause => CmdName::Pause,
-            Cmd::Skip { .. } => CmdName::Skip,
-            Cmd::Seek { .. } => CmdName::Seek,
-            Cmd::SetVolume { .. } => CmdName::SetVolume,
-            Cmd::Remove { .. } => CmdName::Remove,
-            Cmd::Move { .. } => CmdName::Move,
-            Cmd::Ban { .. } => CmdName::Ban,
-            Cmd::Settings(_) => CmdName::Settings,
-            Cmd::Announce { .. } => CmdName::Announce,
-            Cmd::Rescan => CmdName::Rescan,
-            Cmd::HostSessions => CmdName::HostSessions,
-            Cmd::Logout { .. } => CmdName::Logout,
-            Cmd::LogoutAll => CmdName::LogoutAll,
-            Cmd::PairScreen { .. } => CmdName::PairScreen,
-            Cmd::RemoveScreen { .. } => CmdName::RemoveScreen,
+            Cmd::Host(h) => h.name(),
         }
     }
+}
 
-    /// Commands only the host may send.
-    pub fn host_only(&self) -> bool {
-        matches!(
-            self,
-            Cmd::Play
-                | Cmd::Pause
-                | Cmd::Skip { .. }
-                | Cmd::Seek { .. }
-                | Cmd::SetVolume { .. }
-                | Cmd::Remove { .. }
-                | Cmd::Move { .. }
-                | Cmd::Ban { .. }
-                | Cmd::Settings(_)
-                | Cmd::Announce { .. }
-                | Cmd::Rescan
-                | Cmd::HostSessions
-                | Cmd::Logout { .. }
-                | Cmd::LogoutAll
-                | Cmd::PairScreen { .. }
-                | Cmd::RemoveScreen { .. }
-        )
+impl HostCmd {
+    pub fn name(&self) -> CmdName {
+        match self {
+            HostCmd::Play => CmdName::Play,
+            HostCmd::Pause => CmdName::Pause,
+            HostCmd::Skip { .. } => CmdName::Skip,
+            HostCmd::Seek { .. } => CmdName::Seek,
+            HostCmd::SetVolume { .. } => CmdName::SetVolume,
+            HostCmd::Remove { .. } => CmdName::Remove,
+            HostCmd::Move { .. } => CmdName::Move,
+            HostCmd::Ban { .. } => CmdName::Ban,
+            HostCmd::Settings(_) => CmdName::Settings,
+            HostCmd::Announce { .. } => CmdName::Announce,
+            HostCmd::Rescan => CmdName::Rescan,
+            HostCmd::HostSessions => CmdName::HostSessions,
+            HostCmd::Logout { .. } => CmdName::Logout,
+            HostCmd::LogoutAll => CmdName::LogoutAll,
+            HostCmd::PairScreen { .. } => CmdName::PairScreen,
+            HostCmd::RemoveScreen { .. } => CmdName::RemoveScreen,
+        }
     }
 }
 
@@ -315,14 +307,32 @@ pub fn parse(text: &str) -> Result<Incoming, FrameError> {
             "every request needs a positive integer \"rid\"",
         ));
     };
-    let cmd = request(name, &value, rid)?;
+    let cmd = request(name, &value, Some(rid))?;
     Ok(Incoming::Request { rid, cmd })
 }
 
+/// A host command from its name and a JSON object with its fields (the body of `POST
+/// /api/host/{action}`), parsed as the websocket parses the same command. A name that is
+/// not a host command is `unknown_cmd`.
+pub fn host_command(name: &str, body: &Value) -> Result<HostCmd, FrameError> {
+    let unknown = || FrameError {
+        rid: None,
+        code: ErrorCode::UnknownCmd,
+        field: Some("cmd".into()),
+        message: format!("unknown command {:?}", truncate(name, 40)),
+    };
+    let cmd_name = serde_json::from_value::<CmdName>(Value::String(name.to_string()))
+        .map_err(|_| unknown())?;
+    match request(cmd_name, body, None)? {
+        Cmd::Host(h) => Ok(h),
+        _ => Err(unknown()),
+    }
+}
+
 /// A request's fields, by its name.
-fn request(name: CmdName, value: &Value, rid: u64) -> Result<Cmd, FrameError> {
+fn request(name: CmdName, value: &Value, rid: Option<u64>) -> Result<Cmd, FrameError> {
     let id = |v: Option<i64>, field: &str, what: &str| {
-        v.ok_or_else(|| FrameError::bad_request(Some(rid), field, format!("not a {what} id")))
+        v.ok_or_else(|| FrameError::bad_request(rid, field, format!("not a {what} id")))
     };
     let play = |s: &str| id(parse_play_id(s), "play_id", "play");
     let entry = |s: &str| id(parse_entry_id(s), "entry_id", "queue entry");
@@ -363,86 +373,71 @@ fn request(name: CmdName, value: &Value, rid: u64) -> Result<Cmd, FrameError> {
         CmdName::SetName => Cmd::SetName {
             name: body::<NameMsg>(value, rid)?.name,
         },
-        CmdName::Play => empty().map(|_| Cmd::Play)?,
-        CmdName::Pause => empty().map(|_| Cmd::Pause)?,
-        CmdName::Skip => Cmd::Skip {
+        CmdName::Play => empty().map(|_| Cmd::Host(HostCmd::Play))?,
+        CmdName::Pause => empty().map(|_| Cmd::Host(HostCmd::Pause))?,
+        CmdName::Skip => Cmd::Host(HostCmd::Skip {
             play_id: body::<OptPlayMsg>(value, rid)?
                 .play_id
                 .map(|p| play(&p))
                 .transpose()?,
-        },
-        CmdName::Seek => Cmd::Seek {
+        }),
+        CmdName::Seek => Cmd::Host(HostCmd::Seek {
             position_ms: body::<SeekMsg>(value, rid)?.position_ms,
-        },
-        CmdName::SetVolume => Cmd::SetVolume {
+        }),
+        CmdName::SetVolume => Cmd::Host(HostCmd::SetVolume {
             volume: body::<VolumeMsg>(value, rid)?.volume,
-        },
-        CmdName::Remove => Cmd::Remove {
+        }),
+        CmdName::Remove => Cmd::Host(HostCmd::Remove {
             entry_id: entry(&body::<EntryMsg>(value, rid)?.entry_id)?,
-        },
+        }),
         CmdName::Move => {
             let m = body::<MoveMsg>(value, rid)?;
-            Cmd::Move {
+            Cmd::Host(HostCmd::Move {
                 entry_id: entry(&m.entry_id)?,
                 to: m.to,
-            }
+            })
         }
         CmdName::Ban => {
             let m = body::<BanMsg>(value, rid)?;
-            Cmd::Ban {
+            Cmd::Host(HostCmd::Ban {
                 guest_id: guest(&m.guest_id)?,
                 on: m.on,
-            }
+            })
         }
-        CmdName::Settings => Cmd::Settings(body::<SettingsPatch>(value, rid)?),
-        CmdName::Announce => Cmd::Announce {
+        CmdName::Settings => Cmd::Host(HostCmd::Settings(body::<SettingsPatch>(value, rid)?)),
+        CmdName::Announce => Cmd::Host(HostCmd::Announce {
             text: body::<TextMsg>(value, rid)?.text,
-        },
-        CmdName::Rescan => empty().map(|_| Cmd::Rescan)?,
-        CmdName::HostSessions => empty().map(|_| Cmd::HostSessions)?,
-        CmdName::Logout => Cmd::Logout {
+        }),
+        CmdName::Rescan => empty().map(|_| Cmd::Host(HostCmd::Rescan))?,
+        CmdName::HostSessions => empty().map(|_| Cmd::Host(HostCmd::HostSessions))?,
+        CmdName::Logout => Cmd::Host(HostCmd::Logout {
             guest_id: body::<LogoutMsg>(value, rid)?
                 .guest_id
                 .map(|g| guest(&g))
                 .transpose()?,
-        },
-        CmdName::LogoutAll => empty().map(|_| Cmd::LogoutAll)?,
+        }),
+        CmdName::LogoutAll => empty().map(|_| Cmd::Host(HostCmd::LogoutAll))?,
         CmdName::PairScreen => {
             let code = body::<CodeMsg>(value, rid)?.code;
             if code.chars().count() > 32 {
                 return Err(FrameError::bad_request(
-                    Some(rid),
+                    rid,
                     "code",
                     "the code the TV shows (6 digits)",
                 ));
             }
-            Cmd::PairScreen { code }
+            Cmd::Host(HostCmd::PairScreen { code })
         }
-        CmdName::RemoveScreen => Cmd::RemoveScreen {
+        CmdName::RemoveScreen => Cmd::Host(HostCmd::RemoveScreen {
             guest_id: guest(&body::<GuestMsg>(value, rid)?.guest_id)?,
-        },
+        }),
     })
 }
 
-fn search(m: SearchMsg, rid: u64) -> Result<Cmd, FrameError> {
-    if m.q.chars().count() > 200 {
-        return Err(FrameError::bad_request(
-            Some(rid),
-            "q",
-            "at most 200 characters",
-        ));
-    }
-    let offset = match m.cursor.as_deref() {
-        None => 0,
-        Some(c) => parse_cursor(c).ok_or_else(|| {
-            FrameError::bad_request(Some(rid), "cursor", "not a cursor from a reply")
-        })?,
-    };
-    Ok(Cmd::Search {
-        q: m.q,
-        limit: m.limit.unwrap_or(20).clamp(1, 100),
-        offset,
-    })
+fn search(m: SearchMsg, rid: Option<u64>) -> Result<Cmd, FrameError> {
+    SearchQuery::new(m.q, m.limit, m.cursor.as_deref())
+        .map(Cmd::Search)
+        .map_err(|(field, message)| FrameError::bad_request(rid, field, message))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -467,8 +462,8 @@ fn de<T: for<'a> Deserialize<'a>>(v: &Value, rid: Option<u64>) -> Result<T, Fram
 }
 
 /// A request's own fields (`cmd`, `rid` and unknown fields are ignored by the body types).
-fn body<T: for<'a> Deserialize<'a>>(v: &Value, rid: u64) -> Result<T, FrameError> {
-    de::<T>(v, Some(rid))
+fn body<T: for<'a> Deserialize<'a>>(v: &Value, rid: Option<u64>) -> Result<T, FrameError> {
+    de::<T>(v, rid)
 }
 
 #[cfg(test)]
@@ -503,18 +498,18 @@ mod tests {
                 r#"{"cmd":"search","rid":11,"q":"abba","limit":20,"cursor":null}"#,
                 Incoming::Request {
                     rid: 11,
-                    cmd: Cmd::Search {
+                    cmd: Cmd::Search(SearchQuery {
                         q: "abba".into(),
                         limit: 20,
                         offset: 0,
-                    },
+                    }),
                 },
             ),
             (
                 r#"{"cmd":"skip","rid":3}"#,
                 Incoming::Request {
                     rid: 3,
-                    cmd: Cmd::Skip { play_id: None },
+                    cmd: Cmd::Host(HostCmd::Skip { play_id: None }),
                 },
             ),
         ];
@@ -561,6 +556,31 @@ mod tests {
                 Ok(Incoming::Request { cmd, .. }) => assert_eq!(cmd.name(), want, "{name}"),
                 other => panic!("{name}: {other:?}"),
             }
+        }
+    }
+
+    /// A host action's body parses as the websocket's command of that name; a guest's
+    /// command or an unknown name is no host action.
+    #[test]
+    fn host_actions_parse_into_host_commands() {
+        let body = |v: &str| -> Value { serde_json::from_str(v).unwrap() };
+        assert_eq!(
+            host_command("set_volume", &body(r#"{"volume":40}"#)),
+            Ok(HostCmd::SetVolume { volume: 40 })
+        );
+        assert_eq!(
+            host_command("skip", &body("{}")),
+            Ok(HostCmd::Skip { play_id: None })
+        );
+        let bad = host_command("set_volume", &body(r#"{"volume":"loud"}"#)).unwrap_err();
+        assert_eq!(
+            (bad.code, bad.field.as_deref()),
+            (ErrorCode::BadRequest, Some("volume"))
+        );
+        assert_eq!(bad.rid, None);
+        for name in ["like", "dance", "hello", "search"] {
+            let e = host_command(name, &body(r#"{"play_id":"p1","q":""}"#)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::UnknownCmd, "{name}");
         }
     }
 

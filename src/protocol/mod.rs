@@ -4,12 +4,14 @@
 //! - [`ids`]: the prefixed ids (`p77`, `r42`, `t9`, `g_17`) and search cursors;
 //! - [`incoming`]: client frames parsed into typed commands, with the failing field named;
 //! - [`outgoing`]: the hub's changes, snapshots, replies and control messages as JSON;
+//! - [`search`]: the rules and paging of a library search;
 //! - [`error`]: the error codes, their HTTP statuses, and the `error` object with its `data`.
 
 pub mod error;
 pub mod ids;
 pub mod incoming;
 pub mod outgoing;
+pub mod search;
 
 use serde::Deserialize;
 
@@ -18,12 +20,13 @@ pub use ids::{
     cursor, entry_id, guest_id, parse_cursor, parse_entry_id, parse_guest_id, parse_play_id,
     parse_track_id, play_id, track_id,
 };
-pub use incoming::{parse, Cmd, CmdName, FrameError, Hello, Incoming};
+pub use incoming::{host_command, parse, Cmd, CmdName, FrameError, Hello, HostCmd, Incoming};
 pub use outgoing::{
     admin_guest, bye, bye_retry, change_topic, encode_change, encode_snapshot, error_frame,
-    event_data, me, now_playing, queue_entry, reply_err, reply_ok, reply_paired, reply_requested,
-    room, search_results, track, track_row, welcome, Tail, Welcome, PING, PONG,
+    event_data, me, now_playing, queue_entry, reply_err, reply_ok, room, search_results, track,
+    track_row, welcome, Tail, Welcome, PING, PONG,
 };
+pub use search::SearchQuery;
 
 pub const VERSION: u32 = 1;
 /// Frames larger than this are refused with close code 1009.

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::ids::{cursor, entry_id, guest_id, play_id, track_id};
 use super::{Topic, WireError, FEATURES, VERSION};
 use crate::hub::{
-    Change, Event, GuestAdminView, MeView, NowPlayingView, QueueEntryView, Role, RoomView,
-    Snapshot, TrackView,
+    Change, Event, GuestAdminView, GuestCreated, MeView, NowPlayingView, Pairing, QueueEntryView,
+    Requested, Role, RoomView, Snapshot, Status, TrackView,
 };
 use crate::store::Track;
 
@@ -180,7 +180,9 @@ pub fn event_data(e: &Event) -> Value {
             play_id: p,
             track_id: t,
             reason,
-        } => json!({"play_id": p.map(play_id), "track_id": track_id(*t), "reason": reason}),
+        } => {
+            json!({"play_id": p.map(play_id), "track_id": track_id(*t), "reason": reason.as_str()})
+        }
         Event::Requested {
             entry_id: e,
             track_id: t,
@@ -272,17 +274,24 @@ pub fn reply_ok(rid: u64, data: Value) -> Tail {
     Tail::new("reply", json!({"rid": rid, "ok": true, "data": data}))
 }
 
-/// The reply to an admitted `request`.
-pub fn reply_requested(rid: u64, entry: i64, upvoted: bool) -> Tail {
-    reply_ok(
-        rid,
-        json!({"entry_id": entry_id(entry), "upvoted": upvoted}),
-    )
+/// The data of a reply that has nothing to say.
+pub fn done() -> Value {
+    json!({})
 }
 
-/// The reply to `pair_screen`: the new screen's guest id.
-pub fn reply_paired(rid: u64, guest: i64) -> Tail {
-    reply_ok(rid, json!({"guest_id": guest_id(guest)}))
+/// The data of the reply to an admitted `request`.
+pub fn requested(r: &Requested) -> Value {
+    json!({"entry_id": entry_id(r.entry_id), "upvoted": r.upvoted})
+}
+
+/// The data of the reply to `pair_screen`: the new screen's guest id.
+pub fn paired(guest: i64) -> Value {
+    json!({"guest_id": guest_id(guest)})
+}
+
+/// The data of the reply to `logout` and `logout_all`: how many host logins ended.
+pub fn logged_out(n: usize) -> Value {
+    json!({ "logged_out": n })
 }
 
 /// The body of a search answer (websocket reply data and `GET /api/search`).
@@ -291,6 +300,91 @@ pub fn search_results(tracks: &[Track], next_offset: Option<u32>) -> Value {
         "results": tracks.iter().map(track_row).collect::<Vec<_>>(),
         "next_cursor": next_offset.map(cursor),
     })
+}
+
+/// The HTTP API's bodies: the same objects as the websocket's, and a few of its own.
+pub mod http {
+    use super::*;
+
+    /// `POST /api/host/{action}`: `{"ok": true}` with the reply's data beside it.
+    pub fn host_action(data: Value) -> Value {
+        let mut body = json!({"ok": true});
+        if let (Some(b), Value::Object(d)) = (body.as_object_mut(), data) {
+            b.extend(d);
+        }
+        body
+    }
+
+    /// A new guest's token (`POST /api/guest`).
+    pub fn guest_token(g: &GuestCreated) -> Value {
+        json!({"token": g.token, "guest_id": guest_id(g.guest_id), "name": g.name})
+    }
+
+    /// A host's token (`POST /api/host/login`).
+    pub fn host_token(g: &GuestCreated) -> Value {
+        json!({"token": g.token, "guest_id": guest_id(g.guest_id), "name": g.name, "role": "host"})
+    }
+
+    /// A pairing code for a TV to show (`POST /api/screen/pair`).
+    pub fn pairing(p: &Pairing) -> Value {
+        json!({"code": p.code, "claim": p.claim, "expires_in_ms": p.expires_in_ms})
+    }
+
+    /// The TV's screen token, once the host paired it (`POST /api/screen/claim`).
+    pub fn screen_paired(g: &GuestCreated) -> Value {
+        json!({
+            "paired": true, "token": g.token, "guest_id": guest_id(g.guest_id),
+            "name": g.name, "role": "screen"
+        })
+    }
+
+    /// Not paired yet (`POST /api/screen/claim`).
+    pub fn screen_pending() -> Value {
+        json!({"paired": false})
+    }
+
+    /// The read-only view of the party (`GET /api/state`): the topics' snapshot bodies.
+    pub fn state(s: &Snapshot) -> Value {
+        json!({
+            "now_playing": s.now_playing.as_ref().map(now_playing),
+            "queue": {
+                "items": s.queue.iter().map(queue_entry).collect::<Vec<_>>(),
+                "order": entry_ids(&s.order),
+            },
+            "room": room(&s.room),
+        })
+    }
+
+    /// What anyone may know of the box's health (`GET /healthz`).
+    pub struct Health<'a> {
+        pub status: &'a Status,
+        pub uptime_s: u64,
+        pub sessions: usize,
+    }
+
+    pub fn health(h: &Health<'_>) -> Value {
+        let s = h.status;
+        json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": h.uptime_s,
+            "audio": {"output": output_kind(&s.output.description), "ok": s.output.ok, "playing": s.playing},
+            "library_size": s.library_size,
+            "phones_connected": s.guests_connected,
+            "sessions": h.sessions,
+            "queue_len": s.queue_len,
+        })
+    }
+
+    /// The kind of audio output (`alsa`, `wav`, `null`…) without the device or file it
+    /// names, for `/healthz`, which anyone may read.
+    fn output_kind(description: &str) -> String {
+        description
+            .split(|c: char| c.is_whitespace() || c == ':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    }
 }
 
 pub fn reply_err(rid: u64, e: &WireError) -> Tail {

@@ -156,8 +156,7 @@ pub async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: 
             }
             tracing::debug!("refused a request for host {h:?}");
             super::http::error(
-                StatusCode::MISDIRECTED_REQUEST,
-                "misdirected",
+                crate::protocol::ErrorCode::Misdirected,
                 "this jukebox does not answer to that host name",
             )
         }
@@ -169,8 +168,7 @@ pub async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: 
 pub async fn require_json(req: Request, next: Next) -> Response {
     if req.method() == Method::POST && !is_json(req.headers()) {
         return super::http::error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            crate::protocol::ErrorCode::UnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         );
     }
@@ -240,8 +238,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let too_large = || {
         closing(super::http::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            crate::protocol::ErrorCode::TooLarge,
             format!("the body may be at most {BODY_LIMIT} bytes"),
         ))
     };
@@ -259,14 +256,12 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Respons
         Ok(Err(e)) => {
             tracing::debug!("cannot read a request body: {e}");
             Err(closing(super::http::error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
+                crate::protocol::ErrorCode::BadRequest,
                 "the body could not be read",
             )))
         }
         Err(_) => Err(closing(super::http::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            crate::protocol::ErrorCode::Timeout,
             format!(
                 "the body did not arrive within {} s",
                 BODY_TIMEOUT.as_secs()

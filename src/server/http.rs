@@ -1,6 +1,7 @@
 //! The JSON API: guest tokens, host login, a read-only view of the state and search for
-//! scripts, cover art, host actions with the host token, and `/healthz`. Errors are
-//! `{"code","message"}` with the protocol's codes.
+//! scripts, cover art, host actions with the host token, and `/healthz`. Every error is an
+//! [`ApiError`]; every body is built in `protocol::outgoing`; commands take the same path as
+//! the websocket's (`super::command`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,62 +12,22 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::command;
 use super::AppState;
-use crate::hub::{Actor, Command, HubError, Reply, Role};
-use crate::protocol::{self, ErrorCode, Incoming, Topic, WireError};
+use crate::hub::{Host, HubError, Role, ScreenClaim};
+use crate::protocol::outgoing::http as body;
+use crate::protocol::{self, ErrorCode, HostCmd, SearchQuery};
 
+pub use super::error::ApiError;
 pub(crate) use crate::addr::{limiter as ip_limiter, Limiter as IpLimiter};
 
-/// An HTTP error: `{"code","message"}` (and `field` when one field is at fault).
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    body: Box<Value>,
-}
+type Answer = Result<Response, ApiError>;
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(*self.body)).into_response()
-    }
-}
-
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    api_error(status, code, message).into_response()
-}
-
-fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        body: Box::new(json!({"code": code, "message": message.into()})),
-    }
-}
-
-/// A `bad_request` naming the field at fault.
-fn bad_field(field: &str, message: impl Into<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"code": "bad_request", "field": field, "message": message.into()})),
-    )
-        .into_response()
-}
-
-fn hub_error(e: &HubError) -> Response {
-    if matches!(e, HubError::Internal(_)) {
-        return internal(e);
-    }
-    wire_error(&WireError::from(e))
-}
-
-/// `500 internal` with a generic message; the details go to the log only.
-pub(crate) fn internal(e: &dyn std::fmt::Display) -> Response {
-    tracing::error!("a request failed: {e}");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error",
-    )
+/// An error answer with this code and message: for the guards and pages outside this file.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    ApiError::new(code, message).into_response()
 }
 
 /// How long `ip` must wait, when it is over its limit (counting this attempt). Keyed by device:
@@ -79,83 +40,35 @@ fn limit_wait(limiter: &IpLimiter, ip: IpAddr) -> Option<u64> {
     Some(wait.as_millis().max(1) as u64)
 }
 
-fn too_many(ms: u64, message: &str) -> Response {
-    wire_error(&WireError::rate_limited(message, ms))
-}
-
-fn rate_limited(limiter: &IpLimiter, ip: IpAddr) -> Option<Response> {
-    limit_wait(limiter, ip).map(|ms| too_many(ms, "too many attempts; wait a little"))
-}
-
-/// Parses a JSON body; an empty body is `{}`.
 /// Reads a request's body (capped and timed, see `guard::read_body`) as a JSON object.
 async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, Response> {
     let bytes = super::guard::read_body(headers, body).await?;
     body_json(&bytes).map_err(IntoResponse::into_response)
 }
 
+/// Parses a JSON body; an empty body is `{}`.
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
+        return Ok(Value::Object(Default::default()));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        api_error(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))?;
     if !v.is_object() {
-        let mut e = api_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the body must be a JSON object",
-        );
-        e.body["field"] = json!("body");
-        return Err(e);
+        return Err(ApiError::field("body", "the body must be a JSON object"));
     }
     Ok(v)
 }
 
-/// The hub answered with a reply of another kind: a bug, never the client's fault.
-fn unexpected() -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "unexpected answer",
-    )
-}
-
 pub async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such page")
+    error(ErrorCode::NotFound, "no such page")
 }
 
-/// The kind of audio output (`alsa`, `wav`, `null`…) without the device or file it names,
-/// for `/healthz`, which anyone may read.
-fn output_kind(description: &str) -> String {
-    description
-        .split(|c: char| c.is_whitespace() || c == ':')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.hub.call(Command::Status).await.result {
-        Ok(Reply::Status(s)) => Json(json!({
-            "status": "ok",
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_s": state.started.elapsed().as_secs(),
-            "audio": {"output": output_kind(&s.output.description), "ok": s.output.ok, "playing": s.playing},
-            "library_size": s.library_size,
-            "phones_connected": s.guests_connected,
-            "sessions": state.sessions.len(),
-            "queue_len": s.queue_len,
-        }))
-        .into_response(),
-        Ok(_) => unexpected(),
-        Err(e) => hub_error(&e),
-    }
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let status = state.hub.status().await.result?;
+    Ok(Json(body::health(&body::Health {
+        status: &status,
+        uptime_s: state.started.elapsed().as_secs(),
+        sessions: state.sessions.len(),
+    })))
 }
 
 pub async fn create_guest(
@@ -163,38 +76,26 @@ pub async fn create_guest(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    if let Some(r) = rate_limited(&state.guest_limiter, addr.ip()) {
-        return r;
+) -> Answer {
+    if let Some(ms) = limit_wait(&state.guest_limiter, addr.ip()) {
+        return Err(ApiError::rate_limited(
+            ms,
+            "too many attempts; wait a little",
+        ));
     }
     let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
     let name = match v.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return bad_field("name", "a string of at most 32 characters"),
+        Some(_) => return Err(ApiError::field("name", "a string of at most 32 characters")),
     };
     // The hub refuses a banned address and enforces the rate of new guests over all
     // addresses; it remembers the address, so that a ban of this guest covers it.
-    match state
-        .hub
-        .call(Command::NewGuest {
-            name,
-            addr: addr.ip(),
-        })
-        .await
-        .result
-    {
-        Ok(Reply::Guest(g)) => (
-            StatusCode::CREATED,
-            Json(json!({"token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name})),
-        )
-            .into_response(),
-        Ok(_) => unexpected(),
-        Err(e) => hub_error(&e),
-    }
+    let g = state.hub.new_guest(name, addr.ip()).await.result?;
+    Ok((StatusCode::CREATED, Json(body::guest_token(&g))).into_response())
 }
 
 /// `POST /api/screen/pair`: a TV asks for a pairing code to show; the host types it on the
@@ -202,23 +103,15 @@ pub async fn create_guest(
 pub async fn screen_pair(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-) -> Response {
+) -> Answer {
     if let Some(ms) = limit_wait(&state.pair_limiter, addr.ip()) {
-        return too_many(ms, "too many pairing codes; wait a little");
+        return Err(ApiError::rate_limited(
+            ms,
+            "too many pairing codes; wait a little",
+        ));
     }
-    match state.hub.call(Command::StartPairing).await.result {
-        Ok(Reply::Pairing {
-            code,
-            claim,
-            expires_in_ms,
-        }) => (
-            StatusCode::CREATED,
-            Json(json!({"code": code, "claim": claim, "expires_in_ms": expires_in_ms})),
-        )
-            .into_response(),
-        Ok(_) => unexpected(),
-        Err(e) => hub_error(&e),
-    }
+    let p = state.hub.start_pairing().await.result?;
+    Ok((StatusCode::CREATED, Json(body::pairing(&p))).into_response())
 }
 
 /// `POST /api/screen/claim {"claim"}`: 202 `{"paired":false}` until the host typed the code,
@@ -227,37 +120,29 @@ pub async fn screen_claim(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
     let Some(claim) = v
         .get("claim")
         .and_then(Value::as_str)
         .filter(|c| c.len() <= 64)
     else {
-        return bad_field("claim", "the claim from POST /api/screen/pair");
+        return Err(ApiError::field(
+            "claim",
+            "the claim from POST /api/screen/pair",
+        ));
     };
-    match state
-        .hub
-        .call(Command::ClaimScreen {
-            claim: claim.to_string(),
-        })
-        .await
-        .result
-    {
-        Ok(Reply::Guest(g)) => Json(json!({
-            "paired": true, "token": g.token, "guest_id": protocol::guest_id(g.guest_id),
-            "name": g.name, "role": "screen"
-        }))
-        .into_response(),
-        Ok(Reply::PairingPending) => {
-            (StatusCode::ACCEPTED, Json(json!({"paired": false}))).into_response()
-        }
-        Ok(_) => unexpected(),
-        Err(e) => hub_error(&e),
-    }
+    Ok(
+        match state.hub.claim_screen(claim.to_string()).await.result? {
+            ScreenClaim::Paired(g) => Json(body::screen_paired(&g)).into_response(),
+            ScreenClaim::Pending => {
+                (StatusCode::ACCEPTED, Json(body::screen_pending())).into_response()
+            }
+        },
+    )
 }
 
 pub async fn host_login(
@@ -265,107 +150,82 @@ pub async fn host_login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
-    let Some(pin) = v.get("pin").and_then(Value::as_str) else {
-        return bad_field("pin", "a string of digits");
+    let Some(pin) = v
+        .get("pin")
+        .and_then(Value::as_str)
+        .filter(|p| p.len() <= crate::login::MAX_ATTEMPT_LEN)
+    else {
+        return Err(ApiError::field("pin", "a string of digits"));
     };
-    if pin.len() > crate::login::MAX_ATTEMPT_LEN {
-        return bad_field("pin", "a string of digits");
-    }
     // Wrong PINs are limited per address and across all addresses; over a limit, even the
     // right PIN is refused, so guessing cannot go on from however many addresses.
     match state.login.pin.attempt(addr.ip(), pin).await {
         crate::login::Attempt::Ok => {}
         crate::login::Attempt::Wrong => {
-            return error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong PIN")
+            return Err(ApiError::new(ErrorCode::Unauthorized, "wrong PIN"))
         }
         crate::login::Attempt::Refused { retry_after_ms } => {
-            return too_many(retry_after_ms, "too many wrong PINs; wait a little")
+            return Err(ApiError::rate_limited(
+                retry_after_ms,
+                "too many wrong PINs; wait a little",
+            ))
         }
     }
-    let g = match state
+    let g = state
         .hub
-        .call(Command::CreateGuest {
-            name: Some("Host".into()),
-            host: true,
-        })
+        .create_guest(Some("Host".into()), true)
         .await
-        .result
-    {
-        Ok(Reply::Guest(g)) => g,
-        Ok(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "unexpected answer",
-            )
-        }
-        Err(e) => return hub_error(&e),
-    };
+        .result?;
     if let Err(e) = state.login.sessions.add(g.guest_id, addr.ip()).await {
         tracing::error!("cannot store a host login: {e}");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+        return Err(ApiError::new(
+            ErrorCode::Internal,
             "the login could not be stored",
-        );
+        ));
     }
-    Json(json!({
-        "token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name, "role": "host"
-    }))
-    .into_response()
+    Ok(Json(body::host_token(&g)).into_response())
 }
 
-/// The host token from `Authorization: Bearer …`.
-async fn host_actor(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+/// The host token from `Authorization: Bearer …`, as the proof of a host.
+async fn host_auth(state: &AppState, headers: &HeaderMap) -> Result<Host, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            api_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+            ApiError::new(
+                ErrorCode::Unauthorized,
                 "send the host token as Authorization: Bearer <token>",
             )
         })?;
-    match state
+    let bad = || ApiError::new(ErrorCode::Unauthorized, "bad or revoked token");
+    let id = state
         .hub
-        .call(Command::Authenticate {
-            token: token.trim().to_string(),
-        })
+        .authenticate(token.trim().to_string())
         .await
         .result
-    {
-        // A host token is good only while its host login lasts (expiry, log out, new PIN).
-        Ok(Reply::Identity(Some(id))) if id.role == Role::Host => {
-            if !state.login.sessions.check(id.guest_id) {
-                return Err(api_error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "this host login was logged out or has expired; log in again",
-                ));
-            }
-            Ok(Actor {
-                guest: id.guest_id,
-                host: true,
-            })
-        }
-        Ok(Reply::Identity(Some(_))) => Err(api_error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the host can do that",
-        )),
-        _ => Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "bad or revoked token",
-        )),
+        .map_err(|_| bad())?
+        .ok_or_else(bad)?;
+    if id.role != Role::Host {
+        return Err(HubError::Forbidden.into());
     }
+    // A host token is good only while its host login lasts (expiry, log out, new PIN).
+    if !state.login.sessions.check(id.guest_id) {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "this host login was logged out or has expired; log in again",
+        ));
+    }
+    let actor = crate::hub::Actor {
+        guest: id.guest_id,
+        host: true,
+    };
+    actor.as_host().ok_or_else(bad)
 }
 
 /// `POST /api/host/{action}`: the protocol's host commands over HTTP. The body carries the
@@ -375,139 +235,50 @@ pub async fn host_action(
     Path(action): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Answer {
     // The token first: nobody without it gets a byte of the body read.
-    let actor = match host_actor(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    let mut v = match read_json(&headers, body).await {
+    let host = host_auth(&state, &headers).await?;
+    let v = match read_json(&headers, body).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return Ok(r),
     };
-    let cmd_name = match action.as_str() {
+    let name = match action.as_str() {
         "message" => "announce",
         "volume" => "set_volume",
         other => other,
     };
-    v["cmd"] = json!(cmd_name);
-    v["rid"] = json!(1);
-    let cmd = match protocol::parse(&v.to_string()) {
-        Ok(Incoming::Request { cmd, .. }) if cmd.host_only() => cmd,
-        Ok(_) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no host action {action:?}"),
-            )
+    let cmd = protocol::host_command(name, &v).map_err(|e| {
+        if e.code == ErrorCode::UnknownCmd {
+            ApiError::new(ErrorCode::NotFound, format!("no host action {action:?}"))
+        } else {
+            ApiError::from(&e)
         }
-        Err(e) if e.code == ErrorCode::UnknownCmd => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no host action {action:?}"),
-            )
-        }
-        Err(e) => return wire_error(&WireError::from(&e)),
-    };
-    if let Some(answer) = super::login_command(&state, &cmd, actor).await {
-        return match answer {
-            Ok(data) if data.get("logged_out").is_some() => {
-                Json(json!({"ok": true, "logged_out": data["logged_out"]})).into_response()
-            }
-            Ok(data) => Json(data).into_response(),
-            Err(e) => wire_error(&e),
-        };
-    }
-    let Some(hub_cmd) = super::hub_command(cmd, actor) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no host action {action:?}"),
-        );
-    };
-    match state.hub.call(hub_cmd).await.result {
-        Ok(Reply::Paired { guest_id }) => {
-            Json(json!({"ok": true, "guest_id": protocol::guest_id(guest_id)})).into_response()
-        }
-        Ok(_) => Json(json!({"ok": true})).into_response(),
-        Err(e) => hub_error(&e),
-    }
-}
-
-/// An error body as the websocket's `error` object (with its `data`), at the code's status;
-/// `rate_limited` also says `Retry-After` in seconds.
-fn wire_error(e: &WireError) -> Response {
-    let mut r = (e.code.http_status(), Json(e.to_json())).into_response();
-    if let Some(v) = e
-        .retry_after_ms
-        .and_then(|ms| ms.div_ceil(1000).to_string().parse().ok())
-    {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
+    })?;
+    // The host logins' list is its own body; every other action says `ok` beside its data.
+    let raw = matches!(cmd, HostCmd::HostSessions);
+    let data = command::host(&state, host, cmd).await.result?;
+    Ok(Json(if raw { data } else { body::host_action(data) }).into_response())
 }
 
 /// `GET /api/host/sessions`: the host logins and the failed logins lately (as the websocket's
 /// `host_sessions`).
-pub async fn host_sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let actor = match host_actor(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    match super::login_command(&state, &protocol::Cmd::HostSessions, actor).await {
-        Some(Ok(data)) => {
-            let mut r = Json(data).into_response();
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                axum::http::HeaderValue::from_static("no-store"),
-            );
-            r
-        }
-        Some(Err(e)) => wire_error(&e),
-        None => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected answer",
-        ),
-    }
+pub async fn host_sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Answer {
+    let host = host_auth(&state, &headers).await?;
+    let mut r = Json(command::host_sessions(&state, host)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
 }
 
-pub async fn api_state(State(state): State<Arc<AppState>>) -> Response {
-    match state
-        .hub
-        .call(Command::Snapshot {
-            guest: None,
-            admin: false,
-        })
-        .await
-        .result
-    {
-        Ok(Reply::Snapshot(s)) => {
-            let part = |t: Topic| -> Value {
-                let tail = protocol::encode_snapshot(t, &s);
-                let mut v: Value =
-                    serde_json::from_str(&tail.render(0)).unwrap_or_else(|_| json!({}));
-                let obj = v.as_object_mut().expect("an object");
-                obj.remove("cmd");
-                obj.remove("seq");
-                obj.remove("topic");
-                v
-            };
-            Json(json!({
-                "now_playing": part(Topic::NowPlaying)["data"].clone(),
-                "queue": part(Topic::Queue),
-                "room": part(Topic::Room)["data"].clone(),
-            }))
-            .into_response()
-        }
-        Ok(_) => unexpected(),
-        Err(e) => hub_error(&e),
-    }
+pub async fn api_state(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let s = state.hub.snapshot(None, false).await.result?;
+    Ok(Json(body::state(&s)))
 }
 
 #[derive(serde::Deserialize)]
-pub struct SearchQuery {
+pub struct SearchParams {
     q: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
@@ -515,70 +286,32 @@ pub struct SearchQuery {
 
 pub async fn api_search(
     State(state): State<Arc<AppState>>,
-    Query(p): Query<SearchQuery>,
-) -> Response {
-    let q = p.q.unwrap_or_default();
-    if q.chars().count() > 200 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "q: at most 200 characters",
-        );
-    }
-    let offset = match p.cursor.as_deref() {
-        None | Some("") => 0,
-        Some(c) => match c.strip_prefix('c').and_then(|n| n.parse::<u32>().ok()) {
-            Some(o) => o,
-            None => return bad_field("cursor", "not a cursor from a previous answer"),
-        },
-    };
-    let limit = p.limit.unwrap_or(20).clamp(1, 100);
-    match state
-        .store
-        .query(move |db| db.search(&q, limit + 1, offset))
-        .await
-    {
-        Ok(mut tracks) => {
-            let more = tracks.len() > limit as usize;
-            tracks.truncate(limit as usize);
-            Json(protocol::search_results(
-                &tracks,
-                more.then_some(offset + limit),
-            ))
-            .into_response()
-        }
-        Err(e) => internal(&e),
-    }
+    Query(p): Query<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let q = SearchQuery::new(p.q.unwrap_or_default(), p.limit, p.cursor.as_deref())
+        .map_err(|(field, message)| ApiError::field(field, message))?;
+    Ok(Json(command::search(&state, q).await?))
 }
 
 pub async fn art(
     State(state): State<Arc<AppState>>,
     Path(track): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
+    let no_art = || ApiError::new(ErrorCode::NotFound, "no cover art for this track");
     let Some(id) = protocol::parse_track_id(&track) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such track");
+        return Err(ApiError::new(ErrorCode::NotFound, "no such track"));
     };
     let row = match state.store.query(move |db| db.track(id)).await {
         Ok(Some(t)) if t.has_art => t,
-        Ok(_) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no cover art for this track",
-            )
-        }
-        Err(e) => return internal(&e),
+        Ok(_) => return Err(no_art()),
+        Err(e) => return Err(ApiError::internal(&e)),
     };
     let path = row.path.clone();
     let Ok(Some((bytes, _tagged))) =
         tokio::task::spawn_blocking(move || crate::library::cover_art(&path)).await
     else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no cover art for this track",
-        );
+        return Err(no_art());
     };
     let etag = format!("\"{}-{:x}\"", track, {
         use std::hash::{Hash, Hasher};
@@ -593,17 +326,17 @@ pub async fn art(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == etag)
     {
-        return (
+        return Ok((
             StatusCode::NOT_MODIFIED,
             [
                 (header::ETAG, etag),
                 (header::CACHE_CONTROL, cache.to_string()),
             ],
         )
-            .into_response();
+            .into_response());
     }
     // The type the tag claims is ignored: only an image the bytes show is served as one.
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, image_type(&bytes).to_string()),
             (header::ETAG, etag),
@@ -611,7 +344,7 @@ pub async fn art(
         ],
         bytes,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The image type the bytes are, among those every browser shows; anything else (whatever a
@@ -633,18 +366,16 @@ pub async fn export(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ExportQuery>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(e) = host_actor(&state, &headers).await {
-        return e.into_response();
-    }
+) -> Answer {
+    host_auth(&state, &headers).await?;
     let format = match q.format.as_deref().unwrap_or("m3u") {
         "m3u" => crate::config::ExportFormat::M3u,
         "csv" => crate::config::ExportFormat::Csv,
         other => {
-            return bad_field(
+            return Err(ApiError::field(
                 "format",
                 format!("{other:?} is not a format; allowed: m3u, csv"),
-            )
+            ))
         }
     };
     let gap = crate::hub::PARTY_GAP_HOURS;
@@ -654,7 +385,7 @@ pub async fn export(
         .await
     {
         Ok(p) => p,
-        Err(e) => return internal(&e),
+        Err(e) => return Err(ApiError::internal(&e)),
     };
     let mut out = Vec::new();
     let (written, mime, ext) = match format {
@@ -670,9 +401,9 @@ pub async fn export(
         ),
     };
     if let Err(e) = written {
-        return internal(&e);
+        return Err(ApiError::internal(&e));
     }
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, mime.to_string()),
             (
@@ -683,5 +414,5 @@ pub async fn export(
         ],
         out,
     )
-        .into_response()
+        .into_response())
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -138,8 +138,7 @@ pub async fn qr(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
         Err(e) => super::http::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            crate::protocol::ErrorCode::Internal,
             format!("cannot draw the QR code: {e}"),
         ),
     }

@@ -2,6 +2,8 @@
 //! `GET /ws?v=1` (the live protocol), the JSON API under `/api`, and `/healthz`. It decodes,
 //! validates, calls the hub and encodes; it decides no party rule.
 
+pub mod command;
+pub mod error;
 pub mod guard;
 pub mod http;
 pub mod join;
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -157,45 +159,6 @@ async fn housekeeping(state: std::sync::Weak<AppState>) {
     }
 }
 
-/// Runs the host commands the login answers (`host_sessions`, `logout`, `logout_all`); `None`
-/// for every other command. One mapping for the websocket and HTTP. `actor` is a host.
-pub async fn login_command(
-    state: &AppState,
-    cmd: &crate::protocol::Cmd,
-    actor: crate::hub::Actor,
-) -> Option<Result<serde_json::Value, crate::protocol::WireError>> {
-    use crate::protocol::{Cmd, ErrorCode, WireError};
-    let sessions = &state.login.sessions;
-    let internal = |e: crate::store::StoreError| {
-        tracing::error!("host sessions: {e}");
-        WireError::new(ErrorCode::Internal, "the host logins could not be changed")
-    };
-    Some(match cmd {
-        Cmd::HostSessions => Ok(crate::login::sessions_data(
-            &sessions.list(),
-            actor.guest,
-            state.login.pin.failed_logins(),
-        )),
-        Cmd::Logout { guest_id } => {
-            let target = guest_id.unwrap_or(actor.guest);
-            match sessions.revoke(Some(vec![target])).await {
-                Ok(0) => {
-                    let mut e = WireError::new(ErrorCode::NotFound, "no such host login");
-                    e.field = Some("guest_id".into());
-                    Err(e)
-                }
-                Ok(n) => Ok(serde_json::json!({ "logged_out": n })),
-                Err(e) => Err(internal(e)),
-            }
-        }
-        Cmd::LogoutAll => match sessions.revoke(None).await {
-            Ok(n) => Ok(serde_json::json!({ "logged_out": n })),
-            Err(e) => Err(internal(e)),
-        },
-        _ => return None,
-    })
-}
-
 /// Every route, behind the guards (outermost first): security headers, JSON errors, the Host
 /// check, the JSON content type of POSTs, the body limit.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -223,57 +186,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn(guard::json_errors));
     guard::security_headers(app).with_state(state)
-}
-
-/// The hub command a protocol command stands for; `None` for those the server answers itself
-/// (`sub`, `unsub`, `search`, and the login's: see [`login_command`]). One mapping for the websocket and the HTTP host actions.
-pub fn hub_command(
-    cmd: crate::protocol::Cmd,
-    actor: crate::hub::Actor,
-) -> Option<crate::hub::Command> {
-    use crate::hub::Command;
-    use crate::protocol::Cmd;
-    Some(match cmd {
-        Cmd::Sub { .. }
-        | Cmd::Unsub { .. }
-        | Cmd::Search { .. }
-        | Cmd::HostSessions
-        | Cmd::Logout { .. }
-        | Cmd::LogoutAll => return None,
-        Cmd::Like { play_id, on } => Command::Like { actor, play_id, on },
-        Cmd::VoteSkip { play_id } => Command::VoteSkip { actor, play_id },
-        Cmd::Request { track_id } => Command::Request { actor, track_id },
-        Cmd::Vote { entry_id, on } => Command::Vote {
-            actor,
-            entry_id,
-            on,
-        },
-        Cmd::SetName { name } => Command::SetName { actor, name },
-        Cmd::Play => Command::Play { actor },
-        Cmd::Pause => Command::Pause { actor },
-        Cmd::Skip { play_id } => Command::Skip { actor, play_id },
-        Cmd::Seek { position_ms } => Command::Seek { actor, position_ms },
-        Cmd::SetVolume { volume } => Command::SetVolume { actor, volume },
-        Cmd::Remove { entry_id } => Command::Remove { actor, entry_id },
-        Cmd::Move { entry_id, to } => Command::Move {
-            actor,
-            entry_id,
-            to,
-        },
-        Cmd::Ban { guest_id, on } => Command::Ban {
-            actor,
-            guest: guest_id,
-            on,
-        },
-        Cmd::Settings(patch) => Command::Settings { actor, patch },
-        Cmd::Announce { text } => Command::Announce { actor, text },
-        Cmd::Rescan => Command::Rescan { actor },
-        Cmd::PairScreen { code } => Command::PairScreen { actor, code },
-        Cmd::RemoveScreen { guest_id } => Command::RemoveScreen {
-            actor,
-            guest: guest_id,
-        },
-    })
 }
 
 /// Pairing codes one address may ask for in a minute (a TV asks for one every 10 minutes).
@@ -306,8 +218,7 @@ async fn ws_upgrade(
 ) -> Response {
     if !origin_allowed(&headers, &state.allowed_origins) {
         return http::error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            crate::protocol::ErrorCode::Forbidden,
             "this origin may not open the live connection",
         );
     }

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use super::session::{Attached, CloseReq, Full, Outbox, Resume, Session};
 use super::AppState;
-use crate::hub::{Actor, Command, HubError, Reply, Role};
+use crate::hub::{Actor, HubError, Role};
 use crate::protocol::{self, Cmd, ErrorCode, Incoming, Topic, WireError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::{Quota, RateLimiter};
-use serde_json::json;
 
 static SOCKETS: AtomicU64 = AtomicU64::new(1);
 
@@ -256,14 +255,11 @@ async fn handshake(
     // Authenticates and counts the socket in one step, so that the per-address limit holds
     // however many sockets race for it. `"screen": true` in hello is ignored: only the host
     // makes a screen (pairing), and a guest token always counts as a guest.
-    let identity = match Box::pin(state.hub.call(Command::Connect {
-        token: hello.token.clone(),
-        addr: Some(peer.ip()),
-    }))
-    .await
-    .result
+    let identity = match Box::pin(state.hub.connect(hello.token.clone(), Some(peer.ip())))
+        .await
+        .result
     {
-        Ok(Reply::Identity(Some(id))) => id,
+        Ok(Some(id)) => id,
         Err(HubError::TooManyGuests(_)) => {
             return Err(bye(
                 4429,
@@ -576,26 +572,14 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Runs one request and hands its reply to the session.
 async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd: Cmd) {
-    if cmd.host_only() && !actor.host {
-        session.reply(
-            0,
-            protocol::reply_err(
-                rid,
-                &WireError::new(ErrorCode::Forbidden, "only the host can do that"),
-            ),
-        );
-        return;
-    }
-    let hub_cmd = match cmd {
+    let refuse = |e: &WireError| session.reply(0, protocol::reply_err(rid, e));
+    let outcome = match cmd {
         Cmd::Sub { topics } => {
             if topics.contains(&Topic::Admin) && !actor.host {
-                session.reply(
-                    0,
-                    protocol::reply_err(
-                        rid,
-                        &WireError::new(ErrorCode::Forbidden, "the admin topic is for the host"),
-                    ),
-                );
+                refuse(&WireError::new(
+                    ErrorCode::Forbidden,
+                    "the admin topic is for the host",
+                ));
                 return;
             }
             session.subscribe(topics, Some((rid, 0)));
@@ -603,58 +587,24 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
         }
         Cmd::Unsub { topics } => {
             session.unsubscribe(topics);
-            session.reply(0, protocol::reply_ok(rid, json!({})));
+            session.reply(0, protocol::reply_ok(rid, protocol::outgoing::done()));
             return;
         }
-        Cmd::Search { q, limit, offset } => {
-            let res = state
-                .store
-                .query(move |db| db.search(&q, limit + 1, offset))
-                .await;
-            let tail = match res {
-                Ok(mut tracks) => {
-                    let more = tracks.len() > limit as usize;
-                    tracks.truncate(limit as usize);
-                    protocol::reply_ok(
-                        rid,
-                        protocol::search_results(&tracks, more.then_some(offset + limit)),
-                    )
-                }
-                Err(e) => {
-                    tracing::error!("search {rid} failed: {e}");
-                    protocol::reply_err(rid, &WireError::new(ErrorCode::Internal, "internal error"))
-                }
-            };
-            session.reply(0, tail);
-            return;
-        }
-        Cmd::HostSessions | Cmd::Logout { .. } | Cmd::LogoutAll => {
-            let tail = match super::login_command(state, &cmd, actor).await {
-                Some(Ok(data)) => protocol::reply_ok(rid, data),
-                Some(Err(e)) => protocol::reply_err(rid, &e),
-                None => return,
-            };
-            session.reply(0, tail);
-            return;
-        }
-        other => match super::hub_command(other, actor) {
-            Some(c) => c,
+        Cmd::Host(cmd) => match actor.as_host() {
+            Some(host) => super::command::host(state, host, cmd).await,
+            None => {
+                refuse(&WireError::from(&HubError::Forbidden));
+                return;
+            }
+        },
+        cmd => match super::command::guest(state, actor, cmd).await {
+            Some(o) => o,
             None => return,
         },
     };
-    let answer = state.hub.call(hub_cmd).await;
-    let tail = match answer.result {
-        Ok(Reply::Requested { entry_id, upvoted }) => {
-            protocol::reply_requested(rid, entry_id, upvoted)
-        }
-        Ok(Reply::Paired { guest_id }) => protocol::reply_paired(rid, guest_id),
-        Ok(_) => protocol::reply_ok(rid, json!({})),
-        Err(e) => {
-            if matches!(e, HubError::Internal(_)) {
-                tracing::error!("request {rid} failed: {e}");
-            }
-            protocol::reply_err(rid, &WireError::from(&e))
-        }
+    let tail = match outcome.result {
+        Ok(data) => protocol::reply_ok(rid, data),
+        Err(e) => protocol::reply_err(rid, &e),
     };
-    session.reply(answer.after_seq, tail);
+    session.reply(outcome.after_seq, tail);
 }

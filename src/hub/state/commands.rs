@@ -44,13 +44,9 @@ impl State {
                     expires_in_ms: crate::hub::pairing::PAIRING_MS as u64,
                 })
             }
-            Command::PairScreen { actor, code } => self
-                .host(actor)
-                .and_then(|()| self.pair_screen(&code, now_ms)),
+            Command::PairScreen { host: _, code } => self.pair_screen(&code, now_ms),
             Command::ClaimScreen { claim } => self.claim_screen(&claim, now_ms),
-            Command::RemoveScreen { actor, guest } => {
-                self.host(actor).and_then(|()| self.remove_screen(guest))
-            }
+            Command::RemoveScreen { host: _, guest } => self.remove_screen(guest),
             Command::SetName { actor, name } => self.set_name(actor, &name, now_ms),
             Command::Like { actor, play_id, on } => self.like(actor, play_id, on, now_ms),
             Command::VoteSkip { actor, play_id } => self.vote_skip(actor, play_id, now_ms),
@@ -64,53 +60,40 @@ impl State {
                 self.snapshot(guest, admin, now_ms),
             ))),
             Command::Status => Ok(Reply::Status(self.status())),
-            Command::Play { actor } => self.host(actor).and_then(|()| self.play(now_ms)),
-            Command::Pause { actor } => self.host(actor).and_then(|()| self.pause(now_ms)),
-            Command::Skip { actor, play_id } => self.host(actor).and_then(|()| {
+            // The host's: a `Host` proves who sent them (see `hub::api`).
+            Command::Play { host: _ } => self.play(now_ms),
+            Command::Pause { host: _ } => self.pause(now_ms),
+            Command::Skip { host: _, play_id } => {
                 if let Some(id) = play_id {
                     self.current_play(id)?;
                 }
                 self.skip_now(SkipReason::Host, now_ms);
                 Ok(Reply::Done)
-            }),
-            Command::Seek { actor, position_ms } => self
-                .host(actor)
-                .and_then(|()| self.seek(position_ms, now_ms)),
-            Command::SetVolume { actor, volume } => self
-                .host(actor)
-                .and_then(|()| self.set_volume(volume, now_ms)),
-            Command::Remove { actor, entry_id } => self
-                .host(actor)
-                .and_then(|()| self.remove(entry_id, now_ms)),
+            }
+            Command::Seek {
+                host: _,
+                position_ms,
+            } => self.seek(position_ms, now_ms),
+            Command::SetVolume { host: _, volume } => self.set_volume(volume, now_ms),
+            Command::Remove { host: _, entry_id } => self.remove(entry_id, now_ms),
             Command::Move {
-                actor,
+                host: _,
                 entry_id,
                 to,
-            } => self
-                .host(actor)
-                .and_then(|()| self.move_entry(entry_id, to, now_ms)),
-            Command::Ban { actor, guest, on } => {
-                self.host(actor).and_then(|()| self.ban(guest, on, now_ms))
-            }
-            Command::Settings { actor, patch } => self
-                .host(actor)
-                .and_then(|()| self.change_settings(patch, now_ms)),
-            Command::Announce { actor, text } => {
-                self.host(actor).and_then(|()| self.announce(&text, now_ms))
-            }
-            Command::Rescan { actor } => self.host(actor).map(|()| {
+            } => self.move_entry(entry_id, to, now_ms),
+            Command::Ban { host: _, guest, on } => self.ban(guest, on, now_ms),
+            Command::Settings { host: _, patch } => self.change_settings(patch, now_ms),
+            Command::Announce { host: _, text } => self.announce(&text, now_ms),
+            Command::Rescan { host: _ } => {
                 self.start_scan();
-                Reply::Done
-            }),
+                Ok(Reply::Done)
+            }
         }
     }
 
-    pub(super) fn host(&self, actor: Actor) -> Result<(), HubError> {
-        if actor.host || self.guests.is_host(actor.guest) {
-            Ok(())
-        } else {
-            Err(HubError::Forbidden)
-        }
+    /// Whether the actor's requests are the host's (exempt from the guests' request rules).
+    fn acts_as_host(&self, actor: Actor) -> bool {
+        actor.host || self.guests.is_host(actor.guest)
     }
 
     /// One more like or vote change of this guest, if its budget allows (hosts are exempt).
@@ -265,7 +248,7 @@ impl State {
         now_ms: i64,
     ) -> Result<Reply, HubError> {
         self.guests.may_act(actor.guest)?;
-        let is_host = self.host(actor).is_ok();
+        let is_host = self.acts_as_host(actor);
         let track = track.filter(|t| t.present && !self.deck.unplayable().contains(&t.id));
         let entries = self.queue.entries();
         let ctx = party::RequestCtx {
