@@ -13,8 +13,10 @@ use crate::hub::{Answer, Role};
 use crate::party::GuestId;
 use crate::protocol::{Tail, Topic};
 
+/// What a socket asks of the session it attaches to.
 pub enum Resume {
-    /// A new session: snapshots of these topics follow the welcome.
+    /// A new session: snapshots of its topics follow the welcome. `reason` says why the
+    /// phone's resume could not be honoured (`welcome.reason`), if it asked for one.
     Fresh { reason: Option<&'static str> },
     /// Resume after `last_seq`.
     From(u64),

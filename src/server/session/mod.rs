@@ -13,6 +13,7 @@
 //!   `sequencing` the reply and snapshot orders, `topics` what it follows.
 //! - `handle`: the [`Session`] handle sockets hold, and what it asks the task.
 //! - `outbox`: how a session hands frames, and closes, to its socket.
+//! - `limits`: the limits sessions keep; `hello`: the rate of hellos per guest.
 
 mod buffer;
 mod encoder;

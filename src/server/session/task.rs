@@ -28,6 +28,8 @@ struct Attachment {
     since: Instant,
 }
 
+/// A session's state, owned by its task alone: nothing else locks or reads it, so thousands
+/// of sessions cost no contention; the handle and the registry only send it messages.
 pub(super) struct Task {
     /// The handle's guest and role, copied: every change is checked against them, in
     /// every session, and the handle is another allocation away.
