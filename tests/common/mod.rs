@@ -52,6 +52,7 @@ pub fn bin() -> &'static str {
 use std::sync::Arc;
 
 pub mod live;
+pub mod party;
 pub mod wait;
 use std::time::Duration;
 
