@@ -568,7 +568,7 @@ pub struct Login {
 pub fn sessions_data(list: &[HostSession], current: GuestId, failed: FailedLogins) -> Value {
     json!({
         "sessions": list.iter().map(|s| json!({
-            "guest_id": crate::protocol::guest_id(s.guest_id),
+            "guest_id": s.guest_id,
             "created_ms": s.created_ms,
             "expires_ms": s.expires_ms,
             "last_seen_ms": s.last_seen_ms,

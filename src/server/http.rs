@@ -189,7 +189,7 @@ pub async fn create_guest(
     {
         Ok(Reply::Guest(g)) => (
             StatusCode::CREATED,
-            Json(json!({"token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name})),
+            Json(json!({"token": g.token, "guest_id": g.guest_id, "name": g.name})),
         )
             .into_response(),
         Ok(_) => unexpected(),
@@ -248,7 +248,7 @@ pub async fn screen_claim(
         .result
     {
         Ok(Reply::Guest(g)) => Json(json!({
-            "paired": true, "token": g.token, "guest_id": protocol::guest_id(g.guest_id),
+            "paired": true, "token": g.token, "guest_id": g.guest_id,
             "name": g.name, "role": "screen"
         }))
         .into_response(),
@@ -315,7 +315,7 @@ pub async fn host_login(
         );
     }
     Json(json!({
-        "token": g.token, "guest_id": protocol::guest_id(g.guest_id), "name": g.name, "role": "host"
+        "token": g.token, "guest_id": g.guest_id, "name": g.name, "role": "host"
     }))
     .into_response()
 }
@@ -428,7 +428,7 @@ pub async fn host_action(
     };
     match state.hub.call(hub_cmd).await.result {
         Ok(Reply::Paired { guest_id }) => {
-            Json(json!({"ok": true, "guest_id": protocol::guest_id(guest_id)})).into_response()
+            Json(json!({"ok": true, "guest_id": guest_id})).into_response()
         }
         Ok(_) => Json(json!({"ok": true})).into_response(),
         Err(e) => hub_error(&e),
@@ -556,7 +556,7 @@ pub async fn art(
     Path(track): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(id) = protocol::parse_track_id(&track) else {
+    let Some(id) = protocol::TrackId::parse(&track) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such track");
     };
     let row = match state.store.query(move |db| db.track(id)).await {

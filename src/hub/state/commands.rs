@@ -298,8 +298,7 @@ impl State {
                 })
             }
             Admission::NewEntry => {
-                self.ids.request += 1;
-                let id = self.ids.request;
+                let id = self.ids.next_request();
                 let entry = Entry {
                     id,
                     track_id: track.id,
