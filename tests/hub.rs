@@ -6,9 +6,9 @@ mod common;
 
 use common::TestHub;
 use jukebox::hub::{Change, Command, Event, HubError, Reply, SkipReason};
-use jukebox::party::{Refusal, Settings};
+use jukebox::party::{EntryId, PlayId, Refusal, Settings, TrackId};
 
-async fn library(h: &TestHub) -> Vec<(i64, String)> {
+async fn library(h: &TestHub) -> Vec<(TrackId, String)> {
     h.store
         .call(|db| db.search("", 100, 0))
         .await
@@ -18,7 +18,7 @@ async fn library(h: &TestHub) -> Vec<(i64, String)> {
         .collect()
 }
 
-fn requested(r: Reply) -> (i64, bool) {
+fn requested(r: Reply) -> (EntryId, bool) {
     match r {
         Reply::Requested { entry_id, upvoted } => (entry_id, upvoted),
         other => panic!("{other:?}"),
@@ -40,7 +40,7 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
     let sam = h.guest("Sam").await;
     let zoe = h.guest("Zoë").await;
     // Pick songs that are not playing, by artists not heard yet.
-    let free: Vec<i64> = lib
+    let free: Vec<TrackId> = lib
         .iter()
         .map(|(id, _)| *id)
         .filter(|id| *id != np.track.id)
@@ -145,7 +145,7 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
     let r = h
         .call(Command::Request {
             actor: sam,
-            track_id: 999_999,
+            track_id: TrackId::new(999_999),
         })
         .await;
     assert_eq!(r.result.unwrap_err().code(), "not_found");
@@ -180,7 +180,7 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
     let stale = h
         .call(Command::Like {
             actor: mia,
-            play_id: np.play_id + 100,
+            play_id: PlayId::new(np.play_id.get() + 100),
             on: true,
         })
         .await;
@@ -301,7 +301,7 @@ async fn moderation_and_host_only_commands() {
     let mut h = TestHub::start(&dir.path().join("j.db"), &music, Settings::default()).await;
     let np = h.playing().await.now_playing.unwrap();
     let lib = library(&h).await;
-    let free: Vec<i64> = lib
+    let free: Vec<TrackId> = lib
         .iter()
         .map(|(id, _)| *id)
         .filter(|id| *id != np.track.id)
@@ -616,7 +616,7 @@ async fn a_restart_restores_everything_and_resumes_the_music() {
     let mut h = TestHub::start(&db, &music, Settings::default()).await;
     let np = h.playing().await.now_playing.unwrap();
     let lib = library(&h).await;
-    let free: Vec<i64> = lib
+    let free: Vec<TrackId> = lib
         .iter()
         .map(|(id, _)| *id)
         .filter(|id| *id != np.track.id)
