@@ -31,7 +31,7 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
     h.playing().await;
     let tracks: Vec<TrackId> = h
         .store
-        .query(|db| db.search("", 20, 0))
+        .read(|db| db.search("", 20, 0))
         .await
         .unwrap()
         .into_iter()
@@ -207,7 +207,7 @@ async fn memory_and_disk_agree_on_the_queue(h: &TestHub) {
     };
     let db_queue: BTreeMap<EntryId, usize> = h
         .store
-        .query(|db| db.queued())
+        .read(|db| db.queued())
         .await
         .unwrap()
         .into_iter()

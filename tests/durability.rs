@@ -103,7 +103,7 @@ fn child(dir: &std::path::Path) {
         let np = h.playing().await.now_playing.unwrap();
         let tracks: Vec<TrackId> = h
             .store
-            .call(|db| db.search("", 10, 0))
+            .read(|db| db.search("", 10, 0))
             .await
             .unwrap()
             .into_iter()

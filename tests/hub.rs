@@ -10,7 +10,7 @@ use jukebox::party::{EntryId, PlayId, Refusal, Settings, TrackId};
 
 async fn library(h: &TestHub) -> Vec<(TrackId, String)> {
     h.store
-        .call(|db| db.search("", 100, 0))
+        .read(|db| db.search("", 100, 0))
         .await
         .unwrap()
         .into_iter()
@@ -768,7 +768,7 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
     let mia = h.guest("Mia").await;
     let victim = h
         .store
-        .call(|db| db.search("", 10, 0))
+        .read(|db| db.search("", 10, 0))
         .await
         .unwrap()
         .into_iter()

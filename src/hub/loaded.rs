@@ -62,6 +62,6 @@ impl Loaded {
 
     /// Reads it after every write submitted before.
     pub(crate) async fn load(store: &Store, now: i64) -> Result<Loaded, StoreError> {
-        store.query(move |db| Loaded::read(db, now)).await
+        store.read(move |db| Loaded::read(db, now)).await
     }
 }

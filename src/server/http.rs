@@ -535,7 +535,7 @@ pub async fn api_search(
     let limit = p.limit.unwrap_or(20).clamp(1, 100);
     match state
         .store
-        .query(move |db| db.search(&q, limit + 1, offset))
+        .read(move |db| db.search(&q, limit + 1, offset))
         .await
     {
         Ok(mut tracks) => {
@@ -559,7 +559,7 @@ pub async fn art(
     let Some(id) = protocol::TrackId::parse(&track) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such track");
     };
-    let row = match state.store.query(move |db| db.track(id)).await {
+    let row = match state.store.read(move |db| db.track(id)).await {
         Ok(Some(t)) if t.has_art => t,
         Ok(_) => {
             return error(
@@ -650,7 +650,7 @@ pub async fn export(
     let gap = crate::hub::PARTY_GAP_HOURS;
     let plays = match state
         .store
-        .query(move |db| crate::export::tonight(db, gap))
+        .read(move |db| crate::export::tonight(db, gap))
         .await
     {
         Ok(p) => p,

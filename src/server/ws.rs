@@ -609,7 +609,7 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
         Cmd::Search { q, limit, offset } => {
             let res = state
                 .store
-                .query(move |db| db.search(&q, limit + 1, offset))
+                .read(move |db| db.search(&q, limit + 1, offset))
                 .await;
             let tail = match res {
                 Ok(mut tracks) => {

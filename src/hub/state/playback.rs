@@ -97,7 +97,7 @@ impl State {
         }
         let settings = self.settings.clone();
         let internal = self.internal.clone();
-        let _ = self.store.read(move |db| {
+        let _ = self.store.queue_read(move |db| {
             let pick = db
                 .autodj_candidates(&exclude, AUTODJ_SAMPLE)
                 .map(|c| {
