@@ -22,7 +22,7 @@ fn main() {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let chunk = chunk.to_vec();
         store
-            .call_blocking(move |db| {
+            .write_blocking(move |db| {
                 for i in chunk {
                     db.upsert_track(&ScannedTrack {
                         path: PathBuf::from(format!("/music/{i}.mp3")),
@@ -59,7 +59,7 @@ fn main() {
     let mut hits = 0;
     for (i, q) in queries.into_iter().enumerate() {
         let t = Instant::now();
-        let r = store.call_blocking(move |db| db.search(&q, 20, 0)).unwrap();
+        let r = store.read_blocking(move |db| db.search(&q, 20, 0)).unwrap();
         times.push(t.elapsed());
         by_kind[i % 4].push(t.elapsed());
         hits += r.len();

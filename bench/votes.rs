@@ -58,7 +58,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let track = store
-        .call(|db| db.search("", 10, 0))
+        .read(|db| db.search("", 10, 0))
         .await
         .unwrap()
         .into_iter()

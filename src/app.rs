@@ -104,7 +104,7 @@ async fn start_with_music(config: &Config) -> Result<(Running, PathBuf), AppErro
 /// PIN that is not the one of the last start logs out every host.
 async fn ensure_host_pin(store: &Store, configured: Option<String>) -> Result<String, StoreError> {
     let setup = store
-        .call(move |db| crate::login::prepare_pin(db, configured.as_deref()))
+        .write(move |db| crate::login::prepare_pin(db, configured.as_deref()))
         .await?;
     if setup.revoked > 0 {
         tracing::info!(

@@ -5,6 +5,7 @@
 //! - [`config`]: flags + environment + TOML file → one validated `Config`.
 //! - [`library`]: scans the music folder and reads tags (blocking, on its own thread).
 //! - [`store`]: the only owner of the SQLite connection, on its own thread; group commits.
+//! - [`ids`]: the typed row ids (play, queue entry, track, guest) and their wire spelling.
 //! - [`party`]: the party rules as pure functions (order, fairness, admission, skip, auto-DJ).
 //! - [`hub`]: the single owner of live state; applies rules, persists, then announces.
 //! - [`player`]: the audio thread (rodio): outputs (device, WAV file, null), decode, engine.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod hub;
+pub mod ids;
 pub mod library;
 pub mod logging;
 pub mod login;

@@ -78,7 +78,7 @@ pub fn scan(
         path: root.to_owned(),
         source,
     })?;
-    let mut known: HashMap<u64, FileStamp> = store.call_blocking(|db| db.known_files())?;
+    let mut known: HashMap<u64, FileStamp> = store.read_blocking(|db| db.known_files())?;
     let mut report = ScanReport::default();
     let mut batch: Vec<ScannedTrack> = Vec::with_capacity(BATCH);
     let mut revive: Vec<PathBuf> = Vec::new();
@@ -160,7 +160,7 @@ pub fn scan(
         .map(|(key, _)| key)
         .collect();
     gone.extend(unreadable);
-    report.removed = store.call_blocking(move |db| db.mark_absent(&gone))?;
+    report.removed = store.write_blocking(move |db| db.mark_absent(&gone))?;
     report.elapsed = started.elapsed();
     progress(ScanProgress {
         files: report.files,
@@ -180,7 +180,7 @@ fn flush(
     }
     let tracks = std::mem::take(batch);
     let back = std::mem::take(revive);
-    store.call_blocking(move |db| {
+    store.write_blocking(move |db| {
         for t in &tracks {
             db.upsert_track(t)?;
         }

@@ -435,7 +435,7 @@ impl HostSessions {
     pub async fn load(store: Store, ttl: Duration) -> Result<HostSessions, StoreError> {
         let now = now_ms();
         let rows = store
-            .call(move |db| {
+            .write(move |db| {
                 db.delete_expired_host_sessions(now)?;
                 db.host_sessions()
             })
@@ -461,7 +461,7 @@ impl HostSessions {
         };
         let row = s.clone();
         self.store
-            .call(move |db| db.insert_host_session(&row))
+            .write(move |db| db.insert_host_session(&row))
             .await?;
         lock(&self.map).insert(guest, s.clone());
         Ok(s)
@@ -512,7 +512,7 @@ impl HostSessions {
         self.ended.send_modify(|n| *n += 1);
         let stored = ids.clone();
         self.store
-            .call(move |db| match which {
+            .write(move |db| match which {
                 None => db.delete_host_sessions(None),
                 Some(_) => db.delete_host_sessions(Some(&stored)),
             })
@@ -548,7 +548,7 @@ impl HostSessions {
         if !seen.is_empty() {
             if let Err(e) = self
                 .store
-                .call(move |db| db.touch_host_sessions(&seen))
+                .write(move |db| db.touch_host_sessions(&seen))
                 .await
             {
                 tracing::warn!("cannot store when host sessions were last seen: {e}");
@@ -568,7 +568,7 @@ pub struct Login {
 pub fn sessions_data(list: &[HostSession], current: GuestId, failed: FailedLogins) -> Value {
     json!({
         "sessions": list.iter().map(|s| json!({
-            "guest_id": crate::protocol::guest_id(s.guest_id),
+            "guest_id": s.guest_id,
             "created_ms": s.created_ms,
             "expires_ms": s.expires_ms,
             "last_seen_ms": s.last_seen_ms,

@@ -9,10 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::ErrorCode;
 
-pub type GuestId = i64;
-pub type TrackId = i64;
-pub type EntryId = i64;
-pub type PlayId = i64;
+pub use crate::ids::{EntryId, GuestId, PlayId, TrackId};
 
 /// Party settings; every one is configurable at start and changeable live by the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,20 +371,25 @@ fn weighted(pool: &[&Candidate], draw: f64) -> TrackId {
 mod tests {
     use super::*;
 
-    fn entry(id: EntryId, guest: Option<GuestId>, created: i64, voters: &[GuestId]) -> Entry {
+    // The tables below spell ids as plain numbers; these build the typed ids from them.
+    fn entry(id: i64, guest: Option<i64>, created: i64, voters: &[i64]) -> Entry {
         Entry {
-            id,
-            track_id: id * 10,
+            id: EntryId::new(id),
+            track_id: TrackId::new(id * 10),
             artist: format!("artist{id}"),
-            guest,
+            guest: guest.map(GuestId::new),
             created_ms: created,
-            voters: voters.iter().copied().collect(),
+            voters: set(voters),
             pin: None,
         }
     }
 
-    fn set(ids: &[i64]) -> HashSet<i64> {
-        ids.iter().copied().collect()
+    fn set<T: From<i64> + Eq + std::hash::Hash>(ids: &[i64]) -> HashSet<T> {
+        ids.iter().map(|&i| T::from(i)).collect()
+    }
+
+    fn ids<T: From<i64>>(ids: &[i64]) -> Vec<T> {
+        ids.iter().map(|&i| T::from(i)).collect()
     }
 
     #[test]
@@ -395,9 +397,9 @@ mod tests {
         struct Case {
             name: &'static str,
             entries: Vec<Entry>,
-            banned: Vec<GuestId>,
-            played: Vec<(GuestId, u32)>,
-            want: Vec<EntryId>,
+            banned: Vec<i64>,
+            played: Vec<(i64, u32)>,
+            want: Vec<i64>,
         }
         let cases = vec![
             Case {
@@ -460,8 +462,9 @@ mod tests {
             },
         ];
         for c in cases {
-            let got = order(&c.entries, &set(&c.banned), &c.played.into_iter().collect());
-            assert_eq!(got, c.want, "{}", c.name);
+            let played = c.played.into_iter().map(|(g, n)| (GuestId::new(g), n));
+            let got = order(&c.entries, &set(&c.banned), &played.collect());
+            assert_eq!(got, ids::<EntryId>(&c.want), "{}", c.name);
         }
     }
 
@@ -470,17 +473,17 @@ mod tests {
         let now = 100 * 60_000;
         let recent = vec![
             RecentPlay {
-                track_id: 500,
+                track_id: TrackId::new(500),
                 artist: "ABBA".into(),
                 started_ms: now - 3 * 60_000,
             },
             RecentPlay {
-                track_id: 501,
+                track_id: TrackId::new(501),
                 artist: "Queen".into(),
                 started_ms: now - 20 * 60_000,
             },
             RecentPlay {
-                track_id: 502,
+                track_id: TrackId::new(502),
                 artist: "Blur".into(),
                 started_ms: now - 70 * 60_000,
             },
@@ -492,10 +495,10 @@ mod tests {
         ];
         struct Case {
             name: &'static str,
-            guest: Option<GuestId>,
-            track: Option<(TrackId, &'static str)>,
+            guest: Option<i64>,
+            track: Option<(i64, &'static str)>,
             settings: Settings,
-            banned: Vec<GuestId>,
+            banned: Vec<i64>,
             want: Result<Admission, Refusal>,
         }
         let s = Settings::default();
@@ -514,7 +517,7 @@ mod tests {
                 track: Some((30, "artist3")),
                 settings: s.clone(),
                 banned: vec![],
-                want: Ok(Admission::UpVote(3)),
+                want: Ok(Admission::UpVote(EntryId::new(3))),
             },
             Case {
                 name: "unknown track",
@@ -656,18 +659,18 @@ mod tests {
                     ..s.clone()
                 },
                 banned: vec![],
-                want: Ok(Admission::UpVote(3)),
+                want: Ok(Admission::UpVote(EntryId::new(3))),
             },
         ];
         for c in cases {
             let banned = set(&c.banned);
             let ctx = RequestCtx {
                 settings: &c.settings,
-                guest: c.guest,
+                guest: c.guest.map(GuestId::new),
                 banned: &banned,
-                track: c.track,
+                track: c.track.map(|(t, a)| (TrackId::new(t), a)),
                 queue: &queue,
-                playing: Some(500),
+                playing: Some(TrackId::new(500)),
                 recent: &recent,
                 now_ms: now,
             };
@@ -771,16 +774,19 @@ mod tests {
         ];
         for (order, pinned, e, to, want) in table {
             assert_eq!(
-                move_entry(order, &set(pinned), e, to),
-                want,
+                move_entry(&ids(order), &set(pinned), EntryId::new(e), to),
+                want.map(|pins| pins
+                    .into_iter()
+                    .map(|(e, pin)| (EntryId::new(e), pin))
+                    .collect()),
                 "{order:?} {e}->{to}"
             );
         }
     }
 
-    fn cand(id: TrackId, artist: &str, likes: u32) -> Candidate {
+    fn cand(id: i64, artist: &str, likes: u32) -> Candidate {
         Candidate {
-            track_id: id,
+            track_id: TrackId::new(id),
             artist: artist.into(),
             likes,
         }
@@ -790,7 +796,7 @@ mod tests {
     fn autodj_rule() {
         let now = 1_000 * 60_000;
         let play = |t, a: &str, min_ago: i64| RecentPlay {
-            track_id: t,
+            track_id: TrackId::new(t),
             artist: a.into(),
             started_ms: now - min_ago * 60_000,
         };
@@ -800,7 +806,7 @@ mod tests {
             candidates: Vec<Candidate>,
             recent: Vec<RecentPlay>,
             draw: f64,
-            want: Option<TrackId>,
+            want: Option<i64>,
         }
         let cases = vec![
             Case {
@@ -863,7 +869,7 @@ mod tests {
         for c in cases {
             assert_eq!(
                 pick_autodj(&c.candidates, &c.recent, &s, now, c.draw),
-                c.want,
+                c.want.map(TrackId::new),
                 "{}",
                 c.name
             );

@@ -291,11 +291,28 @@ impl Db {
     }
 }
 
+/// The highest row id of the guests, requests and plays tables. The hub is their only writer,
+/// so it hands out the next ids itself: an id is known (and announced) before its row commits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MaxIds {
     pub guest: i64,
     pub request: i64,
     pub play: i64,
+}
+
+impl MaxIds {
+    pub fn next_guest(&mut self) -> GuestId {
+        self.guest += 1;
+        GuestId::new(self.guest)
+    }
+    pub fn next_request(&mut self) -> EntryId {
+        self.request += 1;
+        EntryId::new(self.request)
+    }
+    pub fn next_play(&mut self) -> PlayId {
+        self.play += 1;
+        PlayId::new(self.play)
+    }
 }
 
 const TRACK_COLS: &str =

@@ -11,7 +11,7 @@ use common::TestHub;
 use std::sync::Arc;
 
 use jukebox::hub::{Actor, Change, Command, Event, Published, Reply, Snapshot};
-use jukebox::party::Settings;
+use jukebox::party::{EntryId, Settings, TrackId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast;
@@ -29,9 +29,9 @@ async fn the_music_never_stops_under_a_storm_of_commands() {
     let db = dir.path().join("j.db");
     let mut h = TestHub::start(&db, &music, settings).await;
     h.playing().await;
-    let tracks: Vec<i64> = h
+    let tracks: Vec<TrackId> = h
         .store
-        .query(|db| db.search("", 20, 0))
+        .read(|db| db.search("", 20, 0))
         .await
         .unwrap()
         .into_iter()
@@ -105,7 +105,7 @@ fn random_command(
     s: &Snapshot,
     g: Actor,
     host: Actor,
-    tracks: &[i64],
+    tracks: &[TrackId],
 ) -> Option<Command> {
     let play = s.now_playing.as_ref().map(|n| n.play_id);
     let entry = (!s.order.is_empty()).then(|| s.order[rng.random_range(0..s.order.len())]);
@@ -212,15 +212,15 @@ async fn memory_and_disk_agree_on_the_queue(h: &TestHub) {
         Reply::Snapshot(s) => s,
         other => panic!("{other:?}"),
     };
-    let db_queue: BTreeMap<i64, usize> = h
+    let db_queue: BTreeMap<EntryId, usize> = h
         .store
-        .query(|db| db.queued())
+        .read(|db| db.queued())
         .await
         .unwrap()
         .into_iter()
         .map(|(e, _)| (e.id, e.voters.len()))
         .collect();
-    let mem_queue: BTreeMap<i64, usize> =
+    let mem_queue: BTreeMap<EntryId, usize> =
         s.queue.iter().map(|e| (e.id, e.votes as usize)).collect();
     assert_eq!(mem_queue, db_queue);
     assert_eq!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::TestHub;
 use jukebox::hub::{Command, Reply};
-use jukebox::party::Settings;
+use jukebox::party::{EntryId, GuestId, Settings, TrackId};
 use jukebox::store::Db;
 
 const CHILD_ENV: &str = "JUKEBOX_DURABILITY_CHILD";
@@ -39,7 +39,7 @@ fn acknowledged_votes_survive_kill_9() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acked: Vec<(i64, i64)> = Vec::new();
+    let mut acked: Vec<(EntryId, GuestId)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     // Kill it somewhere in the middle of the burst.
     while acked.len() < 300 {
@@ -51,16 +51,17 @@ fn acknowledged_votes_survive_kill_9() {
             panic!("child ended early")
         };
         if let Some(rest) = line.strip_prefix("ACK ") {
-            let mut it = rest.split(' ').map(|x| x.parse::<i64>().unwrap());
-            acked.push((it.next().unwrap(), it.next().unwrap()));
+            // "ACK r<entry> g_<guest>": the ids as they are spelled everywhere.
+            let (e, g) = rest.split_once(' ').unwrap();
+            acked.push((e.parse().unwrap(), g.parse().unwrap()));
         }
     }
     child.kill().unwrap(); // SIGKILL
                            // Lines already written before the kill were acknowledged too.
     for line in lines.map_while(Result::ok) {
         if let Some(rest) = line.strip_prefix("ACK ") {
-            let mut it = rest.split(' ').filter_map(|x| x.parse::<i64>().ok());
-            if let (Some(e), Some(g)) = (it.next(), it.next()) {
+            let ids = rest.split_once(' ').map(|(e, g)| (e.parse(), g.parse()));
+            if let Some((Ok(e), Ok(g))) = ids {
                 acked.push((e, g));
             }
         }
@@ -100,9 +101,9 @@ fn child(dir: &std::path::Path) {
         let mut h =
             TestHub::start(&dir.join("j.db"), &dir.join("music"), Settings::default()).await;
         let np = h.playing().await.now_playing.unwrap();
-        let tracks: Vec<i64> = h
+        let tracks: Vec<TrackId> = h
             .store
-            .call(|db| db.search("", 10, 0))
+            .read(|db| db.search("", 10, 0))
             .await
             .unwrap()
             .into_iter()

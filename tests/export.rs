@@ -17,7 +17,7 @@ async fn party(
     let first_id = first.track.id;
     let other = h
         .store
-        .call(move |db| db.search("", 10, 0))
+        .read(move |db| db.search("", 10, 0))
         .await
         .unwrap()
         .into_iter()

@@ -6,7 +6,7 @@ mod common;
 
 use common::party::{db_of, empty_party, music_of, party};
 use jukebox::hub::{Actor, Change, Command, Event, HubError, Reply, SettingsPatch, SkipReason};
-use jukebox::party::{Refusal, Settings, TrackId};
+use jukebox::party::{PlayId, Refusal, Settings, TrackId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_votes_likes_and_skips_follow_the_party_rules() {
@@ -64,7 +64,7 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
         h.try_request(sam, np.track.id).await,
         Err(HubError::Refused(Refusal::PlayingNow))
     );
-    let unknown = h.try_request(sam, 999_999).await;
+    let unknown = h.try_request(sam, TrackId::new(999_999)).await;
     assert_eq!(unknown.unwrap_err().code(), "not_found");
 
     // Likes: one per guest per play, idempotent, stale ids refused, the requester told.
@@ -75,7 +75,8 @@ async fn requests_votes_likes_and_skips_follow_the_party_rules() {
     h.like(sam, np.play_id, false).await;
     assert_eq!(h.now().await.likes, 1);
     assert_eq!(
-        h.try_like(mia, np.play_id + 100, true).await,
+        h.try_like(mia, PlayId::new(np.play_id.get() + 100), true)
+            .await,
         Err(HubError::StalePlay)
     );
 
@@ -436,7 +437,7 @@ async fn an_unplayable_track_is_skipped_with_an_event_and_the_music_goes_on() {
     let mia = h.guest("Mia").await;
     let victim = h
         .store
-        .call(|db| db.search("", 10, 0))
+        .read(|db| db.search("", 10, 0))
         .await
         .unwrap()
         .into_iter()

@@ -17,7 +17,7 @@ static GO: AtomicBool = AtomicBool::new(false);
 fn track_by_title(store: &Store, q: &str) -> Vec<jukebox::store::Track> {
     let q = q.to_string();
     store
-        .call_blocking(move |db| db.search(&q, 50, 0))
+        .read_blocking(move |db| db.search(&q, 50, 0))
         .expect("search")
 }
 
@@ -69,7 +69,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     assert_eq!(report.read, 6, "{report:?}");
     assert_eq!(report.skipped, 2, "{report:?}");
     assert_eq!(
-        store.call_blocking(|db| db.track_count()).unwrap(),
+        store.read_blocking(|db| db.track_count()).unwrap(),
         6,
         "five formats plus the untagged file"
     );
@@ -113,7 +113,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     common::tone(&music, "new.flac", 700, 1.0, &[("title", "Brand New")]);
     let third = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!((third.read, third.removed), (2, 1), "{third:?}");
-    assert_eq!(store.call_blocking(|db| db.track_count()).unwrap(), 6);
+    assert_eq!(store.read_blocking(|db| db.track_count()).unwrap(), 6);
     assert!(
         track_by_title(&store, "song flac").is_empty(),
         "a deleted file leaves search"
@@ -126,7 +126,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     );
     // ... but stays in the database for history.
     let gone = sub.join("1.flac");
-    let known = store.call_blocking(|db| db.known_files()).unwrap();
+    let known = store.read_blocking(|db| db.known_files()).unwrap();
     assert_eq!(
         known
             .get(&jukebox::store::path_key(&gone))
@@ -227,5 +227,5 @@ fn a_cancelled_scan_keeps_what_it_read_and_marks_nothing_absent() {
         matches!(err, jukebox::library::LibraryError::Cancelled),
         "{err}"
     );
-    assert_eq!(store.call_blocking(|db| db.track_count()).unwrap(), 3);
+    assert_eq!(store.read_blocking(|db| db.track_count()).unwrap(), 3);
 }

@@ -7,7 +7,7 @@ use jukebox::hub::{
     Change, Event, GuestAdminView, MeView, NowPlayingView, OutputView, QueueEntryView, Role,
     RoomView, ScanView, Snapshot, TrackView,
 };
-use jukebox::party::{Refusal, Settings};
+use jukebox::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use jukebox::protocol::{self, ErrorCode, Incoming, Tail, Topic, WireError};
 use serde_json::Value;
 
@@ -28,7 +28,7 @@ fn blocks(doc: &str, tag: &str) -> Vec<String> {
 
 fn track(id: i64, art: bool) -> TrackView {
     TrackView {
-        id,
+        id: TrackId::new(id),
         title: "T".into(),
         artist: "A".into(),
         album: "B".into(),
@@ -41,12 +41,12 @@ fn track(id: i64, art: bool) -> TrackView {
 fn sample_snapshot() -> Snapshot {
     Snapshot {
         now_playing: Some(NowPlayingView {
-            play_id: 1,
+            play_id: PlayId::new(1),
             track: track(3, true),
             requested_by: Some("Sam".into()),
-            requester: Some(2),
+            requester: Some(GuestId::new(2)),
             requested_by_host: false,
-            entry_id: Some(4),
+            entry_id: Some(EntryId::new(4)),
             position_ms: 0,
             server_time_ms: 0,
             paused: false,
@@ -57,16 +57,16 @@ fn sample_snapshot() -> Snapshot {
             auto: false,
         }),
         queue: vec![QueueEntryView {
-            id: 42,
+            id: EntryId::new(42),
             track: track(9, false),
             by: Some("Mia".into()),
-            guest: Some(1),
+            guest: Some(GuestId::new(1)),
             by_host: false,
             votes: 1,
             pinned: false,
             created_ms: 0,
         }],
-        order: vec![42],
+        order: vec![EntryId::new(42)],
         room: RoomView {
             name: "jukebox".into(),
             guests_connected: 1,
@@ -80,23 +80,23 @@ fn sample_snapshot() -> Snapshot {
             }),
         },
         me: Some(MeView {
-            guest_id: 17,
+            guest_id: GuestId::new(17),
             name: "Mia".into(),
             role: Role::Guest,
-            liked: vec![1],
+            liked: vec![PlayId::new(1)],
             skip_voted: vec![],
-            voted: vec![42],
-            pending_requests: vec![42],
+            voted: vec![EntryId::new(42)],
+            pending_requests: vec![EntryId::new(42)],
             requests_left: 2,
             banned: false,
         }),
         guests: vec![GuestAdminView {
-            guest_id: 17,
+            guest_id: GuestId::new(17),
             name: "Mia".into(),
             role: Role::Guest,
             banned: false,
             connected: true,
-            pending_requests: vec![42],
+            pending_requests: vec![EntryId::new(42)],
             played_tonight: 0,
         }],
         output: OutputView {
@@ -120,18 +120,18 @@ fn references() -> Vec<Value> {
     let changes = vec![
         Change::NowPlaying(s.now_playing.clone().map(Box::new)),
         Change::QueueEntry {
-            id: 42,
+            id: EntryId::new(42),
             entry: Some(Box::new(s.queue[0].clone())),
         },
-        Change::QueueOrder(vec![42]),
+        Change::QueueOrder(vec![EntryId::new(42)]),
         Change::Room(Box::new(s.room.clone())),
         Change::Me(Box::new(s.me.clone().unwrap())),
         Change::Guest(Box::new(s.guests[0].clone())),
     ];
     let events = vec![
         Event::TrackStarted {
-            play_id: 1,
-            track_id: 2,
+            play_id: PlayId::new(1),
+            track_id: TrackId::new(2),
             title: "t".into(),
             artist: "a".into(),
             requested_by: None,
@@ -139,28 +139,28 @@ fn references() -> Vec<Value> {
             requested_by_host: false,
         },
         Event::Liked {
-            play_id: 1,
-            track_id: 2,
+            play_id: PlayId::new(1),
+            track_id: TrackId::new(2),
             by: "b".into(),
-            by_id: 3,
+            by_id: GuestId::new(3),
             by_host: false,
         },
         Event::SkipVote {
-            play_id: 1,
+            play_id: PlayId::new(1),
             votes: 1,
             needed: 2,
             by: "b".into(),
-            by_id: 3,
+            by_id: GuestId::new(3),
             by_host: false,
         },
         Event::Skipped {
-            play_id: Some(1),
-            track_id: 2,
+            play_id: Some(PlayId::new(1)),
+            track_id: TrackId::new(2),
             reason: jukebox::hub::SkipReason::Votes,
         },
         Event::Requested {
-            entry_id: 1,
-            track_id: 2,
+            entry_id: EntryId::new(1),
+            track_id: TrackId::new(2),
             title: "t".into(),
             artist: "a".into(),
             by: None,
@@ -169,15 +169,15 @@ fn references() -> Vec<Value> {
         },
         Event::HostMessage { text: "hi".into() },
         Event::YourRequestNext {
-            entry_id: 1,
-            track_id: 2,
+            entry_id: EntryId::new(1),
+            track_id: TrackId::new(2),
             title: "t".into(),
         },
         Event::YourRequestLiked {
-            play_id: 1,
-            track_id: 2,
+            play_id: PlayId::new(1),
+            track_id: TrackId::new(2),
             by: "b".into(),
-            by_id: 3,
+            by_id: GuestId::new(3),
             by_host: false,
         },
     ];
@@ -193,7 +193,7 @@ fn references() -> Vec<Value> {
     }
     out.push(render(&protocol::reply_ok(1, serde_json::json!({}))));
     let requested = jukebox::hub::Requested {
-        entry_id: 2,
+        entry_id: EntryId::new(2),
         upvoted: false,
     };
     out.push(render(&protocol::reply_ok(
@@ -202,10 +202,10 @@ fn references() -> Vec<Value> {
     )));
     out.push(render(&protocol::reply_ok(
         1,
-        protocol::outgoing::paired(31),
+        protocol::outgoing::paired(GuestId::new(31)),
     )));
     let row = jukebox::store::Track {
-        id: 1,
+        id: TrackId::new(1),
         path: "/m/a.mp3".into(),
         title: "t".into(),
         artist: "a".into(),
@@ -221,7 +221,7 @@ fn references() -> Vec<Value> {
         protocol::search_results(&[row], Some(20)),
     )));
     let session = jukebox::login::HostSession {
-        guest_id: 1,
+        guest_id: GuestId::new(1),
         created_ms: 0,
         expires_ms: 1,
         last_seen_ms: 0,
@@ -236,7 +236,7 @@ fn references() -> Vec<Value> {
     };
     out.push(render(&protocol::reply_ok(
         1,
-        jukebox::login::sessions_data(&[session], 1, failed),
+        jukebox::login::sessions_data(&[session], GuestId::new(1), failed),
     )));
     out.push(render(&protocol::reply_ok(
         1,

@@ -24,7 +24,7 @@ fn track(i: usize, title: &str, artist: &str, album: &str) -> ScannedTrack {
 fn titles(store: &Store, q: &str, limit: u32, offset: u32) -> Vec<String> {
     let q = q.to_string();
     store
-        .call_blocking(move |db| db.search(&q, limit, offset))
+        .read_blocking(move |db| db.search(&q, limit, offset))
         .unwrap()
         .into_iter()
         .map(|t| t.title)
@@ -46,7 +46,7 @@ fn search_rules() {
         track(8, "AND OR NOT", "\"Quotes\"", "NEAR(x)"),
     ];
     store
-        .call_blocking(move |db| {
+        .write_blocking(move |db| {
             for r in &rows {
                 db.upsert_track(r)?;
             }
@@ -107,7 +107,7 @@ fn pagination_is_stable_and_complete() {
     let dir = common::tempdir();
     let (store, _t) = Store::open(&dir.path().join("j.db")).unwrap();
     store
-        .call_blocking(|db| {
+        .write_blocking(|db| {
             for i in 0..95 {
                 db.upsert_track(&track(i, &format!("Love Song {i:03}"), "Band", "Hits"))?;
             }

@@ -209,7 +209,7 @@ impl Guests {
         match self.by_id.get(&id) {
             Some(g) if g.host && g.name.is_empty() => "Host".into(),
             Some(g) if !g.name.is_empty() => g.name.clone(),
-            _ => format!("Guest {id}"),
+            _ => format!("Guest {}", id.get()),
         }
     }
 
@@ -474,9 +474,14 @@ impl Guests {
 mod tests {
     use super::*;
 
-    fn row(id: GuestId, host: bool) -> GuestRow {
+    /// The tests number their guests; this is guest `n`'s id.
+    fn gid(n: i64) -> GuestId {
+        GuestId::new(n)
+    }
+
+    fn row(id: i64, host: bool) -> GuestRow {
         GuestRow {
-            id,
+            id: gid(id),
             token: format!("digest-{id}"),
             name: format!("g{id}"),
             is_host: host,
@@ -495,7 +500,7 @@ mod tests {
             vec![],
         );
         for id in [1, 2, 3] {
-            g.socket(id, true);
+            g.socket(gid(id), true);
         }
         g
     }
@@ -503,63 +508,66 @@ mod tests {
     #[test]
     fn a_ban_follows_the_guest_to_a_new_address_and_covers_others_seen_there() {
         let mut g = party();
-        g.attach(1, Some("10.0.0.1"), 4, 0).unwrap();
-        let BanChange::Banned { bans, .. } = g.ban(1, true, 0).unwrap() else {
+        g.attach(gid(1), Some("10.0.0.1"), 4, 0).unwrap();
+        let BanChange::Banned { bans, .. } = g.ban(gid(1), true, 0).unwrap() else {
             panic!()
         };
-        assert_eq!(bans.added, vec![1]);
-        assert_eq!(g.may_act(1), Err(HubError::Banned));
+        assert_eq!(bans.added, vec![gid(1)]);
+        assert_eq!(g.may_act(gid(1)), Err(HubError::Banned));
         // Guest 2 turns up on the banned address: banned with it.
-        let a = g.attach(2, Some("10.0.0.1"), 4, 1).unwrap();
-        assert_eq!(a.bans.added, vec![2]);
-        assert_eq!(g.may_act(2), Err(HubError::AddressBanned));
+        let a = g.attach(gid(2), Some("10.0.0.1"), 4, 1).unwrap();
+        assert_eq!(a.bans.added, vec![gid(2)]);
+        assert_eq!(g.may_act(gid(2)), Err(HubError::AddressBanned));
         // Guest 1 moves to a new address: the ban goes along.
-        let a = g.attach(1, Some("10.0.0.7"), 4, 2).unwrap();
+        let a = g.attach(gid(1), Some("10.0.0.7"), 4, 2).unwrap();
         assert_eq!(a.addr_ban.map(|(k, _)| k).as_deref(), Some("10.0.0.7"));
         assert!(g.addr_banned("10.0.0.7", 3));
         // The unban lifts both, and the set follows.
-        let BanChange::Unbanned { bans, .. } = g.ban(1, false, 4).unwrap() else {
+        let BanChange::Unbanned { bans, .. } = g.ban(gid(1), false, 4).unwrap() else {
             panic!()
         };
         let mut lifted = bans.lifted;
         lifted.sort();
-        assert_eq!(lifted, vec![1, 2]);
+        assert_eq!(lifted, vec![gid(1), gid(2)]);
         assert!(g.banned().is_empty());
-        assert!(matches!(g.ban(1, false, 5).unwrap(), BanChange::Unchanged));
+        assert!(matches!(
+            g.ban(gid(1), false, 5).unwrap(),
+            BanChange::Unchanged
+        ));
     }
 
     #[test]
     fn address_bans_end_with_the_night_and_hosts_are_never_banned() {
         let mut g = party();
-        g.attach(1, Some("a"), 4, 0).unwrap();
-        g.attach(2, Some("a"), 4, 0).unwrap();
-        g.attach(3, Some("a"), 4, 0).unwrap();
-        g.ban(1, true, 0).unwrap();
-        assert!(g.is_banned(2) && !g.is_banned(3));
-        assert!(g.ban(3, true, 0).is_err());
+        g.attach(gid(1), Some("a"), 4, 0).unwrap();
+        g.attach(gid(2), Some("a"), 4, 0).unwrap();
+        g.attach(gid(3), Some("a"), 4, 0).unwrap();
+        g.ban(gid(1), true, 0).unwrap();
+        assert!(g.is_banned(gid(2)) && !g.is_banned(gid(3)));
+        assert!(g.ban(gid(3), true, 0).is_err());
         assert!(g.expire_addr_bans(ADDRESS_BAN_MS - 1).lifted.is_empty());
         let diff = g.expire_addr_bans(ADDRESS_BAN_MS);
-        assert_eq!(diff.lifted, vec![2], "the token ban stays");
-        assert!(g.is_banned(1));
+        assert_eq!(diff.lifted, vec![gid(2)], "the token ban stays");
+        assert!(g.is_banned(gid(1)));
     }
 
     #[test]
     fn the_per_address_cap_counts_guests_not_sockets_and_not_hosts() {
         let mut g = party();
-        g.attach(1, Some("a"), 1, 0).unwrap();
-        g.attach(1, Some("a"), 1, 0).unwrap();
+        g.attach(gid(1), Some("a"), 1, 0).unwrap();
+        g.attach(gid(1), Some("a"), 1, 0).unwrap();
         assert_eq!(
-            g.attach(2, Some("a"), 1, 0).unwrap_err(),
+            g.attach(gid(2), Some("a"), 1, 0).unwrap_err(),
             HubError::TooManyGuests(1)
         );
-        g.attach(3, Some("a"), 1, 0).unwrap();
-        g.detach(1, "a");
+        g.attach(gid(3), Some("a"), 1, 0).unwrap();
+        g.detach(gid(1), "a");
         assert!(
-            g.attach(2, Some("a"), 1, 0).is_err(),
+            g.attach(gid(2), Some("a"), 1, 0).is_err(),
             "one socket still open"
         );
-        g.detach(1, "a");
-        g.attach(2, Some("a"), 1, 0).unwrap();
+        g.detach(gid(1), "a");
+        g.attach(gid(2), Some("a"), 1, 0).unwrap();
     }
 
     #[test]
@@ -568,13 +576,13 @@ mod tests {
         let mut r = row(1, false);
         r.connected = false;
         g.load(vec![r], vec![], vec![]);
-        let p = g.socket(1, true).unwrap();
+        let p = g.socket(gid(1), true).unwrap();
         assert!(p.first && p.changed);
-        let p = g.socket(1, true).unwrap();
+        let p = g.socket(gid(1), true).unwrap();
         assert!(!p.first && !p.changed);
-        assert!(!g.socket(1, false).unwrap().changed);
-        assert!(g.socket(1, false).unwrap().changed);
-        assert!(g.socket(9, true).is_none());
+        assert!(!g.socket(gid(1), false).unwrap().changed);
+        assert!(g.socket(gid(1), false).unwrap().changed);
+        assert!(g.socket(gid(9), true).is_none());
         assert_eq!(g.connected(), 0);
     }
 
@@ -582,21 +590,25 @@ mod tests {
     fn only_guests_that_never_connected_are_taken_as_unused_once_their_time_is_up() {
         let mut g = Guests::default();
         g.add(
-            1,
+            gid(1),
             Guest::new("a".into(), false, false, "t1".into(), None),
             0,
         );
         g.add(
-            2,
+            gid(2),
             Guest::new("b".into(), false, false, "t2".into(), None),
             0,
         );
-        g.add(3, Guest::new("h".into(), true, false, "t3".into(), None), 0);
-        g.socket(2, true);
+        g.add(
+            gid(3),
+            Guest::new("h".into(), true, false, "t3".into(), None),
+            0,
+        );
+        g.socket(gid(2), true);
         assert!(g.take_unused(999, 1000).is_empty());
-        assert_eq!(g.take_unused(1000, 1000), vec![1]);
+        assert_eq!(g.take_unused(1000, 1000), vec![gid(1)]);
         assert!(g.take_unused(5000, 1000).is_empty(), "looked at once");
-        assert!(g.remove(1).is_some());
+        assert!(g.remove(gid(1)).is_some());
         assert_eq!(g.by_token("x"), None);
     }
 }

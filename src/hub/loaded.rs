@@ -50,7 +50,11 @@ impl Loaded {
             recent,
             played_tonight: db.played_counts(tonight)?,
             settings: db.meta("settings")?,
-            paused_play: db.meta(PAUSED_PLAY)?.and_then(|v| v.parse().ok()),
+            // The meta value is the bare row id (written before ids had a type), not `p<id>`.
+            paused_play: db
+                .meta(PAUSED_PLAY)?
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(PlayId::new),
             ids: db.max_ids()?,
             library_size: db.track_count()?,
         })
@@ -58,6 +62,6 @@ impl Loaded {
 
     /// Reads it after every write submitted before.
     pub(crate) async fn load(store: &Store, now: i64) -> Result<Loaded, StoreError> {
-        store.query(move |db| Loaded::read(db, now)).await
+        store.read(move |db| Loaded::read(db, now)).await
     }
 }

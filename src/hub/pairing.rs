@@ -120,7 +120,7 @@ mod tests {
 
     fn screen() -> GuestCreated {
         GuestCreated {
-            guest_id: 5,
+            guest_id: crate::party::GuestId::new(5),
             token: "t".into(),
             name: "Screen 1".into(),
         }

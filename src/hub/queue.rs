@@ -165,19 +165,27 @@ mod tests {
 
     use super::*;
 
-    fn queued(id: EntryId, guest: GuestId, voters: &[GuestId]) -> Queued {
+    fn e(id: i64) -> EntryId {
+        EntryId::new(id)
+    }
+
+    fn g(id: i64) -> GuestId {
+        GuestId::new(id)
+    }
+
+    fn queued(id: i64, guest: i64, voters: &[i64]) -> Queued {
         Queued {
             entry: Entry {
-                id,
-                track_id: id * 100,
+                id: e(id),
+                track_id: TrackId::new(id * 100),
                 artist: String::new(),
-                guest: Some(guest),
+                guest: Some(g(guest)),
                 created_ms: id,
-                voters: voters.iter().copied().collect(),
+                voters: voters.iter().map(|&v| g(v)).collect(),
                 pin: None,
             },
             track: Track {
-                id: id * 100,
+                id: TrackId::new(id * 100),
                 path: PathBuf::new(),
                 title: String::new(),
                 artist: String::new(),
@@ -200,21 +208,25 @@ mod tests {
         q.insert(queued(3, 7, &[7, 9]));
         let r = q.reorder(&none, &played);
         assert!(r.changed);
-        assert_eq!(r.new_head, Some(2));
-        assert_eq!(q.order(), &[2, 3, 1]);
-        assert_eq!(q.requested_by(7), vec![3, 1]);
-        assert_eq!(q.voted_by(7), vec![2, 3, 1]);
-        assert_eq!(q.voted_by(9), vec![2, 3]);
+        assert_eq!(r.new_head, Some(e(2)));
+        assert_eq!(q.order(), &[e(2), e(3), e(1)]);
+        assert_eq!(q.requested_by(g(7)), vec![e(3), e(1)]);
+        assert_eq!(q.voted_by(g(7)), vec![e(2), e(3), e(1)]);
+        assert_eq!(q.voted_by(g(9)), vec![e(2), e(3)]);
         let r = q.reorder(&none, &played);
         assert!(!r.changed && r.new_head.is_none(), "told once");
         // Banned voters stop counting: the order changes, and so does the head.
-        let r = q.reorder(&[8, 9].into_iter().collect(), &played);
-        assert_eq!(q.order(), &[1, 2, 3], "equal votes: the earlier request");
-        assert_eq!(r.new_head, Some(1));
-        assert!(matches!(q.head(), Some(Planned::Entry(1, _))));
-        q.remove(1);
+        let r = q.reorder(&[g(8), g(9)].into_iter().collect(), &played);
+        assert_eq!(
+            q.order(),
+            &[e(1), e(2), e(3)],
+            "equal votes: the earlier request"
+        );
+        assert_eq!(r.new_head, Some(e(1)));
+        assert!(matches!(q.head(), Some(Planned::Entry(id, _)) if id == e(1)));
+        q.remove(e(1));
         assert!(
-            matches!(q.head(), Some(Planned::Entry(2, _))),
+            matches!(q.head(), Some(Planned::Entry(id, _)) if id == e(2)),
             "skips gone ids"
         );
     }

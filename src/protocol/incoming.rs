@@ -4,10 +4,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ids::{parse_entry_id, parse_guest_id, parse_play_id, parse_track_id};
 use super::search::SearchQuery;
 use super::{ErrorCode, Topic};
 use crate::hub::SettingsPatch;
+use crate::ids::{BadId, EntryId, GuestId, PlayId, TrackId};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Hello {
@@ -43,10 +43,10 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
 pub enum Cmd {
     Sub { topics: Vec<Topic> },
     Unsub { topics: Vec<Topic> },
-    Like { play_id: i64, on: bool },
-    VoteSkip { play_id: i64 },
-    Request { track_id: i64 },
-    Vote { entry_id: i64, on: bool },
+    Like { play_id: PlayId, on: bool },
+    VoteSkip { play_id: PlayId },
+    Request { track_id: TrackId },
+    Vote { entry_id: EntryId, on: bool },
     Search(SearchQuery),
     SetName { name: String },
     Host(HostCmd),
@@ -58,20 +58,20 @@ pub enum Cmd {
 pub enum HostCmd {
     Play,
     Pause,
-    Skip { play_id: Option<i64> },
+    Skip { play_id: Option<PlayId> },
     Seek { position_ms: u64 },
     SetVolume { volume: u32 },
-    Remove { entry_id: i64 },
-    Move { entry_id: i64, to: usize },
-    Ban { guest_id: i64, on: bool },
+    Remove { entry_id: EntryId },
+    Move { entry_id: EntryId, to: usize },
+    Ban { guest_id: GuestId, on: bool },
     Settings(SettingsPatch),
     Announce { text: String },
     Rescan,
     HostSessions,
-    Logout { guest_id: Option<i64> },
+    Logout { guest_id: Option<GuestId> },
     LogoutAll,
     PairScreen { code: String },
-    RemoveScreen { guest_id: i64 },
+    RemoveScreen { guest_id: GuestId },
 }
 
 /// The `cmd` names of requests, one per [`Cmd`] variant: serde reads the name (anything else
@@ -329,14 +329,21 @@ pub fn host_command(name: &str, body: &Value) -> Result<HostCmd, FrameError> {
     }
 }
 
+/// An id field read as its type; a wrong one is refused naming the field ("not a play id").
+fn id<T: std::str::FromStr<Err = BadId>>(
+    s: &str,
+    field: &str,
+    rid: Option<u64>,
+) -> Result<T, FrameError> {
+    s.parse()
+        .map_err(|e: BadId| FrameError::bad_request(rid, field, e.to_string()))
+}
+
 /// A request's fields, by its name.
 fn request(name: CmdName, value: &Value, rid: Option<u64>) -> Result<Cmd, FrameError> {
-    let id = |v: Option<i64>, field: &str, what: &str| {
-        v.ok_or_else(|| FrameError::bad_request(rid, field, format!("not a {what} id")))
-    };
-    let play = |s: &str| id(parse_play_id(s), "play_id", "play");
-    let entry = |s: &str| id(parse_entry_id(s), "entry_id", "queue entry");
-    let guest = |s: &str| id(parse_guest_id(s), "guest_id", "guest");
+    let play = |s: &str| id::<PlayId>(s, "play_id", rid);
+    let entry = |s: &str| id::<EntryId>(s, "entry_id", rid);
+    let guest = |s: &str| id::<GuestId>(s, "guest_id", rid);
     let empty = || body::<Empty>(value, rid);
     Ok(match name {
         CmdName::Sub => Cmd::Sub {
@@ -356,11 +363,7 @@ fn request(name: CmdName, value: &Value, rid: Option<u64>) -> Result<Cmd, FrameE
             play_id: play(&body::<PlayMsg>(value, rid)?.play_id)?,
         },
         CmdName::Request => Cmd::Request {
-            track_id: id(
-                parse_track_id(&body::<TrackMsg>(value, rid)?.track_id),
-                "track_id",
-                "track",
-            )?,
+            track_id: id::<TrackId>(&body::<TrackMsg>(value, rid)?.track_id, "track_id", rid)?,
         },
         CmdName::Vote => {
             let m = body::<VoteMsg>(value, rid)?;
@@ -479,7 +482,7 @@ mod tests {
                 Incoming::Request {
                     rid: 7,
                     cmd: Cmd::Like {
-                        play_id: 77,
+                        play_id: PlayId::new(77),
                         on: true,
                     },
                 },
@@ -489,7 +492,7 @@ mod tests {
                 Incoming::Request {
                     rid: 10,
                     cmd: Cmd::Vote {
-                        entry_id: 42,
+                        entry_id: EntryId::new(42),
                         on: true,
                     },
                 },

@@ -1,7 +1,8 @@
 //! The live protocol v1 on the wire (docs/PROTOCOL.md): the only place that defines the JSON
 //! phones see. Contains no party logic.
 //!
-//! - [`ids`]: the prefixed ids (`p77`, `r42`, `t9`, `g_17`) and search cursors;
+//! - [`ids`]: the search cursors, beside the typed ids (`p77`, `r42`, `t9`, `g_17`) of
+//!   [`crate::ids`];
 //! - [`incoming`]: client frames parsed into typed commands, with the failing field named;
 //! - [`outgoing`]: the hub's changes, snapshots, replies and control messages as JSON;
 //! - [`search`]: the rules and paging of a library search;
@@ -16,10 +17,7 @@ pub mod search;
 use serde::Deserialize;
 
 pub use error::{refusal_data, ErrorCode, WireError};
-pub use ids::{
-    cursor, entry_id, guest_id, parse_cursor, parse_entry_id, parse_guest_id, parse_play_id,
-    parse_track_id, play_id, track_id,
-};
+pub use ids::{cursor, parse_cursor, EntryId, GuestId, PlayId, TrackId};
 pub use incoming::{host_command, parse, Cmd, CmdName, FrameError, Hello, HostCmd, Incoming};
 pub use outgoing::{
     admin_guest, bye, bye_retry, change_topic, encode_change, encode_snapshot, error_frame,

@@ -5,12 +5,13 @@
 
 use serde_json::{json, Value};
 
-use super::ids::{cursor, entry_id, guest_id, play_id, track_id};
+use super::ids::cursor;
 use super::{Topic, WireError, FEATURES, VERSION};
 use crate::hub::{
     Change, Event, GuestAdminView, GuestCreated, MeView, NowPlayingView, Pairing, QueueEntryView,
     Requested, Role, RoomView, Snapshot, Status, TrackView,
 };
+use crate::ids::GuestId;
 use crate::store::Track;
 
 /// A sequenced message without its `seq`: rendered per connection by [`Tail::render`].
@@ -41,13 +42,13 @@ impl Tail {
 
 pub fn track(t: &TrackView) -> Value {
     json!({
-        "id": track_id(t.id),
+        "id": t.id,
         "title": t.title,
         "artist": t.artist,
         "album": t.album,
         "duration_ms": t.duration_ms,
         "track_no": t.track_no,
-        "art": t.has_art.then(|| format!("/api/art/{}", track_id(t.id))),
+        "art": t.has_art.then(|| format!("/api/art/{}", t.id)),
     })
 }
 
@@ -57,10 +58,10 @@ pub fn track_row(t: &Track) -> Value {
 
 pub fn now_playing(n: &NowPlayingView) -> Value {
     json!({
-        "play_id": play_id(n.play_id),
+        "play_id": n.play_id,
         "track": track(&n.track),
         "requested_by": n.requested_by,
-        "requested_by_id": n.requester.map(guest_id),
+        "requested_by_id": n.requester,
         "requested_by_host": n.requested_by_host,
         "position_ms": n.position_ms,
         "server_time_ms": n.server_time_ms,
@@ -75,10 +76,10 @@ pub fn now_playing(n: &NowPlayingView) -> Value {
 
 pub fn queue_entry(e: &QueueEntryView) -> Value {
     json!({
-        "id": entry_id(e.id),
+        "id": e.id,
         "track": track(&e.track),
         "by": e.by,
-        "by_id": e.guest.map(guest_id),
+        "by_id": e.guest,
         "by_host": e.by_host,
         "votes": e.votes,
         "pinned": e.pinned,
@@ -95,13 +96,13 @@ fn role(r: Role) -> &'static str {
 
 pub fn me(m: &MeView) -> Value {
     json!({
-        "guest_id": guest_id(m.guest_id),
+        "guest_id": m.guest_id,
         "name": m.name,
         "role": role(m.role),
-        "liked": m.liked.iter().map(|p| play_id(*p)).collect::<Vec<_>>(),
-        "skip_voted": m.skip_voted.iter().map(|p| play_id(*p)).collect::<Vec<_>>(),
-        "voted": entry_ids(&m.voted),
-        "pending_requests": entry_ids(&m.pending_requests),
+        "liked": m.liked,
+        "skip_voted": m.skip_voted,
+        "voted": m.voted,
+        "pending_requests": m.pending_requests,
         "requests_left": m.requests_left,
         "banned": m.banned,
     })
@@ -128,12 +129,12 @@ pub fn room(r: &RoomView) -> Value {
 
 pub fn admin_guest(g: &GuestAdminView) -> Value {
     json!({
-        "id": guest_id(g.guest_id),
+        "id": g.guest_id,
         "name": g.name,
         "role": role(g.role),
         "banned": g.banned,
         "connected": g.connected,
-        "pending_requests": entry_ids(&g.pending_requests),
+        "pending_requests": g.pending_requests,
         "played_tonight": g.played_tonight,
     })
 }
@@ -148,9 +149,9 @@ pub fn event_data(e: &Event) -> Value {
             requested_by,
             requested_by_id,
             requested_by_host,
-        } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "title": title,
+        } => json!({"play_id": p, "track_id": t, "title": title,
                     "artist": artist, "requested_by": requested_by,
-                    "requested_by_id": requested_by_id.map(guest_id),
+                    "requested_by_id": requested_by_id,
                     "requested_by_host": requested_by_host}),
         Event::Liked {
             play_id: p,
@@ -165,8 +166,8 @@ pub fn event_data(e: &Event) -> Value {
             by,
             by_id,
             by_host,
-        } => json!({"play_id": play_id(*p), "track_id": track_id(*t), "by": by,
-                    "by_id": guest_id(*by_id), "by_host": by_host}),
+        } => json!({"play_id": p, "track_id": t, "by": by,
+                    "by_id": by_id, "by_host": by_host}),
         Event::SkipVote {
             play_id: p,
             votes,
@@ -174,15 +175,13 @@ pub fn event_data(e: &Event) -> Value {
             by,
             by_id,
             by_host,
-        } => json!({"play_id": play_id(*p), "votes": votes, "needed": needed, "by": by,
-                    "by_id": guest_id(*by_id), "by_host": by_host}),
+        } => json!({"play_id": p, "votes": votes, "needed": needed, "by": by,
+                    "by_id": by_id, "by_host": by_host}),
         Event::Skipped {
             play_id: p,
             track_id: t,
             reason,
-        } => {
-            json!({"play_id": p.map(play_id), "track_id": track_id(*t), "reason": reason.as_str()})
-        }
+        } => json!({"play_id": p, "track_id": t, "reason": reason.as_str()}),
         Event::Requested {
             entry_id: e,
             track_id: t,
@@ -191,15 +190,15 @@ pub fn event_data(e: &Event) -> Value {
             by,
             by_id,
             by_host,
-        } => json!({"entry_id": entry_id(*e), "track_id": track_id(*t), "title": title,
-                    "artist": artist, "by": by, "by_id": by_id.map(guest_id),
+        } => json!({"entry_id": e, "track_id": t, "title": title,
+                    "artist": artist, "by": by, "by_id": by_id,
                     "by_host": by_host}),
         Event::HostMessage { text } => json!({ "text": text }),
         Event::YourRequestNext {
             entry_id: e,
             track_id: t,
             title,
-        } => json!({"entry_id": entry_id(*e), "track_id": track_id(*t), "title": title}),
+        } => json!({"entry_id": e, "track_id": t, "title": title}),
     }
 }
 
@@ -221,10 +220,6 @@ fn update(topic: Topic, mut body: Value) -> Tail {
     Tail::new("update", body)
 }
 
-fn entry_ids(ids: &[i64]) -> Vec<String> {
-    ids.iter().map(|e| entry_id(*e)).collect()
-}
-
 /// Encodes a hub change; `None` for changes the wire does not carry.
 pub fn encode_change(c: &Change) -> Option<Tail> {
     Some(match c {
@@ -234,16 +229,16 @@ pub fn encode_change(c: &Change) -> Option<Tail> {
         ),
         Change::QueueEntry { id, entry } => update(
             Topic::Queue,
-            json!({"id": entry_id(*id), "data": entry.as_deref().map(queue_entry)}),
+            json!({"id": id, "data": entry.as_deref().map(queue_entry)}),
         ),
-        Change::QueueOrder(order) => update(Topic::Queue, json!({"order": entry_ids(order)})),
+        Change::QueueOrder(order) => update(Topic::Queue, json!({"order": order})),
         Change::Room(r) => update(Topic::Room, json!({"data": room(r)})),
         Change::Me(m) => update(Topic::Me, json!({"data": me(m)})),
         Change::Guest(g) => update(
             Topic::Admin,
-            json!({"id": guest_id(g.guest_id), "data": admin_guest(g)}),
+            json!({"id": g.guest_id, "data": admin_guest(g)}),
         ),
-        Change::GuestGone(id) => update(Topic::Admin, json!({"id": guest_id(*id), "data": null})),
+        Change::GuestGone(id) => update(Topic::Admin, json!({"id": id, "data": null})),
         Change::Output(_) => return None,
         Change::Event { ts_ms, event, .. } => Tail::new(
             "event",
@@ -258,13 +253,13 @@ pub fn encode_snapshot(topic: Topic, s: &Snapshot) -> Tail {
         Topic::NowPlaying => json!({"data": s.now_playing.as_ref().map(now_playing)}),
         Topic::Queue => json!({
             "items": s.queue.iter().map(queue_entry).collect::<Vec<_>>(),
-            "order": entry_ids(&s.order),
+            "order": s.order,
         }),
         Topic::Me => json!({"data": s.me.as_ref().map(me)}),
         Topic::Room => json!({"data": room(&s.room)}),
         Topic::Admin => json!({
             "items": s.guests.iter().map(admin_guest).collect::<Vec<_>>(),
-            "order": s.guests.iter().map(|g| guest_id(g.guest_id)).collect::<Vec<_>>(),
+            "order": s.guests.iter().map(|g| g.guest_id).collect::<Vec<_>>(),
         }),
     };
     update(topic, body)
@@ -281,12 +276,12 @@ pub fn done() -> Value {
 
 /// The data of the reply to an admitted `request`.
 pub fn requested(r: &Requested) -> Value {
-    json!({"entry_id": entry_id(r.entry_id), "upvoted": r.upvoted})
+    json!({"entry_id": r.entry_id, "upvoted": r.upvoted})
 }
 
 /// The data of the reply to `pair_screen`: the new screen's guest id.
-pub fn paired(guest: i64) -> Value {
-    json!({"guest_id": guest_id(guest)})
+pub fn paired(guest: GuestId) -> Value {
+    json!({"guest_id": guest})
 }
 
 /// The data of the reply to `logout` and `logout_all`: how many host logins ended.
@@ -317,12 +312,12 @@ pub mod http {
 
     /// A new guest's token (`POST /api/guest`).
     pub fn guest_token(g: &GuestCreated) -> Value {
-        json!({"token": g.token, "guest_id": guest_id(g.guest_id), "name": g.name})
+        json!({"token": g.token, "guest_id": g.guest_id, "name": g.name})
     }
 
     /// A host's token (`POST /api/host/login`).
     pub fn host_token(g: &GuestCreated) -> Value {
-        json!({"token": g.token, "guest_id": guest_id(g.guest_id), "name": g.name, "role": "host"})
+        json!({"token": g.token, "guest_id": g.guest_id, "name": g.name, "role": "host"})
     }
 
     /// A pairing code for a TV to show (`POST /api/screen/pair`).
@@ -333,7 +328,7 @@ pub mod http {
     /// The TV's screen token, once the host paired it (`POST /api/screen/claim`).
     pub fn screen_paired(g: &GuestCreated) -> Value {
         json!({
-            "paired": true, "token": g.token, "guest_id": guest_id(g.guest_id),
+            "paired": true, "token": g.token, "guest_id": g.guest_id,
             "name": g.name, "role": "screen"
         })
     }
@@ -349,7 +344,7 @@ pub mod http {
             "now_playing": s.now_playing.as_ref().map(now_playing),
             "queue": {
                 "items": s.queue.iter().map(queue_entry).collect::<Vec<_>>(),
-                "order": entry_ids(&s.order),
+                "order": &s.order,
             },
             "room": room(&s.room),
         })

@@ -131,7 +131,7 @@ pub async fn search(state: &AppState, q: SearchQuery) -> Result<Value, WireError
     let text = q.q.clone();
     match state
         .store
-        .query(move |db| db.search(&text, fetch, offset))
+        .read(move |db| db.search(&text, fetch, offset))
         .await
     {
         Ok(mut tracks) => {

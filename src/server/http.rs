@@ -299,10 +299,10 @@ pub async fn art(
     headers: HeaderMap,
 ) -> Answer {
     let no_art = || ApiError::new(ErrorCode::NotFound, "no cover art for this track");
-    let Some(id) = protocol::parse_track_id(&track) else {
+    let Some(id) = protocol::TrackId::parse(&track) else {
         return Err(ApiError::new(ErrorCode::NotFound, "no such track"));
     };
-    let row = match state.store.query(move |db| db.track(id)).await {
+    let row = match state.store.read(move |db| db.track(id)).await {
         Ok(Some(t)) if t.has_art => t,
         Ok(_) => return Err(no_art()),
         Err(e) => return Err(ApiError::internal(&e)),
@@ -381,7 +381,7 @@ pub async fn export(
     let gap = crate::hub::PARTY_GAP_HOURS;
     let plays = match state
         .store
-        .query(move |db| crate::export::tonight(db, gap))
+        .read(move |db| crate::export::tonight(db, gap))
         .await
     {
         Ok(p) => p,

@@ -35,82 +35,107 @@ impl Store {
         Ok((Store { tx }, handle))
     }
 
-    /// Queues a write; `done` gets its outcome once the transaction holding it is durable.
-    pub fn write(
+    // The verbs. Every job runs on the store thread in the order it was submitted, so a read
+    // sees every write submitted before it, from any handle. Writes are group committed;
+    // reads never join a group (a read first commits the group before it).
+
+    /// Queues a write and returns at once. `after_commit` gets the outcome once the
+    /// transaction holding the write is durable, or the refusal if it was rolled back; these
+    /// callbacks run in submission order on the store thread. The hub publishes from them, so
+    /// nothing is announced before it is on disk, and changes are announced in the order made.
+    pub fn queue_write(
         &self,
         work: impl FnOnce(&Db) -> Result<(), StoreError> + Send + 'static,
-        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        after_commit: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
         let job = Job::Write {
             work: Box::new(work),
-            done: Box::new(done),
+            done: Box::new(after_commit),
         };
         if let Err(mpsc::SendError(Job::Write { done, .. })) = self.tx.send(job) {
             done(Err(StoreError::Closed));
         }
     }
 
-    /// Queues a read that sees every write submitted before it.
-    pub fn read(&self, f: impl FnOnce(&Db) + Send + 'static) -> Result<(), StoreError> {
+    /// Queues a read and returns at once; `f` runs on the store thread after every write
+    /// submitted before it has been committed. `f` sends its answer where it needs to go (the
+    /// hub's internal channel). Fails only when the store has shut down.
+    pub fn queue_read(&self, f: impl FnOnce(&Db) + Send + 'static) -> Result<(), StoreError> {
         self.tx
             .send(Job::Read(Box::new(f)))
             .map_err(|_| StoreError::Closed)
     }
 
-    /// Runs `f` as a read (after every write submitted before it) and returns its value.
-    /// Reads do not join the group transaction, so they never delay a commit.
-    pub async fn query<R: Send + 'static>(
+    /// Reads on the store thread (after every write submitted before it) and awaits the value.
+    pub async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.read(move |db| {
+        self.queue_read(move |db| {
             let _ = tx.send(f(db));
         })?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `f` as a write and waits for its commit.
-    pub async fn call<R: Send + 'static>(
+    /// Writes and awaits the value once it is committed: an `Ok` is durable. For writes whose
+    /// caller answers someone (the login's sessions, the host PIN at start).
+    pub async fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let slot = self.submit(f, move |res| {
+        let slot = self.write_into_slot(f, move |res| {
             let _ = tx.send(res);
         });
         rx.await.map_err(|_| StoreError::Closed)??;
         take(&slot)
     }
 
-    /// The same as [`Store::call`] for threads outside the runtime (the library scanner).
-    pub fn call_blocking<R: Send + 'static>(
+    /// [`Store::read`] for threads outside the runtime (the library scanner, tools): blocks the
+    /// calling thread. Never call it on the store thread or an async worker.
+    pub fn read_blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let slot = self.submit(f, move |res| {
+        self.queue_read(move |db| {
+            let _ = tx.send(f(db));
+        })?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write`] for threads outside the runtime (the library scanner): blocks the
+    /// calling thread until the write is committed. Never call it on the store thread or an
+    /// async worker.
+    pub fn write_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let slot = self.write_into_slot(f, move |res| {
             let _ = tx.send(res);
         });
         rx.recv().map_err(|_| StoreError::Closed)??;
         take(&slot)
     }
 
-    /// Queues `f` as a write whose value lands in the returned slot; `done` runs after commit.
-    fn submit<R: Send + 'static>(
+    /// Queues `f` as a write whose value lands in the returned slot; `after_commit` runs after
+    /// the commit (the slot is only worth reading once it has said `Ok`).
+    fn write_into_slot<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Db) -> Result<R, StoreError> + Send + 'static,
-        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        after_commit: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) -> Slot<R> {
         let slot: Slot<R> = Arc::new(Mutex::new(None));
         let out = slot.clone();
-        self.write(
+        self.queue_write(
             move |db| {
                 let r = f(db)?;
                 *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
                 Ok(())
             },
-            done,
+            after_commit,
         );
         slot
     }
@@ -162,7 +187,7 @@ fn run(db: Db, rx: mpsc::Receiver<Job>) {
                 }
                 Job::Read(f) => {
                     if in_tx {
-                        commit(&db, &mut pending);
+                        commit_group(&db, &mut pending);
                         in_tx = false;
                     }
                     // A panicking read must not take the store thread down with it.
@@ -176,7 +201,7 @@ fn run(db: Db, rx: mpsc::Receiver<Job>) {
             }
         }
         if in_tx {
-            commit(&db, &mut pending);
+            commit_group(&db, &mut pending);
         }
     }
     // Every handle is gone: the last commit is done. Fold the WAL back so the file is whole.
@@ -204,7 +229,7 @@ fn run_in_savepoint(db: &Db, work: Work) -> Result<(), StoreError> {
     }
 }
 
-fn commit(db: &Db, pending: &mut Vec<(Done, Result<(), StoreError>)>) {
+fn commit_group(db: &Db, pending: &mut Vec<(Done, Result<(), StoreError>)>) {
     let committed = db.exec("COMMIT");
     if let Err(e) = &committed {
         tracing::error!("database commit failed: {e}; the changes in it are refused");

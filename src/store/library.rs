@@ -41,7 +41,7 @@ impl Db {
             while let Some(r) = rows.next()? {
                 let path: String = r.get(1)?;
                 if keys.contains(&path_key(Path::new(&path))) {
-                    gone.push(r.get::<_, i64>(0)?);
+                    gone.push(r.get::<_, TrackId>(0)?);
                 }
             }
         }

@@ -85,7 +85,7 @@ impl Db {
              JOIN requests r ON r.id = v.request_id WHERE r.state = ?1",
         )?;
         let votes = st.query_map([RequestState::Queued], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            Ok((r.get::<_, EntryId>(0)?, r.get::<_, GuestId>(1)?))
         })?;
         let index: HashMap<EntryId, usize> = entries
             .iter()

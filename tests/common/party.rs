@@ -58,7 +58,7 @@ impl TestHub {
     /// The library as `(track id, title)`, in the store's order.
     pub async fn library(&self) -> Vec<(TrackId, String)> {
         self.store
-            .call(|db| db.search("", 100, 0))
+            .read(|db| db.search("", 100, 0))
             .await
             .unwrap()
             .into_iter()

@@ -4,9 +4,14 @@ use std::path::PathBuf;
 
 use super::*;
 
-fn track(id: TrackId) -> Track {
+// The tests spell ids as plain numbers; the deck sees them typed.
+fn e(id: i64) -> EntryId {
+    EntryId::new(id)
+}
+
+fn track(id: i64) -> Track {
     Track {
-        id,
+        id: TrackId::new(id),
         path: PathBuf::from(format!("/music/{id}.flac")),
         title: format!("Song {id}"),
         artist: format!("Artist {id}"),
@@ -19,9 +24,9 @@ fn track(id: TrackId) -> Track {
     }
 }
 
-fn now(key: Key, t: TrackId) -> Now {
+fn now(key: Key, t: i64) -> Now {
     Now {
-        play_id: t * 10,
+        play_id: PlayId::new(t * 10),
         key,
         track: track(t),
         entry_id: None,
@@ -45,12 +50,12 @@ fn key_of(cmd: &PlayerCommand) -> Key {
 }
 
 /// Loads `t`, and lets it start.
-fn playing(deck: &mut Deck, t: TrackId) -> Key {
+fn playing(deck: &mut Deck, t: i64) -> Key {
     let key = key_of(&deck.load(Planned::Auto(track(t))));
     let Started::Planned(p) = deck.on_started(key) else {
         panic!("not started")
     };
-    assert_eq!(p.track().id, t);
+    assert_eq!(p.track().id, TrackId::new(t));
     deck.begin();
     deck.set_now(now(key, t));
     key
@@ -60,13 +65,13 @@ fn playing(deck: &mut Deck, t: TrackId) -> Key {
 fn events_about_keys_before_the_latest_load_are_stale() {
     let mut deck = Deck::default();
     let old = key_of(&deck.load(Planned::Auto(track(1))));
-    let new = key_of(&deck.load(Planned::Entry(7, track(2))));
+    let new = key_of(&deck.load(Planned::Entry(e(7), track(2))));
     assert!(new > old);
     assert!(matches!(deck.on_started(old), Started::Stale));
     assert!(deck.on_error(old).is_none(), "an old error changes nothing");
     assert!(deck.busy(), "still loading the new one");
     match deck.on_started(new) {
-        Started::Planned(Planned::Entry(7, t)) => assert_eq!(t.id, 2),
+        Started::Planned(Planned::Entry(id, t)) if id == e(7) => assert_eq!(t.id.get(), 2),
         other => panic!("{other:?}"),
     }
 }
@@ -85,18 +90,18 @@ fn a_load_forgets_what_was_preloaded() {
 fn finished_with_a_next_after_the_latest_load_is_a_gapless_hand_over() {
     let mut deck = Deck::default();
     let first = playing(&mut deck, 1);
-    let pre = key_of(&deck.preload(Some(Planned::Entry(5, track(2)))).unwrap());
+    let pre = key_of(&deck.preload(Some(Planned::Entry(e(5), track(2)))).unwrap());
     let f = deck
         .on_finished(first, Some(pre))
         .expect("the play going on finished");
-    assert_eq!(f.play.track.id, 1);
+    assert_eq!(f.play.track.id.get(), 1);
     assert!(f.gapless, "the player went on to the preloaded item");
     assert!(
         deck.busy(),
         "loading the hand-over: nothing else may be loaded"
     );
     match deck.on_started(pre) {
-        Started::Planned(Planned::Entry(5, _)) => {}
+        Started::Planned(Planned::Entry(id, _)) if id == e(5) => {}
         other => panic!("{other:?}"),
     }
 }
@@ -148,7 +153,7 @@ fn an_auto_pick_answering_an_older_request_is_dropped() {
         deck.on_auto_picked(newer, Some(track(2))),
         Picked::Kept
     ));
-    assert_eq!(deck.auto_next().map(|t| t.id), Some(2));
+    assert_eq!(deck.auto_next().map(|t| t.id.get()), Some(2));
     assert!(deck.wants_auto());
 }
 
@@ -182,7 +187,7 @@ fn an_error_of_the_preloaded_item_does_not_stop_the_play_going_on() {
     let pre = key_of(&deck.preload(Some(Planned::Auto(track(2)))).unwrap());
     let f = deck.on_error(pre).unwrap();
     assert!(!f.move_on);
-    assert!(deck.unplayable().contains(&2));
+    assert!(deck.unplayable().contains(&TrackId::new(2)));
     assert!(deck.on_error(pre).is_none(), "reported once");
     // The same track is preloaded again only as a new item.
     assert!(deck.preload(Some(Planned::Auto(track(3)))).is_some());
@@ -191,12 +196,12 @@ fn an_error_of_the_preloaded_item_does_not_stop_the_play_going_on() {
 #[test]
 fn an_error_of_the_loading_item_moves_on() {
     let mut deck = Deck::default();
-    let k = key_of(&deck.load(Planned::Entry(3, track(9))));
+    let k = key_of(&deck.load(Planned::Entry(e(3), track(9))));
     let f = deck.on_error(k).unwrap();
     assert!(f.move_on);
-    assert!(matches!(f.planned, Planned::Entry(3, _)));
+    assert!(matches!(f.planned, Planned::Entry(id, _) if id == e(3)));
     assert!(!deck.busy());
-    assert!(deck.unplayable().contains(&9));
+    assert!(deck.unplayable().contains(&TrackId::new(9)));
 }
 
 #[test]
@@ -239,9 +244,9 @@ fn preload_is_sent_only_when_the_next_item_changes() {
     let mut deck = Deck::default();
     playing(&mut deck, 1);
     assert!(deck.preload(None).is_none());
-    assert!(deck.preload(Some(Planned::Entry(1, track(2)))).is_some());
-    assert!(deck.preload(Some(Planned::Entry(1, track(2)))).is_none());
-    assert!(deck.preload(Some(Planned::Entry(2, track(2)))).is_some());
+    assert!(deck.preload(Some(Planned::Entry(e(1), track(2)))).is_some());
+    assert!(deck.preload(Some(Planned::Entry(e(1), track(2)))).is_none());
+    assert!(deck.preload(Some(Planned::Entry(e(2), track(2)))).is_some());
     assert!(matches!(
         deck.preload(None),
         Some(PlayerCommand::Preload(None))
@@ -251,24 +256,24 @@ fn preload_is_sent_only_when_the_next_item_changes() {
 #[test]
 fn a_resume_restores_the_paused_play_once() {
     let open = OpenPlay {
-        id: 42,
-        track_id: 1,
+        id: PlayId::new(42),
+        track_id: TrackId::new(1),
         request_id: None,
         guest_id: None,
         started_ms: 0,
         position_ms: 61_000,
-        likes: vec![3],
+        likes: vec![GuestId::new(3)],
         skip_votes: vec![],
     };
     let mut deck = Deck::default();
-    deck.restore(open, track(1), Some(42));
+    deck.restore(open, track(1), Some(PlayId::new(42)));
     match deck.resume() {
         Some(PlayerCommand::Load(item)) => assert_eq!(item.start_ms, 61_000),
         other => panic!("{other:?}"),
     }
     assert!(deck.resume().is_none(), "loaded once");
-    assert!(deck.resumes_paused(42));
-    assert!(!deck.resumes_paused(42));
+    assert!(deck.resumes_paused(PlayId::new(42)));
+    assert!(!deck.resumes_paused(PlayId::new(42)));
 }
 
 #[test]
@@ -291,7 +296,10 @@ fn positions_are_saved_every_few_seconds_of_play() {
     let mut deck = Deck::default();
     let k = playing(&mut deck, 1);
     assert_eq!(deck.on_position(k, 1_000, 2_000), None);
-    assert_eq!(deck.on_position(k, 5_000, 6_000), Some((10, 5_000)));
+    assert_eq!(
+        deck.on_position(k, 5_000, 6_000),
+        Some((PlayId::new(10), 5_000))
+    );
     assert_eq!(deck.on_position(k, 6_000, 7_000), None);
     assert_eq!(
         deck.on_position(k + 1, 20_000, 7_000),

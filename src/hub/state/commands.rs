@@ -230,7 +230,7 @@ impl State {
         }
         // The library lives in the store; look the track up there and continue when it answers.
         let internal = self.internal.clone();
-        let _ = self.store.read(move |db| {
+        let _ = self.store.queue_read(move |db| {
             let track = db.track(track_id).map_err(|e| e.to_string());
             let _ = internal.send(Internal::RequestTrack {
                 actor,
@@ -281,8 +281,7 @@ impl State {
                 })
             }
             Admission::NewEntry => {
-                self.ids.request += 1;
-                let id = self.ids.request;
+                let id = self.ids.next_request();
                 let entry = Entry {
                     id,
                     track_id: track.id,

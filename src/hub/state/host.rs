@@ -31,7 +31,7 @@ impl State {
             self.player(PlayerCommand::Pause);
             self.op(move |db| {
                 db.save_position(id, pos)?;
-                db.set_meta(PAUSED_PLAY, &id.to_string())
+                db.set_meta(PAUSED_PLAY, &id.get().to_string())
             });
             self.push_now(now_ms);
         }

@@ -90,7 +90,7 @@ impl State {
                             report.elapsed.as_millis()
                         );
                         store
-                            .call_blocking(|db| db.track_count())
+                            .read_blocking(|db| db.track_count())
                             .map_err(|e| e.to_string())
                     });
                 let _ = internal.send(Internal::ScanDone(res));

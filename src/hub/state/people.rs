@@ -71,8 +71,7 @@ impl State {
         addr: Option<String>,
         now_ms: i64,
     ) -> GuestCreated {
-        self.ids.guest += 1;
-        let id = self.ids.guest;
+        let id = self.ids.next_guest();
         let mut rng = rand::rng();
         let token = format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>());
         let digest = crate::store::token_digest(&token);

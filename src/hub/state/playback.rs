@@ -97,7 +97,7 @@ impl State {
         }
         let settings = self.settings.clone();
         let internal = self.internal.clone();
-        let _ = self.store.read(move |db| {
+        let _ = self.store.queue_read(move |db| {
             let pick = db
                 .autodj_candidates(&exclude, AUTODJ_SAMPLE)
                 .map(|c| {
@@ -255,8 +255,7 @@ impl State {
                 open.skip_votes.iter().copied().collect(),
             ),
             Planned::Entry(id, _) => {
-                self.ids.play += 1;
-                let play_id = self.ids.play;
+                let play_id = self.ids.next_play();
                 let (requester, entry) = match self.remove_entry(id, RequestState::Played, now_ms) {
                     Some(q) => (q.entry.guest, Some(id)),
                     None => (None, None),
@@ -270,8 +269,7 @@ impl State {
                 (play_id, entry, requester, false, 0, none(), none())
             }
             Planned::Auto(_) => {
-                self.ids.play += 1;
-                let play_id = self.ids.play;
+                let play_id = self.ids.next_play();
                 let track_id = track.id;
                 self.op(move |db| db.insert_play(play_id, track_id, None, now_ms));
                 (play_id, None, None, true, 0, HashSet::new(), HashSet::new())

@@ -151,7 +151,7 @@ impl State {
         }
         let publisher = self.publisher.clone();
         let internal = self.internal.clone();
-        self.store.write(
+        self.store.queue_write(
             move |db| {
                 for op in ops {
                     op(db)?;
