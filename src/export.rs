@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::ExportFormat;
-use crate::store::{Db, PlayReport, StoreError};
+use crate::store::{Db, PlayEnd, PlayReport, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -84,7 +84,7 @@ pub fn write_csv(plays: &[PlayReport], out: &mut dyn Write) -> Result<(), csv::E
             cell(p.requested_by.as_deref().unwrap_or_default()),
             p.votes.to_string(),
             p.likes.to_string(),
-            p.end_reason.clone().unwrap_or_else(|| "playing".into()),
+            p.end_reason.map_or("playing", PlayEnd::as_str).to_string(),
             cell(&p.track.path.display().to_string()),
         ])?;
     }

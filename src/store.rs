@@ -192,7 +192,7 @@ pub struct PlayReport {
     pub play_id: PlayId,
     pub started_ms: i64,
     pub ended_ms: Option<i64>,
-    pub end_reason: Option<String>,
+    pub end_reason: Option<PlayEnd>,
     pub track: Track,
     pub requested_by: Option<String>,
     pub votes: u32,

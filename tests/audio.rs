@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use jukebox::store::Db;
+use jukebox::store::{Db, PlayEnd};
 
 struct Killer(Child);
 impl Drop for Killer {
@@ -138,8 +138,8 @@ fn three_formats_play_in_order_through_the_wav_output() {
     // Total length: every finished play in full, plus where the last one was stopped.
     let expected: f32 = plays
         .iter()
-        .map(|p| match p.end_reason.as_deref() {
-            Some("finished") => p.track.duration_ms as f32 / 1000.0,
+        .map(|p| match p.end_reason {
+            Some(PlayEnd::Finished) => p.track.duration_ms as f32 / 1000.0,
             _ => 0.0,
         })
         .sum::<f32>();

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::super::mailbox::Mailbox;
 use super::outbox::Outbox;
-use crate::hub::{Answer, Role};
+use crate::hub::{Answer, Role, Snapshot};
 use crate::party::GuestId;
 use crate::protocol::{Tail, Topic};
 
@@ -58,7 +58,7 @@ pub(super) struct AttachMsg {
 }
 
 pub(super) struct SnapshotMsg {
-    pub(super) answer: Answer,
+    pub(super) answer: Answer<Box<Snapshot>>,
     pub(super) topics: Vec<Topic>,
     pub(super) reply: Option<Ack>,
 }

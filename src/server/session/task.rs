@@ -17,7 +17,7 @@ use super::outbox::{Outbox, SESSION_ENDED, TAKEN_OVER, TOO_SLOW};
 use super::sequencing::{PendingReplies, Snapshots};
 use super::topics::TopicSet;
 use super::ServerInfo;
-use crate::hub::{Command, Hub, Reply, Role};
+use crate::hub::{Hub, Role};
 use crate::party::GuestId;
 use crate::protocol::{self, Tail, Topic};
 
@@ -237,12 +237,7 @@ impl Task {
         let (hub, tx, guest) = (self.hub.clone(), self.handle.tx.clone(), self.guest);
         let admin = self.role == Role::Host && topics.contains(&Topic::Admin);
         tokio::spawn(async move {
-            let answer = hub
-                .call(Command::Snapshot {
-                    guest: Some(guest),
-                    admin,
-                })
-                .await;
+            let answer = hub.snapshot(Some(guest), admin).await;
             let _ = tx.push(Msg::Snapshot(Box::new(SnapshotMsg {
                 answer,
                 topics,
@@ -359,7 +354,7 @@ impl Task {
         } = snap;
         self.snapshots.end();
         match answer.result {
-            Ok(Reply::Snapshot(s)) => {
+            Ok(s) => {
                 // Changes up to the snapshot's point are in it; the ones we
                 // already sent for other topics stay sent.
                 for t in &topics {
@@ -369,8 +364,8 @@ impl Task {
                     }
                 }
             }
-            other => {
-                tracing::warn!("snapshot for a session failed: {:?}", other.err());
+            Err(e) => {
+                tracing::warn!("snapshot for a session failed: {e}");
             }
         }
         if let Some((rid, _)) = reply {
