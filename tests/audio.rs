@@ -300,21 +300,7 @@ fn the_alsa_device_output_gets_the_music() {
         assert!(Instant::now() < deadline, "nothing reached ALSA");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let pid = child.0.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(child.0.wait().unwrap().success());
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stop_cleanly(&mut child);
     assert!(
         err.contains("audio output: ALSA device default (48000 Hz, 2 channels)"),
         "{err}"
@@ -384,22 +370,7 @@ fn log_of_one_play(dir: &std::path::Path, music: &std::path::Path, extra: &[&str
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let pid = child.0.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(child.0.wait().unwrap().success());
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
+    stop_cleanly(&mut child)
 }
 
 /// The default log has our INFO lines and none of the libraries' (symphonia announces every Ogg
@@ -423,4 +394,25 @@ fn the_default_log_has_our_info_lines_and_not_the_decoders() {
     let asked = log_of_one_play(dir.path(), &music, &["--log", "info,symphonia=info"]);
     assert!(asked.contains("audio output: wav file"), "{asked}");
     assert!(asked.contains("starting new physical stream"), "{asked}");
+}
+
+/// Stops the jukebox as systemd would (SIGINT), checks it exited cleanly, and returns what it
+/// logged.
+fn stop_cleanly(child: &mut Killer) -> String {
+    let pid = child.0.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(child.0.wait().unwrap().success());
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
