@@ -189,15 +189,7 @@ fn three_formats_play_in_order_through_the_wav_output() {
     assert!(worst <= 3, "a silent gap of {} ms", worst * 10);
 
     // The log said which output it chose.
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert!(err.contains("audio output: wav file"), "{err}");
 }
 
@@ -405,6 +397,11 @@ fn stop_cleanly(child: &mut Killer) -> String {
         .status()
         .unwrap();
     assert!(child.0.wait().unwrap().success());
+    stderr_of(child)
+}
+
+/// Everything the exited jukebox logged.
+fn stderr_of(child: &mut Killer) -> String {
     let mut err = String::new();
     use std::io::Read;
     child
