@@ -6,7 +6,7 @@
 set -euo pipefail
 what=${1:-build}
 
-pkgs=(libasound2-dev pkg-config)
+pkgs=(libasound2-dev libopus-dev pkg-config)
 # ffmpeg makes test audio; iproute2 and avahi-daemon are for the mDNS test's namespaces;
 # chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks;
 # strace checks the unit's system-call filter. The tests install nothing themselves

@@ -8,6 +8,7 @@
 //! - [`ids`]: the typed row ids (play, queue entry, track, guest) and their wire spelling.
 //! - [`party`]: the party rules as pure functions (order, fairness, admission, skip, auto-DJ).
 //! - [`hub`]: the single owner of live state; applies rules, persists, then announces.
+//! - [`loudness`]: loudness levelling: what is known of a track's loudness, the gain to the target.
 //! - [`player`]: the audio thread (rodio): outputs (device, WAV file, null), decode, engine.
 //! - [`demo`]: a generated, tagged demo library.
 //! - [`export`]: tonight's plays as M3U or CSV.
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod library;
 pub mod logging;
 pub mod login;
+pub mod loudness;
 pub mod mdns;
 pub mod notify;
 pub mod party;

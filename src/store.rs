@@ -103,7 +103,7 @@ sql_words!(RequestState { Queued => "queued", Played => "played", Removed => "re
 sql_words!(PlayEnd { Finished => "finished", Skipped => "skipped", Error => "error" });
 
 /// A track as the rest of the jukebox sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Track {
     pub id: TrackId,
     pub path: PathBuf,
@@ -115,6 +115,8 @@ pub struct Track {
     pub has_art: bool,
     pub present: bool,
     pub likes: u32,
+    /// Its loudness, as far as it is known.
+    pub levels: crate::loudness::Levels,
 }
 
 /// What a scan compares to decide whether a file must be read again.
@@ -187,7 +189,7 @@ pub struct OpenPlay {
 }
 
 /// One line of the export: a play with who requested it and its likes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlayReport {
     pub play_id: PlayId,
     pub started_ms: i64,
@@ -334,6 +336,7 @@ fn track_row_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Track> {
         has_art: r.get(i + 7)?,
         present: r.get(i + 8)?,
         likes: r.get::<_, i64>(i + 9)?.max(0) as u32,
+        levels: crate::loudness::Levels::default(),
     })
 }
 

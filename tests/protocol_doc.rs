@@ -215,6 +215,7 @@ fn references() -> Vec<Value> {
         has_art: false,
         present: true,
         likes: 0,
+        levels: Default::default(),
     };
     out.push(render(&protocol::reply_ok(
         1,

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::party::{EntryId, GuestId, PlayId, TrackId};
-use crate::player::{Key, PlayItem, PlayerCommand};
+use crate::player::{Join, Key, PlayItem, PlayerCommand};
 use crate::store::{OpenPlay, Track};
 
 /// How often the play position is saved, so a restart resumes close to where it was.
@@ -273,6 +273,8 @@ impl Deck {
             key,
             path: p.track().path.clone(),
             start_ms,
+            gain_db: 0.0,
+            join: Join::Mix,
         };
         self.planned.insert(key, p);
         self.loading = Some(key);
@@ -298,6 +300,8 @@ impl Deck {
                     key,
                     path: p.track().path.clone(),
                     start_ms: 0,
+                    gain_db: 0.0,
+                    join: Join::Mix,
                 };
                 self.planned.insert(key, p.clone());
                 self.preloaded = Some((key, p));

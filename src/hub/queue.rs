@@ -195,6 +195,7 @@ mod tests {
                 has_art: false,
                 present: true,
                 likes: 0,
+                levels: Default::default(),
             },
         }
     }

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::num::NonZero;
+use std::path::Path;
 use std::time::Duration;
 
 use rodio::source::UniformSourceIterator;
@@ -23,23 +24,32 @@ pub struct Opened {
     pub start_ms: u64,
 }
 
-/// Opens a track converted to `channels` and `rate`, positioned at `item.start_ms`.
-pub fn open(item: &PlayItem, channels: NonZero<u16>, rate: NonZero<u32>) -> Result<Opened, String> {
-    let file = File::open(&item.path).map_err(|e| format!("{}: {e}", item.path.display()))?;
+/// A track's samples in its own format (rate, channels), as decoded.
+pub type Native = WholeSpan<Decoder<BufReader<File>>>;
+
+/// Opens a track in its own format: for the loudness pass, which measures what is decoded.
+pub fn open_native(path: &Path) -> Result<Native, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut builder = Decoder::builder()
         .with_data(BufReader::new(file))
         .with_byte_len(len)
         .with_seekable(true)
         .with_gapless(true);
-    if let Some(ext) = item.path.extension().and_then(|e| e.to_str()) {
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         builder = builder.with_hint(ext);
     }
     let decoder = builder
         .build()
-        .map_err(|e| format!("{}: {e}", item.path.display()))?;
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(WholeSpan(decoder))
+}
+
+/// Opens a track converted to `channels` and `rate`, positioned at `item.start_ms`.
+pub fn open(item: &PlayItem, channels: NonZero<u16>, rate: NonZero<u32>) -> Result<Opened, String> {
+    let decoder = open_native(&item.path)?;
     let duration_ms = decoder.total_duration().map(|d| d.as_millis() as u64);
-    let mut source = UniformSourceIterator::new(WholeSpan(decoder), channels, rate);
+    let mut source = UniformSourceIterator::new(decoder, channels, rate);
     let mut start_ms = item.start_ms;
     if start_ms > 0 {
         if let Err(e) = source.try_seek(Duration::from_millis(start_ms)) {

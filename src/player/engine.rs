@@ -11,8 +11,9 @@ use rodio::Source;
 
 use super::decode::{self, Converted};
 use super::output::{self, AudioOut, NullOut, OutputError, Retry, FILE_CHANNELS, FILE_RATE};
-use super::{volume_gain, PlayItem, PlayerCommand, PlayerEvent};
+use super::{volume_gain, AudioStats, PlayItem, PlayerCommand, PlayerEvent};
 use crate::config::OutputSpec;
+use std::sync::Arc;
 
 /// Frames converted and written per step; also bounds command latency (~23 ms).
 const CHUNK_FRAMES: usize = 1024;
@@ -33,6 +34,8 @@ struct Current {
     rate: u32,
     /// Frames of this track already written to the output.
     frames: u64,
+    /// Its levelling gain, linear.
+    gain: f32,
 }
 
 pub struct Engine {
@@ -47,10 +50,11 @@ pub struct Engine {
     gain: f32,
     last_position: Instant,
     chunk: Vec<f32>,
+    stats: Arc<AudioStats>,
 }
 
 impl Engine {
-    pub fn new(spec: OutputSpec, events: Events) -> Engine {
+    pub fn new(spec: OutputSpec, events: Events, stats: Arc<AudioStats>) -> Engine {
         let opened = output::open(&spec);
         let mut e = Engine {
             spec,
@@ -64,7 +68,9 @@ impl Engine {
             gain: volume_gain(70),
             last_position: Instant::now(),
             chunk: Vec::with_capacity(CHUNK_FRAMES * 8),
+            stats,
         };
+        e.stats.set_latency_ms(0);
         match opened {
             Ok(out) => {
                 e.out = out;
@@ -187,6 +193,7 @@ impl Engine {
                 self.current = Some(Current {
                     frames: opened.start_ms * u64::from(self.out.rate().get()) / 1000,
                     rate: self.out.rate().get(),
+                    gain: db_to_gain(item.gain_db),
                     item,
                     source: opened.source,
                 })
@@ -227,6 +234,16 @@ impl Engine {
                 }
             }
             PlayerCommand::SetVolume(v) => self.gain = volume_gain(v),
+            PlayerCommand::SetCrossfade(d) => tracing::debug!("crossfade {d:?}: not mixed yet"),
+            PlayerCommand::SetGain { key, gain_db } => {
+                if let Some(cur) = self.current.as_mut().filter(|c| c.item.key == key) {
+                    cur.item.gain_db = gain_db;
+                    cur.gain = db_to_gain(gain_db);
+                }
+                if let Some(next) = self.next.as_mut().filter(|n| n.key == key) {
+                    next.gain_db = gain_db;
+                }
+            }
             PlayerCommand::Stop => {
                 self.out.discard();
                 self.current = None;
@@ -245,6 +262,7 @@ impl Engine {
                 self.current = Some(Current {
                     frames: opened.start_ms * u64::from(rate) / 1000,
                     rate,
+                    gain: db_to_gain(it.gain_db),
                     item: it,
                     source: opened.source,
                 });
@@ -275,7 +293,13 @@ impl Engine {
                 break;
             };
             let before = self.chunk.len();
-            self.chunk.extend(cur.source.by_ref().take(want - before));
+            let track_gain = cur.gain;
+            self.chunk.extend(
+                cur.source
+                    .by_ref()
+                    .take(want - before)
+                    .map(|s| s * track_gain),
+            );
             let got = self.chunk.len() - before;
             cur.frames += (got / channels) as u64;
             if self.chunk.len() < want {
@@ -338,6 +362,10 @@ impl Engine {
             ok: false,
         });
     }
+}
+
+fn db_to_gain(db: f32) -> f32 {
+    10f32.powf(db / 20.0)
 }
 
 fn frames_to_ms(frames: u64, rate: u32) -> u64 {

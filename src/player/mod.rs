@@ -9,12 +9,14 @@
 //! - `decode`: a file opened with rodio's symphonia decoders, converted to the output's format;
 //! - `engine`: the audio thread itself: commands, gapless hand-over, events, device retries.
 
-mod decode;
+pub(crate) mod decode;
 mod engine;
 mod output;
 
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use crate::config::OutputSpec;
 
@@ -23,12 +25,25 @@ pub use output::devices;
 /// Identifies one item handed to the player; chosen by the hub.
 pub type Key = u64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlayItem {
     pub key: Key,
     pub path: PathBuf,
     /// Where to start (a resumed play after a restart).
     pub start_ms: u64,
+    /// The levelling gain of this play, in dB (0: as mastered); already clamped.
+    pub gain_db: f32,
+    /// How it joins the track before it, when it follows that one without a `Load`.
+    pub join: Join,
+}
+
+/// How a preloaded item follows the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// The next track of the same album: sample-exact, no trim, no fade.
+    Gapless,
+    /// Anything else: silence at the seam trimmed, and crossfaded when a crossfade is set.
+    Mix,
 }
 
 #[derive(Debug)]
@@ -42,6 +57,14 @@ pub enum PlayerCommand {
     Seek(u64),
     /// 0..=100.
     SetVolume(u32),
+    /// The crossfade between tracks that `Join::Mix` (zero: none).
+    SetCrossfade(Duration),
+    /// A new levelling gain for the loaded or preloaded item `key` (a measurement arrived, or
+    /// the host changed the target); ramped when it is playing.
+    SetGain {
+        key: Key,
+        gain_db: f32,
+    },
     /// Stop playing (nothing left to play).
     Stop,
 }
@@ -65,11 +88,36 @@ pub enum PlayerEvent {
     Output { description: String, ok: bool },
 }
 
+/// What the audio thread reports without an event: read at any time from any thread.
+#[derive(Debug, Default)]
+pub struct AudioStats {
+    underruns: AtomicU64,
+    latency_ms: AtomicU64,
+}
+
+impl AudioStats {
+    /// Periods the output could not be fed in time, since start.
+    pub fn underruns(&self) -> u64 {
+        self.underruns.load(Ordering::Relaxed)
+    }
+    /// How long a sample written now takes to be heard.
+    pub fn latency_ms(&self) -> u64 {
+        self.latency_ms.load(Ordering::Relaxed)
+    }
+    pub(crate) fn add_underrun(&self) {
+        self.underruns.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn set_latency_ms(&self, ms: u64) {
+        self.latency_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
 /// The handle. Dropping it stops the audio thread after the current chunk and finalises the
 /// output (the WAV header).
 pub struct Player {
     tx: Option<mpsc::Sender<PlayerCommand>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<AudioStats>,
 }
 
 impl Player {
@@ -78,13 +126,21 @@ impl Player {
         events: tokio::sync::mpsc::UnboundedSender<PlayerEvent>,
     ) -> std::io::Result<Player> {
         let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(AudioStats::default());
+        let engine_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("player".into())
-            .spawn(move || engine::Engine::new(spec, events).run(rx))?;
+            .spawn(move || engine::Engine::new(spec, events, engine_stats).run(rx))?;
         Ok(Player {
             tx: Some(tx),
             thread: Some(thread),
+            stats,
         })
+    }
+
+    /// The audio thread's counters.
+    pub fn stats(&self) -> Arc<AudioStats> {
+        self.stats.clone()
     }
 
     pub fn send(&self, cmd: PlayerCommand) {

@@ -21,6 +21,7 @@ fn track(id: i64) -> Track {
         has_art: false,
         present: true,
         likes: 0,
+        levels: Default::default(),
     }
 }
 
