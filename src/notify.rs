@@ -48,6 +48,11 @@ impl Watchdog {
         })
     }
 
+    /// How often it pings: the loop that ticks it wakes at least twice as often.
+    pub fn every(&self) -> Duration {
+        self.every
+    }
+
     pub fn tick(&mut self) {
         if self.last.is_none_or(|t| t.elapsed() >= self.every) {
             send(&[NotifyState::Watchdog]);

@@ -31,30 +31,113 @@ pub struct Settings {
     pub max_volume: u32,
     /// While true only the host can add requests.
     pub requests_paused: bool,
+    /// How tracks are brought to one loudness.
+    pub normalize: Normalize,
+    /// The loudness every track is brought to, in whole LUFS.
+    pub loudness_lufs: i32,
+    /// Seconds two tracks of different albums overlap (0: none).
+    pub crossfade_s: u32,
 }
 
-/// The allowed range of each numeric setting, by its configuration key. One table, used by
-/// the configuration at start and by the host's live changes.
-pub const SETTING_RANGES: &[(&str, u32, u32)] = &[
-    ("request_limit", 1, 50),
-    ("no_repeat_minutes", 0, 1440),
-    ("artist_spacing", 0, 20),
-    ("skip_min_votes", 1, 100),
-    ("skip_percent", 1, 100),
-    ("volume", 0, 100),
-    ("max_volume", 0, 100),
+/// Loudness levelling: which loudness a track's gain is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// The album's while consecutive plays come from one album, the track's otherwise.
+    Auto,
+    /// Always the track's own.
+    Track,
+    /// Always the album's (the track's while its album is not known yet).
+    Album,
+    /// No levelling: every track as mastered.
+    Off,
+}
+
+impl Normalize {
+    /// Every mode, as the wire and the configuration spell it.
+    pub const NAMES: &'static [&'static str] = &["auto", "track", "album", "off"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Normalize::Auto => "auto",
+            Normalize::Track => "track",
+            Normalize::Album => "album",
+            Normalize::Off => "off",
+        }
+    }
+}
+
+/// The values a setting may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// A whole number in `lo..=hi`.
+    Range(i64, i64),
+    /// One of these words.
+    Words(&'static [&'static str]),
+}
+
+impl Allowed {
+    /// `value`, or why it is refused with what is allowed.
+    pub fn number(self, value: i64) -> Result<i64, String> {
+        match self {
+            Allowed::Range(lo, hi) if (lo..=hi).contains(&value) => Ok(value),
+            Allowed::Range(lo, hi) => Err(format!("{value} is out of range; allowed {lo}..={hi}")),
+            Allowed::Words(_) => Err(format!("{value} is not a word; allowed {self}")),
+        }
+    }
+
+    /// `word`, or why it is refused with what is allowed.
+    pub fn word(self, word: &str) -> Result<&'static str, String> {
+        match self {
+            Allowed::Words(words) => words
+                .iter()
+                .find(|w| **w == word)
+                .copied()
+                .ok_or_else(|| format!("{word:?} is not allowed; allowed {self}")),
+            Allowed::Range(..) => Err(format!("{word:?} is not a number; allowed {self}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Allowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Allowed::Range(lo, hi) => write!(f, "{lo}..={hi}"),
+            Allowed::Words(words) => f.write_str(&words.join(", ")),
+        }
+    }
+}
+
+/// What each setting that is not on/off may be, by its configuration key. One table, used
+/// by the configuration at start and by the host's live changes.
+pub const SETTING_RULES: &[(&str, Allowed)] = &[
+    ("request_limit", Allowed::Range(1, 50)),
+    ("no_repeat_minutes", Allowed::Range(0, 1440)),
+    ("artist_spacing", Allowed::Range(0, 20)),
+    ("skip_min_votes", Allowed::Range(1, 100)),
+    ("skip_percent", Allowed::Range(1, 100)),
+    ("volume", Allowed::Range(0, 100)),
+    ("max_volume", Allowed::Range(0, 100)),
+    ("normalize", Allowed::Words(Normalize::NAMES)),
+    ("loudness_lufs", Allowed::Range(-30, -5)),
+    ("crossfade_s", Allowed::Range(0, 12)),
 ];
 
-/// Checks `value` against the range of `key`; the error says the value and the range.
-pub fn check_setting(key: &str, value: i64) -> Result<u32, String> {
-    let (lo, hi) = SETTING_RANGES
+/// The rule of `key`, if it has one.
+pub fn allowed(key: &str) -> Option<Allowed> {
+    SETTING_RULES
         .iter()
-        .find(|(k, _, _)| *k == key)
-        .map_or((0, u32::MAX), |(_, lo, hi)| (*lo, *hi));
-    if value < i64::from(lo) || value > i64::from(hi) {
-        return Err(format!("{value} is out of range; allowed {lo}..={hi}"));
+        .find(|(k, _)| *k == key)
+        .map(|(_, a)| *a)
+}
+
+/// Checks the number `value` against the rule of `key`; the error says the value and what
+/// is allowed.
+pub fn check_setting(key: &str, value: i64) -> Result<i64, String> {
+    match allowed(key) {
+        Some(a) => a.number(value),
+        None => Ok(value),
     }
-    Ok(value as u32)
 }
 
 impl Default for Settings {
@@ -68,6 +151,9 @@ impl Default for Settings {
             volume: 70,
             max_volume: 100,
             requests_paused: false,
+            normalize: Normalize::Auto,
+            loudness_lufs: -14,
+            crossfade_s: 0,
         }
     }
 }
@@ -873,6 +959,40 @@ mod tests {
                 "{}",
                 c.name
             );
+        }
+    }
+
+    #[test]
+    fn setting_rules_take_numbers_and_words() {
+        let table: &[(&str, Result<i64, &str>)] = &[
+            ("loudness_lufs", Ok(-30)),
+            ("loudness_lufs", Ok(-5)),
+            ("crossfade_s", Ok(12)),
+        ];
+        for (key, want) in table {
+            let v = want.unwrap();
+            assert_eq!(check_setting(key, v), Ok(v), "{key}");
+        }
+        let refused: &[(&str, i64, &str)] = &[
+            ("loudness_lufs", -31, "allowed -30..=-5"),
+            ("loudness_lufs", -4, "allowed -30..=-5"),
+            ("crossfade_s", 13, "allowed 0..=12"),
+            ("normalize", 1, "allowed auto, track, album, off"),
+        ];
+        for (key, v, want) in refused {
+            let e = check_setting(key, *v).unwrap_err();
+            assert!(e.contains(want), "{key} {v}: {e}");
+        }
+        let n = allowed("normalize").unwrap();
+        for w in Normalize::NAMES {
+            assert_eq!(n.word(w), Ok(*w));
+        }
+        assert!(n.word("loud").unwrap_err().contains("allowed auto, track"));
+        assert!(allowed("crossfade_s").unwrap().word("4").is_err());
+        // The words are the wire spelling of the modes.
+        for m in [Normalize::Auto, Normalize::Track, Normalize::Album, Normalize::Off] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+            assert!(Normalize::NAMES.contains(&m.as_str()));
         }
     }
 }

@@ -4,8 +4,8 @@
 
 use jukebox::hub::HubError;
 use jukebox::hub::{
-    Change, Event, GuestAdminView, MeView, NowPlayingView, OutputView, QueueEntryView, Role,
-    RoomView, ScanView, Snapshot, TrackView,
+    Change, Event, GainFrom, GuestAdminView, MeView, NowPlayingView, OutputView, PlayingSound,
+    QueueEntryView, Role, RoomView, ScanView, Snapshot, SoundView, TrackView,
 };
 use jukebox::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use jukebox::protocol::{self, ErrorCode, Incoming, Tail, Topic, WireError};
@@ -103,6 +103,18 @@ fn sample_snapshot() -> Snapshot {
             description: "null".into(),
             ok: true,
         },
+        sound: SoundView {
+            playing: Some(PlayingSound {
+                play_id: PlayId::new(1),
+                track_lufs_tenths: Some(-98),
+                gain_tenths: -42,
+                source: GainFrom::Measured,
+                album: false,
+            }),
+            measured: Some((1204, 10_000)),
+            underruns: 0,
+            latency_ms: 120,
+        },
     }
 }
 
@@ -127,6 +139,7 @@ fn references() -> Vec<Value> {
         Change::Room(Box::new(s.room.clone())),
         Change::Me(Box::new(s.me.clone().unwrap())),
         Change::Guest(Box::new(s.guests[0].clone())),
+        Change::Sound(s.sound),
     ];
     let events = vec![
         Event::TrackStarted {

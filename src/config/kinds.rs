@@ -106,7 +106,12 @@ pub(super) fn in_range(raw: i64, lo: u32, hi: u32) -> Result<u32, String> {
     }
 }
 
-pub(super) fn ranged_help(text: &str, lo: u32, hi: u32, default: Option<String>) -> String {
+pub(super) fn ranged_help(
+    text: &str,
+    lo: impl std::fmt::Display,
+    hi: impl std::fmt::Display,
+    default: Option<String>,
+) -> String {
     match default {
         Some(d) => format!("{text}, {lo}..={hi} [default: {d}]"),
         None => format!("{text}, {lo}..={hi}"),

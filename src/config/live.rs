@@ -1,39 +1,70 @@
 //! The party settings (`live` entries of the table): their range and first-start value are the
-//! party rules' own ([`crate::party::SETTING_RANGES`], [`Settings::default`]), shared with
+//! party rules' own ([`crate::party::SETTING_RULES`], [`Settings::default`]), shared with
 //! the host's live changes; and the keys given explicitly override what the host saved.
 //! Both go through the settings' serde form, so no setting is named here.
 
-use serde::Serialize;
+use clap::Arg;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::kinds::{in_range, ranged_help, Kind};
-use crate::party::{Settings, SETTING_RANGES};
+use super::kinds::{ranged_help, Kind, Raw};
+use crate::party::{allowed, Allowed, Settings};
 
-/// A party setting: a whole number in the range the party rules give its key.
+/// A party setting: a number or a word, as the party rules allow for its key
+/// ([`crate::party::SETTING_RULES`]).
 pub struct Live;
 
-impl Kind for Live {
-    type Raw = i64;
-    type Value = u32;
-    fn check(key: &str, raw: i64) -> Result<u32, String> {
-        let (lo, hi) = range(key)?;
-        in_range(raw, lo, hi)
-    }
-    fn help(key: &str, text: &str, _default: Option<&u32>) -> String {
-        let default = as_map(&Settings::default()).and_then(|m| m.get(key).map(Value::to_string));
-        match range(key) {
-            Ok((lo, hi)) => ranged_help(text, lo, hi, default),
-            Err(_) => text.to_string(),
-        }
+/// What a flag, a variable or the file gives a party setting: a whole number (`-14`) or a
+/// word (`auto`). Which one fits is the party rules' decision, so both parse here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LiveValue {
+    Number(i64),
+    Word(String),
+}
+
+impl Raw for LiveValue {
+    fn arg(arg: Arg) -> Arg {
+        // `--loudness-lufs -14` is a value, not a flag.
+        arg.allow_negative_numbers(true)
+            .value_parser(|s: &str| -> Result<LiveValue, std::convert::Infallible> {
+                Ok(match s.trim().parse::<i64>() {
+                    Ok(n) => LiveValue::Number(n),
+                    Err(_) => LiveValue::Word(s.trim().to_string()),
+                })
+            })
     }
 }
 
-fn range(key: &str) -> Result<(u32, u32), String> {
-    SETTING_RANGES
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, lo, hi)| (*lo, *hi))
-        .ok_or_else(|| format!("{key} has no range among the party rules"))
+impl Kind for Live {
+    type Raw = LiveValue;
+    type Value = LiveValue;
+    fn check(key: &str, raw: LiveValue) -> Result<LiveValue, String> {
+        let rule = allowed(key).ok_or_else(|| format!("{key} has no rule among the party rules"))?;
+        match raw {
+            LiveValue::Number(n) => rule.number(n).map(LiveValue::Number),
+            LiveValue::Word(w) => rule.word(&w).map(|w| LiveValue::Word(w.to_string())),
+        }
+    }
+    fn help(key: &str, text: &str, _default: Option<&LiveValue>) -> String {
+        let default = as_map(&Settings::default()).and_then(|m| {
+            m.get(key).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        });
+        match allowed(key) {
+            Some(Allowed::Range(lo, hi)) => ranged_help(text, lo, hi, default),
+            Some(Allowed::Words(words)) => {
+                let words = words.join(" | ");
+                match default {
+                    Some(d) => format!("{text}: {words} [default: {d}]"),
+                    None => format!("{text}: {words}"),
+                }
+            }
+            None => text.to_string(),
+        }
+    }
 }
 
 fn as_map(settings: &Settings) -> Option<Map<String, Value>> {

@@ -20,7 +20,7 @@
 //!   `Option` when the entry has no default: "not set" means something); `limit` a field of
 //!   [`Limits`] (a default is required); `live` a party setting the host may change live,
 //!   which, given explicitly, wins over the host's saved value at every start. A `live` key
-//!   is a field of [`Settings`] with its range in `party::SETTING_RANGES` and its first-start
+//!   is a field of [`Settings`] with its rule in `party::SETTING_RULES` and its first-start
 //!   value in `Settings::default` (the party rules own them; the host's changes obey them
 //!   too), so it takes no default here.
 //! - The kind is one of [`kinds`] (`Num<LO, HI>`, `Switch`, `Folder`, `Listen`, `Hosts`…) or
@@ -146,6 +146,14 @@ settings! {
     live volume: Live, "PCT";
     /// Highest volume anyone may set.
     live max_volume: Live, "PCT";
+    /// Loudness levelling: auto (album gain while consecutive plays come from one album,
+    /// track gain otherwise), track, album, or off (every track as mastered).
+    live normalize: Live, "MODE";
+    /// The loudness every track is levelled to, in LUFS.
+    live loudness_lufs: Live, "LUFS";
+    /// Seconds two tracks of different albums overlap (0: none; one album's tracks always
+    /// join gaplessly).
+    live crossfade_s: Live, "SECS";
     /// New guest tokens per minute from one address.
     limit guest_rate: Num<1, 100_000> = 30, "N";
     /// Host PIN attempts per minute from one address.
@@ -398,32 +406,69 @@ mod tests {
         }
     }
 
-    /// Each live key is a party setting with a range: given, it lands in `Settings` (and
-    /// nowhere else) and is marked explicit; out of its range, it is refused.
+    /// Each live key is a party setting with a rule: given, it lands in `Settings` (and
+    /// nowhere else) and is marked explicit; outside its rule, it is refused.
     #[test]
-    fn every_live_key_is_a_ranged_party_setting() {
+    fn every_live_key_is_a_party_setting_with_a_rule() {
+        use crate::party::Allowed;
         for key in LIVE_KEYS {
-            let (_, lo, hi) = crate::party::SETTING_RANGES
-                .iter()
-                .find(|(k, ..)| k == key)
-                .unwrap_or_else(|| panic!("{key} has no range"));
+            let rule = crate::party::allowed(key).unwrap_or_else(|| panic!("{key} has no rule"));
             let flag = format!("--{}", key.replace('_', "-"));
-            let lo_s = lo.to_string();
-            // A volume cap of 0 needs a volume of 0.
-            let mut args = vec![flag.as_str(), lo_s.as_str()];
-            if *key == "max_volume" {
-                args.extend(["--volume", "0"]);
+            let (good, bad, want): (Vec<String>, String, serde_json::Value) = match rule {
+                Allowed::Range(lo, hi) => {
+                    (vec![lo.to_string()], (hi + 1).to_string(), serde_json::json!(lo))
+                }
+                Allowed::Words(w) => (
+                    w.iter().map(|w| w.to_string()).collect(),
+                    "loudest".into(),
+                    serde_json::json!(w[w.len() - 1]),
+                ),
+            };
+            for g in &good {
+                // A volume cap of 0 needs a volume of 0.
+                let mut args = vec![flag.as_str(), g.as_str()];
+                if *key == "max_volume" {
+                    args.extend(["--volume", "0"]);
+                }
+                let c = parse(&args).unwrap_or_else(|e| panic!("{key} {g}: {e}"));
+                assert!(c.explicit_settings.contains(key), "{key}");
+                let got = serde_json::to_value(&c.settings).unwrap()[key].clone();
+                if *g == good[good.len() - 1] {
+                    assert_eq!(got, want, "{key}");
+                }
             }
-            let c = parse(&args).unwrap();
-            let got = serde_json::to_value(&c.settings).unwrap()[key].clone();
-            assert_eq!(got, serde_json::json!(lo), "{key}");
-            assert!(c.explicit_settings.contains(key), "{key}");
-            let err = parse(&[&flag, &(u64::from(*hi) + 1).to_string()]).unwrap_err();
+            let err = parse(&[&flag, &bad]).unwrap_err();
             assert!(
-                err.to_string().contains(&format!("allowed {lo}..={hi}")),
+                err.to_string().contains(&format!("allowed {rule}")),
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn sound_settings_from_flags_and_file() {
+        let c = parse(&["--loudness-lufs", "-18", "--normalize", "track"]).unwrap();
+        assert_eq!(c.settings.loudness_lufs, -18);
+        assert_eq!(c.settings.normalize, crate::party::Normalize::Track);
+        let f: RunArgs = toml::from_str(
+            r#"normalize = "off"
+               loudness_lufs = -23
+               crossfade_s = 6"#,
+        )
+        .unwrap();
+        let c = Config::merge(&RunArgs::default(), f).unwrap();
+        assert_eq!(c.settings.normalize, crate::party::Normalize::Off);
+        assert_eq!((c.settings.loudness_lufs, c.settings.crossfade_s), (-23, 6));
+        let f: RunArgs = toml::from_str("normalize = 3").unwrap();
+        let err = Config::merge(&RunArgs::default(), f).unwrap_err().to_string();
+        assert!(err.contains("`normalize`") && err.contains("allowed auto"), "{err}");
+        let f: RunArgs = toml::from_str("crossfade_s = \"long\"").unwrap();
+        let err = Config::merge(&RunArgs::default(), f).unwrap_err().to_string();
+        assert!(err.contains("`crossfade_s`") && err.contains("allowed 0..=12"), "{err}");
+        let defaults = Settings::default();
+        assert_eq!(defaults.loudness_lufs, -14);
+        assert_eq!(defaults.crossfade_s, 0);
+        assert_eq!(defaults.normalize, crate::party::Normalize::Auto);
     }
 
     /// The README's configuration table has a row for every key.

@@ -12,9 +12,14 @@
 //!   answers an older generation (a play started since, or a newer pick was asked for) is
 //!   dropped.
 //! - A track that failed to decode is not picked again by the auto-DJ this run.
+//! - Every item gets its levelling gain and its join ([`super::sound`]): from the play before
+//!   it, and, for the play going on, from the one planned after it when it starts. A new
+//!   setting or a new measurement sends `SetGain` for what plays and what is planned.
 
 use std::collections::{HashMap, HashSet};
 
+use super::sound::{self, Levelling, PlayGain};
+use crate::loudness::Levels;
 use crate::party::{EntryId, GuestId, PlayId, TrackId};
 use crate::player::{Join, Key, PlayItem, PlayerCommand};
 use crate::store::{OpenPlay, Track};
@@ -40,6 +45,12 @@ impl Planned {
         }
     }
 
+    fn track_mut(&mut self) -> &mut Track {
+        match self {
+            Planned::Entry(_, t) | Planned::Auto(t) | Planned::Resume(_, t) => t,
+        }
+    }
+
     /// The same item to preload (a preload is not repeated for it).
     fn same(&self, other: &Planned) -> bool {
         match (self, other) {
@@ -59,6 +70,8 @@ pub(crate) struct Now {
     pub entry_id: Option<EntryId>,
     pub requester: Option<GuestId>,
     pub auto: bool,
+    /// Where it started (a resumed play: where it was resumed).
+    pub start_ms: u64,
     /// Where it was at `position_at_ms` (wall clock, ms).
     pub position_ms: u64,
     pub position_at_ms: i64,
@@ -80,6 +93,14 @@ impl Now {
             let ran = (now_ms - self.position_at_ms).max(0) as u64;
             (self.position_ms + ran).min(self.track.duration_ms.max(self.position_ms))
         }
+    }
+
+    /// Where the listener is at `now_ms`: the position less the output's latency (what is
+    /// written now is heard that much later), never before the play's start.
+    pub(crate) fn heard_position(&self, now_ms: i64, latency_ms: u64) -> u64 {
+        self.position(now_ms)
+            .saturating_sub(latency_ms)
+            .max(self.start_ms)
     }
 
     /// Pauses at `now_ms`; returns the position, or `None` if it was paused already.
@@ -194,6 +215,18 @@ pub(crate) struct Deck {
     idle_announced: bool,
     /// Tracks that failed to decode: not picked again by the auto-DJ this run.
     unplayable: HashSet<TrackId>,
+    /// The party's levelling settings.
+    levelling: Levelling,
+    /// The gain each planned item was given, by key.
+    gains: HashMap<Key, PlayGain>,
+    /// The gain of the play going on.
+    now_gain: Option<PlayGain>,
+    /// The play going on has had its gain weighed against the one planned after it.
+    now_gain_settled: bool,
+    /// The track of the latest play that began (the play going on, while there is one).
+    last_track: Option<Track>,
+    /// The track of the play before the one going on.
+    before_now: Option<Track>,
 }
 
 impl Deck {
@@ -268,14 +301,19 @@ impl Deck {
             _ => 0,
         };
         self.planned.clear();
+        self.gains.clear();
         self.preloaded = None;
+        let before = self.now.as_ref().map(|n| &n.track).or(self.last_track.as_ref());
+        let g = sound::gain(self.levelling, before, p.track(), None);
         let item = PlayItem {
             key,
             path: p.track().path.clone(),
             start_ms,
-            gain_db: 0.0,
+            gain_db: g.gain.db,
+            // A `Load` replaces what plays; it joins nothing.
             join: Join::Mix,
         };
+        self.gains.insert(key, g);
         self.planned.insert(key, p);
         self.loading = Some(key);
         self.last_load = key;
@@ -296,13 +334,16 @@ impl Deck {
         Some(match next {
             Some(p) => {
                 let key = self.key();
+                let before = self.now.as_ref().map(|n| &n.track).or(self.last_track.as_ref());
+                let g = sound::gain(self.levelling, before, p.track(), None);
                 let item = PlayItem {
                     key,
                     path: p.track().path.clone(),
                     start_ms: 0,
-                    gain_db: 0.0,
-                    join: Join::Mix,
+                    gain_db: g.gain.db,
+                    join: sound::join(before, p.track()),
                 };
+                self.gains.insert(key, g);
                 self.planned.insert(key, p.clone());
                 self.preloaded = Some((key, p));
                 PlayerCommand::Preload(Some(item))
@@ -317,6 +358,7 @@ impl Deck {
     /// Nothing left to play: the player stops and forgets its "next".
     pub(crate) fn stop(&mut self) -> PlayerCommand {
         self.planned.clear();
+        self.gains.clear();
         self.preloaded = None;
         self.loading = None;
         PlayerCommand::Stop
@@ -360,6 +402,7 @@ impl Deck {
         };
         // Anything planned before this key is stale now.
         self.planned.retain(|k, _| *k > key);
+        self.gains.retain(|k, _| *k >= key);
         if self.preloaded.as_ref().is_some_and(|(k, _)| *k <= key) {
             self.preloaded = None;
         }
@@ -385,7 +428,124 @@ impl Deck {
         self.auto_next = None;
         self.auto_pending = false;
         self.auto_generation += 1;
+        self.before_now = self.last_track.replace(now.track.clone());
+        let g = self.gains.remove(&now.key).unwrap_or_else(|| {
+            sound::gain(self.levelling, self.before_now.as_ref(), &now.track, None)
+        });
+        self.now_gain = Some(g);
+        self.now_gain_settled = false;
         self.now = Some(now);
+    }
+
+    /// The gain of the play going on.
+    pub(crate) fn now_gain(&self) -> Option<PlayGain> {
+        self.now.as_ref().and(self.now_gain)
+    }
+
+    /// Once the play going on has a planned successor, weighs its gain against it (`auto`:
+    /// an album run that starts with this play takes the album's gain). Only once per play:
+    /// a queue that changes later does not move the level of a song half-way through.
+    pub(crate) fn settle_now_gain(&mut self) -> Option<PlayerCommand> {
+        if self.now_gain_settled || self.preloaded.is_none() {
+            return None;
+        }
+        self.now_gain_settled = true;
+        let n = self.now.as_ref()?;
+        let after = self.preloaded.as_ref().map(|(_, p)| p.track());
+        let g = sound::gain(self.levelling, self.before_now.as_ref(), &n.track, after);
+        if self.now_gain == Some(g) {
+            return None;
+        }
+        self.now_gain = Some(g);
+        Some(PlayerCommand::SetGain {
+            key: n.key,
+            gain_db: g.gain.db,
+        })
+    }
+
+    /// New levelling settings: the gains of what plays and what is planned, where they change.
+    pub(crate) fn set_levelling(&mut self, lv: Levelling) -> Vec<PlayerCommand> {
+        self.levelling = lv;
+        self.regain()
+    }
+
+    /// A track was measured: every copy of it the deck holds takes its levels, and the gains
+    /// that change are sent.
+    pub(crate) fn on_measured(&mut self, id: TrackId, levels: Levels) -> Vec<PlayerCommand> {
+        let mut known = false;
+        let mut take = |t: &mut Track| {
+            if t.id == id {
+                t.levels = levels;
+                known = true;
+            }
+        };
+        if let Some(n) = self.now.as_mut() {
+            take(&mut n.track);
+        }
+        for p in self.planned.values_mut() {
+            take(p.track_mut());
+        }
+        if let Some((_, p)) = self.preloaded.as_mut() {
+            take(p.track_mut());
+        }
+        for t in [
+            self.last_track.as_mut(),
+            self.before_now.as_mut(),
+            self.auto_next.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            take(t);
+        }
+        if let Some(p) = self.pending_resume.as_mut() {
+            take(p.track_mut());
+        }
+        if !known {
+            return Vec::new();
+        }
+        self.regain()
+    }
+
+    /// The preloaded track, if any (the pass measures it first when it is not measured).
+    pub(crate) fn preloaded_track(&self) -> Option<&Track> {
+        self.preloaded.as_ref().map(|(_, p)| p.track())
+    }
+
+    /// Recomputes the gain of the play going on, of the item loading and of the preloaded
+    /// one; a `SetGain` for each that changed.
+    fn regain(&mut self) -> Vec<PlayerCommand> {
+        let lv = self.levelling;
+        let mut out = Vec::new();
+        if let Some(n) = &self.now {
+            let after = self.preloaded.as_ref().map(|(_, p)| p.track());
+            let g = sound::gain(lv, self.before_now.as_ref(), &n.track, after);
+            if self.now_gain != Some(g) {
+                self.now_gain = Some(g);
+                out.push(PlayerCommand::SetGain {
+                    key: n.key,
+                    gain_db: g.gain.db,
+                });
+            }
+        }
+        let before = self.now.as_ref().map(|n| &n.track).or(self.last_track.as_ref());
+        let keys = self
+            .loading
+            .into_iter()
+            .chain(self.preloaded.as_ref().map(|(k, _)| *k));
+        for key in keys {
+            let Some(p) = self.planned.get(&key) else {
+                continue;
+            };
+            let g = sound::gain(lv, before, p.track(), None);
+            if self.gains.insert(key, g) != Some(g) {
+                out.push(PlayerCommand::SetGain {
+                    key,
+                    gain_db: g.gain.db,
+                });
+            }
+        }
+        out
     }
 
     /// The player moved on; returns the position to save, every few seconds of play.

@@ -427,6 +427,17 @@ impl Guests {
         self.rederive()
     }
 
+    /// When the oldest token that may never have connected was made (ms): the next one
+    /// [`Guests::take_unused`] may take.
+    pub(crate) fn oldest_unused_ms(&self) -> Option<i64> {
+        self.never_connected.front().map(|(created, _)| *created)
+    }
+
+    /// Whether any address is banned (their bans expire).
+    pub(crate) fn has_addr_bans(&self) -> bool {
+        !self.addr_bans.is_empty()
+    }
+
     /// Takes the guests whose token is older than `ttl` at `now` and that never connected
     /// (so never voted, liked or requested: all of that needs a live socket). The caller
     /// removes those nothing refers to; the others are not looked at again.

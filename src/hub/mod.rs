@@ -14,6 +14,7 @@ mod names;
 mod pairing;
 mod queue;
 mod scan;
+mod sound;
 mod state;
 pub mod views;
 
@@ -110,6 +111,9 @@ pub struct SettingsPatch {
     pub skip_percent: Option<u32>,
     pub max_volume: Option<u32>,
     pub requests_paused: Option<bool>,
+    pub normalize: Option<crate::party::Normalize>,
+    pub loudness_lufs: Option<i32>,
+    pub crossfade_s: Option<u32>,
 }
 
 #[derive(Debug)]

@@ -132,6 +132,13 @@ impl Queue {
         self.entries.values().map(|q| q.track.id)
     }
 
+    /// A track was measured: its queued copies take the new levels.
+    pub(crate) fn set_levels(&mut self, id: TrackId, levels: crate::loudness::Levels) {
+        for q in self.entries.values_mut().filter(|q| q.track.id == id) {
+            q.track.levels = levels;
+        }
+    }
+
     /// The first entry of the order that is still queued, as the next thing to play.
     pub(crate) fn head(&self) -> Option<Planned> {
         self.order.iter().find_map(|id| {

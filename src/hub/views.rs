@@ -129,6 +129,62 @@ impl From<ScanProgress> for ScanView {
     }
 }
 
+/// Where the gain of what plays came from (shown to the host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GainFrom {
+    /// The jukebox measured the track (or its album).
+    Measured,
+    /// Its ReplayGain or R128 tags.
+    Tags,
+    /// Neither yet: a fixed estimate.
+    Estimated,
+    /// Levelling is off.
+    Off,
+}
+
+impl From<crate::loudness::GainSource> for GainFrom {
+    fn from(s: crate::loudness::GainSource) -> Self {
+        use crate::loudness::GainSource;
+        match s {
+            GainSource::Measured => GainFrom::Measured,
+            GainSource::Tags => GainFrom::Tags,
+            GainSource::Fallback => GainFrom::Estimated,
+            GainSource::Off => GainFrom::Off,
+        }
+    }
+}
+
+/// A level in tenths (of a LUFS or a dB): what the host page shows ("-9.8 LUFS, -4.2 dB"),
+/// and a whole number, so views stay comparable.
+pub fn tenths(x: f32) -> i32 {
+    (x * 10.0).round() as i32
+}
+
+/// The loudness of the play going on, as the host sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayingSound {
+    pub play_id: PlayId,
+    /// The track's own loudness (measured, else as tagged), in tenths of a LUFS.
+    pub track_lufs_tenths: Option<i32>,
+    /// The levelling gain it plays with, in tenths of a dB.
+    pub gain_tenths: i32,
+    pub source: GainFrom,
+    /// The gain is its album's.
+    pub album: bool,
+}
+
+/// The sound as the host sees it (the `admin` topic's `sound`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoundView {
+    pub playing: Option<PlayingSound>,
+    /// The background loudness pass: tracks measured, of all tracks (`None` before it runs).
+    pub measured: Option<(u64, u64)>,
+    /// Periods the output could not be fed in time since start.
+    pub underruns: u64,
+    /// How long a sample takes from the player to the ear.
+    pub latency_ms: u64,
+}
+
 /// A guest as the host sees it (the `admin` topic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestAdminView {
@@ -263,6 +319,8 @@ pub enum Change {
     GuestGone(GuestId),
     /// For hosts only: which audio output is in use (it may name a file path).
     Output(OutputView),
+    /// For hosts only: the loudness of what plays, the loudness pass, the underruns.
+    Sound(SoundView),
     Event {
         ts_ms: i64,
         /// `Some` for the personal events, which go only to that guest.
@@ -302,6 +360,8 @@ pub struct Snapshot {
     pub guests: Vec<GuestAdminView>,
     /// For hosts only.
     pub output: OutputView,
+    /// For hosts only.
+    pub sound: SoundView,
 }
 
 /// The health of the box (`GET /healthz`).
@@ -312,4 +372,6 @@ pub struct Status {
     pub output: OutputView,
     pub playing: bool,
     pub queue_len: usize,
+    pub underruns: u64,
+    pub latency_ms: u64,
 }

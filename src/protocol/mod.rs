@@ -31,8 +31,9 @@ pub const VERSION: u32 = 1;
 pub const MAX_FRAME: usize = 16 * 1024;
 
 /// The revision-2 parts (protocol.md §11) this jukebox serves, as `welcome.features` names
-/// them: guest ids beside display names, and refusals with their numbers in `error.data`.
-pub const FEATURES: &[&str] = &["ids", "refusals"];
+/// them: guest ids beside display names, refusals with their numbers in `error.data`, and
+/// the sound settings with the audio health.
+pub const FEATURES: &[&str] = &["ids", "refusals", "sound"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::ids::cursor;
 use super::{Topic, WireError, FEATURES, VERSION};
 use crate::hub::{
-    Change, Event, GuestAdminView, GuestCreated, MeView, NowPlayingView, Pairing, QueueEntryView,
-    Requested, Role, RoomView, Snapshot, Status, TrackView,
+    Change, Event, GainFrom, GuestAdminView, GuestCreated, MeView, NowPlayingView, Pairing,
+    QueueEntryView, Requested, Role, RoomView, Snapshot, SoundView, Status, TrackView,
 };
 use crate::ids::GuestId;
 use crate::store::Track;
@@ -123,7 +123,41 @@ pub fn room(r: &RoomView) -> Value {
         "skip_percent": s.skip_percent,
         "volume": s.volume,
         "max_volume": s.max_volume,
+        "normalize": s.normalize.as_str(),
+        "loudness_lufs": s.loudness_lufs,
+        "crossfade_s": s.crossfade_s,
         "scan": r.scan.map(|p| json!({"files": p.files, "read": p.read, "done": p.done})),
+    })
+}
+
+/// A level kept in tenths, as the number it stands for (-98 → -9.8).
+fn from_tenths(t: i32) -> Value {
+    json!(f64::from(t) / 10.0)
+}
+
+fn gain_from(g: GainFrom) -> &'static str {
+    match g {
+        GainFrom::Measured => "measured",
+        GainFrom::Tags => "tags",
+        GainFrom::Estimated => "estimated",
+        GainFrom::Off => "off",
+    }
+}
+
+/// The `sound` of the `admin` topic (host only).
+pub fn sound(v: &SoundView) -> Value {
+    json!({
+        "playing": v.playing.map(|p| json!({
+            "play_id": p.play_id,
+            "track_lufs": p.track_lufs_tenths.map(from_tenths),
+            "gain_db": from_tenths(p.gain_tenths),
+            "source": gain_from(p.source),
+            "album": p.album,
+        })),
+        "measured": v.measured.map(|(m, _)| m),
+        "total": v.measured.map(|(_, t)| t),
+        "underruns": v.underruns,
+        "latency_ms": v.latency_ms,
     })
 }
 
@@ -209,7 +243,9 @@ pub fn change_topic(c: &Change) -> Option<Topic> {
         Change::QueueEntry { .. } | Change::QueueOrder(_) => Some(Topic::Queue),
         Change::Room(_) => Some(Topic::Room),
         Change::Me(_) => Some(Topic::Me),
-        Change::Guest(_) | Change::GuestGone(_) | Change::Output(_) => Some(Topic::Admin),
+        Change::Guest(_) | Change::GuestGone(_) | Change::Output(_) | Change::Sound(_) => {
+            Some(Topic::Admin)
+        }
         Change::Event { .. } => None,
     }
 }
@@ -240,6 +276,7 @@ pub fn encode_change(c: &Change) -> Option<Tail> {
         ),
         Change::GuestGone(id) => update(Topic::Admin, json!({"id": id, "data": null})),
         Change::Output(_) => return None,
+        Change::Sound(v) => update(Topic::Admin, json!({"sound": sound(v)})),
         Change::Event { ts_ms, event, .. } => Tail::new(
             "event",
             json!({"name": event.name(), "ts_ms": ts_ms, "data": event_data(event)}),
@@ -260,6 +297,7 @@ pub fn encode_snapshot(topic: Topic, s: &Snapshot) -> Tail {
         Topic::Admin => json!({
             "items": s.guests.iter().map(admin_guest).collect::<Vec<_>>(),
             "order": s.guests.iter().map(|g| g.guest_id).collect::<Vec<_>>(),
+            "sound": sound(&s.sound),
         }),
     };
     update(topic, body)
@@ -363,7 +401,13 @@ pub mod http {
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": h.uptime_s,
-            "audio": {"output": output_kind(&s.output.description), "ok": s.output.ok, "playing": s.playing},
+            "audio": {
+                "output": output_kind(&s.output.description),
+                "ok": s.output.ok,
+                "playing": s.playing,
+                "underruns": s.underruns,
+                "latency_ms": s.latency_ms,
+            },
             "library_size": s.library_size,
             "phones_connected": s.guests_connected,
             "sessions": h.sessions,
@@ -473,7 +517,7 @@ mod tests {
             heartbeat_ms: 20000,
         };
         let v: Value = serde_json::from_str(&welcome(&w)).unwrap();
-        assert_eq!(v["features"], json!(["ids", "refusals"]));
+        assert_eq!(v["features"], json!(["ids", "refusals", "sound"]));
         assert_eq!(v["reason"], "epoch");
         assert_eq!(v["role"], "host");
     }

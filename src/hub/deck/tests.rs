@@ -33,6 +33,7 @@ fn now(key: Key, t: i64) -> Now {
         entry_id: None,
         requester: None,
         auto: true,
+        start_ms: 0,
         position_ms: 0,
         position_at_ms: 1_000,
         paused: false,
@@ -308,4 +309,140 @@ fn positions_are_saved_every_few_seconds_of_play() {
         "not this play"
     );
     assert_eq!(deck.now().unwrap().position(8_000), 7_000);
+}
+
+/// Track `id` of album "Live" (one folder), number `no`, measured at `lufs` (album: -10).
+fn album_track(id: i64, no: u32, lufs: f32) -> Track {
+    Track {
+        path: PathBuf::from(format!("/music/live/{id}.flac")),
+        album: "Live".into(),
+        track_no: Some(no),
+        levels: crate::loudness::Levels {
+            track_lufs: Some(lufs),
+            album_lufs: Some(-10.0),
+            ..Default::default()
+        },
+        ..track(id)
+    }
+}
+
+fn item(cmd: &PlayerCommand) -> &PlayItem {
+    match cmd {
+        PlayerCommand::Load(i) | PlayerCommand::Preload(Some(i)) => i,
+        other => panic!("no item in {other:?}"),
+    }
+}
+
+fn gains(cmds: &[PlayerCommand]) -> Vec<(Key, f32)> {
+    cmds.iter()
+        .map(|c| match c {
+            PlayerCommand::SetGain { key, gain_db } => (*key, (*gain_db * 10.0).round() / 10.0),
+            other => panic!("not a gain: {other:?}"),
+        })
+        .collect()
+}
+
+/// Plays `t` (loaded and started) with the deck's levelling.
+fn start(deck: &mut Deck, t: Track) -> Key {
+    let cmd = deck.load(Planned::Auto(t.clone()));
+    let key = key_of(&cmd);
+    let Started::Planned(_) = deck.on_started(key) else {
+        panic!("not started")
+    };
+    deck.begin();
+    deck.set_now(Now {
+        track: t,
+        ..now(key, 0)
+    });
+    key
+}
+
+#[test]
+fn items_carry_their_gain_and_join() {
+    let mut deck = Deck::default();
+    // Target -14: a -8 LUFS track gets -6 dB; its album (-10 LUFS) -4 dB.
+    let cmd = deck.load(Planned::Auto(album_track(1, 1, -8.0)));
+    assert_eq!(item(&cmd).gain_db, -6.0, "auto, nothing before it: track gain");
+    assert_eq!(item(&cmd).join, Join::Mix);
+    let mut deck = Deck::default();
+    let k1 = start(&mut deck, album_track(1, 1, -8.0));
+    // The next track of the album: gapless, album gain; and the play going on joins the run.
+    let pre = deck.preload(Some(Planned::Auto(album_track(2, 2, -12.0)))).unwrap();
+    assert_eq!(item(&pre).join, Join::Gapless);
+    assert_eq!(item(&pre).gain_db, -4.0);
+    let settle = deck.settle_now_gain().expect("the run starts with this play");
+    assert_eq!(gains(&[settle]), vec![(k1, -4.0)]);
+    assert!(deck.settle_now_gain().is_none(), "only once a play");
+    assert!(deck.now_gain().unwrap().album);
+    // A track of another album instead: mixed, its own gain.
+    let other = Track {
+        levels: crate::loudness::Levels {
+            track_lufs: Some(-20.0),
+            ..Default::default()
+        },
+        ..track(3)
+    };
+    let pre = deck.preload(Some(Planned::Auto(other))).unwrap();
+    assert_eq!(item(&pre).join, Join::Mix);
+    assert_eq!(item(&pre).gain_db, 6.0);
+    // One album, but not the next number: album gain, mixed.
+    let pre = deck.preload(Some(Planned::Auto(album_track(4, 5, -9.0)))).unwrap();
+    assert_eq!(item(&pre).join, Join::Mix);
+    assert_eq!(item(&pre).gain_db, -4.0);
+}
+
+#[test]
+fn new_settings_and_measurements_send_the_gains_that_change() {
+    let mut deck = Deck::default();
+    let k1 = start(&mut deck, album_track(1, 1, -8.0));
+    let unmeasured = Track {
+        album: "Other".into(),
+        ..track(2)
+    };
+    let pre = key_of(&deck.preload(Some(Planned::Auto(unmeasured))).unwrap());
+    assert!(deck.settle_now_gain().is_none(), "track gain stays");
+    assert_eq!(
+        deck.preloaded_track().map(|t| t.id),
+        Some(TrackId::new(2))
+    );
+    let off = Levelling {
+        mode: crate::party::Normalize::Off,
+        target_lufs: -14.0,
+    };
+    let mut g = gains(&deck.set_levelling(off));
+    g.sort_by_key(|(k, _)| *k);
+    assert_eq!(g, vec![(k1, 0.0), (pre, 0.0)]);
+    assert!(deck.set_levelling(off).is_empty(), "nothing changed");
+    let track_mode = Levelling {
+        mode: crate::party::Normalize::Track,
+        target_lufs: -18.0,
+    };
+    let mut g = gains(&deck.set_levelling(track_mode));
+    g.sort_by_key(|(k, _)| *k);
+    // -18 - (-8) = -10; the unmeasured one uses the fallback (-11 LUFS): -7.
+    assert_eq!(g, vec![(k1, -10.0), (pre, -7.0)]);
+    // The pass measured the preloaded track just in time.
+    let levels = crate::loudness::Levels {
+        track_lufs: Some(-24.0),
+        ..Default::default()
+    };
+    assert_eq!(
+        gains(&deck.on_measured(TrackId::new(2), levels)),
+        vec![(pre, 6.0)]
+    );
+    assert!(deck.on_measured(TrackId::new(99), levels).is_empty());
+    assert_eq!(
+        deck.now_gain().unwrap().gain.source,
+        crate::loudness::GainSource::Measured
+    );
+}
+
+#[test]
+fn the_heard_position_is_behind_by_the_latency_never_before_the_start() {
+    let mut n = now(1, 1);
+    n.start_ms = 2_000;
+    n.position_ms = 2_000;
+    assert_eq!(n.heard_position(1_000, 150), 2_000, "just started");
+    assert_eq!(n.heard_position(3_000, 150), 3_850);
+    assert_eq!(n.heard_position(3_000, 0), 4_000);
 }

@@ -77,15 +77,17 @@ impl State {
         now_ms: i64,
     ) -> Result<Reply, HubError> {
         for (field, v) in [
-            ("request_limit", p.request_limit),
-            ("no_repeat_minutes", p.no_repeat_minutes),
-            ("artist_spacing", p.artist_spacing),
-            ("skip_min_votes", p.skip_min_votes),
-            ("skip_percent", p.skip_percent),
-            ("max_volume", p.max_volume),
+            ("request_limit", p.request_limit.map(i64::from)),
+            ("no_repeat_minutes", p.no_repeat_minutes.map(i64::from)),
+            ("artist_spacing", p.artist_spacing.map(i64::from)),
+            ("skip_min_votes", p.skip_min_votes.map(i64::from)),
+            ("skip_percent", p.skip_percent.map(i64::from)),
+            ("max_volume", p.max_volume.map(i64::from)),
+            ("loudness_lufs", p.loudness_lufs.map(i64::from)),
+            ("crossfade_s", p.crossfade_s.map(i64::from)),
         ] {
             if let Some(v) = v {
-                party::check_setting(field, i64::from(v))
+                party::check_setting(field, v)
                     .map_err(|message| HubError::BadRequest { field, message })?;
             }
         }
@@ -108,12 +110,27 @@ impl State {
         if let Some(v) = p.requests_paused {
             s.requests_paused = v;
         }
+        if let Some(v) = p.normalize {
+            s.normalize = v;
+        }
+        if let Some(v) = p.loudness_lufs {
+            s.loudness_lufs = v;
+        }
+        if let Some(v) = p.crossfade_s {
+            s.crossfade_s = v;
+        }
         if let Some(v) = p.max_volume {
             s.max_volume = v;
             if s.volume > v {
                 s.volume = v;
                 self.player(PlayerCommand::SetVolume(v));
             }
+        }
+        if p.normalize.is_some() || p.loudness_lufs.is_some() {
+            self.levelling_changed();
+        }
+        if p.crossfade_s.is_some() {
+            self.player(self.crossfade());
         }
         self.save_settings();
         self.push_room();

@@ -34,11 +34,12 @@ use super::loaded::Loaded;
 use super::pairing::Pairings;
 use super::queue::Queue;
 use super::scan::Scan;
-use super::views::OutputView;
+use super::sound::Levelling;
+use super::views::{OutputView, SoundView};
 use super::{Actor, Answer, GuestLimits, HubConfig, Publisher};
 use crate::library::ScanProgress;
 use crate::party::{GuestId, RecentPlay, Settings, TrackId};
-use crate::player::{Player, PlayerCommand, PlayerEvent};
+use crate::player::{AudioStats, Player, PlayerCommand, PlayerEvent};
 use crate::store::{Db, MaxIds, Store, StoreError, Track};
 
 /// How often changes in who is connected are announced.
@@ -75,6 +76,8 @@ pub(crate) struct State {
     store: Store,
     player: Option<Player>,
     player_events: Option<mpsc::UnboundedReceiver<PlayerEvent>>,
+    /// The audio thread's counters (underruns, latency).
+    stats: Arc<AudioStats>,
     publisher: Arc<Publisher>,
     internal: mpsc::UnboundedSender<Internal>,
 
@@ -105,8 +108,13 @@ pub(crate) struct State {
     announced_skip_needed: u32,
     /// Guests whose connected state changed since the last presence tick.
     presence_dirty: HashSet<GuestId>,
-    /// Presence ticks, for the once-a-minute chores.
-    ticks: u64,
+    /// The sound the host sees changed since it was last announced (the pass measured a
+    /// track): announced on the next presence tick.
+    sound_dirty: bool,
+    /// The sound view last announced to hosts.
+    announced_sound: Option<SoundView>,
+    /// The loudness pass's progress: tracks measured, of all.
+    measured: Option<(u64, u64)>,
 
     needs_resync: bool,
     ids: MaxIds,
@@ -136,6 +144,10 @@ fn wait_ms(n: governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
     n.wait_time_from(now).as_millis().max(1) as u64
 }
 
+fn crossfade(s: &Settings) -> PlayerCommand {
+    PlayerCommand::SetCrossfade(std::time::Duration::from_secs(u64::from(s.crossfade_s)))
+}
+
 /// The settings to start with: the host's from last time, except the keys given explicitly
 /// in the configuration, which win.
 fn start_settings(cfg: &HubConfig, saved: Option<&str>) -> Settings {
@@ -159,6 +171,8 @@ impl State {
         let player = Player::spawn(cfg.output.clone(), ev_tx).map_err(StoreError::Thread)?;
         let settings = start_settings(&cfg, loaded.settings.as_deref());
         player.send(PlayerCommand::SetVolume(settings.volume));
+        player.send(crossfade(&settings));
+        let stats = player.stats();
         let per_minute =
             NonZeroU32::new(cfg.guest_limits.guest_rate_total.max(1)).expect("non-zero");
         let mut s = State {
@@ -167,6 +181,7 @@ impl State {
             store,
             player: Some(player),
             player_events: Some(ev_rx),
+            stats,
             publisher,
             internal,
             settings,
@@ -196,12 +211,16 @@ impl State {
             announced_skip_votes: 0,
             announced_skip_needed: 0,
             presence_dirty: HashSet::new(),
-            ticks: 0,
+            sound_dirty: false,
+            announced_sound: None,
+            measured: None,
             needs_resync: false,
             ids: MaxIds::default(),
             ops: Vec::new(),
             out: Vec::new(),
         };
+        // Nothing is planned yet: no gain to send.
+        let _ = s.deck.set_levelling(Levelling::of(&s.settings));
         s.apply_loaded(loaded);
         Ok(s)
     }
@@ -222,6 +241,20 @@ impl State {
         if let Some((open, track)) = l.open {
             self.deck.restore(open, track, l.paused_play);
         }
+    }
+
+    /// The party's levelling settings changed: what plays and what is planned get their new
+    /// gains, and hosts see them.
+    fn levelling_changed(&mut self) {
+        for cmd in self.deck.set_levelling(Levelling::of(&self.settings)) {
+            self.player(cmd);
+        }
+        self.push_sound();
+    }
+
+    /// The crossfade the settings ask for, as the player's command.
+    fn crossfade(&self) -> PlayerCommand {
+        crossfade(&self.settings)
     }
 
     fn player(&self, cmd: PlayerCommand) {

@@ -178,17 +178,10 @@ impl State {
         }
     }
 
-    /// Every tick: publishes the presence changes gathered since the last one, and the like
-    /// count if it changed (a burst of likes is one `now_playing`); once a minute, lets
-    /// expired address bans go; and prunes guests that never connected.
+    /// The presence tick (armed only while something waits for it, see [`State::tick_needed`]):
+    /// publishes the presence changes gathered since the last one, the like count if it
+    /// changed (a burst of likes is one `now_playing`), and the host's sound view.
     pub(super) fn flush_presence(&mut self, now_ms: i64) {
-        self.ticks += 1;
-        if self.ticks % 240 == 0 {
-            self.toggles.retain_recent();
-            self.toggles.shrink_to_fit();
-            let diff = self.guests.expire_addr_bans(now_ms);
-            self.bans_changed(diff, now_ms);
-        }
         self.prune_unused(now_ms);
         if !self.presence_dirty.is_empty() {
             let changed: Vec<GuestId> = self.presence_dirty.drain().collect();
@@ -209,6 +202,43 @@ impl State {
             }
         }
         self.now_dirty = false;
+        if self.sound_dirty {
+            self.push_sound();
+        }
+        self.finish(None, Ok(Reply::Done));
+    }
+
+    /// Whether the presence tick has something to do: presence changes to announce, likes
+    /// held back, a like announced in this tick (the next one must come first), the sound.
+    pub(super) fn tick_needed(&self) -> bool {
+        !self.presence_dirty.is_empty() || self.now_dirty || self.liked_this_tick || self.sound_dirty
+    }
+
+    /// The slow chores (about once a minute, while there is something for them): the like
+    /// limiter forgets idle guests, and expired address bans go.
+    pub(super) fn chores(&mut self, now_ms: i64) {
+        self.toggles.retain_recent();
+        self.toggles.shrink_to_fit();
+        let diff = self.guests.expire_addr_bans(now_ms);
+        self.bans_changed(diff, now_ms);
+        self.prune_unused(now_ms);
+        self.finish(None, Ok(Reply::Done));
+    }
+
+    /// Whether the slow chores have anything to look at.
+    pub(super) fn chores_needed(&self) -> bool {
+        !self.toggles.is_empty() || self.guests.has_addr_bans()
+    }
+
+    /// When the oldest guest token that never connected is due to be pruned (wall ms).
+    pub(super) fn next_prune_ms(&self) -> Option<i64> {
+        let ttl = self.limits.unused_guest_ttl.as_millis() as i64;
+        self.guests.oldest_unused_ms().map(|created| created + ttl)
+    }
+
+    /// Prunes the guest tokens that are due (at a wake-up for them).
+    pub(super) fn prune_due(&mut self, now_ms: i64) {
+        self.prune_unused(now_ms);
         self.finish(None, Ok(Reply::Done));
     }
 

@@ -11,6 +11,7 @@ use crate::hub::deck::{Advance, Now, Planned, Started};
 use crate::hub::loaded::RECENT_KEEP;
 use crate::hub::views::*;
 use crate::hub::{Reply, PARTY_GAP_MS};
+use crate::loudness::Levels;
 use crate::party::{self, RecentPlay, TrackId};
 use crate::player::{Key, PlayerEvent};
 use crate::store::{PlayEnd, RequestState};
@@ -139,6 +140,20 @@ impl State {
         if let Some(cmd) = self.deck.preload(next) {
             self.player(cmd);
         }
+        if let Some(cmd) = self.deck.settle_now_gain() {
+            self.player(cmd);
+            self.push_sound();
+        }
+    }
+
+    /// The loudness pass measured a track: every copy the hub holds takes its levels, and
+    /// the gains of what plays and what is planned follow.
+    pub(super) fn measured(&mut self, id: TrackId, levels: Levels) {
+        self.queue.set_levels(id, levels);
+        for cmd in self.deck.on_measured(id, levels) {
+            self.player(cmd);
+        }
+        self.sound_dirty = true;
     }
 
     pub(super) fn on_player(&mut self, ev: PlayerEvent, now_ms: i64) {
@@ -152,6 +167,8 @@ impl State {
                 if let Some((id, pos)) = self.deck.on_position(key, position_ms, now_ms) {
                     self.op(move |db| db.save_position(id, pos));
                 }
+                // About once a second while playing: hosts see a new underrun soon.
+                self.push_sound();
             }
             PlayerEvent::Finished { key, next } => {
                 if let Some(f) = self.deck.on_finished(key, next) {
@@ -311,6 +328,7 @@ impl State {
             entry_id,
             requester,
             auto,
+            start_ms: position,
             position_ms: position,
             position_at_ms: now_ms,
             paused,
@@ -321,6 +339,7 @@ impl State {
             last_saved_ms: position,
         });
         self.push_now(now_ms);
+        self.push_sound();
         self.push_event(None, ev, now_ms);
         if let Some(g) = requester {
             self.push_me(g);

@@ -1,7 +1,13 @@
 //! The loop: one message at a time, each handled under a panic guard, its writes and changes
 //! handed to the store together; a resync from the store after a failed write.
+//!
+//! Timers are armed only when something is due ([`Timers`]): an idle party (paused, no
+//! phones) wakes the process for nothing, where a fixed tick woke it four times a second.
+
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::{wall_clock_ms, Internal, ReplyTx, State, PRESENCE_TICK};
 use crate::hub::loaded::Loaded;
@@ -20,9 +26,9 @@ impl State {
         self.finish(None, Ok(Reply::Done));
         // In the background, after playback resumed.
         self.start_scan();
-        let mut presence = tokio::time::interval(PRESENCE_TICK);
-        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timers = Timers::default();
         loop {
+            let wake = timers.arm(&self, Instant::now(), wall_clock_ms());
             tokio::select! {
                 biased;
                 Some(msg) = internal.recv() => {
@@ -38,12 +44,21 @@ impl State {
                     let now_ms = wall_clock_ms();
                     self.guarded(None, |s| s.on_player(ev, now_ms));
                 }
-                _ = presence.tick() => {
+                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     if let Some(w) = &mut self.watchdog {
                         w.tick();
                     }
                     let now_ms = wall_clock_ms();
-                    self.guarded(None, |s| s.flush_presence(now_ms));
+                    let due = timers.take_due(Instant::now());
+                    if due.tick {
+                        self.guarded(None, |s| s.flush_presence(now_ms));
+                    }
+                    if due.chores {
+                        self.guarded(None, |s| s.chores(now_ms));
+                    }
+                    if due.prune {
+                        self.guarded(None, |s| s.prune_due(now_ms));
+                    }
                 }
                 env = rx.recv() => match env {
                     Some(Envelope { cmd, reply }) => {
@@ -189,5 +204,74 @@ impl State {
             self.out.clear();
         }
         self.finish(reply, result);
+    }
+}
+
+/// How often the slow chores run while they have something to look at.
+const CHORES_EVERY: Duration = Duration::from_secs(60);
+
+/// The loop's deadlines; each is armed only while the state has something for it.
+#[derive(Default)]
+struct Timers {
+    /// The presence tick.
+    tick: Option<Instant>,
+    /// The slow chores.
+    chores: Option<Instant>,
+    /// The next guest token due to be pruned.
+    prune: Option<Instant>,
+    /// The next watchdog ping (only under a systemd watchdog).
+    watchdog: Option<Instant>,
+}
+
+/// Which deadlines passed.
+struct Due {
+    tick: bool,
+    chores: bool,
+    prune: bool,
+}
+
+impl Timers {
+    /// Arms what the state now needs (a deadline already armed keeps its time, so a tick
+    /// comes 250 ms after the first change it announces, however many follow); returns the
+    /// earliest deadline, `None` when nothing is due at all.
+    fn arm(&mut self, s: &State, now: Instant, now_ms: i64) -> Option<Instant> {
+        if self.tick.is_none() && s.tick_needed() {
+            self.tick = Some(now + PRESENCE_TICK);
+        }
+        if self.chores.is_none() && s.chores_needed() {
+            self.chores = Some(now + CHORES_EVERY);
+        }
+        self.prune = s
+            .next_prune_ms()
+            .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
+        if let Some(w) = &s.watchdog {
+            // At a quarter of systemd's interval: the watchdog pings at half of it, so a ping
+            // is never later than three quarters of the interval.
+            let every = w.every() / 2;
+            if self.watchdog.is_none_or(|t| t > now + every) {
+                self.watchdog = Some(now + every);
+            }
+        }
+        [self.tick, self.chores, self.prune, self.watchdog]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Clears the deadlines that passed at `now`, and says which.
+    fn take_due(&mut self, now: Instant) -> Due {
+        let passed = |t: &mut Option<Instant>| {
+            let due = t.is_some_and(|t| t <= now);
+            if due {
+                *t = None;
+            }
+            due
+        };
+        passed(&mut self.watchdog);
+        Due {
+            tick: passed(&mut self.tick),
+            chores: passed(&mut self.chores),
+            prune: passed(&mut self.prune),
+        }
     }
 }

@@ -40,7 +40,7 @@ impl State {
             requester: n.requester,
             requested_by_host: n.requester.is_some_and(|g| self.guests.is_host(g)),
             entry_id: n.entry_id,
-            position_ms: n.position(now_ms),
+            position_ms: n.heard_position(now_ms, self.stats.latency_ms()),
             server_time_ms: now_ms,
             paused: n.paused,
             likes: n.likes.iter().filter(|g| !banned.contains(g)).count() as u32,
@@ -164,7 +164,50 @@ impl State {
             me: guest.and_then(|g| self.me_view(g)),
             guests,
             output: self.output.clone(),
+            sound: self.sound_view(),
         }
+    }
+
+    /// The sound as hosts see it: the loudness and gain of what plays, the pass, the output.
+    pub(super) fn sound_view(&self) -> SoundView {
+        let playing = self
+            .deck
+            .now()
+            .zip(self.deck.now_gain())
+            .map(|(n, g)| PlayingSound {
+                play_id: n.play_id,
+                track_lufs_tenths: n
+                    .track
+                    .levels
+                    .track_lufs
+                    .or(n.track.levels.tag_track_lufs)
+                    .map(tenths),
+                gain_tenths: tenths(g.gain.db),
+                source: g.gain.source.into(),
+                album: g.album,
+            });
+        SoundView {
+            playing,
+            measured: self.measured,
+            underruns: self.stats.underruns(),
+            latency_ms: self.stats.latency_ms(),
+        }
+    }
+
+    /// Announces the sound view to hosts when it changed (a latency that moves alone is not
+    /// worth an update: it travels with the next one).
+    pub(super) fn push_sound(&mut self) {
+        self.sound_dirty = false;
+        let v = self.sound_view();
+        let same = self.announced_sound.is_some_and(|a| SoundView {
+            latency_ms: v.latency_ms,
+            ..a
+        } == v);
+        if same {
+            return;
+        }
+        self.announced_sound = Some(v);
+        self.out.push(Change::Sound(v));
     }
 
     pub(super) fn status(&self) -> Status {
@@ -174,6 +217,8 @@ impl State {
             output: self.output.clone(),
             playing: self.deck.now().is_some_and(|n| !n.paused),
             queue_len: self.queue.len(),
+            underruns: self.stats.underruns(),
+            latency_ms: self.stats.latency_ms(),
         }
     }
 
