@@ -146,8 +146,8 @@ settings! {
     live volume: Live, "PCT";
     /// Highest volume anyone may set.
     live max_volume: Live, "PCT";
-    /// Loudness levelling: auto (album gain while consecutive plays come from one album,
-    /// track gain otherwise), track, album, or off (every track as mastered).
+    /// Loudness levelling (auto: album gain while consecutive plays come from one album,
+    /// track gain otherwise; off: every track as mastered).
     live normalize: Live, "MODE";
     /// The loudness every track is levelled to, in LUFS.
     live loudness_lufs: Live, "LUFS";

@@ -456,6 +456,41 @@ t('host: remove, move, ban, pause requests and live rules reach the guests', { t
   });
 });
 
+t('sound: the host page shows the three sound settings, the level of what plays, and changes them live', { timeout: 60000 }, async () => {
+  await withServer({}, async (srv, open) => {
+    const { page: host } = await open('/host');
+    await L.hostLogin(host);
+    const levelling = host.getByRole('combobox', { name: 'Loudness levelling' });
+    const target = host.getByRole('spinbutton', { name: 'Target loudness (LUFS)' });
+    const fade = host.getByRole('spinbutton', { name: 'Crossfade (seconds)' });
+    // The defaults, as the room says.
+    await L.until('the sound settings shown', async () => (await levelling.inputValue()) === 'auto' && (await target.inputValue()) === '-14' && (await fade.inputValue()) === '0');
+    // What plays: its gain in dB and where it came from; the pass; the dropouts.
+    await expectText(host.locator('#sound-now'), /dB.*(measured|tags|estimated)/);
+    await expectText(host.locator('#sound-pass'), /measured|not started/);
+    await expectText(host.locator('#underruns'), /none|dropout/);
+    // Change all three: the jukebox keeps them, and a second host page shows them.
+    await levelling.selectOption('track');
+    await target.fill('-18');
+    await fade.fill('4');
+    await host.getByRole('button', { name: 'Save sound' }).click();
+    await expectText(host.locator('#sound-note'), /Saved/);
+    const room = await L.until('the room has the new sound', async () => {
+      const r = (await L.state(srv.url)).room;
+      return r.normalize === 'track' && r.loudness_lufs === -18 && r.crossfade_s === 4 && r;
+    });
+    assert.equal(room.crossfade_s, 4);
+    const { page: other } = await open('/host');
+    await L.hostLogin(other);
+    await L.until('the other host page shows them', async () => (await other.getByRole('combobox', { name: 'Loudness levelling' }).inputValue()) === 'track' && (await other.getByRole('spinbutton', { name: 'Target loudness (LUFS)' }).inputValue()) === '-18');
+    // Off: what plays gets 0 dB at once.
+    await levelling.selectOption('off');
+    await host.getByRole('button', { name: 'Save sound' }).click();
+    await expectText(host.locator('#sound-now'), /0\.0 dB · levelling off/);
+    noErrors(host, other);
+  });
+});
+
 // --- 7 -----------------------------------------------------------------------------------------
 
 t('tokens: a jukebox that forgot its guests (new database) hands the phone a new token; the host logs in again', { timeout: 60000 }, async () => {

@@ -331,6 +331,8 @@ export class Client {
       s[t] = msg.data;
     } else if (t === 'queue' || t === 'admin') {
       const c = s[t];
+      // The admin topic's `sound` (revision 2) rides beside its guest list.
+      if (t === 'admin' && msg.sound !== undefined) c.sound = msg.sound;
       if (Array.isArray(msg.items)) {
         c.items = new Map(msg.items.map((it) => [it.id, it]));
         c.order = Array.isArray(msg.order) ? msg.order : msg.items.map((it) => it.id);

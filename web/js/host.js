@@ -17,7 +17,7 @@ const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
 const el = {};
-for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 
@@ -328,6 +328,57 @@ function renderRules() {
   el.rules.querySelector('button').disabled = !live;
 }
 
+// --- sound: levelling, crossfade, and how what plays is levelled ------------------------------
+
+const SOUND = { normalize: String, loudness_lufs: Number, crossfade_s: Number };
+let soundDirty = false;
+el.sound.addEventListener('input', () => (soundDirty = true));
+el.sound.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const patch = {};
+  for (const [k, as] of Object.entries(SOUND)) {
+    const v = el.sound.elements[k].value;
+    if (v !== '' && S.room && as(v) !== S.room[k]) patch[k] = as(v);
+  }
+  if (!Object.keys(patch).length) {
+    soundDirty = false;
+    text(el.soundNote, 'Nothing changed.');
+    return;
+  }
+  const r = await run('settings', patch, el.sound.querySelector('button'));
+  if (r) {
+    soundDirty = false;
+    text(el.soundNote, 'Saved.');
+    render();
+  }
+});
+
+const num = (x) => x.toLocaleString('en');
+const signed = (x) => (x > 0 ? '+' : x < 0 ? '−' : '') + Math.abs(x).toFixed(1);
+const SOURCE = { measured: 'measured', tags: 'from its tags', estimated: 'estimated: not measured yet', off: 'levelling off' };
+
+function renderSound() {
+  const room = S.room;
+  if (!room) return;
+  const live = client.live;
+  if (!soundDirty) for (const k of Object.keys(SOUND)) el.sound.elements[k].value = room[k];
+  for (const k of Object.keys(SOUND)) el.sound.elements[k].disabled = !live;
+  el.sound.querySelector('button').disabled = !live;
+  const snd = S.admin.sound;
+  const p = snd && snd.playing;
+  const np = S.now_playing;
+  if (p && np && p.play_id === np.play_id) {
+    const lufs = p.track_lufs == null ? 'loudness unknown' : `${signed(p.track_lufs)} LUFS`;
+    text(el.soundNow, `${lufs}, ${signed(p.gain_db)} dB${p.album ? ' (album)' : ''} · ${SOURCE[p.source] || p.source}`);
+  } else {
+    text(el.soundNow, np ? '…' : 'nothing playing');
+  }
+  text(el.soundPass, snd && snd.total != null ? `${num(snd.measured)} of ${num(snd.total)} ${snd.total === 1 ? 'track' : 'tracks'} measured` : 'not started yet');
+  const under = snd ? snd.underruns : health && health.audio ? health.audio.underruns : null;
+  text(el.underruns, under == null ? '…' : under === 0 ? 'none' : plural(under, 'dropout'));
+  el.underruns.style.color = under > 0 ? 'var(--bad)' : '';
+}
+
 // --- announce -------------------------------------------------------------------------------
 
 el.say.addEventListener('submit', async (ev) => {
@@ -491,6 +542,7 @@ function draw() {
   renderQueue();
   renderGuests();
   renderRules();
+  renderSound();
   renderSystem();
   search.draw();
 }

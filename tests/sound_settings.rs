@@ -1,0 +1,195 @@
+//! The sound settings against the real binary (protocol §11 "Sound settings"): `normalize`,
+//! `loudness_lufs` and `crossfade_s` over the websocket and HTTP, kept across a restart,
+//! refused outside their range with the field named, a configured key winning at start; the
+//! host's view of what plays (its gain and where it came from) following the settings; and
+//! `/healthz` `audio.underruns` and `audio.latency_ms`.
+
+mod common;
+
+use common::live::{Phone, Server};
+use serde_json::{json, Value};
+
+/// The room's sound settings, from `GET /api/state`.
+fn sound_of(s: &Server) -> Value {
+    let (st, v) = s.get("/api/state");
+    assert_eq!(st, 200, "{v}");
+    let r = &v["room"];
+    json!({
+        "normalize": r["normalize"],
+        "loudness_lufs": r["loudness_lufs"],
+        "crossfade_s": r["crossfade_s"],
+    })
+}
+
+/// Sends a `settings` frame that must be refused; returns the reply's error.
+async fn refused(p: &mut Phone, fields: Value) -> Value {
+    let mut frame = fields.clone();
+    frame["cmd"] = json!("settings");
+    let rid = p.request(frame).await;
+    let (reply, _) = p.reply(rid).await;
+    assert_eq!(reply["ok"], false, "{fields} was accepted: {reply}");
+    reply["error"].clone()
+}
+
+#[tokio::test]
+async fn sound_settings_over_the_wire_are_kept_refused_out_of_range_and_configurable() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 3, 30.0);
+    let db = dir.path().join("j.db");
+    let s = Server::start(&db, &music, &[]);
+    assert_eq!(
+        sound_of(&s),
+        json!({"normalize": "auto", "loudness_lufs": -14, "crossfade_s": 0}),
+        "the defaults"
+    );
+    let host = s.host();
+    let mut p = Phone::connect(&s.addr, &host, &["room"]).await;
+    assert!(
+        p.welcome["features"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sound")),
+        "{}",
+        p.welcome
+    );
+
+    // Over the websocket: the room update comes before the reply.
+    let (_, before) = p
+        .ok(json!({"cmd": "settings", "normalize": "track", "loudness_lufs": -18, "crossfade_s": 4}))
+        .await;
+    let room = before
+        .iter()
+        .rev()
+        .find(|m| m["topic"] == "room" && m["data"]["normalize"] == "track")
+        .unwrap_or_else(|| panic!("no room update before the reply: {before:?}"));
+    assert_eq!(room["data"]["loudness_lufs"], -18);
+    assert_eq!(room["data"]["crossfade_s"], 4);
+
+    // Out of range, a word that is no mode, a number of the wrong kind: refused, naming the
+    // field, and nothing changes (not even the valid field sent beside it).
+    let table = [
+        (json!({"loudness_lufs": -31}), "loudness_lufs", "allowed -30..=-5"),
+        (json!({"loudness_lufs": -4}), "loudness_lufs", "allowed -30..=-5"),
+        (json!({"loudness_lufs": -14.5}), "loudness_lufs", ""),
+        (json!({"crossfade_s": 13}), "crossfade_s", "allowed 0..=12"),
+        (json!({"crossfade_s": -1}), "crossfade_s", ""),
+        (json!({"normalize": "loud"}), "normalize", "auto"),
+        (json!({"normalize": 1}), "normalize", ""),
+        (
+            json!({"normalize": "off", "crossfade_s": 99}),
+            "crossfade_s",
+            "allowed 0..=12",
+        ),
+    ];
+    for (fields, field, says) in &table {
+        let e = refused(&mut p, fields.clone()).await;
+        assert_eq!(e["code"], "bad_request", "{fields}: {e}");
+        assert_eq!(e["field"], *field, "{fields}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(says),
+            "{fields}: {e}"
+        );
+    }
+    let after_ws = json!({"normalize": "track", "loudness_lufs": -18, "crossfade_s": 4});
+    assert_eq!(sound_of(&s), after_ws, "a refused change changes nothing");
+
+    // Over HTTP with the host token.
+    let (st, v) = s.post(
+        "/api/host/settings",
+        &json!({"normalize": "album", "crossfade_s": 0}),
+        Some(&host),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.post(
+        "/api/host/settings",
+        &json!({"loudness_lufs": -40}),
+        Some(&host),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!((&v["code"], &v["field"]), (&json!("bad_request"), &json!("loudness_lufs")));
+    let (st, v) = s.post(
+        "/api/host/settings",
+        &json!({"normalize": "album"}),
+        Some(&s.guest("Mia")),
+    );
+    assert_eq!(st, 403, "a guest may not: {v}");
+    let kept = json!({"normalize": "album", "loudness_lufs": -18, "crossfade_s": 0});
+    assert_eq!(sound_of(&s), kept);
+    drop(p);
+
+    // Kept across a restart.
+    assert!(s.stop().success());
+    let s = Server::start(&db, &music, &[]);
+    assert_eq!(sound_of(&s), kept, "after a restart");
+    assert!(s.stop().success());
+
+    // A key given in the configuration wins at start; the others stay the host's.
+    let s = Server::start(&db, &music, &["--normalize", "off", "--crossfade-s=6"]);
+    assert_eq!(
+        sound_of(&s),
+        json!({"normalize": "off", "loudness_lufs": -18, "crossfade_s": 6})
+    );
+    assert!(s.stop().success());
+}
+
+/// The `sound` of the admin topic (snapshot or update), when a message carries one.
+fn sound_in(m: &Value) -> Option<&Value> {
+    (m["topic"] == "admin").then(|| m.get("sound")).flatten()
+}
+
+#[tokio::test]
+async fn the_host_sees_the_gain_of_what_plays_follow_the_settings() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 3, 30.0);
+    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    let np = s.playing();
+    let host = s.host();
+    let mut p = Phone::connect(&s.addr, &host, &["admin"]).await;
+    // Nothing is measured or tagged: the estimate (-11 LUFS) against the target -14: -3 dB.
+    let seen = p
+        .until(|m| {
+            sound_in(m).is_some_and(|v| !v["playing"].is_null() && v["playing"]["play_id"] == np["play_id"])
+        })
+        .await;
+    let snd = sound_in(seen.last().unwrap()).unwrap().clone();
+    assert_eq!(snd["playing"]["gain_db"], -3.0, "{snd}");
+    assert_eq!(snd["playing"]["source"], "estimated", "{snd}");
+    assert_eq!(snd["playing"]["track_lufs"], Value::Null, "{snd}");
+    assert_eq!(snd["underruns"], 0, "{snd}");
+    assert!(snd["latency_ms"].is_u64(), "{snd}");
+
+    // A new target moves the gain of what plays; off makes it 0 dB.
+    for (fields, gain, source) in [
+        (json!({"loudness_lufs": -20}), -9.0, "estimated"),
+        (json!({"normalize": "off"}), 0.0, "off"),
+    ] {
+        let mut frame = fields.clone();
+        frame["cmd"] = json!("settings");
+        let (_, before) = p.ok(frame).await;
+        let snd = before
+            .iter()
+            .filter_map(sound_in)
+            .last()
+            .unwrap_or_else(|| panic!("{fields}: no sound update before the reply: {before:?}"));
+        assert_eq!(snd["playing"]["gain_db"], gain, "{fields}: {snd}");
+        assert_eq!(snd["playing"]["source"], source, "{fields}: {snd}");
+    }
+
+    assert!(s.stop().success());
+}
+
+#[test]
+fn healthz_reports_underruns_and_latency() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 2, 30.0);
+    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    s.playing();
+    let h = s.wait_health("audio playing", |h| h["audio"]["playing"] == true);
+    assert_eq!(h["audio"]["underruns"], 0, "{h}");
+    assert!(h["audio"]["latency_ms"].is_u64(), "{h}");
+    // The position shown is never past the track, and never negative.
+    let np = s.playing();
+    let pos = np["position_ms"].as_u64().expect("a position");
+    assert!(pos <= np["track"]["duration_ms"].as_u64().unwrap(), "{np}");
+    assert!(s.stop().success());
+}
