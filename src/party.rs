@@ -990,7 +990,12 @@ mod tests {
         assert!(n.word("loud").unwrap_err().contains("allowed auto, track"));
         assert!(allowed("crossfade_s").unwrap().word("4").is_err());
         // The words are the wire spelling of the modes.
-        for m in [Normalize::Auto, Normalize::Track, Normalize::Album, Normalize::Off] {
+        for m in [
+            Normalize::Auto,
+            Normalize::Track,
+            Normalize::Album,
+            Normalize::Off,
+        ] {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
             assert!(Normalize::NAMES.contains(&m.as_str()));
         }

@@ -68,8 +68,16 @@ async fn sound_settings_over_the_wire_are_kept_refused_out_of_range_and_configur
     // Out of range, a word that is no mode, a number of the wrong kind: refused, naming the
     // field, and nothing changes (not even the valid field sent beside it).
     let table = [
-        (json!({"loudness_lufs": -31}), "loudness_lufs", "allowed -30..=-5"),
-        (json!({"loudness_lufs": -4}), "loudness_lufs", "allowed -30..=-5"),
+        (
+            json!({"loudness_lufs": -31}),
+            "loudness_lufs",
+            "allowed -30..=-5",
+        ),
+        (
+            json!({"loudness_lufs": -4}),
+            "loudness_lufs",
+            "allowed -30..=-5",
+        ),
         (json!({"loudness_lufs": -14.5}), "loudness_lufs", ""),
         (json!({"crossfade_s": 13}), "crossfade_s", "allowed 0..=12"),
         (json!({"crossfade_s": -1}), "crossfade_s", ""),
@@ -106,7 +114,10 @@ async fn sound_settings_over_the_wire_are_kept_refused_out_of_range_and_configur
         Some(&host),
     );
     assert_eq!(st, 400, "{v}");
-    assert_eq!((&v["code"], &v["field"]), (&json!("bad_request"), &json!("loudness_lufs")));
+    assert_eq!(
+        (&v["code"], &v["field"]),
+        (&json!("bad_request"), &json!("loudness_lufs"))
+    );
     let (st, v) = s.post(
         "/api/host/settings",
         &json!({"normalize": "album"}),
@@ -148,7 +159,9 @@ async fn the_host_sees_the_gain_of_what_plays_follow_the_settings() {
     // Nothing is measured or tagged: the estimate (-11 LUFS) against the target -14: -3 dB.
     let seen = p
         .until(|m| {
-            sound_in(m).is_some_and(|v| !v["playing"].is_null() && v["playing"]["play_id"] == np["play_id"])
+            sound_in(m).is_some_and(|v| {
+                !v["playing"].is_null() && v["playing"]["play_id"] == np["play_id"]
+            })
         })
         .await;
     let snd = sound_in(seen.last().unwrap()).unwrap().clone();

@@ -26,13 +26,14 @@ pub enum LiveValue {
 impl Raw for LiveValue {
     fn arg(arg: Arg) -> Arg {
         // `--loudness-lufs -14` is a value, not a flag.
-        arg.allow_negative_numbers(true)
-            .value_parser(|s: &str| -> Result<LiveValue, std::convert::Infallible> {
+        arg.allow_negative_numbers(true).value_parser(
+            |s: &str| -> Result<LiveValue, std::convert::Infallible> {
                 Ok(match s.trim().parse::<i64>() {
                     Ok(n) => LiveValue::Number(n),
                     Err(_) => LiveValue::Word(s.trim().to_string()),
                 })
-            })
+            },
+        )
     }
 }
 
@@ -40,7 +41,8 @@ impl Kind for Live {
     type Raw = LiveValue;
     type Value = LiveValue;
     fn check(key: &str, raw: LiveValue) -> Result<LiveValue, String> {
-        let rule = allowed(key).ok_or_else(|| format!("{key} has no rule among the party rules"))?;
+        let rule =
+            allowed(key).ok_or_else(|| format!("{key} has no rule among the party rules"))?;
         match raw {
             LiveValue::Number(n) => rule.number(n).map(LiveValue::Number),
             LiveValue::Word(w) => rule.word(&w).map(|w| LiveValue::Word(w.to_string())),

@@ -415,9 +415,11 @@ mod tests {
             let rule = crate::party::allowed(key).unwrap_or_else(|| panic!("{key} has no rule"));
             let flag = format!("--{}", key.replace('_', "-"));
             let (good, bad, want): (Vec<String>, String, serde_json::Value) = match rule {
-                Allowed::Range(lo, hi) => {
-                    (vec![lo.to_string()], (hi + 1).to_string(), serde_json::json!(lo))
-                }
+                Allowed::Range(lo, hi) => (
+                    vec![lo.to_string()],
+                    (hi + 1).to_string(),
+                    serde_json::json!(lo),
+                ),
                 Allowed::Words(w) => (
                     w.iter().map(|w| w.to_string()).collect(),
                     "loudest".into(),
@@ -460,11 +462,21 @@ mod tests {
         assert_eq!(c.settings.normalize, crate::party::Normalize::Off);
         assert_eq!((c.settings.loudness_lufs, c.settings.crossfade_s), (-23, 6));
         let f: RunArgs = toml::from_str("normalize = 3").unwrap();
-        let err = Config::merge(&RunArgs::default(), f).unwrap_err().to_string();
-        assert!(err.contains("`normalize`") && err.contains("allowed auto"), "{err}");
+        let err = Config::merge(&RunArgs::default(), f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`normalize`") && err.contains("allowed auto"),
+            "{err}"
+        );
         let f: RunArgs = toml::from_str("crossfade_s = \"long\"").unwrap();
-        let err = Config::merge(&RunArgs::default(), f).unwrap_err().to_string();
-        assert!(err.contains("`crossfade_s`") && err.contains("allowed 0..=12"), "{err}");
+        let err = Config::merge(&RunArgs::default(), f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`crossfade_s`") && err.contains("allowed 0..=12"),
+            "{err}"
+        );
         let defaults = Settings::default();
         assert_eq!(defaults.loudness_lufs, -14);
         assert_eq!(defaults.crossfade_s, 0);

@@ -303,7 +303,11 @@ impl Deck {
         self.planned.clear();
         self.gains.clear();
         self.preloaded = None;
-        let before = self.now.as_ref().map(|n| &n.track).or(self.last_track.as_ref());
+        let before = self
+            .now
+            .as_ref()
+            .map(|n| &n.track)
+            .or(self.last_track.as_ref());
         let g = sound::gain(self.levelling, before, p.track(), None);
         let item = PlayItem {
             key,
@@ -334,7 +338,11 @@ impl Deck {
         Some(match next {
             Some(p) => {
                 let key = self.key();
-                let before = self.now.as_ref().map(|n| &n.track).or(self.last_track.as_ref());
+                let before = self
+                    .now
+                    .as_ref()
+                    .map(|n| &n.track)
+                    .or(self.last_track.as_ref());
                 let g = sound::gain(self.levelling, before, p.track(), None);
                 let item = PlayItem {
                     key,
@@ -528,7 +536,11 @@ impl Deck {
                 });
             }
         }
-        let before = self.now.as_ref().map(|n| &n.track).or(self.last_track.as_ref());
+        let before = self
+            .now
+            .as_ref()
+            .map(|n| &n.track)
+            .or(self.last_track.as_ref());
         let keys = self
             .loading
             .into_iter()

@@ -362,15 +362,23 @@ fn items_carry_their_gain_and_join() {
     let mut deck = Deck::default();
     // Target -14: a -8 LUFS track gets -6 dB; its album (-10 LUFS) -4 dB.
     let cmd = deck.load(Planned::Auto(album_track(1, 1, -8.0)));
-    assert_eq!(item(&cmd).gain_db, -6.0, "auto, nothing before it: track gain");
+    assert_eq!(
+        item(&cmd).gain_db,
+        -6.0,
+        "auto, nothing before it: track gain"
+    );
     assert_eq!(item(&cmd).join, Join::Mix);
     let mut deck = Deck::default();
     let k1 = start(&mut deck, album_track(1, 1, -8.0));
     // The next track of the album: gapless, album gain; and the play going on joins the run.
-    let pre = deck.preload(Some(Planned::Auto(album_track(2, 2, -12.0)))).unwrap();
+    let pre = deck
+        .preload(Some(Planned::Auto(album_track(2, 2, -12.0))))
+        .unwrap();
     assert_eq!(item(&pre).join, Join::Gapless);
     assert_eq!(item(&pre).gain_db, -4.0);
-    let settle = deck.settle_now_gain().expect("the run starts with this play");
+    let settle = deck
+        .settle_now_gain()
+        .expect("the run starts with this play");
     assert_eq!(gains(&[settle]), vec![(k1, -4.0)]);
     assert!(deck.settle_now_gain().is_none(), "only once a play");
     assert!(deck.now_gain().unwrap().album);
@@ -386,7 +394,9 @@ fn items_carry_their_gain_and_join() {
     assert_eq!(item(&pre).join, Join::Mix);
     assert_eq!(item(&pre).gain_db, 6.0);
     // One album, but not the next number: album gain, mixed.
-    let pre = deck.preload(Some(Planned::Auto(album_track(4, 5, -9.0)))).unwrap();
+    let pre = deck
+        .preload(Some(Planned::Auto(album_track(4, 5, -9.0))))
+        .unwrap();
     assert_eq!(item(&pre).join, Join::Mix);
     assert_eq!(item(&pre).gain_db, -4.0);
 }
@@ -401,10 +411,7 @@ fn new_settings_and_measurements_send_the_gains_that_change() {
     };
     let pre = key_of(&deck.preload(Some(Planned::Auto(unmeasured))).unwrap());
     assert!(deck.settle_now_gain().is_none(), "track gain stays");
-    assert_eq!(
-        deck.preloaded_track().map(|t| t.id),
-        Some(TrackId::new(2))
-    );
+    assert_eq!(deck.preloaded_track().map(|t| t.id), Some(TrackId::new(2)));
     let off = Levelling {
         mode: crate::party::Normalize::Off,
         target_lufs: -14.0,

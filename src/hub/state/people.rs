@@ -211,7 +211,10 @@ impl State {
     /// Whether the presence tick has something to do: presence changes to announce, likes
     /// held back, a like announced in this tick (the next one must come first), the sound.
     pub(super) fn tick_needed(&self) -> bool {
-        !self.presence_dirty.is_empty() || self.now_dirty || self.liked_this_tick || self.sound_dirty
+        !self.presence_dirty.is_empty()
+            || self.now_dirty
+            || self.liked_this_tick
+            || self.sound_dirty
     }
 
     /// The slow chores (about once a minute, while there is something for them): the like

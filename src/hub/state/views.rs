@@ -199,10 +199,12 @@ impl State {
     pub(super) fn push_sound(&mut self) {
         self.sound_dirty = false;
         let v = self.sound_view();
-        let same = self.announced_sound.is_some_and(|a| SoundView {
-            latency_ms: v.latency_ms,
-            ..a
-        } == v);
+        let same = self.announced_sound.is_some_and(|a| {
+            SoundView {
+                latency_ms: v.latency_ms,
+                ..a
+            } == v
+        });
         if same {
             return;
         }
