@@ -206,3 +206,73 @@ fn healthz_reports_underruns_and_latency() {
     assert!(pos <= np["track"]["duration_ms"].as_u64().unwrap(), "{np}");
     assert!(s.stop().success());
 }
+
+/// The RMS level (dBFS) of `wav` from `from` s for `secs` s, by ffmpeg's `astats`.
+fn rms_db(wav: &std::path::Path, from: f64, secs: f64) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-ss"])
+        .arg(from.to_string())
+        .arg("-t")
+        .arg(secs.to_string())
+        .arg("-i")
+        .arg(wav)
+        .args(["-af", "astats=measure_perchannel=none", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .filter_map(|l| l.split("RMS level dB:").nth(1))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .last()
+        .unwrap_or_else(|| panic!("no RMS level from ffmpeg: {text}"))
+}
+
+/// A host's change of the levelling reaches the track playing at once: the output (a WAV
+/// file, measured with ffmpeg) drops by the gain the host page shows.
+#[tokio::test]
+async fn a_live_change_of_the_levelling_reaches_what_plays() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    common::tone(
+        &music,
+        "a.flac",
+        440,
+        12.0,
+        &[("title", "A"), ("artist", "X")],
+    );
+    let wav = dir.path().join("out.wav");
+    let s = Server::start_with(
+        &dir.path().join("j.db"),
+        &music,
+        &format!("wav:{}", wav.display()),
+        Some(common::live::PIN),
+        &["--normalize", "off"],
+    );
+    let first = s.playing()["play_id"].clone();
+    let host = s.host();
+    let mut p = Phone::connect(&s.addr, &host, &["admin"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let (_, before) = p
+        .ok(json!({"cmd": "settings", "normalize": "track", "loudness_lufs": -30}))
+        .await;
+    let snd = before
+        .iter()
+        .filter_map(sound_in)
+        .last()
+        .unwrap_or_else(|| panic!("no sound update: {before:?}"))
+        .clone();
+    let gain = snd["playing"]["gain_db"].as_f64().unwrap();
+    assert!(gain < -10.0, "{snd}");
+    // Played to its end (the auto-DJ may play it again), then stopped: the WAV is finalised.
+    s.wait_state("the track ended", |st| {
+        (st["now_playing"]["play_id"] != first).then_some(())
+    });
+    assert!(s.stop().success());
+    let (a, b) = (rms_db(&wav, 0.5, 2.0), rms_db(&wav, 7.0, 4.0));
+    assert!(
+        (b - a - gain).abs() < 0.5,
+        "as mastered {a:.2} dB, then {b:.2} dB: {:.2} dB, the host was shown {gain} dB",
+        b - a
+    );
+}

@@ -162,7 +162,9 @@ mod tests {
         let a2 = t(2, "x", "Arrival", Some(2), Some(-8.0));
         let b = t(3, "y", "Other", Some(1), Some(-8.0));
         // Track loudness -8 gives -6 dB; the album's -10 gives -4 dB.
-        let table: &[(Normalize, Option<&Track>, Option<&Track>, f32, bool)] = &[
+        /// The mode, the plays before and after, the gain and whether it is the album's.
+        type Case<'a> = (Normalize, Option<&'a Track>, Option<&'a Track>, f32, bool);
+        let table: &[Case] = &[
             (Normalize::Track, Some(&a1), None, -6.0, false),
             (Normalize::Album, None, None, -4.0, true),
             (Normalize::Auto, None, None, -6.0, false),
