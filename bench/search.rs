@@ -34,6 +34,7 @@ fn main() {
                         track_no: Some((i % 12) as u32),
                         duration_ms: 200_000,
                         has_art: false,
+                        tag_levels: Default::default(),
                     })?;
                 }
                 Ok(())

@@ -253,6 +253,7 @@ pub fn read_file(path: &Path, size: u64, mtime_ns: i64) -> Result<ScannedTrack, 
         track_no,
         duration_ms,
         has_art,
+        tag_levels: crate::loudness::tags::read(&tagged),
     })
 }
 

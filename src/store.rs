@@ -18,10 +18,12 @@ use crate::party::{Candidate, Entry, EntryId, GuestId, PlayId, RecentPlay, Track
 
 mod jobs;
 mod library;
+mod loudness;
 mod party;
 mod people;
 
 pub use jobs::Store;
+pub use loudness::{LoudnessCounts, LoudnessWork};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -148,7 +150,7 @@ pub fn path_key(p: &Path) -> u64 {
 }
 
 /// What the library scanner found in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScannedTrack {
     pub path: PathBuf,
     pub size: u64,
@@ -159,6 +161,8 @@ pub struct ScannedTrack {
     pub track_no: Option<u32>,
     pub duration_ms: u64,
     pub has_art: bool,
+    /// Its loudness according to its ReplayGain / R128 tags.
+    pub tag_levels: crate::loudness::TagLevels,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +210,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/001_initial.sql")),
         M::up(include_str!("../migrations/002_host_sessions.sql")),
         M::up(include_str!("../migrations/003_identities.sql")),
+        M::up(include_str!("../migrations/004_loudness.sql")),
     ])
 }
 
@@ -317,8 +322,8 @@ impl MaxIds {
     }
 }
 
-const TRACK_COLS: &str =
-    "t.id, t.path, t.title, t.artist, t.album, t.track_no, t.duration_ms, t.has_art, t.present, t.likes";
+const TRACK_COLS: &str = "t.id, t.path, t.title, t.artist, t.album, t.track_no, t.duration_ms, \
+     t.has_art, t.present, t.likes, t.lufs, t.peak, t.album_lufs, t.tag_track_lufs, t.tag_album_lufs";
 
 fn track_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
     track_row_at(r, 0)
@@ -336,7 +341,23 @@ fn track_row_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Track> {
         has_art: r.get(i + 7)?,
         present: r.get(i + 8)?,
         likes: r.get::<_, i64>(i + 9)?.max(0) as u32,
-        levels: crate::loudness::Levels::default(),
+        levels: levels_at(r, i + 10)?,
+    })
+}
+
+/// The five loudness columns of [`TRACK_COLS`], from `i` on.
+fn levels_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<crate::loudness::Levels> {
+    let f = |k: usize| -> rusqlite::Result<Option<f32>> {
+        Ok(r.get::<_, Option<f64>>(i + k)?
+            .map(|v| v as f32)
+            .filter(|v| v.is_finite()))
+    };
+    Ok(crate::loudness::Levels {
+        track_lufs: f(0)?,
+        track_peak: f(1)?,
+        album_lufs: f(2)?,
+        tag_track_lufs: f(3)?,
+        tag_album_lufs: f(4)?,
     })
 }
 

@@ -18,6 +18,7 @@ fn track(i: usize, title: &str, artist: &str, album: &str) -> ScannedTrack {
         track_no: None,
         duration_ms: 1000,
         has_art: false,
+        tag_levels: Default::default(),
     }
 }
 

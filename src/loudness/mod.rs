@@ -1,6 +1,21 @@
 //! Loudness levelling: what is known of a track's loudness (measured by the background pass,
 //! or read from its ReplayGain / R128 tags), and the gain that brings it to the party's
 //! target. Pure data and rules here; the measuring lives beside them.
+//!
+//! - [`tags`]: loudness from ReplayGain / R128 tags, read by the scan;
+//! - [`measure`]: one track's EBU R128 loudness and peak, decoded as the player decodes it;
+//! - [`album`]: which tracks form an album, and its loudness;
+//! - [`pass`]: the background pass that measures the library.
+
+pub mod album;
+pub mod measure;
+pub mod pass;
+pub mod tags;
+
+pub use album::{album_lufs, AlbumKey};
+pub use measure::{measure, MeasureError, Measured};
+pub use pass::{Pass, Progress, ScanHold};
+pub use tags::TagLevels;
 
 /// What is known of one track's loudness, in LUFS as the decoder produces the audio (for Opus,
 /// with the header's output gain applied).

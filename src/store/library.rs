@@ -54,15 +54,28 @@ impl Db {
         Ok(gone.len() as u64)
     }
 
+    /// Writes what the scan read. A file whose size or modification time changed loses its
+    /// measurement (and its album's value on it): the pass measures it again.
     pub fn upsert_track(&self, t: &ScannedTrack) -> Result<TrackId, StoreError> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO tracks (path, size, mtime_ns, title, artist, album, track_no,
-                                 duration_ms, has_art, present)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)
+                                 duration_ms, has_art, present, tag_track_lufs, tag_album_lufs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11)
              ON CONFLICT (path) DO UPDATE SET
                 size = excluded.size, mtime_ns = excluded.mtime_ns, title = excluded.title,
                 artist = excluded.artist, album = excluded.album, track_no = excluded.track_no,
-                duration_ms = excluded.duration_ms, has_art = excluded.has_art, present = 1
+                duration_ms = excluded.duration_ms, has_art = excluded.has_art, present = 1,
+                tag_track_lufs = excluded.tag_track_lufs, tag_album_lufs = excluded.tag_album_lufs,
+                lufs = CASE WHEN (size = excluded.size AND mtime_ns = excluded.mtime_ns)
+                    THEN lufs END,
+                peak = CASE WHEN (size = excluded.size AND mtime_ns = excluded.mtime_ns)
+                    THEN peak END,
+                measured_ms = CASE WHEN (size = excluded.size AND mtime_ns = excluded.mtime_ns)
+                    THEN measured_ms END,
+                loudness_error = CASE WHEN (size = excluded.size AND mtime_ns = excluded.mtime_ns)
+                    THEN loudness_error END,
+                album_lufs = CASE WHEN (size = excluded.size AND mtime_ns = excluded.mtime_ns)
+                    AND album = excluded.album THEN album_lufs END
              RETURNING id",
         )?;
         Ok(st.query_row(
@@ -76,6 +89,8 @@ impl Db {
                 t.track_no,
                 t.duration_ms as i64,
                 t.has_art,
+                t.tag_levels.track_lufs.map(f64::from),
+                t.tag_levels.album_lufs.map(f64::from),
             ],
             |r| r.get(0),
         )?)
