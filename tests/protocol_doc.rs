@@ -4,8 +4,8 @@
 
 use jukebox::hub::HubError;
 use jukebox::hub::{
-    Change, Event, GainFrom, GuestAdminView, MeView, NowPlayingView, OutputView, PlayingSound,
-    QueueEntryView, Role, RoomView, ScanView, Snapshot, SoundView, TrackView,
+    Change, Event, GainFrom, GuestAdminView, MeView, NowPlayingView, OutputView, PassView,
+    PlayingSound, QueueEntryView, Role, RoomView, ScanView, Snapshot, SoundView, TrackView,
 };
 use jukebox::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use jukebox::protocol::{self, ErrorCode, Incoming, Tail, Topic, WireError};
@@ -111,7 +111,11 @@ fn sample_snapshot() -> Snapshot {
                 source: GainFrom::Measured,
                 album: false,
             }),
-            measured: Some((1204, 10_000)),
+            pass: Some(PassView {
+                measured: 1204,
+                failed: 3,
+                total: 10_000,
+            }),
             underruns: 0,
             latency_ms: 120,
         },

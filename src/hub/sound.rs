@@ -8,6 +8,10 @@
 //!   starts), so a run of one album keeps its own dynamics; the track's otherwise.
 //! - A play that is the next track of the same album as the play before it joins gaplessly
 //!   (`Join::Gapless`: sample-exact, never faded); anything else is a `Join::Mix`.
+//!
+//! What "one album" and "the next track of it" mean is the loudness part's rule
+//! ([`Track::same_album`], [`Track::precedes_on_album`]), so the album whose loudness is
+//! measured is the album that is levelled and joined as one.
 
 use crate::loudness::{self, Gain, GainSource};
 use crate::party::{Normalize, Settings};
@@ -54,23 +58,10 @@ impl PlayGain {
     };
 }
 
-/// One album: the same folder and the same album tag (compared without case). Tracks without
-/// an album tag belong to no album, so two loose files in one folder are not "an album".
-pub(crate) fn same_album(a: &Track, b: &Track) -> bool {
-    let (x, y) = (a.album.trim(), b.album.trim());
-    !x.is_empty() && x.to_lowercase() == y.to_lowercase() && a.path.parent() == b.path.parent()
-}
-
-/// `b` is the track after `a` on their album.
-pub(crate) fn album_consecutive(a: &Track, b: &Track) -> bool {
-    same_album(a, b)
-        && matches!((a.track_no, b.track_no), (Some(x), Some(y)) if x.checked_add(1) == Some(y))
-}
-
 /// How `track` joins `before` when it follows it without a `Load`.
 pub(crate) fn join(before: Option<&Track>, track: &Track) -> Join {
     match before {
-        Some(b) if album_consecutive(b, track) => Join::Gapless,
+        Some(b) if b.precedes_on_album(track) => Join::Gapless,
         _ => Join::Mix,
     }
 }
@@ -87,8 +78,8 @@ pub(crate) fn gain(
         Normalize::Track => false,
         Normalize::Album => true,
         Normalize::Auto => {
-            before.is_some_and(|b| same_album(b, track))
-                || after.is_some_and(|a| same_album(track, a))
+            before.is_some_and(|b| b.same_album(track))
+                || after.is_some_and(|a| track.same_album(a))
         }
     };
     PlayGain {
@@ -126,28 +117,26 @@ mod tests {
     }
 
     #[test]
-    fn albums_and_their_order() {
+    fn the_next_track_of_an_album_joins_gaplessly() {
         let a1 = t(1, "x", "Arrival", Some(1), None);
-        let a2 = t(2, "x", "arrival ", Some(2), None);
+        let a2 = t(2, "x", "Arrival", Some(2), None);
         let a3 = t(3, "x", "Arrival", Some(3), None);
         let other_folder = t(4, "y", "Arrival", Some(2), None);
         let loose1 = t(5, "x", "", Some(1), None);
         let loose2 = t(6, "x", "", Some(2), None);
         let no_number = t(7, "x", "Arrival", None, None);
-        let table: &[(&Track, &Track, bool, bool)] = &[
-            (&a1, &a2, true, true),
-            (&a2, &a1, true, false),
-            (&a1, &a3, true, false),
-            (&a1, &other_folder, false, false),
-            (&loose1, &loose2, false, false),
-            (&a1, &no_number, true, false),
-            (&no_number, &a2, true, false),
+        let table: &[(&Track, &Track, Join)] = &[
+            (&a1, &a2, Join::Gapless),
+            (&a2, &a3, Join::Gapless),
+            (&a2, &a1, Join::Mix),
+            (&a1, &a3, Join::Mix),
+            (&a1, &other_folder, Join::Mix),
+            (&loose1, &loose2, Join::Mix),
+            (&a1, &no_number, Join::Mix),
+            (&no_number, &a2, Join::Mix),
         ];
-        for (a, b, same, next) in table {
-            assert_eq!(same_album(a, b), *same, "{} {}", a.id, b.id);
-            assert_eq!(album_consecutive(a, b), *next, "{} {}", a.id, b.id);
-            let want = if *next { Join::Gapless } else { Join::Mix };
-            assert_eq!(join(Some(a), b), want);
+        for (a, b, want) in table {
+            assert_eq!(join(Some(a), b), *want, "{} {}", a.id, b.id);
         }
         assert_eq!(join(None, &a2), Join::Mix);
     }

@@ -173,12 +173,23 @@ pub struct PlayingSound {
     pub album: bool,
 }
 
+/// How far the background loudness pass has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassView {
+    /// Tracks measured.
+    pub measured: u64,
+    /// Tracks that cannot be measured (silent or undecodable; tried again when they change).
+    pub failed: u64,
+    /// Tracks in the library.
+    pub total: u64,
+}
+
 /// The sound as the host sees it (the `admin` topic's `sound`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SoundView {
     pub playing: Option<PlayingSound>,
-    /// The background loudness pass: tracks measured, of all tracks (`None` before it runs).
-    pub measured: Option<(u64, u64)>,
+    /// The background loudness pass (`None` before it first reports).
+    pub pass: Option<PassView>,
     /// Periods the output could not be fed in time since start.
     pub underruns: u64,
     /// How long a sample takes from the player to the ear.

@@ -154,8 +154,9 @@ pub fn sound(v: &SoundView) -> Value {
             "source": gain_from(p.source),
             "album": p.album,
         })),
-        "measured": v.measured.map(|(m, _)| m),
-        "total": v.measured.map(|(_, t)| t),
+        "measured": v.pass.map(|p| p.measured),
+        "failed": v.pass.map(|p| p.failed),
+        "total": v.pass.map(|p| p.total),
         "underruns": v.underruns,
         "latency_ms": v.latency_ms,
     })

@@ -5,6 +5,7 @@ use super::{Internal, State};
 use crate::hub::deck::Picked;
 use crate::hub::{HubError, Reply};
 use crate::library::{self, ScanProgress};
+use crate::loudness::Pass;
 
 impl State {
     pub(super) fn on_internal(&mut self, msg: Internal, now_ms: i64) {
@@ -53,6 +54,7 @@ impl State {
                     self.advance(now_ms);
                 }
             }
+            Internal::Measured(id, levels) => self.measured(id, levels),
             Internal::Shutdown(_) => {}
         }
         self.finish(None, Ok(Reply::Done));
@@ -69,6 +71,8 @@ impl State {
             self.music.clone(),
             self.internal.clone(),
         );
+        // The loudness pass waits while the scan runs: the scan comes first.
+        let hold = self.pass.as_ref().map(Pass::scan_hold);
         let spawned = std::thread::Builder::new()
             .name("scan".into())
             .spawn(move || {
@@ -93,6 +97,7 @@ impl State {
                             .read_blocking(|db| db.track_count())
                             .map_err(|e| e.to_string())
                     });
+                drop(hold);
                 let _ = internal.send(Internal::ScanDone(res));
             });
         if let Err(e) = spawned {

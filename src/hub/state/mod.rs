@@ -38,6 +38,7 @@ use super::sound::Levelling;
 use super::views::{OutputView, SoundView};
 use super::{Actor, Answer, GuestLimits, HubConfig, Publisher};
 use crate::library::ScanProgress;
+use crate::loudness::{Levels, Pass};
 use crate::party::{GuestId, RecentPlay, Settings, TrackId};
 use crate::player::{AudioStats, Player, PlayerCommand, PlayerEvent};
 use crate::store::{Db, MaxIds, Store, StoreError, Track};
@@ -64,6 +65,8 @@ pub(crate) enum Internal {
     SocketClosed(GuestId, Option<String>),
     Scan(ScanProgress),
     ScanDone(Result<u64, String>),
+    /// The loudness pass measured a track (or a track's album loudness changed with it).
+    Measured(TrackId, Levels),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -78,6 +81,8 @@ pub(crate) struct State {
     player_events: Option<mpsc::UnboundedReceiver<PlayerEvent>>,
     /// The audio thread's counters (underruns, latency).
     stats: Arc<AudioStats>,
+    /// The background loudness pass (`None` when its thread could not start).
+    pass: Option<Pass>,
     publisher: Arc<Publisher>,
     internal: mpsc::UnboundedSender<Internal>,
 
@@ -113,8 +118,6 @@ pub(crate) struct State {
     sound_dirty: bool,
     /// The sound view last announced to hosts.
     announced_sound: Option<SoundView>,
-    /// The loudness pass's progress: tracks measured, of all.
-    measured: Option<(u64, u64)>,
 
     needs_resync: bool,
     ids: MaxIds,
@@ -173,6 +176,12 @@ impl State {
         player.send(PlayerCommand::SetVolume(settings.volume));
         player.send(crossfade(&settings));
         let stats = player.stats();
+        let measured_tx = internal.clone();
+        let pass = Pass::spawn(store.clone(), move |id, levels| {
+            let _ = measured_tx.send(Internal::Measured(id, levels));
+        })
+        .map_err(|e| tracing::error!("cannot start the loudness pass: {e}"))
+        .ok();
         let per_minute =
             NonZeroU32::new(cfg.guest_limits.guest_rate_total.max(1)).expect("non-zero");
         let mut s = State {
@@ -182,6 +191,7 @@ impl State {
             player: Some(player),
             player_events: Some(ev_rx),
             stats,
+            pass,
             publisher,
             internal,
             settings,
@@ -213,7 +223,6 @@ impl State {
             presence_dirty: HashSet::new(),
             sound_dirty: false,
             announced_sound: None,
-            measured: None,
             needs_resync: false,
             ids: MaxIds::default(),
             ops: Vec::new(),

@@ -144,6 +144,18 @@ impl State {
             self.player(cmd);
             self.push_sound();
         }
+        self.measure_next_first();
+    }
+
+    /// The preloaded track has no measurement yet: the loudness pass measures it ahead of
+    /// everything else, so that it plays levelled (its `SetGain` follows the measurement).
+    fn measure_next_first(&self) {
+        let (Some(t), Some(pass)) = (self.deck.preloaded_track(), &self.pass) else {
+            return;
+        };
+        if t.levels.track_lufs.is_none() {
+            pass.prioritize(t.id);
+        }
     }
 
     /// The loudness pass measured a track: every copy the hub holds takes its levels, and

@@ -106,6 +106,10 @@ impl State {
 
     async fn shutdown(&mut self, now_ms: i64) {
         self.scan.cancel();
+        // The pass holds a store handle until its thread ends; what it measured is kept.
+        if let Some(pass) = self.pass.take() {
+            let _ = tokio::task::spawn_blocking(move || pass.stop()).await;
+        }
         if let Some(now) = self.deck.now() {
             let (id, pos) = (now.play_id, now.position(now_ms));
             self.op(move |db| db.save_position(id, pos));

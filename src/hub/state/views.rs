@@ -188,7 +188,16 @@ impl State {
             });
         SoundView {
             playing,
-            measured: self.measured,
+            pass: self
+                .pass
+                .as_ref()
+                .map(|p| p.progress())
+                .filter(|p| p.total > 0)
+                .map(|p| PassView {
+                    measured: p.measured,
+                    failed: p.failed,
+                    total: p.total,
+                }),
             underruns: self.stats.underruns(),
             latency_ms: self.stats.latency_ms(),
         }
