@@ -373,7 +373,8 @@ function renderSound() {
   } else {
     text(el.soundNow, np ? '…' : 'nothing playing');
   }
-  text(el.soundPass, snd && snd.total != null ? `${num(snd.measured)} of ${num(snd.total)} ${snd.total === 1 ? 'track' : 'tracks'} measured` : 'not started yet');
+  const failed = snd && snd.failed ? ` (${num(snd.failed)} cannot be)` : '';
+  text(el.soundPass, snd && snd.total != null ? `${num(snd.measured)} of ${num(snd.total)} ${snd.total === 1 ? 'track' : 'tracks'} measured${failed}` : 'not started yet');
   const under = snd ? snd.underruns : health && health.audio ? health.audio.underruns : null;
   text(el.underruns, under == null ? '…' : under === 0 ? 'none' : plural(under, 'dropout'));
   el.underruns.style.color = under > 0 ? 'var(--bad)' : '';
