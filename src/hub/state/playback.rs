@@ -149,13 +149,26 @@ impl State {
 
     /// The preloaded track has no measurement yet: the loudness pass measures it ahead of
     /// everything else, so that it plays levelled (its `SetGain` follows the measurement).
+    /// The hub's copy of the track may be older than a measurement already stored (a request
+    /// read from the store while the pass was writing), and then the pass has nothing to do:
+    /// the stored levels are read back too, and arrive as a measurement would.
     fn measure_next_first(&self) {
         let (Some(t), Some(pass)) = (self.deck.preloaded_track(), &self.pass) else {
             return;
         };
-        if t.levels.track_lufs.is_none() {
-            pass.prioritize(t.id);
+        if t.levels.track_lufs.is_some() {
+            return;
         }
+        let id = t.id;
+        pass.prioritize(id);
+        let internal = self.internal.clone();
+        let _ = self.store.queue_read(move |db| match db.track(id) {
+            Ok(Some(t)) if t.levels.track_lufs.is_some() => {
+                let _ = internal.send(Internal::Measured(id, t.levels));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading the levels of track {id}: {e}"),
+        });
     }
 
     /// The loudness pass measured a track: every copy the hub holds takes its levels, and

@@ -245,9 +245,10 @@ impl Timers {
         if self.chores.is_none() && s.chores_needed() {
             self.chores = Some(now + CHORES_EVERY);
         }
+        // A millisecond late, so that the wall clock has certainly reached it on waking.
         self.prune = s
             .next_prune_ms()
-            .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
+            .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64 + 1));
         if let Some(w) = &s.watchdog {
             // At a quarter of systemd's interval: the watchdog pings at half of it, so a ping
             // is never later than three quarters of the interval.
