@@ -211,11 +211,10 @@ async fn the_host_sees_the_gain_of_what_plays_follow_the_settings() {
         let mut frame = fields.clone();
         frame["cmd"] = json!("settings");
         let (_, before) = p.ok(frame).await;
-        let snd = before
-            .iter()
-            .filter_map(sound_in)
-            .last()
-            .unwrap_or_else(|| panic!("{fields}: no sound update before the reply: {before:?}"));
+        let snd =
+            before.iter().rev().find_map(sound_in).unwrap_or_else(|| {
+                panic!("{fields}: no sound update before the reply: {before:?}")
+            });
         match target {
             Some(t) => {
                 assert_eq!(snd["playing"]["source"], "measured", "{fields}: {snd}");
@@ -262,7 +261,7 @@ fn rms_db(wav: &std::path::Path, from: f64, secs: f64) -> f64 {
     text.lines()
         .filter_map(|l| l.split("RMS level dB:").nth(1))
         .filter_map(|v| v.trim().parse::<f64>().ok())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no RMS level from ffmpeg: {text}"))
 }
 
@@ -299,8 +298,8 @@ async fn a_live_change_of_the_levelling_reaches_what_plays() {
         .await;
     let snd = before
         .iter()
-        .filter_map(sound_in)
-        .last()
+        .rev()
+        .find_map(sound_in)
         .unwrap_or_else(|| panic!("no sound update: {before:?}"))
         .clone();
     let gain = snd["playing"]["gain_db"].as_f64().unwrap();
