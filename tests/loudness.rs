@@ -532,6 +532,36 @@ fn the_pass_measures_the_library_resumes_after_a_restart_and_measures_changes() 
     close(store, thread);
 }
 
+/// The scheduling policy of every thread named "loudness" in this process (there is one per
+/// running pass), once there is one.
+fn wait_for_pass_threads() -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "loudness" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the ")" that closes the name start at field 3.
+            let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+            if let Some(p) = after
+                .split_whitespace()
+                .nth(41 - 3)
+                .and_then(|v| v.parse().ok())
+            {
+                out.push(p);
+            }
+        }
+        if !out.is_empty() {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "no loudness thread");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_prioritized_track_is_measured_first_even_while_a_scan_holds_the_pass() {
     let dir = common::tempdir();
@@ -553,6 +583,13 @@ fn a_prioritized_track_is_measured_first_even_while_a_scan_holds_the_pass() {
     let (pass, rx) = start_pass(&store);
     let hold = pass.scan_hold();
     pass.prioritize(last.id);
+    // The pass's thread runs at the lowest priority there is: SCHED_IDLE (policy 5, field 41
+    // of /proc/<pid>/task/<tid>/stat).
+    let policies = wait_for_pass_threads();
+    assert!(
+        policies.iter().all(|p| *p == 5),
+        "loudness thread policies {policies:?}"
+    );
     let (id, levels) = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("measured just in time");

@@ -300,7 +300,15 @@ impl Worker {
                     let _st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            measure_with(&w.path, &mut keep_going)
+            // A decoder that panics on a malformed file must not end the pass.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                measure_with(&w.path, &mut keep_going)
+            }))
+            .unwrap_or_else(|_| {
+                Err(MeasureError::Decode(
+                    "the decoder failed on this file".into(),
+                ))
+            })
         };
         if failed_inside {
             return Err(());
