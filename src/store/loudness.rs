@@ -131,8 +131,9 @@ impl Db {
     }
 
     /// Sets the album loudness on every present track of `id`'s album once none of them
-    /// waits for the pass (tracks that cannot be measured do not weigh in, but get the value: a silent interlude plays at the album's gain). Returns the tracks
-    /// whose album value changed, with their levels.
+    /// waits for the pass. Tracks that cannot be measured do not weigh in, but get the value
+    /// (a silent interlude plays at its album's gain). Returns the tracks whose album value
+    /// changed, with their levels.
     fn album_update(&self, id: TrackId) -> Result<Vec<(TrackId, Levels)>, StoreError> {
         let Some((path, album)) = self
             .conn
