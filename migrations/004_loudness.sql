@@ -17,3 +17,8 @@ ALTER TABLE tracks ADD COLUMN album_lufs REAL;
 CREATE INDEX tracks_unmeasured ON tracks (path) WHERE lufs IS NULL AND loudness_error IS NULL;
 -- An album's tracks (same folder and album tag) are looked up by their album tag.
 CREATE INDEX tracks_album ON tracks (album);
+
+-- Tracks scanned before this migration have never had their gain tags read, and the scan
+-- reads only files whose size or modification time changed: make every one look changed so
+-- the next scan reads it once more.
+UPDATE tracks SET mtime_ns = -1;

@@ -441,6 +441,28 @@ mod tests {
     }
 
     #[test]
+    fn tracks_from_before_levelling_are_read_again_by_the_next_scan() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations().to_version(&mut conn, 3).unwrap();
+        conn.execute(
+            "INSERT INTO tracks (path, size, mtime_ns, title, duration_ms) VALUES ('/m/a.mp3', 10, 1234, 'A', 1000)",
+            [],
+        )
+        .unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let db = Db { conn };
+        let known = db.known_files().unwrap();
+        let stamp = known[&path_key(Path::new("/m/a.mp3"))];
+        assert_eq!(
+            (stamp.size, stamp.mtime_ns),
+            (10, -1),
+            "looks changed to the scan"
+        );
+        let t = db.track(TrackId::new(1)).unwrap().unwrap();
+        assert_eq!(t.levels, crate::loudness::Levels::default());
+    }
+
+    #[test]
     fn fts_query_quotes_every_word_as_a_prefix() {
         let table = [
             ("abba", "\"abba\"*"),

@@ -97,6 +97,7 @@ impl Pass {
             store,
             on_measured: Box::new(on_measured),
             skipped: HashSet::new(),
+            served: HashSet::new(),
         };
         let thread = std::thread::Builder::new()
             .name("loudness".into())
@@ -170,6 +171,8 @@ struct Worker {
     on_measured: OnMeasured,
     /// Tracks left for this run: their file was missing (the next scan marks them absent).
     skipped: HashSet<TrackId>,
+    /// Tracks measured on request since the batch was read (the batch may hold them too).
+    served: HashSet<TrackId>,
 }
 
 /// What the next step of the pass is.
@@ -198,6 +201,7 @@ impl Worker {
                         self.skipped.clear();
                     }
                     if batch.is_empty() {
+                        self.served.clear();
                         match self.fetch() {
                             Ok(b) => batch = b,
                             Err(()) => return,
@@ -206,6 +210,9 @@ impl Worker {
                         continue;
                     }
                     if let Some(w) = batch.pop_front() {
+                        if self.served.contains(&w.id) {
+                            continue;
+                        }
                         if self.measure(&w, true).is_err() {
                             return;
                         }
@@ -259,7 +266,10 @@ impl Worker {
     /// A track asked for: measured now unless it already is (or is gone).
     fn priority(&mut self, id: TrackId) -> Result<(), ()> {
         match self.store.read_blocking(move |db| db.loudness_pending(id)) {
-            Ok(Some(w)) => self.measure(&w, false),
+            Ok(Some(w)) => {
+                self.served.insert(id);
+                self.measure(&w, false)
+            }
             Ok(None) => Ok(()),
             Err(e) => {
                 tracing::warn!("loudness pass stops: {e}");
@@ -300,7 +310,15 @@ impl Worker {
                     let _st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            measure_with(&w.path, &mut keep_going)
+            // A decoder that panics on a malformed file must not end the pass.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                measure_with(&w.path, &mut keep_going)
+            }))
+            .unwrap_or_else(|_| {
+                Err(MeasureError::Decode(
+                    "the decoder failed on this file".into(),
+                ))
+            })
         };
         if failed_inside {
             return Err(());

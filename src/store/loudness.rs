@@ -131,8 +131,9 @@ impl Db {
     }
 
     /// Sets the album loudness on every present track of `id`'s album once none of them
-    /// waits for the pass (tracks that cannot be measured do not count). Returns the tracks
-    /// whose album value changed, with their levels.
+    /// waits for the pass. Tracks that cannot be measured do not weigh in, but get the value
+    /// (a silent interlude plays at its album's gain). Returns the tracks whose album value
+    /// changed, with their levels.
     fn album_update(&self, id: TrackId) -> Result<Vec<(TrackId, Levels)>, StoreError> {
         let Some((path, album)) = self
             .conn
@@ -242,5 +243,156 @@ impl Db {
             .query_row([id], |r| r.get(0))
             .optional()?
             .flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Db {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        Db { conn }
+    }
+
+    fn add(db: &Db, path: &str, album: &str) -> TrackId {
+        db.upsert_track(&ScannedTrack {
+            path: PathBuf::from(path),
+            size: 100,
+            mtime_ns: 5,
+            title: path.into(),
+            artist: String::new(),
+            album: album.into(),
+            track_no: None,
+            duration_ms: 60_000,
+            has_art: false,
+            tag_levels: Default::default(),
+        })
+        .unwrap()
+    }
+
+    fn measured(lufs: f32) -> Result<Measured, String> {
+        Ok(Measured {
+            lufs,
+            peak: 0.5,
+            frames: 44_100 * 60,
+            rate: 44_100,
+        })
+    }
+
+    fn ids(w: &[LoudnessWork]) -> Vec<TrackId> {
+        w.iter().map(|w| w.id).collect()
+    }
+
+    #[test]
+    fn queued_requests_first_then_folder_order_and_only_what_waits() {
+        let db = db();
+        let c = add(&db, "/m/c/1.flac", "");
+        let a = add(&db, "/m/a/1.flac", "");
+        let b = add(&db, "/m/b/1.flac", "");
+        let gone = add(&db, "/m/0/gone.flac", "");
+        db.set_present(Path::new("/m/0/gone.flac"), false).unwrap();
+        db.conn
+            .execute(
+                "INSERT INTO requests (track_id, created_ms) VALUES (?1, 1), (?2, 2), (?1, 3)",
+                params![b, c],
+            )
+            .unwrap();
+        assert_eq!(ids(&db.loudness_todo(10).unwrap()), vec![b, c, a]);
+        assert_eq!(ids(&db.loudness_todo(2).unwrap()), vec![b, c]);
+        let wb = db.loudness_pending(b).unwrap().unwrap();
+        db.record_loudness(&wb, measured(-10.0)).unwrap();
+        let wc = db.loudness_pending(c).unwrap().unwrap();
+        db.record_loudness(&wc, Err("silent".into())).unwrap();
+        assert_eq!(ids(&db.loudness_todo(10).unwrap()), vec![a]);
+        assert_eq!(db.loudness_pending(b).unwrap(), None);
+        assert_eq!(db.loudness_pending(gone).unwrap(), None);
+        assert_eq!(
+            db.loudness_counts().unwrap(),
+            LoudnessCounts {
+                measured: 1,
+                failed: 1,
+                total: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_measurement_of_a_file_that_changed_meanwhile_is_dropped() {
+        let db = db();
+        let id = add(&db, "/m/a.flac", "");
+        let mut w = db.loudness_pending(id).unwrap().unwrap();
+        w.mtime_ns += 1;
+        assert!(db.record_loudness(&w, measured(-9.0)).unwrap().is_empty());
+        assert_eq!(db.levels(id).unwrap().unwrap().track_lufs, None);
+        w.mtime_ns -= 1;
+        let changed = db.record_loudness(&w, measured(-9.0)).unwrap();
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].1.track_lufs, Some(-9.0));
+        assert_eq!(changed[0].1.track_peak, Some(0.5));
+        // Written again by a scan with the same size and time: the measurement stays.
+        add(&db, "/m/a.flac", "");
+        assert_eq!(db.levels(id).unwrap().unwrap().track_lufs, Some(-9.0));
+    }
+
+    #[test]
+    fn an_album_gets_its_loudness_once_no_track_waits() {
+        let db = db();
+        let one = add(&db, "/m/rec/1.flac", "Rec");
+        let two = add(&db, "/m/rec/2.flac", "Rec");
+        let broken = add(&db, "/m/rec/3.flac", "Rec");
+        // Same tag, other folder: another album.
+        let other = add(&db, "/m/rec2/1.flac", "Rec");
+        let w = |id| db.loudness_pending(id).unwrap().unwrap();
+        let c1 = db.record_loudness(&w(one), measured(-10.0)).unwrap();
+        assert_eq!(c1.len(), 1);
+        assert_eq!(c1[0].1.album_lufs, None, "two tracks still wait");
+        db.record_loudness(&w(broken), Err("corrupt".into()))
+            .unwrap();
+        let c2 = db.record_loudness(&w(two), measured(-20.0)).unwrap();
+        let want = album_lufs_of(&[-10.0, -20.0]);
+        let mut got: Vec<TrackId> = c2.iter().map(|(id, _)| *id).collect();
+        got.sort();
+        // The unmeasurable one is part of the record too (a silent interlude plays at the
+        // album's gain).
+        assert_eq!(
+            got,
+            vec![one, two, broken],
+            "every track reports the album value"
+        );
+        for (_, l) in &c2 {
+            assert!((l.album_lufs.unwrap() - want).abs() < 1e-4);
+        }
+        assert_eq!(db.levels(other).unwrap().unwrap().album_lufs, None);
+
+        // The file of one track changes: it loses its measurement and its album value; the
+        // others keep theirs until it is measured again.
+        db.upsert_track(&ScannedTrack {
+            path: PathBuf::from("/m/rec/2.flac"),
+            size: 101,
+            mtime_ns: 6,
+            title: "two".into(),
+            artist: String::new(),
+            album: "Rec".into(),
+            track_no: None,
+            duration_ms: 60_000,
+            has_art: false,
+            tag_levels: Default::default(),
+        })
+        .unwrap();
+        let l2 = db.levels(two).unwrap().unwrap();
+        assert_eq!((l2.track_lufs, l2.album_lufs), (None, None));
+        assert!(db.levels(one).unwrap().unwrap().album_lufs.is_some());
+        let c3 = db.record_loudness(&w(two), measured(-10.0)).unwrap();
+        assert_eq!(c3.len(), 3);
+        assert!(c3
+            .iter()
+            .all(|(_, l)| (l.album_lufs.unwrap() + 10.0).abs() < 1e-4));
+    }
+
+    fn album_lufs_of(l: &[f32]) -> f32 {
+        let m: Vec<(f32, u64)> = l.iter().map(|&l| (l, 60_000)).collect();
+        album_lufs(&m).unwrap()
     }
 }
