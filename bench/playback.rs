@@ -364,9 +364,9 @@ fn main() {
                     other => panic!("unknown player {other}"),
                 } * 1000.0)
                 .collect();
-            let shown: Vec<String> = per_min.iter().map(|v| format!("{v:.1}")).collect();
+            let shown: Vec<String> = per_min.iter().map(|v| format!("{v:.2}")).collect();
             println!(
-                "| {player} | **{:.1}** | {} |",
+                "| {player} | **{:.2}** | {} |",
                 median(per_min.clone()),
                 shown.join(", ")
             );
