@@ -277,8 +277,10 @@ impl LeftOut {
 }
 
 /// Whether the decoder plays what `tagged` holds. The file's type comes from its content
-/// (lofty), not its name. Where the codec inside varies (MP4, WAV, AIFF) the decoder itself is
-/// asked: it reads the headers and one packet, a small cost next to reading the tags.
+/// (lofty), not its name. An MP4 may hold any of several codecs, so there the decoder itself is
+/// asked (it reads the headers and one packet, a small cost next to reading the tags). WAV and
+/// AIFF are not asked, to keep the scan of large lossless libraries fast: lofty already refuses
+/// the compressed WAV kinds it does not know, and the rest is PCM, which the decoder plays.
 fn check_playable(path: &Path, tagged: &TaggedFile) -> Result<(), LibraryError> {
     let ext = path
         .extension()
@@ -290,13 +292,18 @@ fn check_playable(path: &Path, tagged: &TaggedFile) -> Result<(), LibraryError> 
         kind: format!("{ext} ({why})"),
     };
     match tagged.file_type() {
-        FileType::Mpeg | FileType::Flac | FileType::Vorbis | FileType::Aac => Ok(()),
+        FileType::Mpeg
+        | FileType::Flac
+        | FileType::Vorbis
+        | FileType::Aac
+        | FileType::Wav
+        | FileType::Aiff => Ok(()),
         // libopus is set up for mono and stereo only.
         FileType::Opus if tagged.properties().channels().unwrap_or(2) > 2 => {
             Err(unplayable("Opus with more than two channels"))
         }
         FileType::Opus => Ok(()),
-        FileType::Mp4 | FileType::Wav | FileType::Aiff => {
+        FileType::Mp4 => {
             crate::player::decode::open_native(path).map_err(|e| {
                 tracing::debug!("cannot play {e}");
                 unplayable("a codec we cannot decode")

@@ -1,6 +1,6 @@
 //! Opus, Opus in `.ogg`, ALAC and AIFF files made by ffmpeg, played by the real binary into the
 //! `wav:` output and measured with sox and ffmpeg; the Opus header gain heard as a level
-//! difference; WMA and WavPack files left out of the library with one log line.
+//! difference; WMA, WavPack and AC-3-in-.m4a files left out of the library with one log line.
 
 mod common;
 
@@ -299,12 +299,14 @@ fn the_opus_header_gain_is_heard() {
 }
 
 #[test]
-fn wma_and_wavpack_are_reported_once_and_never_offered() {
+fn wma_wavpack_and_ac3_in_m4a_are_reported_once_and_never_offered() {
     let dir = common::tempdir();
     let music = dir.path().join("music");
     std::fs::create_dir_all(&music).unwrap();
     ffmpeg_tone(&music, "Windows_Media.wma", 440, 1.0, &["-c:a", "wmav2"]);
     ffmpeg_tone(&music, "Pack_Of_Waves.wv", 440, 1.0, &["-c:a", "wavpack"]);
+    // An extension we play, holding a codec we do not: found out at the scan, not at play.
+    ffmpeg_tone(&music, "Dolby_Digital.m4a", 440, 1.0, &["-c:a", "ac3"]);
     ffmpeg_tone(&music, "Control_Tune.flac", 440, 1.0, &["-c:a", "flac"]);
     let db = dir.path().join("j.db");
     let jukebox = Jukebox::start(&music, &db, "null");
@@ -316,23 +318,29 @@ fn wma_and_wavpack_are_reported_once_and_never_offered() {
     }
     let results = |q: &str| jukebox.get(&format!("/api/search?q={q}"))["results"].clone();
     assert_eq!(results("control").as_array().unwrap().len(), 1);
-    for q in ["windows", "media", "waves", "pack"] {
+    for q in ["windows", "media", "waves", "pack", "dolby", "digital"] {
         assert_eq!(results(q).as_array().unwrap().len(), 0, "{q}");
     }
     // The scan is over (the library size is final); its summary line is in the log.
     let log = jukebox.stop();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("Windows_Media.wma") || l.contains("Pack_Of_Waves.wv"))
+        .filter(|l| {
+            ["Windows_Media.wma", "Pack_Of_Waves.wv", "Dolby_Digital.m4a"]
+                .iter()
+                .any(|f| l.contains(f))
+        })
         .collect();
     assert_eq!(lines.len(), 1, "one line names them: {lines:#?}\n{log}");
     let line = lines[0];
     for part in [
-        "left out 2 audio files",
+        "left out 3 audio files",
         "1 wma",
         "1 wv",
+        "1 m4a (a codec we cannot decode)",
         "Windows_Media.wma",
         "Pack_Of_Waves.wv",
+        "Dolby_Digital.m4a",
     ] {
         assert!(line.contains(part), "{part:?} not in {line}");
     }
