@@ -4,7 +4,7 @@
 //!   cargo bench --bench playback
 //! Environment: `JUKEBOX_BENCH_SECS` (track length, default 60: an audio-minute),
 //! `JUKEBOX_BENCH_RUNS` (default 3), `JUKEBOX_BENCH_FORMATS` (default `flac,mp3,ogg,opus`),
-//! `JUKEBOX_BENCH_PLAYERS` (default `jukebox,jukebox-flat,mpd`; `jukebox-flat` is the jukebox
+//! (an empty list skips to the idle part), `JUKEBOX_BENCH_PLAYERS` (default `jukebox,jukebox-flat,mpd`; `jukebox-flat` is the jukebox
 //! with `JUKEBOX_NORMALIZE=off`), `JUKEBOX_BENCH_IDLE_SECS` (default 30; 0 skips idle),
 //! `JUKEBOX_BENCH_MPD` (default `/usr/bin/mpd`).
 //!
@@ -16,6 +16,7 @@
 #[path = "common.rs"]
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,18 +81,33 @@ fn make_track(dir: &Path, format: &str, secs: u32) -> PathBuf {
     path
 }
 
-/// CPU seconds of a process's live threads, to the nanosecond (the scheduler's own count in
-/// /proc/PID/task/*/schedstat): idle costs are below the 10 ms ticks of /proc/PID/stat.
-fn cpu_precise(pid: u32) -> f64 {
+/// Each live thread's CPU time in nanoseconds, the scheduler's own count
+/// (/proc/PID/task/*/schedstat): idle costs are far below the 10 ms ticks of /proc/PID/stat.
+fn thread_cpu(pid: u32) -> HashMap<u64, u64> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
+        return HashMap::new();
     };
-    let ns: u64 = tasks
+    tasks
         .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// CPU seconds per minute a process spends over `secs` seconds, by thread: a thread that
+/// exits meanwhile (a runtime's idle worker) keeps what it had at the start, so its last
+/// moments are missed rather than its whole life counted negative.
+fn idle_cpu_per_minute(pid: u32, secs: u64) -> f64 {
+    let before = thread_cpu(pid);
+    std::thread::sleep(Duration::from_secs(secs));
+    let spent: u64 = thread_cpu(pid)
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum();
-    ns as f64 / 1e9
+    spent as f64 / 1e9 * 60.0 / secs as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -216,10 +232,7 @@ fn jukebox_idle(work: &Path, track: &Path, secs: u64) -> f64 {
     drop(agent);
     // Let the pause settle (the fade, the last position write) before measuring.
     std::thread::sleep(Duration::from_secs(2));
-    let pid = child.0.id();
-    let cpu0 = cpu_precise(pid);
-    std::thread::sleep(Duration::from_secs(secs));
-    (cpu_precise(pid) - cpu0) * 60.0 / secs as f64
+    idle_cpu_per_minute(child.0.id(), secs)
 }
 
 /// A private MPD: its own config, database, socket and null output (paced, `sync "yes"`).
@@ -309,10 +322,7 @@ fn mpd_idle(mpd: &str, work: &Path, track: &Path, secs: u64) -> f64 {
     std::thread::sleep(Duration::from_millis(500));
     m.mpc(&["pause"]);
     std::thread::sleep(Duration::from_secs(2));
-    let pid = m.proc.0.id();
-    let cpu0 = cpu_precise(pid);
-    std::thread::sleep(Duration::from_secs(secs));
-    (cpu_precise(pid) - cpu0) * 60.0 / secs as f64
+    idle_cpu_per_minute(m.proc.0.id(), secs)
 }
 
 fn main() {
@@ -324,9 +334,7 @@ fn main() {
     let mpd = std::env::var("JUKEBOX_BENCH_MPD").unwrap_or_else(|_| "/usr/bin/mpd".into());
     let (work, _keep) = common::workdir("playback");
     let minutes = f64::from(secs) / 60.0;
-    println!(
-        "playback CPU per audio-minute: {secs} s tracks, median of {runs} runs, null outputs"
-    );
+    println!("playback CPU per audio-minute: {secs} s tracks, median of {runs} runs, null outputs");
     println!("| format | player | CPU-s per audio-minute (median) | runs |");
     println!("|---|---|---|---|");
     for format in &formats {

@@ -232,9 +232,11 @@ pub fn is_audio(path: &Path) -> bool {
 
 /// The extension of a file that is audio of a kind we do not play.
 fn unplayable_extension(path: &Path) -> Option<&str> {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .filter(|e| UNPLAYABLE_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+    path.extension().and_then(|e| e.to_str()).filter(|e| {
+        UNPLAYABLE_EXTENSIONS
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(e))
+    })
 }
 
 /// The files a scan left out because nothing here plays them: counted by kind, a few named.
@@ -472,7 +474,12 @@ mod tests {
         let mut l = LeftOut::default();
         let root = Path::new("/m");
         for p in ["/m/a.wma", "/m/x/b.wma", "/m/c.wv", "/m/d.ape"] {
-            let ext = Path::new(p).extension().unwrap().to_str().unwrap().to_string();
+            let ext = Path::new(p)
+                .extension()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             l.add(ext, Path::new(p), root);
         }
         assert_eq!(l.count, 4);

@@ -144,7 +144,14 @@ fn wait_plays(db: &Path, n: usize, jukebox: &mut Jukebox) -> Vec<String> {
 fn sox_frequency(wav: &Path, at: f64, len: f64) -> f64 {
     let out = Command::new("sox")
         .arg(wav)
-        .args(["-n", "remix", "1", "trim", &format!("{at}"), &format!("{len}")])
+        .args([
+            "-n",
+            "remix",
+            "1",
+            "trim",
+            &format!("{at}"),
+            &format!("{len}"),
+        ])
         .arg("stat")
         .output()
         .expect("sox runs (scripts/deps.sh test installs it)");

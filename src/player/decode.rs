@@ -120,7 +120,10 @@ mod tests {
             // The container's word for it (AIFF's counts a little padding): close enough to
             // show progress, not used to find the end.
             let d = open_native(&path).unwrap().total_duration().unwrap();
-            assert!(d.abs_diff(Duration::from_secs(8)) < Duration::from_millis(1), "{name}: {d:?}");
+            assert!(
+                d.abs_diff(Duration::from_secs(8)) < Duration::from_millis(1),
+                "{name}: {d:?}"
+            );
         }
     }
 
@@ -215,7 +218,10 @@ mod tests {
                 assert_eq!(distance(0), 0.0, "{name}");
             } else {
                 let (d, m1, p1) = (distance(0), distance(-1), distance(1));
-                assert!(d < m1 && d < p1, "{name}: {d} at the target, {m1} / {p1} a frame off");
+                assert!(
+                    d < m1 && d < p1,
+                    "{name}: {d} at the target, {m1} / {p1} a frame off"
+                );
             }
         }
     }
@@ -236,6 +242,10 @@ mod tests {
         let bytes = std::fs::read(&flac).unwrap();
         std::fs::write(&flac, &bytes[..bytes.len() / 2]).unwrap();
         let (v, ..) = all_samples(&flac);
-        assert!(v.len() > 48_000 * 2 && v.len() < 48_000 * 2 * 3, "{}", v.len());
+        assert!(
+            v.len() > 48_000 * 2 && v.len() < 48_000 * 2 * 3,
+            "{}",
+            v.len()
+        );
     }
 }

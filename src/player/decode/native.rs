@@ -166,7 +166,9 @@ impl Native {
     #[cold]
     fn refill(&mut self) -> bool {
         let (channels, rate) = (usize::from(self.channels.get()), self.rate.get());
-        match catch_unwind(AssertUnwindSafe(|| self.decode_next(Some((channels, rate))))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.decode_next(Some((channels, rate)))
+        })) {
             Ok(Some(_)) => true,
             Ok(None) => false,
             Err(_) => {
@@ -261,14 +263,16 @@ impl Native {
         // before the target, further back each time it is not.
         let mut from = target.saturating_sub(self.preroll);
         for _ in 0..4 {
-            let landed = self.format.seek(
-                SeekMode::Accurate,
-                SeekTo::TimeStamp {
-                    ts: from,
-                    track_id: self.track,
-                },
-            )?
-            .actual_ts;
+            let landed = self
+                .format
+                .seek(
+                    SeekMode::Accurate,
+                    SeekTo::TimeStamp {
+                        ts: from,
+                        track_id: self.track,
+                    },
+                )?
+                .actual_ts;
             self.decoder.reset();
             self.ended = false;
             self.bad_packets = 0;
