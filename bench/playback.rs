@@ -3,10 +3,10 @@
 //! phones. Median of 3 runs per format and player.
 //!   cargo bench --bench playback
 //! Environment: `JUKEBOX_BENCH_SECS` (track length, default 60: an audio-minute),
-//! `JUKEBOX_BENCH_RUNS` (default 3), `JUKEBOX_BENCH_FORMATS` (default `flac,mp3,ogg,opus`),
-//! (an empty list skips to the idle part), `JUKEBOX_BENCH_PLAYERS` (default `jukebox,jukebox-flat,mpd`; `jukebox-flat` is the jukebox
-//! with `JUKEBOX_NORMALIZE=off`), `JUKEBOX_BENCH_IDLE_SECS` (default 30; 0 skips idle),
-//! `JUKEBOX_BENCH_MPD` (default `/usr/bin/mpd`).
+//! `JUKEBOX_BENCH_RUNS` (default 3), `JUKEBOX_BENCH_FORMATS` (default `flac,mp3,ogg,opus`;
+//! empty: only the idle part), `JUKEBOX_BENCH_PLAYERS` (default `jukebox,jukebox-flat,mpd`;
+//! `jukebox-flat` is the jukebox with `JUKEBOX_NORMALIZE=off`), `JUKEBOX_BENCH_IDLE_SECS`
+//! (default 30; 0 skips idle), `JUKEBOX_BENCH_MPD` (default `/usr/bin/mpd`).
 //!
 //! CPU is the player process's user + system time from /proc, from the moment the track starts
 //! (jukebox: its play is recorded; MPD: `mpc play` is sent) to the moment it has ended, divided
