@@ -8,16 +8,19 @@
 # package it with scripts/package-deb.sh.
 #
 # Installs what it lacks, and only that (safe to run again): the Rust target, Debian's cross gcc
-# and the target's ALSA library (multiarch libasound2-dev:arm64 / :armhf). Linkers and
-# pkg-config are given to cargo through environment variables for this build only, so native
-# builds are untouched and no .cargo/config.toml is written.
+# and the target's ALSA and Opus libraries (multiarch libasound2-dev / libopus-dev :arm64 /
+# :armhf). Linkers, pkg-config and the Opus library's folder (OPUS_LIB_DIR, for opusic-sys) are
+# given to cargo through environment variables for this build only, so native builds are
+# untouched and no .cargo/config.toml is written. Both libraries are linked dynamically
+# (libasound.so.2, libopus.so.0): the Pi's own copies are used at run time (the .deb depends on
+# libasound2 and libopus0).
 #
 # ARMv6: Debian's armhf gcc and C runtime are built for ARMv7 and would put ARMv7 instructions
 # into the binary, so that target links with zig instead (`cargo zigbuild`; zig and
 # cargo-zigbuild come from PyPI into target/cross-tools/venv). zig builds its C runtime for the
 # ARM1176 CPU, and the build checks that all the C code it compiled says ARMv6. Where rustup
 # offers no prebuilt standard library for that target, it is compiled from the rust-src
-# component. At run time the binary uses the Pi's own C and ALSA libraries.
+# component. At run time the binary uses the Pi's own C, ALSA and Opus libraries.
 #
 # With Docker or Podman, `scripts/cross-build.sh --cross-rs [TARGET...]` builds in cross-rs's
 # images instead (CROSS_CONFIG=cross.toml cross build ...).
@@ -111,13 +114,16 @@ $out"
   local env=(
     PKG_CONFIG_ALLOW_CROSS=1
     "PKG_CONFIG_LIBDIR_$t_low=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
+    # opusic-sys links -lopus from here (it does not ask pkg-config).
+    "OPUS_LIB_DIR=/usr/lib/$gnu"
   )
   local cargo=(cargo build)
   local cargo_target=$target
   local dir=${CARGO_TARGET_DIR:-target}
   if [ "$zig" = 1 ]; then
-    # The ARMv7 gcc is not used; only the target's ALSA library and headers are.
-    apt_install pkg-config "libasound2-dev:$debarch"
+    # The ARMv7 gcc is not used; only the target's ALSA and Opus libraries are (linked
+    # against, never copied in).
+    apt_install pkg-config "libasound2-dev:$debarch" "libopus-dev:$debarch"
     zig_tools
     cargo=(cargo zigbuild)
     cargo_target="$target.$GLIBC_MIN" # zig links against this glibc version's symbols
@@ -132,7 +138,7 @@ $out"
     dir=$dir/armv6
     env+=("CARGO_TARGET_DIR=$dir")
   else
-    apt_install pkg-config "gcc-$gnu" "libc6-dev-$debarch-cross" "libasound2-dev:$debarch"
+    apt_install pkg-config "gcc-$gnu" "libc6-dev-$debarch-cross" "libasound2-dev:$debarch" "libopus-dev:$debarch"
     env+=(
       "CARGO_TARGET_${t_up}_LINKER=$gnu-gcc"
       "CC_$t_low=$gnu-gcc"
@@ -157,7 +163,13 @@ $out"
     [ -z "$bad" ] || die "some C code for $target was built for a newer CPU ($bad): it would not run on a Pi Zero / Pi 1"
     readelf -A "$bin" | grep -q 'Tag_CPU_arch: v6' || die "$bin is not marked ARMv6"
   fi
-  echo "built $target in $((SECONDS - start)) s: $bin ($(stat -c %s "$bin") bytes)"
+  # The system libraries are dynamic dependencies, as the .deb's Depends says.
+  local needed
+  needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+  for lib in libasound.so.2 libopus.so.0; do
+    [[ " $needed" == *" $lib "* ]] || die "$bin does not link $lib dynamically (NEEDED: $needed)"
+  done
+  echo "built $target in $((SECONDS - start)) s: $bin ($(stat -c %s "$bin") bytes; NEEDED: $needed)"
 }
 
 # With Docker or Podman: the same targets in cross-rs's images, configured by cross.toml.

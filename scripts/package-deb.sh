@@ -76,7 +76,7 @@ Version: $version
 Architecture: $arch
 Maintainer: ${DEB_MAINTAINER:-Jukebox maintainers <jukebox@localhost>}
 Installed-Size: $installed_size
-Depends: libasound2t64 | libasound2, libc6 (>= $glibc)
+Depends: libasound2t64 | libasound2, libc6 (>= $glibc), libopus0
 Suggests: alsa-utils
 Section: sound
 Priority: optional

@@ -3,9 +3,10 @@
 #  1. the release binary and its amd64 .deb: contents, control fields, the shipped configuration
 #     (as is, and with every commented key switched on), then install, upgrade, remove, purge
 #     and reinstall with dpkg into a throwaway root;
-#  2. the Raspberry Pi builds (aarch64, armv7) through scripts/cross-build.sh, the aarch64 one
-#     run under qemu (--version, then a demo party answering /healthz, then SIGTERM), and their
-#     arm64 and armhf .debs;
+#  2. the Raspberry Pi builds (aarch64, armv7) through scripts/cross-build.sh, each linked to
+#     the system's libasound.so.2 and libopus.so.0 (readelf -d), the aarch64 one run under qemu
+#     (--version, then a demo party answering /healthz, then SIGTERM), and their arm64 and
+#     armhf .debs, which depend on libasound2 and libopus0;
 #  3. the measured sizes of the stripped binaries and packages.
 #   scripts/test-appliance.sh
 # Installs what it lacks (qemu-user-static, curl, binutils, the cross toolchains).
@@ -96,6 +97,24 @@ native=target/release/jukebox
 
 "$native" --version | grep -qx "jukebox $version" || die "$native --version: $("$native" --version)"
 
+# The system libraries the binary loads at run time, which the .deb's Depends must name.
+needs_libs() {
+  local bin=$1 needed lib
+  needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+  for lib in libasound.so.2 libopus.so.0; do
+    [[ " $needed" == *" $lib "* ]] || die "$bin does not link $lib dynamically (NEEDED: $needed)"
+  done
+  ok "$bin NEEDED: $needed"
+}
+# The package's Depends names each of them.
+depends_ok() {
+  local deb=$1 depends
+  depends=$(dpkg-deb -f "$deb" Depends)
+  [[ $depends == *libasound2* && $depends == *libopus0* && $depends =~ libc6\ \(\>=\ 2\.[0-9]+\) ]] ||
+    die "$deb Depends: $depends"
+}
+needs_libs "$native"
+
 # The shipped configuration works: as it is, and with every commented key switched on.
 mkdir -p "$work/conf/music"
 sed 's/^# \([a-z_]* = \)/\1/' packaging/jukebox.toml >"$work/conf/all-keys.toml"
@@ -124,7 +143,7 @@ field() { dpkg-deb -f "$1" "$2"; }
 [ "$(field "$deb_amd64" Version)" = "$version" ] || die "Version: $(field "$deb_amd64" Version)"
 [ "$(field "$deb_amd64" Architecture)" = amd64 ] || die "Architecture: $(field "$deb_amd64" Architecture)"
 depends=$(field "$deb_amd64" Depends)
-[[ $depends == *libasound2* && $depends =~ libc6\ \(\>=\ 2\.[0-9]+\) ]] || die "Depends: $depends"
+depends_ok "$deb_amd64"
 for f in Maintainer Section Priority Description Installed-Size; do
   [ -n "$(field "$deb_amd64" "$f")" ] || die "no $f field"
 done
@@ -132,11 +151,12 @@ done
 ok "control: jukebox $version amd64, Depends: $depends; conffile /etc/jukebox/jukebox.toml"
 
 # dpkg into a throwaway root. Maintainer scripts run without chroot and act on $DPKG_ROOT. The
-# root's status lists this machine's libc6 and libasound2, so Depends is checked for real.
+# root's status lists this machine's libc6, libasound2 and libopus0, so Depends is checked for
+# real.
 root="$work/root"
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$root/var/lib/dpkg/triggers"
 host_arch=$(dpkg --print-architecture)
-for dep in libc6 libasound2t64 libasound2; do
+for dep in libc6 libasound2t64 libasound2 libopus0; do
   if installed "$dep:$host_arch"; then
     dpkg-query -s "$dep:$host_arch" >>"$root/var/lib/dpkg/status"
     echo >>"$root/var/lib/dpkg/status"
@@ -209,6 +229,8 @@ echo "  cross builds: $((SECONDS - t)) s"
 
 a64=target/aarch64-unknown-linux-gnu/release/jukebox
 a32=target/armv7-unknown-linux-gnueabihf/release/jukebox
+needs_libs "$a64"
+needs_libs "$a32"
 # Never `-L /usr/aarch64-linux-gnu`: qemu finds the multiarch loader and libraries itself.
 out=$(timeout 60 qemu-aarch64-static "$a64" --version) || die "qemu-aarch64-static $a64 --version failed"
 [ "$out" = "jukebox $version" ] || die "aarch64 --version said '$out'"
@@ -221,6 +243,7 @@ out=$(timeout 60 qemu-arm-static "$a32" --version) || die "qemu-arm-static $a32 
 ok "armv7 under qemu: $out"
 if [ "${APPLIANCE_ARMV6:-0}" = 1 ]; then
   a6=target/armv6/arm-unknown-linux-gnueabihf/release/jukebox
+  needs_libs "$a6"
   # Not as an ARM1176 (-cpu arm1176): the only armhf C library here is Debian's, built for
   # ARMv7, and its loader stops at its first ARMv7 instruction. cross-build.sh has checked the
   # code compiled into the binary; this checks it loads and runs with armhf libraries.
@@ -229,6 +252,7 @@ if [ "${APPLIANCE_ARMV6:-0}" = 1 ]; then
   ok "armv6 under qemu: $out"
   deb_armv6=$(scripts/package-deb.sh armhf "$a6" "$work/deb-armv6")
   [ "$(field "$deb_armv6" Architecture)" = armhf ] || die "the ARMv6 package is not armhf"
+  depends_ok "$deb_armv6"
   ok "ARMv6 binary packaged as armhf"
 fi
 
@@ -236,6 +260,8 @@ deb_arm64=$(scripts/package-deb.sh arm64 "$a64")
 deb_armhf=$(scripts/package-deb.sh armhf "$a32")
 [ "$(field "$deb_arm64" Architecture)" = arm64 ] || die "$deb_arm64 Architecture: $(field "$deb_arm64" Architecture)"
 [ "$(field "$deb_armhf" Architecture)" = armhf ] || die "$deb_armhf Architecture: $(field "$deb_armhf" Architecture)"
+depends_ok "$deb_arm64"
+depends_ok "$deb_armhf"
 ok "$deb_arm64 (Depends: $(field "$deb_arm64" Depends))"
 ok "$deb_armhf (Depends: $(field "$deb_armhf" Depends))"
 

@@ -4,20 +4,33 @@
 //! not read again, and a file that disappeared is marked absent (it leaves search, not history).
 //! It never touches the queue.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use lofty::config::ParseOptions;
+use lofty::file::{FileType, TaggedFile};
 use lofty::prelude::*;
 use lofty::probe::Probe;
 
 use crate::store::{path_key, FileStamp, ScannedTrack, Store, StoreError};
 
-/// File endings the decoder can play. Opus is left out: the decoder has no Opus support, and a
-/// track that is listed but cannot play would only disappoint a guest.
-pub const AUDIO_EXTENSIONS: &[&str] = &["mp3", "flac", "ogg", "oga", "wav", "m4a", "mp4", "aac"];
+/// File endings the decoder can play (`player::decode`).
+pub const AUDIO_EXTENSIONS: &[&str] = &[
+    "mp3", "flac", "ogg", "oga", "opus", "wav", "m4a", "mp4", "aac", "aif", "aiff", "aifc",
+];
+
+/// Audio that no decoder here plays: left out of the library, and counted in one log line per
+/// scan so that the host knows why part of a collection is missing. A track that is listed but
+/// cannot play would only disappoint a guest.
+pub const UNPLAYABLE_EXTENSIONS: &[&str] = &[
+    "wma", "asf", "wv", "ape", "mpc", "mp+", "mpp", "tta", "tak", "ofr", "ofs", "shn", "dsf",
+    "dff", "spx", "mka", "webm", "ac3", "dts", "ra", "rm", "caf", "amr", "au", "mid", "midi",
+];
+
+/// Example paths named in the log line about unplayable files.
+const LEFT_OUT_EXAMPLES: usize = 3;
 
 /// Files written to the store per transaction while scanning.
 const BATCH: usize = 256;
@@ -35,6 +48,10 @@ pub enum LibraryError {
     Unreadable { path: PathBuf, message: String },
     #[error("{path}: no audio (zero length)")]
     NoAudio { path: PathBuf },
+    /// A file of an extension we play whose content no decoder here plays (Speex in `.ogg`,
+    /// an unsupported codec in `.m4a` or `.wav`, ...). `kind` names it for the scan's summary.
+    #[error("{path}: cannot be played: {kind}")]
+    Unplayable { path: PathBuf, kind: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("scan cancelled")]
@@ -54,6 +71,8 @@ pub struct ScanReport {
     pub removed: u64,
     /// Unreadable or corrupt: skipped with a log line each.
     pub skipped: u64,
+    /// Audio no decoder here plays, left out (one log line sums them up).
+    pub unplayable: u64,
     pub elapsed: Duration,
 }
 
@@ -84,6 +103,7 @@ pub fn scan(
     let mut revive: Vec<PathBuf> = Vec::new();
     let mut last_log = Instant::now();
     let mut unreadable: HashSet<u64> = HashSet::new();
+    let mut left_out = LeftOut::default();
 
     for entry in walkdir::WalkDir::new(&root).follow_links(true) {
         let entry = match entry {
@@ -100,7 +120,13 @@ pub fn scan(
             flush(store, &mut batch, &mut revive)?;
             return Err(LibraryError::Cancelled);
         }
-        if !entry.file_type().is_file() || !is_audio(entry.path()) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if !is_audio(entry.path()) {
+            if let Some(ext) = unplayable_extension(entry.path()) {
+                left_out.add(ext.to_ascii_lowercase(), entry.path(), &root);
+            }
             continue;
         }
         report.files += 1;
@@ -125,6 +151,10 @@ pub fn scan(
             Ok(t) => {
                 report.read += 1;
                 batch.push(t);
+            }
+            Err(LibraryError::Unplayable { path, kind }) => {
+                left_out.add(kind, &path, &root);
+                unreadable.insert(path_key(&path));
             }
             Err(e) => {
                 report.skipped += 1;
@@ -152,6 +182,8 @@ pub fn scan(
         }
     }
     flush(store, &mut batch, &mut revive)?;
+    report.unplayable = left_out.count;
+    left_out.log();
 
     // Whatever is left in `known` was not found this time: it leaves search, not history.
     let mut gone: HashSet<u64> = known
@@ -198,6 +230,96 @@ pub fn is_audio(path: &Path) -> bool {
         .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
 }
 
+/// The extension of a file that is audio of a kind we do not play.
+fn unplayable_extension(path: &Path) -> Option<&str> {
+    path.extension().and_then(|e| e.to_str()).filter(|e| {
+        UNPLAYABLE_EXTENSIONS
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(e))
+    })
+}
+
+/// The files a scan left out because nothing here plays them: counted by kind, a few named.
+#[derive(Debug, Default)]
+struct LeftOut {
+    count: u64,
+    kinds: BTreeMap<String, u64>,
+    examples: Vec<String>,
+}
+
+impl LeftOut {
+    fn add(&mut self, kind: String, path: &Path, root: &Path) {
+        self.count += 1;
+        *self.kinds.entry(kind).or_default() += 1;
+        if self.examples.len() < LEFT_OUT_EXAMPLES {
+            let shown = path.strip_prefix(root).unwrap_or(path);
+            self.examples.push(shown.display().to_string());
+        }
+    }
+
+    /// One line for the whole scan, whatever the count.
+    fn log(&self) {
+        if self.count == 0 {
+            return;
+        }
+        let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let more = if self.count as usize > self.examples.len() {
+            ", ..."
+        } else {
+            ""
+        };
+        tracing::warn!(
+            "left out {} audio file{} that cannot be played here ({}): {}{more}",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            kinds.join(", "),
+            self.examples.join(", "),
+        );
+    }
+}
+
+/// Whether the decoder plays what `tagged` holds. The file's type comes from its content
+/// (lofty), not its name. An MP4 may hold any of several codecs, so there the decoder itself is
+/// asked (it reads the headers and one packet, a small cost next to reading the tags). WAV and
+/// AIFF are not asked, to keep the scan of large lossless libraries fast: lofty already refuses
+/// the compressed WAV kinds it does not know, and the rest is PCM, which the decoder plays.
+fn check_playable(path: &Path, tagged: &TaggedFile) -> Result<(), LibraryError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let unplayable = |why: &str| LibraryError::Unplayable {
+        path: path.to_owned(),
+        kind: format!("{ext} ({why})"),
+    };
+    match tagged.file_type() {
+        FileType::Mpeg
+        | FileType::Flac
+        | FileType::Vorbis
+        | FileType::Aac
+        | FileType::Wav
+        | FileType::Aiff => Ok(()),
+        // libopus is set up for mono and stereo only.
+        FileType::Opus if tagged.properties().channels().unwrap_or(2) > 2 => {
+            Err(unplayable("Opus with more than two channels"))
+        }
+        FileType::Opus => Ok(()),
+        FileType::Mp4 => {
+            crate::player::decode::open_native(path).map_err(|e| {
+                tracing::debug!("cannot play {e}");
+                unplayable("a codec we cannot decode")
+            })?;
+            Ok(())
+        }
+        FileType::Speex => Err(unplayable("Speex")),
+        FileType::Ape => Err(unplayable("Monkey's Audio")),
+        FileType::Mpc => Err(unplayable("Musepack")),
+        FileType::WavPack => Err(unplayable("WavPack")),
+        other => Err(unplayable(&format!("{other:?}"))),
+    }
+}
+
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
@@ -225,6 +347,7 @@ pub fn read_file(path: &Path, size: u64, mtime_ns: i64) -> Result<ScannedTrack, 
             path: path.to_owned(),
         });
     }
+    check_playable(path, &tagged)?;
     let tag = tagged.primary_tag().or_else(|| tagged.first_tag());
     let text =
         |s: Option<std::borrow::Cow<'_, str>>| s.map(|v| clean(&v)).filter(|v| !v.is_empty());
@@ -313,7 +436,12 @@ mod tests {
             ("a.ogg", true),
             ("a.wav", true),
             ("a.m4a", true),
-            ("a.opus", false),
+            ("a.opus", true),
+            ("a.aif", true),
+            ("a.AIFF", true),
+            ("a.aifc", true),
+            ("a.wma", false),
+            ("a.wv", false),
             ("a.txt", false),
             ("cover.jpg", false),
             ("noext", false),
@@ -321,6 +449,43 @@ mod tests {
         for (p, want) in table {
             assert_eq!(is_audio(Path::new(p)), want, "{p}");
         }
+    }
+
+    #[test]
+    fn unplayable_audio_is_told_from_other_files() {
+        let table = [
+            ("a.wma", Some("wma")),
+            ("a.WV", Some("WV")),
+            ("a.ape", Some("ape")),
+            ("a.mpc", Some("mpc")),
+            ("a.mp3", None),
+            ("cover.jpg", None),
+            ("noext", None),
+        ];
+        for (p, want) in table {
+            assert_eq!(unplayable_extension(Path::new(p)), want, "{p}");
+        }
+        for e in UNPLAYABLE_EXTENSIONS {
+            assert!(!AUDIO_EXTENSIONS.contains(e), "{e} is both");
+        }
+    }
+
+    #[test]
+    fn left_out_files_are_summed_up() {
+        let mut l = LeftOut::default();
+        let root = Path::new("/m");
+        for p in ["/m/a.wma", "/m/x/b.wma", "/m/c.wv", "/m/d.ape"] {
+            let ext = Path::new(p)
+                .extension()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            l.add(ext, Path::new(p), root);
+        }
+        assert_eq!(l.count, 4);
+        assert_eq!(l.kinds.get("wma"), Some(&2));
+        assert_eq!(l.examples, ["a.wma", "x/b.wma", "c.wv"]);
     }
 
     #[test]

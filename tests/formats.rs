@@ -1,0 +1,354 @@
+//! Opus, Opus in `.ogg`, ALAC and AIFF files made by ffmpeg, played by the real binary into the
+//! `wav:` output and measured with sox and ffmpeg; the Opus header gain heard as a level
+//! difference; WMA, WavPack and AC-3-in-.m4a files left out of the library with one log line.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jukebox::store::Db;
+use serde_json::Value;
+
+/// The real binary on 127.0.0.1:0 with its log collected; killed if a test fails midway.
+struct Jukebox {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Jukebox {
+    fn start(music: &Path, db: &Path, output: &str) -> Jukebox {
+        let mut child = Command::new(common::bin())
+            .arg("--music")
+            .arg(music)
+            .arg("--db")
+            .arg(db)
+            .args(["--output", output, "--no-mdns", "--listen", "127.0.0.1:0"])
+            // The level is part of what these tests measure: no levelling (the setting's
+            // variable; ignored by a build without it).
+            .env("JUKEBOX_NORMALIZE", "off")
+            .env_remove("JUKEBOX_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the jukebox starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no 'listening on' line: {}", log.lock().unwrap()));
+        Jukebox { child, addr, log }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut resp = agent
+            .get(format!("http://{}{path}", self.addr))
+            .call()
+            .unwrap();
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// Stops it as systemd would and returns its log.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(self.child.wait().unwrap().success(), "a clean exit");
+        // The reader thread sees the end of the pipe right after the exit.
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().unwrap().clone();
+        log
+    }
+}
+
+impl Drop for Jukebox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs ffmpeg on a 48 kHz stereo sine and writes `name` with `codec`.
+fn ffmpeg_tone(dir: &Path, name: &str, freq: u32, secs: f64, codec: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let stem = Path::new(name).file_stem().unwrap().to_str().unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency={freq}:duration={secs}:sample_rate=48000"
+        ))
+        .args(["-ac", "2"])
+        .args(["-metadata", &format!("title={stem}")])
+        .args(codec)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg runs (scripts/deps.sh test installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// Waits (bounded) until `n` plays have ended; returns their file names in play order.
+fn wait_plays(db: &Path, n: usize, jukebox: &mut Jukebox) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let plays = Db::open_readonly(db)
+            .ok()
+            .and_then(|d| d.plays_since(0).ok())
+            .unwrap_or_default();
+        let ended: Vec<String> = plays
+            .iter()
+            .filter(|p| p.ended_ms.is_some())
+            .map(|p| {
+                let name = p.track.path.file_name().unwrap().to_str().unwrap();
+                name.to_string()
+            })
+            .collect();
+        if ended.len() >= n {
+            return ended[..n].to_vec();
+        }
+        assert!(Instant::now() < deadline, "{n} plays did not end in time");
+        assert!(
+            jukebox.child.try_wait().unwrap().is_none(),
+            "the jukebox exited early: {}",
+            jukebox.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// sox's rough frequency of the left channel over `[at, at + len)` seconds of `wav`.
+fn sox_frequency(wav: &Path, at: f64, len: f64) -> f64 {
+    let out = Command::new("sox")
+        .arg(wav)
+        .args([
+            "-n",
+            "remix",
+            "1",
+            "trim",
+            &format!("{at}"),
+            &format!("{len}"),
+        ])
+        .arg("stat")
+        .output()
+        .expect("sox runs (scripts/deps.sh test installs it)");
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find(|l| l.starts_with("Rough   frequency:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no frequency from sox: {text}"))
+}
+
+/// ffmpeg's integrated loudness (EBU R128) of `[at, at + len)` seconds of `wav`.
+fn ffmpeg_lufs(wav: &Path, at: f64, len: f64) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats"])
+        .args(["-ss", &format!("{at}"), "-t", &format!("{len}"), "-i"])
+        .arg(wav)
+        .args(["-af", "ebur128", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let summary = text.split("Summary:").nth(1).expect("an ebur128 summary");
+    summary
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("I:"))
+        .and_then(|v| v.trim().trim_end_matches("LUFS").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no integrated loudness: {summary}"))
+}
+
+fn wav_seconds(wav: &Path) -> f64 {
+    let r = hound::WavReader::open(wav).expect("a finalised WAV");
+    let spec = r.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 44_100));
+    f64::from(r.duration()) / 44_100.0
+}
+
+#[test]
+fn opus_ogg_opus_alac_and_aiff_play_at_their_frequency_and_length() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    const SECS: f64 = 3.0;
+    let files: [(&str, u32, &[&str]); 5] = [
+        ("opus.opus", 330, &["-c:a", "libopus", "-b:a", "96k"]),
+        ("opus-in-ogg.ogg", 550, &["-c:a", "libopus", "-f", "ogg"]),
+        ("alac.m4a", 770, &["-c:a", "alac"]),
+        ("pcm.aiff", 990, &["-c:a", "pcm_s16be"]),
+        ("pcm24.aifc", 1210, &["-c:a", "pcm_s24be", "-f", "aiff"]),
+    ];
+    for (name, freq, codec) in &files {
+        ffmpeg_tone(&music, name, *freq, SECS, codec);
+    }
+    let db = dir.path().join("j.db");
+    let wav = dir.path().join("out.wav");
+    let mut jukebox = Jukebox::start(&music, &db, &format!("wav:{}", wav.display()));
+    let order = wait_plays(&db, files.len(), &mut jukebox);
+    let log = jukebox.stop();
+    assert!(!log.contains("cannot play"), "{log}");
+
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut names: Vec<String> = files.iter().map(|f| f.0.to_string()).collect();
+    names.sort();
+    assert_eq!(sorted, names, "each file played once, in some order");
+
+    // The whole run is the tracks back to back (plus where the next one was stopped).
+    let secs = wav_seconds(&wav);
+    let expected = SECS * files.len() as f64;
+    assert!(
+        secs >= expected * 0.98 && secs < expected + SECS + 0.5,
+        "wav {secs:.3} s for {expected} s of tracks"
+    );
+    // Each track is in its slot, at its frequency, from 60 ms after the slot starts to 60 ms
+    // before it ends: a track 2% (60 ms) too long or short shows in the next slot's window.
+    for (i, name) in order.iter().enumerate() {
+        let freq = f64::from(files.iter().find(|f| f.0 == name).unwrap().1);
+        let slot = i as f64 * SECS;
+        for at in [slot + 0.06, slot + SECS / 2.0, slot + SECS - 0.1] {
+            let got = sox_frequency(&wav, at, 0.04);
+            assert!(
+                (got - freq).abs() / freq < 0.05,
+                "{name} at {at:.2} s: {got} Hz, not {freq} Hz (order {order:?})"
+            );
+        }
+    }
+}
+
+/// Recomputes the CRC of the Ogg page that holds byte `at` (RFC 3533: polynomial 0x04c11db7,
+/// no reflection, zero start, over the page with its CRC field zeroed).
+fn fix_ogg_crc(bytes: &mut [u8], at: usize) {
+    let start = bytes[..at].windows(4).rposition(|w| w == b"OggS").unwrap();
+    let segments = usize::from(bytes[start + 26]);
+    let body: usize = bytes[start + 27..start + 27 + segments]
+        .iter()
+        .map(|&b| usize::from(b))
+        .sum();
+    let end = start + 27 + segments + body;
+    bytes[start + 22..start + 26].fill(0);
+    let mut crc = 0u32;
+    for &b in &bytes[start..end] {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    bytes[start + 22..start + 26].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn the_opus_header_gain_is_heard() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    const SECS: f64 = 3.0;
+    let plain = ffmpeg_tone(&music, "plain.opus", 500, SECS, &["-c:a", "libopus"]);
+    // The same stream with +6 dB in its header (Q7.8 at bytes 16..18 of OpusHead): ffmpeg
+    // has no option to write one, so the copy is patched, and its page checksum redone.
+    let mut bytes = std::fs::read(&plain).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"OpusHead").unwrap();
+    bytes[at + 16..at + 18].copy_from_slice(&(6i16 * 256).to_le_bytes());
+    fix_ogg_crc(&mut bytes, at);
+    std::fs::write(music.join("louder.opus"), &bytes).unwrap();
+    // ffmpeg reads the patched header too: the file is valid and says +6 dB.
+    let probe = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-i"])
+        .arg(music.join("louder.opus"))
+        .args(["-af", "volumedetect", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "ffmpeg reads the patched file");
+
+    let db = dir.path().join("j.db");
+    let wav = dir.path().join("out.wav");
+    let mut jukebox = Jukebox::start(&music, &db, &format!("wav:{}", wav.display()));
+    let order = wait_plays(&db, 2, &mut jukebox);
+    jukebox.stop();
+    assert!(wav_seconds(&wav) >= 2.0 * SECS * 0.98);
+
+    // Each play's middle, away from the seams.
+    let level = |name: &str| {
+        let i = order.iter().position(|n| n == name).unwrap() as f64;
+        ffmpeg_lufs(&wav, i * SECS + 0.3, SECS - 0.6)
+    };
+    let (quiet, loud) = (level("plain.opus"), level("louder.opus"));
+    let diff = loud - quiet;
+    eprintln!("plain {quiet:.2} LUFS, +6 dB header {loud:.2} LUFS: {diff:.2} dB");
+    assert!((diff - 6.0).abs() <= 0.5, "{diff:.2} dB apart, not 6");
+}
+
+#[test]
+fn wma_wavpack_and_ac3_in_m4a_are_reported_once_and_never_offered() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    ffmpeg_tone(&music, "Windows_Media.wma", 440, 1.0, &["-c:a", "wmav2"]);
+    ffmpeg_tone(&music, "Pack_Of_Waves.wv", 440, 1.0, &["-c:a", "wavpack"]);
+    // An extension we play, holding a codec we do not: found out at the scan, not at play.
+    ffmpeg_tone(&music, "Dolby_Digital.m4a", 440, 1.0, &["-c:a", "ac3"]);
+    ffmpeg_tone(&music, "Control_Tune.flac", 440, 1.0, &["-c:a", "flac"]);
+    let db = dir.path().join("j.db");
+    let jukebox = Jukebox::start(&music, &db, "null");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while jukebox.get("/api/state")["room"]["library_size"] != 1 {
+        assert!(Instant::now() < deadline, "the scan did not list the FLAC");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let results = |q: &str| jukebox.get(&format!("/api/search?q={q}"))["results"].clone();
+    assert_eq!(results("control").as_array().unwrap().len(), 1);
+    for q in ["windows", "media", "waves", "pack", "dolby", "digital"] {
+        assert_eq!(results(q).as_array().unwrap().len(), 0, "{q}");
+    }
+    // The scan is over (the library size is final); its summary line is in the log.
+    let log = jukebox.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["Windows_Media.wma", "Pack_Of_Waves.wv", "Dolby_Digital.m4a"]
+                .iter()
+                .any(|f| l.contains(f))
+        })
+        .collect();
+    assert_eq!(lines.len(), 1, "one line names them: {lines:#?}\n{log}");
+    let line = lines[0];
+    for part in [
+        "left out 3 audio files",
+        "1 wma",
+        "1 wv",
+        "1 m4a (a codec we cannot decode)",
+        "Windows_Media.wma",
+        "Pack_Of_Waves.wv",
+        "Dolby_Digital.m4a",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line}");
+    }
+}
