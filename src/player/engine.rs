@@ -469,7 +469,10 @@ impl Engine {
         if fade == 0 {
             return 0;
         }
-        let Some(Prepared { track: Ok(next), .. }) = &self.prepared else {
+        let Some(Prepared {
+            track: Ok(next), ..
+        }) = &self.prepared
+        else {
             return 0;
         };
         if next.item.join != Join::Mix {
@@ -581,7 +584,10 @@ impl Engine {
             self.stats.add_underrun();
         }
         if late > 0 {
-            tracing::debug!("audio output: {late} periods late");
+            tracing::warn!(
+                "audio output ran dry: {late} periods late ({} since start)",
+                self.stats.underruns()
+            );
         }
         if ended {
             self.out.idle();
@@ -603,8 +609,12 @@ impl Engine {
     /// The current track has `overlap` frames left: the prepared one starts under it, and
     /// the play changes now.
     fn begin_crossfade(&mut self, overlap: usize) {
-        let (Some(mut a), Some(Prepared { track: Ok(mut b), .. })) =
-            (self.current.take(), self.prepared.take())
+        let (
+            Some(mut a),
+            Some(Prepared {
+                track: Ok(mut b), ..
+            }),
+        ) = (self.current.take(), self.prepared.take())
         else {
             return;
         };

@@ -197,7 +197,11 @@ mod tests {
         let input: Vec<f32> = (0..88_200)
             .map(|i| {
                 let frame = i / 2;
-                let s = if frame % 22_050 < 3 { 0.891 } else { 0.05 * n() };
+                let s = if frame % 22_050 < 3 {
+                    0.891
+                } else {
+                    0.05 * n()
+                };
                 s * gain
             })
             .collect();
@@ -235,7 +239,9 @@ mod tests {
         // the jump and is spread over the look-ahead, so no frame-to-frame gain step exceeds
         // 1/L of the reduction.
         let mut l = Limiter::new(NonZero::new(1).unwrap(), NonZero::new(44_100).unwrap());
-        let input: Vec<f32> = (0..4000).map(|i| if i < 2000 { 0.5 } else { 1.8 }).collect();
+        let input: Vec<f32> = (0..4000)
+            .map(|i| if i < 2000 { 0.5 } else { 1.8 })
+            .collect();
         let out = run(&mut l, &input);
         let gains: Vec<f32> = out.iter().zip(&input).map(|(o, i)| o / i).collect();
         let lookahead = l.lookahead as f32;

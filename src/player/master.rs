@@ -34,7 +34,11 @@ impl Master {
     }
 
     pub fn set_volume(&mut self, gain: f32, playing: bool) {
-        let frames = if playing { self.frames(VOLUME_RAMP_S) } else { 0 };
+        let frames = if playing {
+            self.frames(VOLUME_RAMP_S)
+        } else {
+            0
+        };
         self.volume.to(gain, frames);
     }
 
@@ -116,7 +120,10 @@ mod tests {
         let zero_at = left.iter().position(|s| *s == 0.0).unwrap();
         let ms = zero_at as f32 / 44.1;
         assert!((145.0..=155.0).contains(&ms), "{ms} ms");
-        let step = left.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0, f32::max);
+        let step = left
+            .windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0, f32::max);
         // 0.8 over 6615 frames: about 1.2e-4 per frame.
         assert!(step < 2e-4, "{step}");
     }
@@ -142,7 +149,12 @@ mod tests {
         m.drain(&mut out);
         assert_eq!(out.len(), 2 * 20_000);
         let last = out[out.len() - 1];
-        assert!((last - 0.25 * super::super::limiter::THRESHOLD).abs() < 1e-4, "{last}");
-        assert!(out.iter().all(|s| s.abs() <= super::super::limiter::THRESHOLD));
+        assert!(
+            (last - 0.25 * super::super::limiter::THRESHOLD).abs() < 1e-4,
+            "{last}"
+        );
+        assert!(out
+            .iter()
+            .all(|s| s.abs() <= super::super::limiter::THRESHOLD));
     }
 }

@@ -63,7 +63,6 @@ impl Ramp {
     pub fn moving(&self) -> bool {
         self.left > 0
     }
-
 }
 
 /// One side of an equal-power crossfade over `len` frames: the fading-out track follows

@@ -3,6 +3,9 @@
 
 /// Below −60 dBFS on every channel a frame counts as silent.
 pub const SILENT: f32 = 0.001;
+/// A silent run shorter than this is part of the music (a sine's zero crossing, a pause
+/// between two notes), not a gap to trim.
+pub const MIN_RUN_S: f32 = 0.01;
 
 /// Frames at the start of `samples` (interleaved, `channels` per frame) that are silent.
 pub fn leading(samples: &[f32], channels: usize) -> usize {

@@ -26,8 +26,6 @@ pub struct Track {
     eof: bool,
     /// Frames of the file already mixed (where the track is, for positions and resumes).
     pub frames: u64,
-    /// Frames skipped as leading silence (part of `frames`).
-    pub trimmed_head: u64,
     tail_trimmed: bool,
     gain: Ramp,
     fade: Option<EqualPower>,
@@ -37,7 +35,11 @@ pub struct Track {
 
 impl Track {
     /// Opens `item` converted to `channels` × `rate`, at `item.start_ms`.
-    pub fn open(item: PlayItem, channels: NonZero<u16>, rate: NonZero<u32>) -> Result<Track, String> {
+    pub fn open(
+        item: PlayItem,
+        channels: NonZero<u16>,
+        rate: NonZero<u32>,
+    ) -> Result<Track, String> {
         let opened = decode::open(&item, channels, rate)?;
         let rate = rate.get();
         Ok(Track {
@@ -50,7 +52,6 @@ impl Track {
             buf: Vec::new(),
             head: 0,
             eof: false,
-            trimmed_head: 0,
             tail_trimmed: false,
             fade: None,
             duration_ms: opened.duration_ms,
@@ -111,6 +112,12 @@ impl Track {
 
     /// Drops digital silence at the start, looking at most `limit` frames ahead.
     pub fn trim_head(&mut self, limit: usize, step: usize) {
+        let min_run = self.min_run();
+        self.fill(min_run + 1, min_run + 1, min_run + 1);
+        let lead = silence::leading(&self.buf[self.head..], self.channels);
+        if lead < min_run && lead < self.buffered() {
+            return; // the music starts at once
+        }
         let mut skipped = 0;
         while skipped < limit {
             if self.buffered() == 0 {
@@ -119,8 +126,8 @@ impl Track {
                     break;
                 }
             }
-            let quiet = silence::leading(&self.buf[self.head..], self.channels)
-                .min(limit - skipped);
+            let quiet =
+                silence::leading(&self.buf[self.head..], self.channels).min(limit - skipped);
             self.head += quiet * self.channels;
             skipped += quiet;
             if self.buffered() > 0 {
@@ -128,7 +135,13 @@ impl Track {
             }
         }
         self.frames += skipped as u64;
-        self.trimmed_head += skipped as u64;
+        if skipped > 0 {
+            tracing::debug!(
+                "{}: {} ms of leading silence trimmed",
+                self.item.path.display(),
+                skipped as u64 * 1000 / u64::from(self.rate)
+            );
+        }
     }
 
     /// Drops digital silence at the end (once its end is decoded; at most what is buffered).
@@ -138,7 +151,14 @@ impl Track {
         }
         self.tail_trimmed = true;
         let quiet = silence::trailing(&self.buf[self.head..], self.channels);
+        if quiet < self.min_run() && quiet < self.buffered() {
+            return;
+        }
         self.buf.truncate(self.buf.len() - quiet * self.channels);
+    }
+
+    fn min_run(&self) -> usize {
+        (silence::MIN_RUN_S * self.rate as f32) as usize
     }
 
     /// A new levelling gain: ramped while playing, at once when not yet heard.
