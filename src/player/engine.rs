@@ -127,6 +127,11 @@ impl Engine {
     fn output_opened(&mut self) {
         self.retry_at = None;
         self.master = Master::new(self.out.channels(), self.out.rate(), self.volume);
+        if self.pending.any() {
+            // A fade-out was under way on the old output: the new one is silent already, so
+            // whatever the fade was for happens at the next step.
+            self.master.silence();
+        }
         tracing::info!("audio output: {}", self.out.describe());
         self.emit(PlayerEvent::Output {
             description: self.out.describe(),

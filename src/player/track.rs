@@ -13,6 +13,12 @@ const GAIN_RAMP_S: f32 = 0.3;
 /// Decoding ahead never takes more than this many times the frames a step plays, so one step
 /// never spends long decoding while the buffer grows to its target.
 const FILL_RATE: usize = 4;
+/// Decoding ahead starts this long (plus 5% of the track) before the end the container
+/// announces. Only *when to start* comes from the container: the seam itself is placed by
+/// what was decoded, so a container that is a little off costs nothing, and one that is far
+/// off (too long) costs at worst a shorter crossfade. Until then a step decodes only what it
+/// plays, into a buffer that stays in the cache.
+const EARLY_S: u64 = 20;
 
 pub struct Track {
     pub item: PlayItem,
@@ -88,6 +94,13 @@ impl Track {
             return;
         }
         let have = self.buffered();
+        let rate = u64::from(self.rate);
+        let far = self.duration_ms.is_some_and(|ms| {
+            let total = ms * rate / 1000;
+            let early = EARLY_S * rate + total / 20 + ahead as u64;
+            self.frames + have as u64 + early < total
+        });
+        let ahead = if far { 0 } else { ahead };
         let want = ahead.min(have + FILL_RATE * step).max(need);
         if have >= want {
             return;
