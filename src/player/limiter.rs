@@ -126,10 +126,10 @@ impl Limiter {
             }
             // The window's minimum; frames before the first are silence (need 1).
             let held = self.minimum.front().map_or(1.0, |&(_, g)| g);
-            let released = if held < self.last_released {
+            // Down at once; up with the release, settling on `held` when close enough so
+            // that a calm stream reaches exactly 1.
+            let released = if held < self.last_released || held - self.last_released < 1e-6 {
                 held
-            } else if held - self.last_released < 1e-6 {
-                held // close enough: settle, so a calm stream reaches exactly 1
             } else {
                 held - (held - self.last_released) * self.release
             };
