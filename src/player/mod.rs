@@ -60,7 +60,8 @@ pub enum Join {
 pub enum PlayerCommand {
     /// Play this now, replacing whatever plays.
     Load(PlayItem),
-    /// What follows the current track when it ends (gapless); `None` clears it.
+    /// What follows the current track when it ends (joined as its `join` says); `None`
+    /// clears it.
     Preload(Option<PlayItem>),
     Pause,
     Resume,
@@ -90,7 +91,9 @@ pub enum PlayerEvent {
     /// About once a second while playing, and after a seek.
     Position { key: Key, position_ms: u64 },
     /// The track played to its end; `next` is the preloaded item the player went on to
-    /// (its `Started` or `Error` follows), or `None` when it has nothing left to play.
+    /// (its `Started` or `Error` follows), or `None` when it has nothing left to play. In a
+    /// crossfade both come when the overlap *starts*: from then on the play is `next`, while
+    /// the end of this one fades out under it.
     Finished { key: Key, next: Option<Key> },
     /// The track could not be opened; the hub decides what plays instead.
     Error { key: Key, message: String },
