@@ -3,15 +3,25 @@
 //! takes commands over a channel and reports events over another. Nothing in the request path
 //! waits on it.
 //!
-//! Samples flow decoder → format conversion → software volume → an output. The parts, as in
+//! Samples flow decoder → format conversion → the track's levelling gain → the crossfade mix →
+//! one limiter → the volume → the skip/pause/stop fades → an output. The parts, as in
 //! librespot's `audio_backend/`:
-//! - `output`: where samples go (an ALSA device, a WAV file, nothing) and their typed errors;
+//! - `output`: where samples go (an ALSA device, a WAV file, nothing), their typed errors, and
+//!   the underruns and latency each one reports;
 //! - `decode`: a file opened with rodio's symphonia decoders, converted to the output's format;
-//! - `engine`: the audio thread itself: commands, gapless hand-over, events, device retries.
+//! - `track`: one track decoded ahead (its end known early), its gain and crossfade curve;
+//! - `silence`, `ramp`, `limiter`, `master`: the sample-loop stages, each with its tests;
+//! - `engine`: the audio thread itself: commands, seams (gapless, trimmed, crossfaded), fades,
+//!   events, device retries.
 
 pub(crate) mod decode;
 mod engine;
+mod limiter;
+mod master;
 mod output;
+mod ramp;
+mod silence;
+mod track;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,14 +60,15 @@ pub enum Join {
 pub enum PlayerCommand {
     /// Play this now, replacing whatever plays.
     Load(PlayItem),
-    /// What follows the current track when it ends (gapless); `None` clears it.
+    /// What follows the current track when it ends (joined as its `join` says); `None`
+    /// clears it.
     Preload(Option<PlayItem>),
     Pause,
     Resume,
     Seek(u64),
     /// 0..=100.
     SetVolume(u32),
-    /// The crossfade between tracks that `Join::Mix` (zero: none).
+    /// The crossfade between tracks that `Join::Mix` (zero: none; at most 12 s).
     SetCrossfade(Duration),
     /// A new levelling gain for the loaded or preloaded item `key` (a measurement arrived, or
     /// the host changed the target); ramped when it is playing.
@@ -80,7 +91,9 @@ pub enum PlayerEvent {
     /// About once a second while playing, and after a seek.
     Position { key: Key, position_ms: u64 },
     /// The track played to its end; `next` is the preloaded item the player went on to
-    /// (its `Started` or `Error` follows), or `None` when it has nothing left to play.
+    /// (its `Started` or `Error` follows), or `None` when it has nothing left to play. In a
+    /// crossfade both come when the overlap *starts*: from then on the play is `next`, while
+    /// the end of this one fades out under it.
     Finished { key: Key, next: Option<Key> },
     /// The track could not be opened; the hub decides what plays instead.
     Error { key: Key, message: String },

@@ -24,6 +24,11 @@ pub struct DeviceOut {
     player: rodio::Player,
     channels: NonZero<u16>,
     rate: NonZero<u32>,
+    /// The stream stopped (or has not begun): an empty queue is expected, not an underrun.
+    idle: bool,
+    underruns: u64,
+    /// The frames of the last chunk, to turn the queue's length into time.
+    chunk_frames: usize,
 }
 
 impl DeviceOut {
@@ -47,6 +52,9 @@ impl DeviceOut {
             player,
             channels,
             rate,
+            idle: true,
+            underruns: 0,
+            chunk_frames: 1024,
         })
     }
 }
@@ -126,6 +134,13 @@ impl AudioOut for DeviceOut {
         self.rate
     }
     fn write(&mut self, samples: &[f32]) -> Result<(), OutputError> {
+        // Everything queued was played before this chunk came: the device ran dry (rodio's
+        // mixer filled the gap with silence).
+        if self.player.empty() && !self.idle {
+            self.underruns += 1;
+        }
+        self.idle = false;
+        self.chunk_frames = samples.len() / usize::from(self.channels.get());
         self.player.play();
         self.player.append(rodio::buffer::SamplesBuffer::new(
             self.channels,
@@ -146,6 +161,18 @@ impl AudioOut for DeviceOut {
     }
     fn discard(&mut self) {
         self.player.clear();
+        self.idle = true;
+    }
+    fn idle(&mut self) {
+        self.idle = true;
+    }
+    fn take_underruns(&mut self) -> u64 {
+        std::mem::take(&mut self.underruns)
+    }
+    fn latency(&self) -> Duration {
+        // What `write` keeps queued ahead of the device.
+        let frames = QUEUED_CHUNKS * self.chunk_frames;
+        Duration::from_secs_f64(frames as f64 / f64::from(self.rate.get()))
     }
     fn describe(&self) -> String {
         format!(

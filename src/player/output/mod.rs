@@ -36,6 +36,16 @@ pub trait AudioOut {
     fn track_end(&mut self) -> Result<(), OutputError> {
         Ok(())
     }
+    /// The stream stops here (paused, stopped, nothing to play): the next write starts a new
+    /// one, so the wait before it is no underrun.
+    fn idle(&mut self) {}
+    /// Periods that could not be fed in time (the output ran dry while playing) since the
+    /// last call.
+    fn take_underruns(&mut self) -> u64 {
+        0
+    }
+    /// How long a sample written now takes to be heard.
+    fn latency(&self) -> Duration;
     fn describe(&self) -> String;
 }
 
@@ -107,11 +117,15 @@ pub fn open(spec: &OutputSpec) -> Result<Box<dyn AudioOut>, OutputError> {
     })
 }
 
-/// Sleeps so that writes follow real time, at most `LEAD` ahead.
+/// Sleeps so that writes follow real time, at most `LEAD` ahead, like a device's buffer; and
+/// notices, like a device would, when the writer fell so far behind that the buffer ran dry.
 pub struct Pacer {
     rate: NonZero<u32>,
     start: Instant,
     frames: u64,
+    /// The stream stopped (or has not begun): the next write starts a new one.
+    idle: bool,
+    underruns: u64,
 }
 
 impl Pacer {
@@ -120,25 +134,44 @@ impl Pacer {
             rate,
             start: Instant::now(),
             frames: 0,
+            idle: true,
+            underruns: 0,
         }
     }
     pub fn rate(&self) -> NonZero<u32> {
         self.rate
     }
-    fn reset(&mut self) {
-        self.start = Instant::now();
-        self.frames = 0;
+    pub fn latency(&self) -> Duration {
+        LEAD
+    }
+    pub fn idle(&mut self) {
+        self.idle = true;
+    }
+    pub fn take_underruns(&mut self) -> u64 {
+        std::mem::take(&mut self.underruns)
+    }
+    fn due(&self) -> Instant {
+        self.start + Duration::from_secs_f64(self.frames as f64 / f64::from(self.rate.get()))
     }
     pub fn advance(&mut self, frames: usize) {
-        // After a pause or an idle spell, do not rush to catch up.
-        let due =
-            self.start + Duration::from_secs_f64(self.frames as f64 / f64::from(self.rate.get()));
-        if due + LEAD < Instant::now() {
-            self.reset();
+        let now = Instant::now();
+        if self.idle {
+            // After a pause or an idle spell, do not rush to catch up.
+            self.idle = false;
+            self.start = now;
+            self.frames = 0;
+        } else if self.due() < now {
+            // Everything written so far would have been heard before now: the buffer ran dry
+            // for `now - due`. Count the periods of this size that were missing, and start
+            // afresh from here (a device restarts after an underrun too).
+            let late = (now - self.due()).as_secs_f64();
+            let period = (frames.max(1) as f64) / f64::from(self.rate.get());
+            self.underruns += (late / period).ceil().max(1.0) as u64;
+            self.start = now;
+            self.frames = 0;
         }
         self.frames += frames as u64;
-        let due =
-            self.start + Duration::from_secs_f64(self.frames as f64 / f64::from(self.rate.get()));
+        let due = self.due();
         let now = Instant::now();
         if due > now + LEAD {
             std::thread::sleep(due - now - LEAD);
@@ -160,6 +193,30 @@ mod tests {
         let took = t.elapsed();
         assert!(took >= Duration::from_millis(250), "{took:?}");
         assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+
+    #[test]
+    fn a_writer_that_falls_behind_is_an_underrun_and_an_idle_spell_is_not() {
+        let rate = NonZero::new(10_000).unwrap();
+        let mut p = Pacer::new(rate);
+        // A late first write (the stream starts) and steady writes: none.
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..10 {
+            p.advance(100);
+        }
+        assert_eq!(p.take_underruns(), 0);
+        // The writer stalls for longer than the lead: the 10 ms periods missed are counted.
+        std::thread::sleep(LEAD + Duration::from_millis(200));
+        p.advance(100);
+        let late = p.take_underruns();
+        assert!((10..=60).contains(&late), "{late}");
+        assert_eq!(p.take_underruns(), 0, "taken once");
+        // Paused: the same wait is no underrun.
+        p.idle();
+        std::thread::sleep(LEAD + Duration::from_millis(200));
+        p.advance(100);
+        p.advance(100);
+        assert_eq!(p.take_underruns(), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! so the party's timeline goes on.
 
 use std::num::NonZero;
+use std::time::Duration;
 
 use super::{AudioOut, OutputError, Pacer};
 
@@ -30,6 +31,15 @@ impl AudioOut for NullOut {
         self.pacer
             .advance(samples.len() / usize::from(self.channels.get()));
         Ok(())
+    }
+    fn idle(&mut self) {
+        self.pacer.idle();
+    }
+    fn take_underruns(&mut self) -> u64 {
+        self.pacer.take_underruns()
+    }
+    fn latency(&self) -> Duration {
+        self.pacer.latency()
     }
     fn describe(&self) -> String {
         "null (paced, discarded)".into()

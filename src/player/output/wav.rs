@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::num::NonZero;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{AudioOut, OutputError, Pacer, FILE_CHANNELS, FILE_RATE};
 use crate::chain::chain;
@@ -82,6 +83,15 @@ impl AudioOut for WavOut {
             }
         }
         Ok(())
+    }
+    fn idle(&mut self) {
+        self.pacer.idle();
+    }
+    fn take_underruns(&mut self) -> u64 {
+        self.pacer.take_underruns()
+    }
+    fn latency(&self) -> Duration {
+        self.pacer.latency()
     }
     fn describe(&self) -> String {
         format!("wav file {}", self.path.display())
