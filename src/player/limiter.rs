@@ -95,13 +95,35 @@ impl Limiter {
     /// (fewer while the delay fills), each multiplied by `post()` (the volume and fades that
     /// follow the limiter, evaluated once per frame in the same pass).
     pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>, mut post: impl FnMut() -> f32) {
+        self.run(input, out, Some(&mut post));
+    }
+
+    /// The same with nothing after the limiter (the volume and fades are still, and applied
+    /// by the caller in one flat pass).
+    pub fn process_plain(&mut self, input: &[f32], out: &mut Vec<f32>) {
+        self.run(input, out, None::<&mut fn() -> f32>);
+    }
+
+    fn run<F: FnMut() -> f32>(
+        &mut self,
+        input: &[f32],
+        out: &mut Vec<f32>,
+        mut post: Option<&mut F>,
+    ) {
         let ch = self.channels;
         let l = self.lookahead;
         out.reserve(input.len());
         let frames = input.len() / ch;
-        let loudest = input.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        if self.calm >= l && loudest <= THRESHOLD && frames >= l && self.taken >= l as u64 {
-            self.delay_only(input, out, &mut post);
+        // |s| as its bit pattern: the same order for every non-NaN float, and an integer
+        // maximum, which the compiler vectorises (a float `max` it does not).
+        let loudest = input
+            .iter()
+            .map(|s| s.to_bits() & 0x7fff_ffff)
+            .max()
+            .unwrap_or(0);
+        let calm = loudest <= THRESHOLD.to_bits();
+        if self.calm >= l && calm && frames >= l && self.taken >= l as u64 {
+            self.delay_only(input, out, post);
             return;
         }
         for frame in input.chunks_exact(ch) {
@@ -150,7 +172,7 @@ impl Limiter {
                 continue; // still priming: frame t−L+1 does not exist yet
             }
             let oldest = self.pos * ch;
-            let post = post();
+            let post = post.as_mut().map_or(1.0, |f| f());
             for s in &self.delay[oldest..oldest + ch] {
                 // The clamp only catches float rounding in the running mean: the gain
                 // already keeps the frame at or below the threshold.
@@ -162,7 +184,12 @@ impl Limiter {
     /// The fast path, for a chunk below the threshold while the whole window is calm (every
     /// gain in it is exactly 1): the frames held come out, then all but the last L−1 of the
     /// chunk, which are held in their place. Exactly what the frame-by-frame path would do.
-    fn delay_only(&mut self, input: &[f32], out: &mut Vec<f32>, post: &mut impl FnMut() -> f32) {
+    fn delay_only<F: FnMut() -> f32>(
+        &mut self,
+        input: &[f32],
+        out: &mut Vec<f32>,
+        post: Option<&mut F>,
+    ) {
         let ch = self.channels;
         let l = self.lookahead;
         let held = l - 1;
@@ -182,10 +209,12 @@ impl Limiter {
         self.sum = l as f64;
         self.taken += frames as u64;
         self.calm += frames;
-        for frame in out[start..].chunks_exact_mut(ch) {
-            let g = post();
-            for s in frame {
-                *s *= g;
+        if let Some(post) = post {
+            for frame in out[start..].chunks_exact_mut(ch) {
+                let g = post();
+                for s in frame {
+                    *s *= g;
+                }
             }
         }
     }

@@ -75,6 +75,16 @@ impl Master {
 
     /// Limits, sets the volume of and fades `mix`, appending the result to `out`.
     pub fn process(&mut self, mix: &[f32], out: &mut Vec<f32>) {
+        if !self.volume.moving() && !self.fade.moving() {
+            // The usual case: one constant gain after the limiter, in one flat pass.
+            let g = self.volume.value() * self.fade.value();
+            let start = out.len();
+            self.limiter.process_plain(mix, out);
+            if g != 1.0 {
+                out[start..].iter_mut().for_each(|s| *s *= g);
+            }
+            return;
+        }
         let (volume, fade) = (&mut self.volume, &mut self.fade);
         self.limiter
             .process(mix, out, || volume.next_gain() * fade.next_gain());
