@@ -89,6 +89,11 @@ fn sine(
 /// (full scale 1.0): "Peak level dB", "RMS level dB", "Max difference", ….
 fn astats(path: &Path, span: Option<(f64, f64)>) -> HashMap<String, f64> {
     let trim = span.map_or(String::new(), |(a, b)| format!("atrim=start={a}:end={b},"));
+    astats_after(path, &trim)
+}
+
+/// `astats` after the filters `trim` (empty, or ending in a comma).
+fn astats_after(path: &Path, trim: &str) -> HashMap<String, f64> {
     let err = ffmpeg(&[
         "-i",
         path.to_str().unwrap(),
@@ -497,9 +502,7 @@ fn pause_resume_and_skip_leave_no_click() {
     // A normal run has no underruns.
     let log = log.lock().unwrap().clone();
     assert!(!log.contains("ran dry"), "{log}");
-    if let Some(u) = health["audio"]["underruns"].as_u64() {
-        assert_eq!(u, 0, "{health}");
-    }
+    assert_eq!(health["audio"]["underruns"], 0, "{health}");
 }
 
 /// A jukebox stopped for a second (SIGSTOP) cannot feed its output: it reports the periods it
@@ -534,10 +537,11 @@ fn a_starved_player_counts_underruns() {
         s.log.lock().unwrap().contains("ran dry")
     });
     let health = s.get("/healthz").1;
-    if let Some(u) = health["audio"]["underruns"].as_u64() {
-        // One second missed, in periods of 1024 frames (23 ms): about 43.
-        assert!(u >= 20, "{health}");
-    }
+    let u = health["audio"]["underruns"]
+        .as_u64()
+        .expect("healthz audio.underruns");
+    // One second missed, in periods of 1024 frames (23 ms): about 43.
+    assert!(u >= 20, "{health}");
     let log = s.log.lock().unwrap().clone();
     let line = log.lines().find(|l| l.contains("ran dry")).unwrap();
     assert!(line.contains("periods"), "{line}");
@@ -651,9 +655,11 @@ fn hub_settings_crossfade_between_albums() {
     assert!((mid.0 - mid.1).abs() < 6.0, "in the overlap {mid:?}");
 }
 
-/// Hub settings: `normalize` = track at −14 LUFS: three tracks mastered at about −7, −18 and −26
-/// LUFS (pink noise, ReplayGain-tagged so the gain is known before any measurement) each play at
-/// −14 ± 1 LU (the volume at 100); no sample reaches full scale.
+/// Hub settings: three tracks mastered at about −7, −18 and −26 LUFS (pink noise, of three
+/// albums, ReplayGain-tagged so the gain is known before any measurement): in `track` and in
+/// `auto` (different albums: track gain) each plays at −14 ± 1 LU (the volume at 100); `off`
+/// leaves each as mastered (± 0.5 LU: only the limiter touches the loudest). No sample reaches
+/// full scale in any mode.
 #[test]
 fn hub_settings_level_three_masters() {
     let dir = common::tempdir();
@@ -694,37 +700,131 @@ fn hub_settings_level_three_masters() {
             &format!("REPLAYGAIN_TRACK_GAIN={gain:.2} dB"),
             name.to_str().unwrap(),
         ]);
-        loudness.push(l);
+        loudness.push((name, l));
     }
-    assert!(loudness[0] > -9.0 && loudness[2] < -24.0, "{loudness:?}");
-    let wav = dir.path().join("out.wav");
+    assert!(
+        loudness[0].1 > -9.0 && loudness[2].1 < -24.0,
+        "{loudness:?}"
+    );
+    std::thread::scope(|scope| {
+        for mode in ["track", "auto", "off"] {
+            let (dir, music, loudness) = (dir.path(), &music, &loudness);
+            scope.spawn(move || level_three_masters(dir, music, loudness, mode));
+        }
+    });
+}
+
+/// One run of [`hub_settings_level_three_masters`] in `mode`, in a database of its own.
+fn level_three_masters(dir: &Path, music: &Path, loudness: &[(PathBuf, f64)], mode: &str) {
+    let run = dir.join(mode);
+    std::fs::create_dir_all(&run).unwrap();
+    let wav = run.join("out.wav");
     // Configured (the settings table's flags), so the very first play is levelled.
     let flags = [
         "--normalize",
-        "track",
+        mode,
         "--loudness-lufs",
         "-14",
         "--crossfade-s",
         "0",
+        "--volume",
+        "100",
     ];
-    let s = start(
-        dir.path(),
-        &music,
-        &wav,
-        &[&flags[..], &["--volume", "100"]].concat(),
-    );
-    common::wait::wait_until_blocking(Duration::from_secs(60), "three plays ended", || {
-        jukebox::store::Db::open_readonly(&s.db)
+    let s = start(&run, music, &wav, &flags);
+    let plays = wait_ended(&s.db, 3);
+    assert!(s.stop().success());
+    // Joined without a gap or a fade, each 8 s: segment i is [8i, 8i + 8) s of the output,
+    // in the order the auto-DJ chose.
+    for (i, play) in plays.iter().take(3).enumerate() {
+        let at = 8.0 * i as f64;
+        let l = lufs(&wav, Some((at + 0.5, at + 7.5)));
+        let mastered = loudness
+            .iter()
+            .find(|(p, _)| *p == play.track.path)
+            .map(|(_, l)| *l)
+            .expect("a play of one of the three");
+        if mode == "off" {
+            assert!(
+                (l - mastered).abs() <= 0.5,
+                "{mode} segment {i}: {l:.2} LUFS, mastered {mastered:.2}"
+            );
+        } else {
+            assert!(
+                (l + 14.0).abs() <= 1.0,
+                "{mode} segment {i}: {l:.2} LUFS (mastered {mastered:.2})"
+            );
+        }
+    }
+    let peak = astats(&wav, None)["Peak level dB"];
+    assert!(peak < -0.9, "{mode}: peak {peak} dBFS");
+}
+
+/// Waits (bounded) until `n` plays have ended; returns every play so far, in order.
+fn wait_ended(db: &Path, n: usize) -> Vec<jukebox::store::PlayReport> {
+    common::wait::wait_for_blocking(Duration::from_secs(60), &format!("{n} plays ended"), || {
+        jukebox::store::Db::open_readonly(db)
             .ok()
             .and_then(|d| d.plays_since(0).ok())
-            .is_some_and(|p| p.iter().filter(|p| p.ended_ms.is_some()).count() >= 3)
-    });
+            .filter(|p| p.iter().filter(|p| p.ended_ms.is_some()).count() >= n)
+    })
+}
+
+/// Hub settings: `auto` with two tracks of one album (track 1 and 2), mastered 12 dB apart: both
+/// get the album's gain, so the quiet one stays 12 dB below the loud one (± 0.5 dB, where
+/// `track` mode would level them), and the join is sample-exact.
+#[test]
+fn hub_settings_auto_keeps_an_albums_relative_levels() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    let album = |title: &'static str, n: &'static str| {
+        [
+            ("title", title),
+            ("album", "Suite"),
+            ("artist", "P"),
+            ("track", n),
+        ]
+    };
+    sine(&music, "1-quiet.flac", 330, 8.0, 0.05, &album("Quiet", "1"));
+    sine(&music, "2-loud.flac", 330, 8.0, 0.2, &album("Loud", "2"));
+    let wav = dir.path().join("out.wav");
+    let flags = [
+        "--normalize",
+        "auto",
+        "--volume",
+        "100",
+        "--crossfade-s",
+        "4",
+    ];
+    let s = start(dir.path(), &music, &wav, &flags);
+    let plays = wait_ended(&s.db, 2);
     assert!(s.stop().success());
-    // Joined without a gap or a fade, each 8 s: segment i is [8i, 8i + 8) s of the output.
-    for i in 0..3 {
-        let at = 8.0 * f64::from(i);
-        let l = lufs(&wav, Some((at + 0.5, at + 7.5)));
-        assert!((l + 14.0).abs() <= 1.0, "segment {i}: {l:.2} LUFS");
-    }
-    assert!(astats(&wav, None)["Peak level dB"] < -0.9);
+    // Sample-exact: each track is 8 s at 44.1 kHz (the output's rate), a sine that starts at
+    // exactly 0, so frame 352,800 of the output is the second track's first sample (0) between
+    // two that are not. A gap would put zeros after it; an overlap or a lost frame, a sample
+    // of the first track on it. Read with astats, one frame at a time.
+    let peak_at = |frame: u32| {
+        let trim = format!("atrim=start_sample={frame}:end_sample={},", frame + 1);
+        astats_after(&wav, &trim)["Peak level dB"]
+    };
+    assert!(frames(&wav) > 2 * 352_800, "both tracks played whole");
+    let seam = [peak_at(352_799), peak_at(352_800), peak_at(352_801)];
+    assert!(
+        seam[0] > -80.0 && seam[1] == f64::NEG_INFINITY && seam[2] > -80.0,
+        "not sample-exact at the join: peaks {seam:?} dB at frames 352,799..=352,801"
+    );
+    let level = |i: usize| {
+        let at = 8.0 * i as f64;
+        astats(&wav, Some((at + 1.0, at + 7.0)))["RMS level dB"]
+    };
+    let (first, second) = (level(0), level(1));
+    let (q, l) = if plays[0].track.title == "Quiet" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert!(
+        (l - q - 12.04).abs() <= 0.5,
+        "quiet {q:.2} dB, loud {l:.2} dB: the album's levels were not kept"
+    );
 }
