@@ -8,7 +8,8 @@
 //! librespot's `audio_backend/`:
 //! - `output`: where samples go (an ALSA device, a WAV file, nothing), their typed errors, and
 //!   the underruns and latency each one reports;
-//! - `decode`: a file opened with rodio's symphonia decoders, converted to the output's format;
+//! - `decode`: a file opened through one symphonia source (libopus registered for Opus, the
+//!   OpusHead gain applied), converted to the output's format;
 //! - `track`: one track decoded ahead (its end known early), its gain and crossfade curve;
 //! - `silence`, `ramp`, `limiter`, `master`: the sample-loop stages, each with its tests;
 //! - `engine`: the audio thread itself: commands, seams (gapless, trimmed, crossfaded), fades,
