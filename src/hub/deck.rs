@@ -70,8 +70,6 @@ pub(crate) struct Now {
     pub entry_id: Option<EntryId>,
     pub requester: Option<GuestId>,
     pub auto: bool,
-    /// Where it started (a resumed play: where it was resumed).
-    pub start_ms: u64,
     /// Where it was at `position_at_ms` (wall clock, ms).
     pub position_ms: u64,
     pub position_at_ms: i64,
@@ -95,12 +93,15 @@ impl Now {
         }
     }
 
-    /// Where the listener is at `now_ms`: the position less the output's latency (what is
-    /// written now is heard that much later), never before the play's start.
+    /// Where the listener is at `now_ms`. What is written at the last start, seek or resume
+    /// is heard `latency_ms` later, so the position stands still that long after each, then
+    /// runs; it never goes back, and a paused play is where it stopped.
     pub(crate) fn heard_position(&self, now_ms: i64, latency_ms: u64) -> u64 {
-        self.position(now_ms)
-            .saturating_sub(latency_ms)
-            .max(self.start_ms)
+        if self.paused {
+            return self.position_ms;
+        }
+        let ran = ((now_ms - self.position_at_ms).max(0) as u64).saturating_sub(latency_ms);
+        (self.position_ms + ran).min(self.track.duration_ms.max(self.position_ms))
     }
 
     /// Pauses at `now_ms`; returns the position, or `None` if it was paused already.

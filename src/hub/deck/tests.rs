@@ -33,7 +33,6 @@ fn now(key: Key, t: i64) -> Now {
         entry_id: None,
         requester: None,
         auto: true,
-        start_ms: 0,
         position_ms: 0,
         position_at_ms: 1_000,
         paused: false,
@@ -446,10 +445,18 @@ fn new_settings_and_measurements_send_the_gains_that_change() {
 
 #[test]
 fn the_heard_position_is_behind_by_the_latency_never_before_the_start() {
+    // Started (or sought, or resumed) at 2 s, at wall-clock 1 s.
     let mut n = now(1, 1);
-    n.start_ms = 2_000;
     n.position_ms = 2_000;
     assert_eq!(n.heard_position(1_000, 150), 2_000, "just started");
+    assert_eq!(n.heard_position(1_100, 150), 2_000, "not heard yet");
     assert_eq!(n.heard_position(3_000, 150), 3_850);
     assert_eq!(n.heard_position(3_000, 0), 4_000);
+    // A seek to 20 s is heard at 20 s, never before it.
+    n.seek(20_000, 3_000);
+    assert_eq!(n.heard_position(3_000, 150), 20_000);
+    assert_eq!(n.heard_position(4_000, 150), 20_850);
+    // Paused: where it stopped.
+    n.pause(5_000);
+    assert_eq!(n.heard_position(9_000, 150), n.position_ms);
 }

@@ -353,7 +353,6 @@ impl State {
             entry_id,
             requester,
             auto,
-            start_ms: position,
             position_ms: position,
             position_at_ms: now_ms,
             paused,
