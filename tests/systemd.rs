@@ -226,26 +226,35 @@ fn expand(item: &str, groups: &BTreeMap<String, Vec<String>>, out: &mut BTreeSet
 /// The system calls the unit's `SystemCallFilter=` lines let through: the allow list minus
 /// the `~` deny lists, as systemd combines them.
 fn allowed_syscalls() -> BTreeSet<String> {
+    // As systemd reads the lines: the first decides that this is an allow list; after it, each
+    // line adds (or, with `~`, removes) calls in the order written.
     let groups = syscall_groups();
-    let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
+    let mut allow = BTreeSet::new();
+    let mut first = true;
     for line in UNIT.lines() {
         let Some(value) = line.trim().strip_prefix("SystemCallFilter=") else {
             continue;
         };
         match value.strip_prefix('~') {
-            Some(denied) => denied
-                .split_whitespace()
-                .for_each(|i| expand(i, &groups, &mut deny)),
+            Some(denied) => {
+                assert!(!first, "the unit's SystemCallFilter= starts with a deny list");
+                let mut deny = BTreeSet::new();
+                denied
+                    .split_whitespace()
+                    .for_each(|i| expand(i, &groups, &mut deny));
+                allow.retain(|c| !deny.contains(c));
+            }
             None => value
                 .split_whitespace()
                 .for_each(|i| expand(i, &groups, &mut allow)),
         }
+        first = false;
     }
     assert!(
         !allow.is_empty(),
         "the unit has no SystemCallFilter= allow list"
     );
-    allow.difference(&deny).cloned().collect()
+    allow
 }
 
 /// Names of the system calls in an `strace -f -o` log ("PID name(args) = ..." and
