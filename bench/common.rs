@@ -8,6 +8,10 @@ use lofty::config::WriteOptions;
 use lofty::prelude::*;
 use lofty::tag::{Tag, TagType};
 
+// ffmpeg and the fixtures, as the integration tests make them.
+#[path = "../tests/common/media.rs"]
+pub mod media;
+
 /// Writes `n` tagged WAV files of `ms` milliseconds (a quiet tone) under `dir/<artist>/`.
 pub fn wav_library(dir: &Path, n: usize, ms: u32) -> Vec<PathBuf> {
     let spec = hound::WavSpec {

@@ -9,11 +9,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::media;
 use jukebox::library::scan;
 use jukebox::loudness::{measure, Pass};
 use jukebox::store::Store;
@@ -30,24 +30,10 @@ fn pink(path: &Path, secs: u32, seed: u32, tags: &[(&str, String)]) {
         seed + 7919,
         seed % 15
     );
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-loglevel", "error", "-y", "-filter_complex"])
-        .arg(graph);
-    for (k, v) in tags {
-        cmd.arg("-metadata").arg(format!("{k}={v}"));
-    }
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("mp3") => cmd.args(["-c:a", "libmp3lame", "-b:a", "192k"]),
-        Some("ogg") => cmd.args(["-c:a", "libvorbis", "-q:a", "5"]),
-        Some("m4a") => cmd.args(["-c:a", "aac", "-b:a", "192k"]),
-        _ => &mut cmd,
-    };
-    let out = cmd.arg(path).output().expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = media::ffmpeg();
+    cmd.arg("-filter_complex").arg(graph);
+    media::tags(&mut cmd, tags).args(media::lossy_codec(path));
+    media::write(&mut cmd, path);
 }
 
 /// CPU time of the calling thread (ns resolution, from the scheduler's own accounting).

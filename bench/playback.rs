@@ -64,21 +64,10 @@ fn make_track(dir: &Path, format: &str, secs: u32) -> PathBuf {
          0.2*sin(2*PI*(330+30*sin(0.7*t))*t)+0.1*sin(2*PI*990*t):s=44100:d={secs}[t];\
          [n]aformat=channel_layouts=stereo[ns];[ns][t]amix=inputs=2:normalize=0"
     );
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y"])
-        .args(["-filter_complex", &signal])
-        .args(["-ac", "2"])
-        .args(["-metadata", &format!("title=Bench {format}")])
-        .args(codec)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg runs (scripts/deps.sh test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {format}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    let mut cmd = common::media::ffmpeg();
+    cmd.args(["-filter_complex", &signal]).args(["-ac", "2"]);
+    common::media::tags(&mut cmd, &[("title", format!("Bench {format}"))]).args(codec);
+    common::media::write(&mut cmd, &path)
 }
 
 /// Each live thread's CPU time in nanoseconds, the scheduler's own count

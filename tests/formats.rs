@@ -4,115 +4,46 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::live::Server;
+use common::media;
 use jukebox::store::Db;
-use serde_json::Value;
 
-/// The real binary on 127.0.0.1:0 with its log collected; killed if a test fails midway.
-struct Jukebox {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
+/// The real binary on 127.0.0.1:0 with `output`, and none of the settings that change the
+/// level: it is part of what these tests measure.
+fn start(music: &Path, db: &Path, output: &str) -> Server {
+    let mut cmd = Server::command(db, music, output, None, &[]);
+    // No levelling (the setting's variable), and the log at its default level: the tests
+    // read its lines.
+    cmd.env("JUKEBOX_NORMALIZE", "off")
+        .env_remove("JUKEBOX_LOG");
+    Server::spawn(cmd, db, music)
 }
 
-impl Jukebox {
-    fn start(music: &Path, db: &Path, output: &str) -> Jukebox {
-        let mut child = Command::new(common::bin())
-            .arg("--music")
-            .arg(music)
-            .arg("--db")
-            .arg(db)
-            .args(["--output", output, "--no-mdns", "--listen", "127.0.0.1:0"])
-            // The level is part of what these tests measure: no levelling (the setting's
-            // variable; ignored by a build without it).
-            .env("JUKEBOX_NORMALIZE", "off")
-            .env_remove("JUKEBOX_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the jukebox starts");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.trim().to_string());
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no 'listening on' line: {}", log.lock().unwrap()));
-        Jukebox { child, addr, log }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let mut resp = agent
-            .get(format!("http://{}{path}", self.addr))
-            .call()
-            .unwrap();
-        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
-    }
-
-    /// Stops it as systemd would and returns its log.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(self.child.wait().unwrap().success(), "a clean exit");
-        // The reader thread sees the end of the pipe right after the exit.
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.log.lock().unwrap().clone();
-        log
-    }
-}
-
-impl Drop for Jukebox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Stops it as systemd would and returns its log.
+fn stop(server: Server) -> String {
+    let log = server.log.clone();
+    assert!(server.stop().success(), "a clean exit");
+    // The reader thread sees the end of the pipe right after the exit.
+    std::thread::sleep(Duration::from_millis(100));
+    let log = log.lock().unwrap().clone();
+    log
 }
 
 /// Runs ffmpeg on a 48 kHz stereo sine and writes `name` with `codec`.
 fn ffmpeg_tone(dir: &Path, name: &str, freq: u32, secs: f64, codec: &[&str]) -> PathBuf {
-    let path = dir.join(name);
     let stem = Path::new(name).file_stem().unwrap().to_str().unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency={freq}:duration={secs}:sample_rate=48000"
-        ))
-        .args(["-ac", "2"])
-        .args(["-metadata", &format!("title={stem}")])
-        .args(codec)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg runs (scripts/deps.sh test installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    let mut cmd = media::ffmpeg();
+    media::sine(&mut cmd, freq, secs, 48_000);
+    media::tags(&mut cmd, &[("title", stem)]).args(codec);
+    media::write(&mut cmd, &dir.join(name))
 }
 
 /// Waits (bounded) until `n` plays have ended; returns their file names in play order.
-fn wait_plays(db: &Path, n: usize, jukebox: &mut Jukebox) -> Vec<String> {
+fn wait_plays(db: &Path, n: usize, jukebox: &mut Server) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let plays = Db::open_readonly(db)
@@ -206,9 +137,9 @@ fn opus_ogg_opus_alac_and_aiff_play_at_their_frequency_and_length() {
     }
     let db = dir.path().join("j.db");
     let wav = dir.path().join("out.wav");
-    let mut jukebox = Jukebox::start(&music, &db, &format!("wav:{}", wav.display()));
+    let mut jukebox = start(&music, &db, &format!("wav:{}", wav.display()));
     let order = wait_plays(&db, files.len(), &mut jukebox);
-    let log = jukebox.stop();
+    let log = stop(jukebox);
     assert!(!log.contains("cannot play"), "{log}");
 
     let mut sorted = order.clone();
@@ -239,31 +170,6 @@ fn opus_ogg_opus_alac_and_aiff_play_at_their_frequency_and_length() {
     }
 }
 
-/// Recomputes the CRC of the Ogg page that holds byte `at` (RFC 3533: polynomial 0x04c11db7,
-/// no reflection, zero start, over the page with its CRC field zeroed).
-fn fix_ogg_crc(bytes: &mut [u8], at: usize) {
-    let start = bytes[..at].windows(4).rposition(|w| w == b"OggS").unwrap();
-    let segments = usize::from(bytes[start + 26]);
-    let body: usize = bytes[start + 27..start + 27 + segments]
-        .iter()
-        .map(|&b| usize::from(b))
-        .sum();
-    let end = start + 27 + segments + body;
-    bytes[start + 22..start + 26].fill(0);
-    let mut crc = 0u32;
-    for &b in &bytes[start..end] {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    bytes[start + 22..start + 26].copy_from_slice(&crc.to_le_bytes());
-}
-
 #[test]
 fn the_opus_header_gain_is_heard() {
     let dir = common::tempdir();
@@ -276,7 +182,7 @@ fn the_opus_header_gain_is_heard() {
     let mut bytes = std::fs::read(&plain).unwrap();
     let at = bytes.windows(8).position(|w| w == b"OpusHead").unwrap();
     bytes[at + 16..at + 18].copy_from_slice(&(6i16 * 256).to_le_bytes());
-    fix_ogg_crc(&mut bytes, at);
+    media::fix_ogg_crc(&mut bytes, at);
     std::fs::write(music.join("louder.opus"), &bytes).unwrap();
     // ffmpeg reads the patched header too: the file is valid and says +6 dB.
     let probe = Command::new("ffmpeg")
@@ -289,9 +195,9 @@ fn the_opus_header_gain_is_heard() {
 
     let db = dir.path().join("j.db");
     let wav = dir.path().join("out.wav");
-    let mut jukebox = Jukebox::start(&music, &db, &format!("wav:{}", wav.display()));
+    let mut jukebox = start(&music, &db, &format!("wav:{}", wav.display()));
     let order = wait_plays(&db, 2, &mut jukebox);
-    jukebox.stop();
+    stop(jukebox);
     assert!(wav_seconds(&wav) >= 2.0 * SECS * 0.98);
 
     // Each play's middle, away from the seams.
@@ -316,20 +222,20 @@ fn wma_wavpack_and_ac3_in_m4a_are_reported_once_and_never_offered() {
     ffmpeg_tone(&music, "Dolby_Digital.m4a", 440, 1.0, &["-c:a", "ac3"]);
     ffmpeg_tone(&music, "Control_Tune.flac", 440, 1.0, &["-c:a", "flac"]);
     let db = dir.path().join("j.db");
-    let jukebox = Jukebox::start(&music, &db, "null");
+    let jukebox = start(&music, &db, "null");
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    while jukebox.get("/api/state")["room"]["library_size"] != 1 {
+    while jukebox.get("/api/state").1["room"]["library_size"] != 1 {
         assert!(Instant::now() < deadline, "the scan did not list the FLAC");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let results = |q: &str| jukebox.get(&format!("/api/search?q={q}"))["results"].clone();
+    let results = |q: &str| jukebox.get(&format!("/api/search?q={q}")).1["results"].clone();
     assert_eq!(results("control").as_array().unwrap().len(), 1);
     for q in ["windows", "media", "waves", "pack", "dolby", "digital"] {
         assert_eq!(results(q).as_array().unwrap().len(), 0, "{q}");
     }
     // The scan is over (the library size is final); its summary line is in the log.
-    let log = jukebox.stop();
+    let log = stop(jukebox);
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| {

@@ -5,7 +5,6 @@ mod common;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use jukebox::library::{scan, ScanProgress};
 use jukebox::store::Store;
@@ -19,18 +18,6 @@ fn track_by_title(store: &Store, q: &str) -> Vec<jukebox::store::Track> {
     store
         .read_blocking(move |db| db.search(&q, 50, 0))
         .expect("search")
-}
-
-/// Rewrites the file at `path` with `write`, and makes sure its modification time moves as a
-/// later edit's would: a file system's clock can be coarser than a test is quick, and the
-/// scanner tells a changed file by its size and modification time.
-fn rewrite(path: &Path, write: impl FnOnce()) {
-    let before = std::fs::metadata(path).unwrap().modified().unwrap();
-    write();
-    let file = std::fs::File::options().write(true).open(path).unwrap();
-    if file.metadata().unwrap().modified().unwrap() <= before {
-        file.set_modified(before + Duration::from_secs(1)).unwrap();
-    }
 }
 
 #[test]
@@ -101,7 +88,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
     );
 
     // Change one file, delete one, add one.
-    rewrite(&sub.join("0.mp3"), || {
+    common::rewrite(&sub.join("0.mp3"), || {
         common::tone(
             &sub,
             "0.mp3",
@@ -137,7 +124,7 @@ fn scans_every_format_skips_corrupt_files_and_rescans_incrementally() {
 
     // A known file that turns into garbage leaves search on the next scan.
     let new = music.join("new.flac");
-    rewrite(&new, || std::fs::write(&new, vec![0x42; 2048]).unwrap());
+    common::rewrite(&new, || std::fs::write(&new, vec![0x42; 2048]).unwrap());
     let broken = scan(&music, &store, &no_progress, &GO).unwrap();
     assert_eq!((broken.skipped, broken.removed), (3, 1), "{broken:?}");
     assert!(track_by_title(&store, "brand new").is_empty());

@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::media;
 use jukebox::library::{scan, ScanProgress};
 use jukebox::loudness::{measure, Levels, MeasureError, Pass};
 use jukebox::party::TrackId;
@@ -34,25 +35,10 @@ fn pink(dir: &Path, name: &str, lufs: f32, secs: f32, seed: u32, tags: &[(&str, 
         s2 = seed + 1000
     );
     let path = dir.join(name);
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-loglevel", "error", "-y", "-filter_complex"])
-        .arg(graph);
-    for (k, v) in tags {
-        cmd.arg("-metadata").arg(format!("{k}={v}"));
-    }
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("mp3") => cmd.args(["-c:a", "libmp3lame", "-b:a", "192k"]),
-        Some("ogg") => cmd.args(["-c:a", "libvorbis", "-q:a", "5"]),
-        Some("m4a") => cmd.args(["-c:a", "aac", "-b:a", "192k"]),
-        _ => &mut cmd,
-    };
-    let out = cmd.arg(&path).output().expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    let mut cmd = media::ffmpeg();
+    cmd.arg("-filter_complex").arg(graph);
+    media::tags(&mut cmd, tags).args(media::lossy_codec(&path));
+    media::write(&mut cmd, &path)
 }
 
 /// Integrated loudness of a file by ffmpeg's `ebur128` filter (its summary, 0.1 LU steps).
@@ -70,16 +56,6 @@ fn ffmpeg_lufs(path: &Path) -> f32 {
         .filter_map(|v| v.trim().trim_end_matches("LUFS").trim().parse::<f32>().ok())
         .next()
         .unwrap_or_else(|| panic!("no loudness from ffmpeg for {}: {text}", path.display()))
-}
-
-/// Rewrites a file and makes sure its modification time moves, as a later edit's would.
-fn rewrite(path: &Path, write: impl FnOnce()) {
-    let before = std::fs::metadata(path).unwrap().modified().unwrap();
-    write();
-    let file = std::fs::File::options().write(true).open(path).unwrap();
-    if file.metadata().unwrap().modified().unwrap() <= before {
-        file.set_modified(before + Duration::from_secs(1)).unwrap();
-    }
 }
 
 /// A FLAC that the scan accepts (its header is whole) but whose audio is garbage.
@@ -479,7 +455,7 @@ fn the_pass_measures_the_library_resumes_after_a_restart_and_measures_changes() 
     // waits for the scan to end.
     let changed = by_title(&tracks, "Album 2");
     let old = changed.levels.track_lufs.unwrap();
-    rewrite(&changed.path, || {
+    common::rewrite(&changed.path, || {
         pink(
             &album,
             "2.flac",

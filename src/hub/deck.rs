@@ -293,6 +293,14 @@ impl Deck {
         self.resume_paused.take() == Some(play_id)
     }
 
+    /// The play a newly loaded track follows, for its gain: what plays, else what played last.
+    fn before(&self) -> Option<&Track> {
+        self.now
+            .as_ref()
+            .map(|n| &n.track)
+            .or(self.last_track.as_ref())
+    }
+
     /// Plays `p` now, replacing whatever plays; the player forgets its "next", and so does
     /// the deck: everything planned before is stale.
     pub(crate) fn load(&mut self, p: Planned) -> PlayerCommand {
@@ -304,12 +312,7 @@ impl Deck {
         self.planned.clear();
         self.gains.clear();
         self.preloaded = None;
-        let before = self
-            .now
-            .as_ref()
-            .map(|n| &n.track)
-            .or(self.last_track.as_ref());
-        let g = sound::gain(self.levelling, before, p.track(), None);
+        let g = sound::gain(self.levelling, self.before(), p.track(), None);
         let item = PlayItem {
             key,
             path: p.track().path.clone(),
@@ -339,11 +342,7 @@ impl Deck {
         Some(match next {
             Some(p) => {
                 let key = self.key();
-                let before = self
-                    .now
-                    .as_ref()
-                    .map(|n| &n.track)
-                    .or(self.last_track.as_ref());
+                let before = self.before();
                 let g = sound::gain(self.levelling, before, p.track(), None);
                 let item = PlayItem {
                     key,

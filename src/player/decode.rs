@@ -58,6 +58,11 @@ pub fn open(item: &PlayItem, channels: NonZero<u16>, rate: NonZero<u32>) -> Resu
     })
 }
 
+// The tests make their audio as the integration tests and benches do, with the same file.
+#[cfg(test)]
+#[path = "../../tests/common/media.rs"]
+mod media;
+
 #[cfg(test)]
 mod tests {
     //! Decoding checked against ffmpeg's own files: exact lengths (the pre-skip and end trim of
@@ -66,27 +71,12 @@ mod tests {
 
     use super::*;
     use std::path::PathBuf;
-    use std::process::Command;
 
     /// A 48 kHz stereo tone (`secs` long) encoded by ffmpeg with `codec` into `name`.
     fn encode(dir: &Path, name: &str, codec: &[&str], secs: f64, freq: u32) -> PathBuf {
-        let path = dir.join(name);
-        let out = Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!(
-                "sine=frequency={freq}:duration={secs}:sample_rate=48000"
-            ))
-            .args(["-ac", "2"])
-            .args(codec)
-            .arg(&path)
-            .output()
-            .expect("ffmpeg runs (scripts/deps.sh test installs it)");
-        assert!(
-            out.status.success(),
-            "ffmpeg {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
+        let mut cmd = media::ffmpeg();
+        media::sine(&mut cmd, freq, secs, 48_000).args(codec);
+        media::write(&mut cmd, &dir.join(name))
     }
 
     fn all_samples(path: &Path) -> (Vec<f32>, u16, u32) {
@@ -139,7 +129,7 @@ mod tests {
         let mut patched = bytes.clone();
         patched[at + 16..at + 18].copy_from_slice(&(6i16 * 256).to_le_bytes());
         // The Ogg page checksum covers the header: recompute it so the demuxer accepts it.
-        fix_ogg_crc(&mut patched, at);
+        media::fix_ogg_crc(&mut patched, at);
         std::fs::write(&loud, patched).unwrap();
         let (a, ..) = all_samples(&plain);
         let (b, ..) = all_samples(&loud);
@@ -147,31 +137,6 @@ mod tests {
         let peak = |v: &[f32]| v.iter().fold(0f32, |m, s| m.max(s.abs()));
         let db = 20.0 * (peak(&b) / peak(&a)).log10();
         assert!((db - 6.0).abs() < 0.05, "{db} dB");
-    }
-
-    /// Recomputes the CRC of the Ogg page that holds byte `at` (RFC 3533: polynomial
-    /// 0x04c11db7, no reflection, zero init, over the page with its CRC field zeroed).
-    fn fix_ogg_crc(bytes: &mut [u8], at: usize) {
-        let start = bytes[..at].windows(4).rposition(|w| w == b"OggS").unwrap();
-        let segments = usize::from(bytes[start + 26]);
-        let body: usize = bytes[start + 27..start + 27 + segments]
-            .iter()
-            .map(|&b| usize::from(b))
-            .sum();
-        let end = start + 27 + segments + body;
-        bytes[start + 22..start + 26].fill(0);
-        let mut crc = 0u32;
-        for &b in &bytes[start..end] {
-            crc ^= u32::from(b) << 24;
-            for _ in 0..8 {
-                crc = if crc & 0x8000_0000 != 0 {
-                    (crc << 1) ^ 0x04c1_1db7
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        bytes[start + 22..start + 26].copy_from_slice(&crc.to_le_bytes());
     }
 
     #[test]
@@ -190,16 +155,12 @@ mod tests {
         ];
         for (name, codec, lossless) in table {
             // A sweep, so that a position error shows as a different waveform.
-            let path = dir.path().join(name);
-            let out = Command::new("ffmpeg")
-                .args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            let mut cmd = media::ffmpeg();
+            cmd.args(["-f", "lavfi", "-i"])
                 .arg("aevalsrc=0.5*sin(2*PI*(200*t+40*t*t)):s=48000:d=6")
                 .args(["-ac", "2"])
-                .args(*codec)
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{name}");
+                .args(*codec);
+            let path = media::write(&mut cmd, &dir.path().join(name));
             let (all, ch, rate) = all_samples(&path);
             let ch = usize::from(ch);
             let mut n = open_native(&path).unwrap();

@@ -425,22 +425,27 @@ impl Engine {
                     t.trim_head(self.frames(TRIM_HEAD_MAX), CHUNK_FRAMES);
                     self.master.unmute();
                 }
-                self.last_position = Instant::now();
-                self.emit(PlayerEvent::Started {
-                    key: t.key(),
-                    duration_ms: t.duration_ms,
-                    position_ms: t.position_ms(),
-                });
-                self.current = Some(t);
+                self.make_current(t);
             }
-            Err(message) => {
-                tracing::warn!("cannot play: {message}");
-                self.emit(PlayerEvent::Error {
-                    key: item.key,
-                    message,
-                });
-            }
+            Err(message) => self.cannot_play(item.key, message),
         }
+    }
+
+    /// `t` plays from here: the hub hears where it starts.
+    fn make_current(&mut self, t: Track) {
+        self.last_position = Instant::now();
+        self.emit(PlayerEvent::Started {
+            key: t.key(),
+            duration_ms: t.duration_ms,
+            position_ms: t.position_ms(),
+        });
+        self.current = Some(t);
+    }
+
+    /// `key` did not open: logged, and reported to the hub, which decides what plays instead.
+    fn cannot_play(&mut self, key: Key, message: String) {
+        tracing::warn!("cannot play: {message}");
+        self.emit(PlayerEvent::Error { key, message });
     }
 
     /// Opens the preloaded item ahead of its seam (trimming its leading silence at a `Mix`
@@ -675,21 +680,9 @@ impl Engine {
         };
         match track {
             Ok(t) => {
-                self.last_position = Instant::now();
-                self.emit(PlayerEvent::Started {
-                    key: t.key(),
-                    duration_ms: t.duration_ms,
-                    position_ms: t.position_ms(),
-                });
-                self.current = Some(t);
+                self.make_current(t);
             }
-            Err(message) => {
-                tracing::warn!("cannot play: {message}");
-                self.emit(PlayerEvent::Error {
-                    key: item.key,
-                    message,
-                });
-            }
+            Err(message) => self.cannot_play(item.key, message),
         }
     }
 

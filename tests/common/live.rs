@@ -46,14 +46,31 @@ impl Server {
         pin: Option<&str>,
         extra: &[&str],
     ) -> Server {
-        let mut child = Command::new(super::bin())
-            .arg("--music")
+        Self::spawn(Self::command(db, music, output, pin, extra), db, music)
+    }
+
+    /// The command [`Server::start_with`] runs, for a test that sets its environment too.
+    pub fn command(
+        db: &Path,
+        music: &Path,
+        output: &str,
+        pin: Option<&str>,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = Command::new(super::bin());
+        cmd.arg("--music")
             .arg(music)
             .arg("--db")
             .arg(db)
             .args(["--listen", "127.0.0.1:0", "--output", output, "--no-mdns"])
             .args(pin.map(|p| ["--host-pin", p]).into_iter().flatten())
-            .args(extra)
+            .args(extra);
+        cmd
+    }
+
+    /// Starts `cmd` (from [`Server::command`]) and waits (bounded) for "listening on".
+    pub fn spawn(mut cmd: Command, db: &Path, music: &Path) -> Server {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -3,20 +3,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command as Proc;
 
 /// Writes a tagged sine tone with ffmpeg. `ext` picks the container and codec.
 pub fn tone(dir: &Path, name: &str, freq: u32, secs: f64, tags: &[(&str, &str)]) -> PathBuf {
-    let path = dir.join(name);
-    let mut cmd = Proc::new("ffmpeg");
-    cmd.args(["-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency={freq}:duration={secs}:sample_rate=44100"
-        ))
-        .args(["-ac", "2", "-ar", "44100"]);
-    for (k, v) in tags {
-        cmd.arg("-metadata").arg(format!("{k}={v}"));
-    }
+    let mut cmd = media::ffmpeg();
+    media::sine(&mut cmd, freq, secs, 44_100).args(["-ar", "44100"]);
+    media::tags(&mut cmd, tags);
     if name.ends_with(".m4a") {
         cmd.args(["-c:a", "aac", "-b:a", "128k"]);
     }
@@ -26,16 +18,19 @@ pub fn tone(dir: &Path, name: &str, freq: u32, secs: f64, tags: &[(&str, &str)])
     if name.ends_with(".ogg") {
         cmd.args(["-c:a", "libvorbis"]);
     }
-    let out = cmd
-        .arg(&path)
-        .output()
-        .expect("ffmpeg runs (scripts/test-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
+    media::write(&mut cmd, &dir.join(name))
+}
+
+/// Rewrites the file at `path` with `write`, and makes sure its modification time moves as a
+/// later edit's would: a file system's clock can be coarser than a test is quick, and the
+/// scanner tells a changed file by its size and modification time.
+pub fn rewrite(path: &Path, write: impl FnOnce()) {
+    let before = std::fs::metadata(path).unwrap().modified().unwrap();
+    write();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    if file.metadata().unwrap().modified().unwrap() <= before {
+        file.set_modified(before + Duration::from_secs(1)).unwrap();
+    }
 }
 
 pub fn tempdir() -> tempfile::TempDir {
@@ -52,6 +47,7 @@ pub fn bin() -> &'static str {
 use std::sync::Arc;
 
 pub mod live;
+pub mod media;
 pub mod party;
 pub mod wait;
 use std::time::Duration;
