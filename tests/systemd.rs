@@ -237,7 +237,10 @@ fn allowed_syscalls() -> BTreeSet<String> {
         };
         match value.strip_prefix('~') {
             Some(denied) => {
-                assert!(!first, "the unit's SystemCallFilter= starts with a deny list");
+                assert!(
+                    !first,
+                    "the unit's SystemCallFilter= starts with a deny list"
+                );
                 let mut deny = BTreeSet::new();
                 denied
                     .split_whitespace()
