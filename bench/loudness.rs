@@ -1,9 +1,12 @@
 //! Loudness analysis cost: CPU seconds per audio-minute of `loudness::measure` (decode + EBU
 //! R128 integrated loudness and sample peak) per format, then the background pass over a
 //! generated library, and the store's reply times (search, a small write) with the pass
-//! running against without it.
+//! running against without it; then the same seen from phones, through the release binary's
+//! websocket (`search` and `like` reply times while its own pass runs, and after it finished);
+//! and last the whole pass over a library of 10,000 files.
 //!   cargo bench --bench loudness
-//! `JUKEBOX_BENCH_LOUDNESS_TRACKS=N` sets the library size (default 200 tracks of 30 s).
+//! `JUKEBOX_BENCH_LOUDNESS_TRACKS=N` sets the library size (default 200 tracks of 30 s);
+//! `JUKEBOX_BENCH_LOUDNESS_BIG=N` the large library's (default 10,000 files of 5 s; 0 skips it).
 
 #[path = "common.rs"]
 mod common;
@@ -147,6 +150,314 @@ fn line(what: &str, v: &[Duration]) {
     );
 }
 
+mod live {
+    //! Phones against the release binary: a few guests on their websockets, each sending a
+    //! `search` and a `like` (toggled, so every one is a durable write) at a steady pace, timed
+    //! from the send to the reply.
+
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{json, Value};
+    use tokio_tungstenite::tungstenite::Message;
+
+    pub const PHONES: usize = 4;
+    /// Each phone's pace: one request every this long (a search, then a like, and so on).
+    pub const EVERY: Duration = Duration::from_millis(25);
+
+    pub struct Server {
+        child: Child,
+        pub addr: String,
+    }
+
+    impl Server {
+        pub fn start(music: &Path, db: &Path) -> Server {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_jukebox"))
+                .arg("--music")
+                .arg(music)
+                .arg("--db")
+                .arg(db)
+                .args(["--listen", "127.0.0.1:0", "--output", "null", "--no-mdns"])
+                .args(["--host-pin", "43218765"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the jukebox starts");
+            let stderr = child.stderr.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(rest.trim().to_string());
+                    }
+                }
+            });
+            let addr = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a 'listening on' line");
+            Server { child, addr }
+        }
+
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        fn post(&self, path: &str, body: Value) -> Value {
+            ureq::post(&format!("http://{}{path}", self.addr))
+                .send_json(body)
+                .expect("answers")
+                .body_mut()
+                .read_json()
+                .expect("json")
+        }
+
+        pub fn get(&self, path: &str) -> Value {
+            ureq::get(&format!("http://{}{path}", self.addr))
+                .call()
+                .expect("answers")
+                .body_mut()
+                .read_json()
+                .expect("json")
+        }
+
+        pub fn guest(&self, name: &str) -> String {
+            self.post("/api/guest", json!({ "name": name }))["token"]
+                .as_str()
+                .expect("a token")
+                .to_string()
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Reply times of searches and likes from `PHONES` phones until `stop` says so.
+    pub async fn phones(
+        addr: &str,
+        tokens: &[String],
+        stop: impl Fn() -> bool + Clone + Send + 'static,
+    ) -> (Vec<Duration>, Vec<Duration>) {
+        let mut tasks = Vec::new();
+        for (i, token) in tokens.iter().enumerate() {
+            let url = format!("ws://{addr}/ws?v=1");
+            let token = token.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+                let hello = json!({"cmd": "hello", "v": 1, "token": token, "topics": ["now_playing"]});
+                ws.send(Message::text(hello.to_string())).await.unwrap();
+                let mut play_id = Value::Null;
+                let mut searches = Vec::new();
+                let mut likes = Vec::new();
+                let mut rid = 0u64;
+                let mut on = false;
+                let mut tick = tokio::time::interval(EVERY);
+                // Phones start out of step, as real ones do.
+                tokio::time::sleep(EVERY * i as u32 / tokens.len() as u32).await;
+                while !stop() {
+                    tick.tick().await;
+                    rid += 1;
+                    let like = rid % 2 == 0 && !play_id.is_null();
+                    let req = if like {
+                        on = !on;
+                        json!({"cmd": "like", "rid": rid, "play_id": play_id, "on": on})
+                    } else {
+                        let q = super::common::WORDS[rid as usize % 30];
+                        json!({"cmd": "search", "rid": rid, "q": q, "limit": 20})
+                    };
+                    let sent = Instant::now();
+                    ws.send(Message::text(req.to_string())).await.unwrap();
+                    loop {
+                        let Some(Ok(Message::Text(t))) = ws.next().await else {
+                            panic!("the socket closed");
+                        };
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if v["topic"] == "now_playing" {
+                            play_id = v["data"]["play_id"].clone();
+                        }
+                        if v["cmd"] == "reply" && v["rid"] == rid {
+                            assert_eq!(v["ok"], true, "{req}: {v}");
+                            let took = sent.elapsed();
+                            if like { likes.push(took) } else { searches.push(took) }
+                            break;
+                        }
+                    }
+                }
+                (searches, likes)
+            }));
+        }
+        let (mut searches, mut likes) = (Vec::new(), Vec::new());
+        for t in tasks {
+            let (s, l) = t.await.unwrap();
+            searches.extend(s);
+            likes.extend(l);
+        }
+        searches.sort();
+        likes.sort();
+        (searches, likes)
+    }
+}
+
+/// Tracks the pass has measured (or given up on), read from the database beside the server.
+fn measured(db: &Path) -> u64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.query_row(
+        "SELECT count(*) FROM tracks WHERE lufs IS NOT NULL OR loudness_error IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// The phones' view: `search` and `like` through the live server while its own pass runs
+/// (on a fresh database), then once it has finished, the same length of time.
+fn live_replies(dir: &Path, music: &Path, n: usize) {
+    let db = dir.join("live.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+    let server = live::Server::start(music, &db);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let scanned = Instant::now();
+    while server.get("/healthz")["library_size"].as_u64() != Some(n as u64) {
+        assert!(scanned.elapsed() < Duration::from_secs(120), "the scan ends");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tokens: Vec<String> = (0..live::PHONES)
+        .map(|i| server.guest(&format!("Phone {i}")))
+        .collect();
+    let window = Duration::from_secs(15);
+    let (before, cpu0, t0) = (measured(&db), common::cpu_time(server.pid()), Instant::now());
+    let db2 = db.clone();
+    let (busy_s, busy_l) = rt.block_on(live::phones(&server.addr, &tokens, move || {
+        t0.elapsed() >= window || measured(&db2) == n as u64
+    }));
+    let busy_wall = t0.elapsed();
+    let busy_cpu = common::cpu_time(server.pid()) - cpu0;
+    let during = measured(&db) - before;
+    assert!(during > 0, "the pass ran during the window");
+    // Then the rest of the pass, alone, and the same load without it.
+    let t = Instant::now();
+    while measured(&db) < n as u64 {
+        assert!(t.elapsed() < Duration::from_secs(600), "the pass ends");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let t1 = Instant::now();
+    let cpu1 = common::cpu_time(server.pid());
+    let (idle_s, idle_l) = rt.block_on(live::phones(&server.addr, &tokens, move || {
+        t1.elapsed() >= busy_wall
+    }));
+    let idle_cpu = common::cpu_time(server.pid()) - cpu1;
+    println!(
+        "\nphones through the live server ({} phones, one request each every {} ms, alternately \
+         a search and a like):",
+        live::PHONES,
+        live::EVERY.as_millis()
+    );
+    println!(
+        "during the pass: {:.1} s, {during} tracks measured meanwhile, server CPU {:.1} s",
+        busy_wall.as_secs_f64(),
+        busy_cpu.as_secs_f64()
+    );
+    line("  search during the pass", &busy_s);
+    line("  like during the pass", &busy_l);
+    println!(
+        "after the pass: {:.1} s, server CPU {:.1} s",
+        busy_wall.as_secs_f64(),
+        idle_cpu.as_secs_f64()
+    );
+    line("  search without the pass", &idle_s);
+    line("  like without the pass", &idle_l);
+    drop(server);
+}
+
+/// A library of `n` files of 5 s: copies of 30 generated ones (so it is made in seconds), 10 to
+/// a folder and album; then the whole pass over it, in the library's own process.
+fn big_pass(dir: &Path, n: usize) {
+    let secs = 5;
+    let seeds = dir.join("seeds");
+    std::fs::create_dir_all(&seeds).unwrap();
+    let exts = ["flac", "mp3", "ogg"];
+    let seed_files: Vec<PathBuf> = (0..30)
+        .map(|i| {
+            let p = seeds.join(format!("{i:02}.{}", exts[i % 3]));
+            pink(&p, secs, 100 + i as u32, &[("album", "Seeds".to_string())]);
+            p
+        })
+        .collect();
+    let music = dir.join(format!("big-{n}"));
+    let t = Instant::now();
+    for i in 0..n {
+        let d = music.join(format!("{:03}/{:03}", i / 1000, i / 10 % 100));
+        let src = &seed_files[i % seed_files.len()];
+        let p = d.join(format!("{:02}.{}", i % 10, src.extension().unwrap().to_str().unwrap()));
+        if !p.exists() {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(src, &p).unwrap();
+        }
+    }
+    println!(
+        "\nlarge library: {n} files of {secs} s (FLAC, MP3, Ogg Vorbis; {} albums), ready in {:.1} s",
+        n.div_ceil(10),
+        t.elapsed().as_secs_f64()
+    );
+    let db = dir.join("big.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+    let (store, thread) = Store::open(&db).unwrap();
+    let t = Instant::now();
+    scan(&music, &store, &|_| {}, &AtomicBool::new(false)).unwrap();
+    println!("scan: {:.1} s", t.elapsed().as_secs_f64());
+    let cpu0 = common::cpu_time(std::process::id());
+    let started = Instant::now();
+    let pass = Pass::spawn(store.clone(), |_, _| {}).unwrap();
+    loop {
+        let p = pass.progress();
+        if p.total > 0 && p.measured + p.failed == p.total {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3600), "the pass ends");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = (common::cpu_time(std::process::id()) - cpu0).as_secs_f64();
+    let p = pass.progress();
+    let albums: u64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM tracks WHERE album_lufs IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let minutes = n as f64 * f64::from(secs) / 60.0;
+    println!(
+        "pass: {} measured, {} failed of {} in {wall:.1} s wall, {cpu:.1} s CPU = {:.2} ms per \
+         track, {:.3} CPU s per audio-minute; {albums} tracks with an album loudness",
+        p.measured,
+        p.failed,
+        p.total,
+        cpu * 1e3 / n as f64,
+        cpu / minutes
+    );
+    pass.stop();
+    drop(store);
+    thread.join().unwrap();
+}
+
 fn main() {
     let (dir, _keep) = common::workdir("loudness");
     analysis_cost(&dir);
@@ -215,4 +526,14 @@ fn main() {
     pass.stop();
     drop(store);
     thread.join().unwrap();
+
+    live_replies(&dir, &music, n);
+
+    let big: usize = std::env::var("JUKEBOX_BENCH_LOUDNESS_BIG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    if big > 0 {
+        big_pass(&dir, big);
+    }
 }

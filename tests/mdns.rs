@@ -168,6 +168,8 @@ impl Jukebox {
                 "--name",
                 name,
             ])
+            // The mDNS library's own account, for the message of a test that fails.
+            .env("JUKEBOX_LOG", "info,mdns_sd=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -275,10 +277,17 @@ fn found_resolved_followed_and_goodbye() {
         "dev",
         &net.veth_a,
     ]);
-    eventually(Duration::from_secs(30), "the new address answered", || {
-        let addrs = net.resolve("mias-party.local.");
-        addrs.contains(&new_ip) && addrs.contains(&net.ip_a()) && addrs.contains(&net.v6_a())
-    });
+    let mut last = Vec::new();
+    let answered = Instant::now();
+    while !(last.contains(&new_ip) && last.contains(&net.ip_a()) && last.contains(&net.v6_a())) {
+        assert!(
+            answered.elapsed() < Duration::from_secs(30),
+            "the new address {new_ip} is not answered after 30 s: the last answer was {last:?}; \
+             the jukebox said:\n{}",
+            jukebox.log.lock().unwrap()
+        );
+        last = net.resolve("mias-party.local.");
+    }
 
     // Goodbye: a watching client sees the service go as soon as the jukebox stops.
     let mut watch = net

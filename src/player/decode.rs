@@ -1,5 +1,7 @@
 //! The source side: a file decoded with symphonia (and libopus for Opus), converted to the
-//! output's channels and rate (rodio's `UniformSourceIterator`), ready to be pulled in chunks.
+//! output's channels and rate, ready to be pulled in chunks. A file already in the output's
+//! format (the usual case: 44.1 kHz stereo) is copied a packet at a time; only the others go
+//! through rodio's converter (`UniformSourceIterator`), which works a sample at a time.
 //! The loudness pass reads the same decoding before conversion (`open_native`), so what is
 //! measured is what is played.
 
@@ -10,7 +12,7 @@ use std::num::NonZero;
 use std::path::Path;
 use std::time::Duration;
 
-use rodio::source::UniformSourceIterator;
+use rodio::source::{SeekError, UniformSourceIterator};
 use rodio::Source;
 
 use super::PlayItem;
@@ -18,7 +20,38 @@ use super::PlayItem;
 pub use native::Native;
 
 /// A track's samples in the output's format.
-pub type Converted = UniformSourceIterator<Native>;
+pub enum Converted {
+    /// Already in the output's format: whole packets are copied.
+    Direct(Native),
+    /// Another rate or channel count: converted sample by sample.
+    Uniform(UniformSourceIterator<Native>),
+}
+
+impl Converted {
+    fn new(native: Native, channels: NonZero<u16>, rate: NonZero<u32>) -> Converted {
+        if native.channels() == channels && native.sample_rate() == rate {
+            Converted::Direct(native)
+        } else {
+            Converted::Uniform(UniformSourceIterator::new(native, channels, rate))
+        }
+    }
+
+    /// Appends `samples` samples to `out`, fewer only where the stream ends.
+    pub fn read(&mut self, out: &mut Vec<f32>, samples: usize) {
+        match self {
+            Converted::Direct(n) => n.read(out, samples),
+            // The dispatch is per call, not per sample.
+            Converted::Uniform(u) => out.extend(u.by_ref().take(samples)),
+        }
+    }
+
+    pub fn try_seek(&mut self, pos: Duration) -> Result<(), SeekError> {
+        match self {
+            Converted::Direct(n) => n.try_seek(pos),
+            Converted::Uniform(u) => u.try_seek(pos),
+        }
+    }
+}
 
 /// A track opened for an output.
 pub struct Opened {
@@ -52,7 +85,7 @@ pub fn open(item: &PlayItem, channels: NonZero<u16>, rate: NonZero<u32>) -> Resu
         }
     }
     Ok(Opened {
-        source: UniformSourceIterator::new(decoder, channels, rate),
+        source: Converted::new(decoder, channels, rate),
         duration_ms,
         start_ms,
     })
@@ -115,6 +148,31 @@ mod tests {
                 "{name}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_file_in_the_outputs_format_is_copied_exactly_as_the_converter_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = encode(dir.path(), "d.flac", &["-c:a", "flac"], 3.0, 440);
+        let (two, rate) = (NonZero::new(2).unwrap(), NonZero::new(48_000).unwrap());
+        let mut direct = Converted::new(open_native(&path).unwrap(), two, rate);
+        assert!(matches!(direct, Converted::Direct(_)));
+        // Reads of odd sizes, across packet boundaries, until the end.
+        let mut got = Vec::new();
+        for n in [1, 999, 4096, 7].into_iter().cycle() {
+            let before = got.len();
+            direct.read(&mut got, n);
+            if got.len() < before + n {
+                break;
+            }
+        }
+        let reference: Vec<f32> =
+            UniformSourceIterator::new(open_native(&path).unwrap(), two, rate).collect();
+        assert_eq!(got.len(), 3 * 48_000 * 2);
+        assert!(got == reference, "the direct copy differs from the converter");
+        // Another rate goes through the converter.
+        let other = Converted::new(open_native(&path).unwrap(), two, NonZero::new(44_100).unwrap());
+        assert!(matches!(other, Converted::Uniform(_)));
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Track {
         }
         let samples = (want - have) * self.channels;
         let before = self.buf.len();
-        self.buf.extend(self.source.by_ref().take(samples));
+        self.source.read(&mut self.buf, samples);
         let got = self.buf.len() - before;
         if got < samples {
             self.eof = true;
@@ -223,7 +223,6 @@ impl Track {
 
     /// Moves to `ms` in the file, dropping what was decoded ahead.
     pub fn seek(&mut self, ms: u64) -> Result<(), String> {
-        use rodio::Source;
         self.source
             .try_seek(std::time::Duration::from_millis(ms))
             .map_err(|e| e.to_string())?;

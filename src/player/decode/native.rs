@@ -162,6 +162,23 @@ impl Native {
         Some(&self.buf.samples()[from..])
     }
 
+    /// Appends `samples` samples to `out`, fewer only where the stream ends: packets copied
+    /// whole, for a track that needs no conversion.
+    pub fn read(&mut self, out: &mut Vec<f32>, samples: usize) {
+        let mut left = samples;
+        out.reserve(samples);
+        while left > 0 {
+            if self.pos >= self.buf.len() && !self.refill() {
+                return;
+            }
+            let from = self.pos;
+            let to = self.buf.len().min(from + left);
+            out.extend_from_slice(&self.buf.samples()[from..to]);
+            self.pos = to;
+            left -= to - from;
+        }
+    }
+
     /// Decodes the next packet into `buf`; `false` at the end of the stream.
     #[cold]
     fn refill(&mut self) -> bool {
