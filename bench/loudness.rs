@@ -151,9 +151,10 @@ fn line(what: &str, v: &[Duration]) {
 }
 
 mod live {
-    //! Phones against the release binary: a few guests on their websockets, each sending a
-    //! `search` and a `like` (toggled, so every one is a durable write) at a steady pace, timed
-    //! from the send to the reply.
+    //! Phones against the release binary: guests on their websockets, each sending a `search`
+    //! every tick and, every `LIKE_EVERY` ticks, a `like` instead (toggled, so every one is a
+    //! durable write), timed from the send to the reply. The pace stays inside the jukebox's
+    //! limits for one phone (20 requests a second, 2 like changes a second).
 
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
@@ -163,9 +164,10 @@ mod live {
     use serde_json::{json, Value};
     use tokio_tungstenite::tungstenite::Message;
 
-    pub const PHONES: usize = 4;
-    /// Each phone's pace: one request every this long (a search, then a like, and so on).
-    pub const EVERY: Duration = Duration::from_millis(25);
+    pub const PHONES: usize = 8;
+    /// Each phone's pace: one request every this long.
+    pub const EVERY: Duration = Duration::from_millis(60);
+    pub const LIKE_EVERY: u64 = 10;
 
     pub struct Server {
         child: Child,
@@ -189,7 +191,10 @@ mod live {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 use std::io::BufRead;
-                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         let _ = tx.send(rest.trim().to_string());
                     }
@@ -245,13 +250,15 @@ mod live {
         stop: impl Fn() -> bool + Clone + Send + 'static,
     ) -> (Vec<Duration>, Vec<Duration>) {
         let mut tasks = Vec::new();
+        let count = tokens.len() as u32;
         for (i, token) in tokens.iter().enumerate() {
             let url = format!("ws://{addr}/ws?v=1");
             let token = token.clone();
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-                let hello = json!({"cmd": "hello", "v": 1, "token": token, "topics": ["now_playing"]});
+                let hello =
+                    json!({"cmd": "hello", "v": 1, "token": token, "topics": ["now_playing"]});
                 ws.send(Message::text(hello.to_string())).await.unwrap();
                 let mut play_id = Value::Null;
                 let mut searches = Vec::new();
@@ -260,11 +267,11 @@ mod live {
                 let mut on = false;
                 let mut tick = tokio::time::interval(EVERY);
                 // Phones start out of step, as real ones do.
-                tokio::time::sleep(EVERY * i as u32 / tokens.len() as u32).await;
+                tokio::time::sleep(EVERY * i as u32 / count).await;
                 while !stop() {
                     tick.tick().await;
                     rid += 1;
-                    let like = rid % 2 == 0 && !play_id.is_null();
+                    let like = rid % LIKE_EVERY == 0 && !play_id.is_null();
                     let req = if like {
                         on = !on;
                         json!({"cmd": "like", "rid": rid, "play_id": play_id, "on": on})
@@ -285,7 +292,11 @@ mod live {
                         if v["cmd"] == "reply" && v["rid"] == rid {
                             assert_eq!(v["ok"], true, "{req}: {v}");
                             let took = sent.elapsed();
-                            if like { likes.push(took) } else { searches.push(took) }
+                            if like {
+                                likes.push(took)
+                            } else {
+                                searches.push(took)
+                            }
                             break;
                         }
                     }
@@ -312,9 +323,9 @@ fn measured(db: &Path) -> u64 {
     c.query_row(
         "SELECT count(*) FROM tracks WHERE lufs IS NOT NULL OR loudness_error IS NOT NULL",
         [],
-        |r| r.get(0),
+        |r| r.get::<_, i64>(0),
     )
-    .unwrap()
+    .unwrap() as u64
 }
 
 /// The phones' view: `search` and `like` through the live server while its own pass runs
@@ -332,14 +343,21 @@ fn live_replies(dir: &Path, music: &Path, n: usize) {
         .unwrap();
     let scanned = Instant::now();
     while server.get("/healthz")["library_size"].as_u64() != Some(n as u64) {
-        assert!(scanned.elapsed() < Duration::from_secs(120), "the scan ends");
+        assert!(
+            scanned.elapsed() < Duration::from_secs(120),
+            "the scan ends"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let tokens: Vec<String> = (0..live::PHONES)
         .map(|i| server.guest(&format!("Phone {i}")))
         .collect();
     let window = Duration::from_secs(15);
-    let (before, cpu0, t0) = (measured(&db), common::cpu_time(server.pid()), Instant::now());
+    let (before, cpu0, t0) = (
+        measured(&db),
+        common::cpu_time(server.pid()),
+        Instant::now(),
+    );
     let db2 = db.clone();
     let (busy_s, busy_l) = rt.block_on(live::phones(&server.addr, &tokens, move || {
         t0.elapsed() >= window || measured(&db2) == n as u64
@@ -361,10 +379,11 @@ fn live_replies(dir: &Path, music: &Path, n: usize) {
     }));
     let idle_cpu = common::cpu_time(server.pid()) - cpu1;
     println!(
-        "\nphones through the live server ({} phones, one request each every {} ms, alternately \
-         a search and a like):",
+        "\nphones through the live server ({} phones, one request each every {} ms: a search, \
+         and every {}th a like instead):",
         live::PHONES,
-        live::EVERY.as_millis()
+        live::EVERY.as_millis(),
+        live::LIKE_EVERY
     );
     println!(
         "during the pass: {:.1} s, {during} tracks measured meanwhile, server CPU {:.1} s",
@@ -402,7 +421,11 @@ fn big_pass(dir: &Path, n: usize) {
     for i in 0..n {
         let d = music.join(format!("{:03}/{:03}", i / 1000, i / 10 % 100));
         let src = &seed_files[i % seed_files.len()];
-        let p = d.join(format!("{:02}.{}", i % 10, src.extension().unwrap().to_str().unwrap()));
+        let p = d.join(format!(
+            "{:02}.{}",
+            i % 10,
+            src.extension().unwrap().to_str().unwrap()
+        ));
         if !p.exists() {
             std::fs::create_dir_all(&d).unwrap();
             std::fs::copy(src, &p).unwrap();
@@ -429,13 +452,16 @@ fn big_pass(dir: &Path, n: usize) {
         if p.total > 0 && p.measured + p.failed == p.total {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(3600), "the pass ends");
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "the pass ends"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = (common::cpu_time(std::process::id()) - cpu0).as_secs_f64();
     let p = pass.progress();
-    let albums: u64 = rusqlite::Connection::open(&db)
+    let albums: i64 = rusqlite::Connection::open(&db)
         .unwrap()
         .query_row(
             "SELECT count(*) FROM tracks WHERE album_lufs IS NOT NULL",

@@ -2,7 +2,10 @@
 # Installs what the jukebox needs, and nothing that is already there. Safe to run again.
 #   scripts/deps.sh build   # to build and run: ALSA headers, pkg-config
 #   scripts/deps.sh test    # also what the tests use: ffmpeg (test audio), sox, avahi, a
-#                           # browser (chromium) with node and playwright-core, python clients
+#                           # browser (chromium) with node and playwright-core, python clients,
+#                           # snapserver and snapclient
+#   scripts/deps.sh bench   # the tests' tools and MPD with mpc, which the benchmarks measure
+#                           # the jukebox beside
 set -euo pipefail
 what=${1:-build}
 
@@ -11,11 +14,14 @@ pkgs=(libasound2-dev libopus-dev pkg-config)
 # chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks;
 # strace checks the unit's system-call filter. The tests install nothing themselves
 # (tests/systemd.rs fails naming this script when a tool is missing).
-if [ "$what" = test ]; then
+# snapserver and snapclient are the multi-room engine the snapcast output feeds.
+if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd strace python3-pip)
+  pkgs+=(snapserver snapclient)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
 fi
+[ "$what" = bench ] && pkgs+=(mpd mpc)
 
 need=()
 for pkg in "${pkgs[@]}"; do
@@ -26,6 +32,11 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  # Their packages would start system services (snapserver on 0.0.0.0:1704-1780, MPD on
+  # 6600) on a machine with systemd: the tests and benchmarks start their own, on loopback.
+  for unit in snapserver.service snapclient.service mpd.service mpd.socket; do
+    $SUDO systemctl mask "$unit" >/dev/null 2>&1 || true
+  done
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
@@ -33,7 +44,7 @@ if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install a Rust toolchain (rustup or your distribution) first" >&2
   exit 1
 fi
-if [ "$what" = test ]; then
+if [ "$what" = test ] || [ "$what" = bench ]; then
   # Independent clients: a websocket library for the protocol conformance test and an mDNS
   # one for the mDNS test.
   for mod in websockets zeroconf; do

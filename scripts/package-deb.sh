@@ -57,6 +57,7 @@ install -D -m 0644 systemd/jukebox.service "$root/lib/systemd/system/jukebox.ser
 install -D -m 0644 packaging/jukebox.toml "$root/etc/jukebox/jukebox.toml"
 install -D -m 0644 README.md "$root/usr/share/doc/jukebox/README.md"
 install -D -m 0644 docs/INSTALL.md "$root/usr/share/doc/jukebox/INSTALL.md"
+install -D -m 0644 docs/MULTIROOM.md "$root/usr/share/doc/jukebox/MULTIROOM.md"
 license=$(sed -n 's/^license *= *"\(.*\)"/\1/p' Cargo.toml)
 cat >"$root/usr/share/doc/jukebox/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -77,7 +78,7 @@ Architecture: $arch
 Maintainer: ${DEB_MAINTAINER:-Jukebox maintainers <jukebox@localhost>}
 Installed-Size: $installed_size
 Depends: libasound2t64 | libasound2, libc6 (>= $glibc), libopus0
-Suggests: alsa-utils
+Suggests: alsa-utils, snapserver, snapclient
 Section: sound
 Priority: optional
 Description: party jukebox: guests request and vote on songs from their phones

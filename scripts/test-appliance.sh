@@ -144,6 +144,9 @@ field() { dpkg-deb -f "$1" "$2"; }
 [ "$(field "$deb_amd64" Architecture)" = amd64 ] || die "Architecture: $(field "$deb_amd64" Architecture)"
 depends=$(field "$deb_amd64" Depends)
 depends_ok "$deb_amd64"
+# The multi-room engine the snapcast output feeds (docs/MULTIROOM.md) is suggested.
+suggests=$(field "$deb_amd64" Suggests)
+[[ $suggests == *snapserver* && $suggests == *snapclient* ]] || die "Suggests: $suggests"
 for f in Maintainer Section Priority Description Installed-Size; do
   [ -n "$(field "$deb_amd64" "$f")" ] || die "no $f field"
 done

@@ -42,7 +42,7 @@ mod table;
 
 use kinds::*;
 pub use live::{explicit_over, Live};
-pub use output::OutputSpec;
+pub use output::{OutputSpec, DEFAULT_SNAPCAST_BUFFER_MS};
 
 /// Where the packaged configuration lives; read when present and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/jukebox/jukebox.toml";
@@ -120,8 +120,12 @@ settings! {
     config db: FilePath = "./jukebox.db".into(), "FILE";
     /// Address and port to serve phones on.
     config listen: Listen = SocketAddr::from(([0, 0, 0, 0], 8080)), "ADDR:PORT";
-    /// Audio output: default | alsa:NAME | wav:PATH | null.
+    /// Audio output: default | alsa:NAME | wav:PATH | snapcast:PATH (snapserver's pipe
+    /// source, for every room in sync) | null.
     config output: Output = OutputSpec::Default, "SPEC";
+    /// snapserver's `buffer` (its delay from the pipe to every room) with --output
+    /// snapcast:PATH: the phones' progress bars follow what is heard.
+    config snapcast_buffer_ms: Num<20, 10_000> = DEFAULT_SNAPCAST_BUFFER_MS, "MS";
     /// Party name shown to guests and advertised over mDNS; phones reach NAME.local (as a host
     /// label: "Mia's party" is mias-party.local).
     config name: PartyName = "jukebox".into(), "NAME";

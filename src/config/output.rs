@@ -13,6 +13,25 @@ pub enum OutputSpec {
     Wav(PathBuf),
     /// Paced like a device, discarded.
     Null,
+    /// 48000 Hz / 16-bit / stereo PCM into snapserver's pipe source at `path`; heard after
+    /// snapserver's own buffer of `buffer_ms` (the `snapcast_buffer_ms` key).
+    Snapcast { path: PathBuf, buffer_ms: u32 },
+}
+
+/// snapserver's default `buffer`, which `snapcast_buffer_ms` must match.
+pub const DEFAULT_SNAPCAST_BUFFER_MS: u32 = 1000;
+
+impl OutputSpec {
+    /// The spec with snapserver's buffer as configured (only a snapcast output has one).
+    pub fn with_snapcast_buffer(self, ms: u32) -> OutputSpec {
+        match self {
+            OutputSpec::Snapcast { path, .. } => OutputSpec::Snapcast {
+                path,
+                buffer_ms: ms,
+            },
+            other => other,
+        }
+    }
 }
 
 impl std::fmt::Display for OutputSpec {
@@ -22,6 +41,7 @@ impl std::fmt::Display for OutputSpec {
             OutputSpec::Alsa(n) => write!(f, "alsa:{n}"),
             OutputSpec::Wav(p) => write!(f, "wav:{}", p.display()),
             OutputSpec::Null => write!(f, "null"),
+            OutputSpec::Snapcast { path, .. } => write!(f, "snapcast:{}", path.display()),
         }
     }
 }
@@ -45,9 +65,20 @@ impl std::str::FromStr for OutputSpec {
                         return Err("wav: needs a file path, e.g. wav:/tmp/out.wav".into());
                     }
                     Ok(OutputSpec::Wav(PathBuf::from(path)))
+                } else if let Some(path) = s.strip_prefix("snapcast:") {
+                    if path.is_empty() {
+                        return Err("snapcast: needs the path of snapserver's pipe, e.g. \
+                                    snapcast:/run/snapserver/jukebox"
+                            .into());
+                    }
+                    Ok(OutputSpec::Snapcast {
+                        path: PathBuf::from(path),
+                        buffer_ms: DEFAULT_SNAPCAST_BUFFER_MS,
+                    })
                 } else {
                     Err(format!(
-                        "unknown output {s:?}; allowed: default, alsa:NAME, wav:PATH, null"
+                        "unknown output {s:?}; allowed: default, alsa:NAME, wav:PATH, \
+                         snapcast:PATH, null"
                     ))
                 }
             }
@@ -66,6 +97,14 @@ mod tests {
             ("null", Ok(OutputSpec::Null)),
             ("alsa:hw:0,0", Ok(OutputSpec::Alsa("hw:0,0".into()))),
             ("wav:/tmp/x.wav", Ok(OutputSpec::Wav("/tmp/x.wav".into()))),
+            (
+                "snapcast:/run/snapserver/jukebox",
+                Ok(OutputSpec::Snapcast {
+                    path: "/run/snapserver/jukebox".into(),
+                    buffer_ms: DEFAULT_SNAPCAST_BUFFER_MS,
+                }),
+            ),
+            ("snapcast:", Err(())),
             ("alsa:", Err(())),
             ("wav:", Err(())),
             ("speaker", Err(())),

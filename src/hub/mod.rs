@@ -377,7 +377,7 @@ impl HubConfig {
         HubConfig {
             name: c.name.clone(),
             music,
-            output: c.output.clone(),
+            output: c.output.clone().with_snapcast_buffer(c.snapcast_buffer_ms),
             settings: c.settings.clone(),
             explicit_settings: c.explicit_settings.clone(),
             guest_limits: GuestLimits::from_limits(&c.limits),

@@ -169,9 +169,16 @@ mod tests {
         let reference: Vec<f32> =
             UniformSourceIterator::new(open_native(&path).unwrap(), two, rate).collect();
         assert_eq!(got.len(), 3 * 48_000 * 2);
-        assert!(got == reference, "the direct copy differs from the converter");
+        assert!(
+            got == reference,
+            "the direct copy differs from the converter"
+        );
         // Another rate goes through the converter.
-        let other = Converted::new(open_native(&path).unwrap(), two, NonZero::new(44_100).unwrap());
+        let other = Converted::new(
+            open_native(&path).unwrap(),
+            two,
+            NonZero::new(44_100).unwrap(),
+        );
         assert!(matches!(other, Converted::Uniform(_)));
     }
 

@@ -49,6 +49,7 @@ use std::sync::Arc;
 pub mod live;
 pub mod media;
 pub mod party;
+pub mod snap;
 pub mod wait;
 use std::time::Duration;
 

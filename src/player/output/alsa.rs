@@ -229,6 +229,11 @@ pub fn devices() -> Vec<(String, String)> {
             "wav:PATH".to_string(),
             "the exact PCM into a WAV file".to_string(),
         ),
+        (
+            "snapcast:PATH".to_string(),
+            "snapserver's pipe source, 48000:16:2 (every room in sync; see docs/MULTIROOM.md)"
+                .to_string(),
+        ),
     ];
     let host = rodio::cpal::default_host();
     if let Ok(devs) = host.output_devices() {

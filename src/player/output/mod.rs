@@ -7,6 +7,7 @@
 
 mod alsa;
 mod null;
+mod snapcast;
 mod wav;
 
 use std::num::NonZero;
@@ -114,13 +115,25 @@ pub fn open(spec: &OutputSpec) -> Result<Box<dyn AudioOut>, OutputError> {
             Box::new(alsa::DeviceOut::open(None)?)
         }
         OutputSpec::Alsa(n) => Box::new(alsa::DeviceOut::open(Some(n))?),
+        OutputSpec::Snapcast { path, buffer_ms } => Box::new(snapcast::SnapcastOut::open(
+            path,
+            Duration::from_millis(u64::from(*buffer_ms)),
+        )),
     })
+}
+
+/// A sample as 16-bit PCM: the exact inverse of the decoders' `i16 / 32768`, so a 16-bit file
+/// played at unity gain comes out bit for bit as it went in.
+pub fn to_i16(s: f32) -> i16 {
+    // `as` saturates: +1.0 becomes 32767.
+    (s * 32_768.0).round() as i16
 }
 
 /// Sleeps so that writes follow real time, at most `LEAD` ahead, like a device's buffer; and
 /// notices, like a device would, when the writer fell so far behind that the buffer ran dry.
 pub struct Pacer {
     rate: NonZero<u32>,
+    lead: Duration,
     start: Instant,
     frames: u64,
     /// The stream stopped (or has not begun): the next write starts a new one.
@@ -130,8 +143,13 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(rate: NonZero<u32>) -> Pacer {
+        Pacer::with_lead(rate, LEAD)
+    }
+    /// A pacer that runs at most `lead` ahead of real time.
+    pub fn with_lead(rate: NonZero<u32>, lead: Duration) -> Pacer {
         Pacer {
             rate,
+            lead,
             start: Instant::now(),
             frames: 0,
             idle: true,
@@ -142,7 +160,7 @@ impl Pacer {
         self.rate
     }
     pub fn latency(&self) -> Duration {
-        LEAD
+        self.lead
     }
     pub fn idle(&mut self) {
         self.idle = true;
@@ -173,8 +191,8 @@ impl Pacer {
         self.frames += frames as u64;
         let due = self.due();
         let now = Instant::now();
-        if due > now + LEAD {
-            std::thread::sleep(due - now - LEAD);
+        if due > now + self.lead {
+            std::thread::sleep(due - now - self.lead);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::num::NonZero;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AudioOut, OutputError, Pacer, FILE_CHANNELS, FILE_RATE};
+use super::{to_i16, AudioOut, OutputError, Pacer, FILE_CHANNELS, FILE_RATE};
 use crate::chain::chain;
 
 pub struct WavOut {
@@ -55,11 +55,7 @@ impl AudioOut for WavOut {
     }
     fn write(&mut self, samples: &[f32]) -> Result<(), OutputError> {
         self.buf.clear();
-        self.buf.extend(
-            samples
-                .iter()
-                .map(|s| (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16),
-        );
+        self.buf.extend(samples.iter().map(|s| to_i16(*s)));
         if let Some(w) = self.writer.as_mut() {
             let mut iw = w.get_i16_writer(self.buf.len() as u32);
             for s in &self.buf {

@@ -1,0 +1,386 @@
+//! The snapcast output against Debian's snapserver and snapclients, on loopback: two rooms get
+//! the party's audio bit for bit (PCM codec, levelling off, volume 100) and in sync; the phones'
+//! progress bars match what the rooms hear; a skip, a pause and a volume change reach every room
+//! within snapserver's buffer + 400 ms; and a snapserver that is absent, killed or restarted,
+//! or a plain file where its pipe should be, never stalls the party.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::live::{Phone, Server, PIN};
+use common::snap::{self, Snapclient, Snapserver};
+use serde_json::{json, Value};
+
+/// A 48 kHz 16-bit stereo WAV tone in its own folder (its own album), `title` tagged.
+fn track(music: &Path, title: &str, freq: u32, secs: f64) -> PathBuf {
+    let dir = music.join(title);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = common::media::ffmpeg();
+    common::media::sine(&mut cmd, freq, secs, 48_000).args(["-c:a", "pcm_s16le", "-ar", "48000"]);
+    common::media::tags(&mut cmd, &[("title", title), ("album", title)]);
+    common::media::write(&mut cmd, &dir.join(format!("{title}.wav")))
+}
+
+fn wall_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+}
+
+/// The jukebox writing into `fifo`, everything as mastered and at full volume.
+fn jukebox(dir: &Path, music: &Path, fifo: &Path, buffer_ms: u32) -> Server {
+    Server::start_with(
+        &dir.join("j.db"),
+        music,
+        &format!("snapcast:{}", fifo.display()),
+        Some(PIN),
+        &[
+            "--normalize",
+            "off",
+            "--volume",
+            "100",
+            "--snapcast-buffer-ms",
+            &buffer_ms.to_string(),
+        ],
+    )
+}
+
+fn wait(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A play as the phones see it: which track, and when its first sample is heard by the
+/// jukebox's account (`server_time_ms - position_ms`, read once it has started moving).
+struct Seen {
+    title: String,
+    heard_ms: f64,
+}
+
+/// Reads `now_playing` until `n` plays have been seen moving.
+fn plays(server: &Server, n: usize) -> Vec<Seen> {
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut last_id = Value::Null;
+    wait(Duration::from_secs(40), "the plays to start", || {
+        let (_, s) = server.get("/api/state");
+        let np = &s["now_playing"];
+        let pos = np["position_ms"].as_f64().unwrap_or(0.0);
+        if !np.is_null() && np["play_id"] != last_id && pos >= 300.0 {
+            last_id = np["play_id"].clone();
+            seen.push(Seen {
+                title: np["track"]["title"].as_str().unwrap().to_string(),
+                heard_ms: np["server_time_ms"].as_f64().unwrap() - pos,
+            });
+        }
+        seen.len() >= n
+    });
+    seen
+}
+
+/// Where a track's audio is in a client's output: the frame its first sample would be at,
+/// found by the exact samples from 0.5 s in to 0.5 s before its end (the fades a start or a
+/// skip may add are outside that window).
+fn locate(played: &[i16], file: &[i16]) -> Option<usize> {
+    let skip = 24_000 * 2;
+    let window = &file[skip..file.len() - skip];
+    let at = snap::find(played, &window[..512])?;
+    let got = played.get(at * 2..at * 2 + window.len())?;
+    assert!(
+        got == window,
+        "the track's audio is not bit-exact at the room"
+    );
+    Some(at - skip / 2)
+}
+
+#[test]
+fn two_rooms_play_the_party_bit_exact_in_sync_and_as_the_phones_show() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    let files = [
+        ("Low", track(&music, "Low", 440, 4.0)),
+        ("High", track(&music, "High", 660, 4.0)),
+    ];
+    let fifo = dir.path().join("jukebox.fifo");
+    let server = Snapserver::start(dir.path(), &fifo, 1000);
+    let rooms = [
+        Snapclient::start(&server, "kitchen", 1),
+        Snapclient::start(&server, "garden", 2),
+    ];
+    wait(Duration::from_secs(15), "both rooms connected", || {
+        server.connected_clients().len() == 2
+    });
+    let jukebox = jukebox(dir.path(), &music, &fifo, 1000);
+    let seen = plays(&jukebox, 2);
+    let samples: Vec<(String, Vec<i16>)> = files
+        .iter()
+        .map(|(t, p)| (t.to_string(), snap::wav_samples(p)))
+        .collect();
+    let second = samples.iter().find(|(t, _)| *t == seen[1].title).unwrap();
+    wait(
+        Duration::from_secs(20),
+        "both rooms to play the second track",
+        || {
+            rooms
+                .iter()
+                .all(|r| locate(&r.samples(), &second.1).is_some())
+        },
+    );
+
+    let mut heard = Vec::new();
+    for room in &rooms {
+        let played = room.samples();
+        let at: Vec<usize> = seen
+            .iter()
+            .map(|s| {
+                let file = &samples.iter().find(|(t, _)| *t == s.title).unwrap().1;
+                locate(&played, file).unwrap_or_else(|| panic!("{} in {}", s.title, room.id))
+            })
+            .collect();
+        // In the order played, one after the other, and nothing but silence before and between.
+        let first_len = samples
+            .iter()
+            .find(|(t, _)| *t == seen[0].title)
+            .unwrap()
+            .1
+            .len()
+            / 2;
+        assert!(at[0] + first_len <= at[1], "{}: {at:?}", room.id);
+        assert!(
+            played[..at[0] * 2].iter().all(|s| *s == 0),
+            "{}: only silence before the party",
+            room.id
+        );
+        assert!(
+            played[(at[0] + first_len) * 2..at[1] * 2]
+                .iter()
+                .all(|s| *s == 0),
+            "{}: only silence between the tracks",
+            room.id
+        );
+        heard.push(
+            at.iter()
+                .map(|f| room.heard_at(*f, at[0]))
+                .collect::<Vec<_>>(),
+        );
+    }
+    // The two rooms in sync.
+    for (i, s) in seen.iter().enumerate() {
+        let offset = wall_ms(heard[0][i]) - wall_ms(heard[1][i]);
+        println!("{}: the rooms {offset:+.2} ms apart", s.title);
+        assert!(
+            offset.abs() < 1.0,
+            "{}: rooms {offset:.2} ms apart",
+            s.title
+        );
+    }
+    // The progress bar: the second play (the first starts from a standstill) is heard when the
+    // phones say it starts.
+    let h = jukebox.get("/healthz").1;
+    for room in 0..2 {
+        let lag = wall_ms(heard[room][1]) - seen[1].heard_ms;
+        println!(
+            "{}: heard {lag:+.1} ms from the phones' account (latency_ms {})",
+            rooms[room].id, h["audio"]["latency_ms"]
+        );
+        assert!(lag.abs() <= 50.0, "{}: {lag:.1} ms", rooms[room].id);
+    }
+}
+
+/// The first frame at or after `from` from which the samples stay within `level` for 0.3 s.
+fn quiet_from(played: &[i16], from: usize, level: i16) -> Option<usize> {
+    let run = 14_400;
+    let frames = played.len() / 2;
+    let mut start = None;
+    for f in from..frames {
+        let loud = played[f * 2].abs() > level || played[f * 2 + 1].abs() > level;
+        match (loud, start) {
+            (true, _) => start = None,
+            (false, None) => start = Some(f),
+            (false, Some(s)) if f - s >= run => return Some(s),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[test]
+fn a_skip_a_pause_and_a_volume_change_reach_every_room_within_the_buffer_and_400_ms() {
+    let buffer = 1000;
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    let files = [
+        track(&music, "One", 440, 30.0),
+        track(&music, "Two", 660, 30.0),
+    ];
+    let fifo = dir.path().join("jukebox.fifo");
+    let server = Snapserver::start(dir.path(), &fifo, buffer);
+    let room = Snapclient::start(&server, "hall", 1);
+    wait(Duration::from_secs(15), "the room connected", || {
+        server.connected_clients().len() == 1
+    });
+    let jukebox = jukebox(dir.path(), &music, &fifo, buffer);
+    let host = jukebox.host();
+    let act = |what: &str, body: Value| {
+        let (st, v) = jukebox.post(&format!("/api/host/{what}"), &body, Some(&host));
+        assert_eq!(st, 200, "{what}: {v}");
+        SystemTime::now()
+    };
+    let bound = f64::from(buffer) + 400.0;
+    let first = plays(&jukebox, 1).remove(0).title;
+    let idx = |t: &str| usize::from(t == "Two");
+    let [a, b] = [
+        snap::wav_samples(&files[idx(&first)]),
+        snap::wav_samples(&files[1 - idx(&first)]),
+    ];
+    wait(
+        Duration::from_secs(10),
+        "the room plays the first track",
+        || locate(&room.samples(), &a).is_some(),
+    );
+
+    // Skip: the next track's first sample, heard.
+    let asked = act("skip", json!({}));
+    wait(
+        Duration::from_secs(10),
+        "the room plays the next track",
+        || locate(&room.samples(), &b).is_some(),
+    );
+    let played = room.samples();
+    let at_a = locate(&played, &a).unwrap();
+    let at_b = locate(&played, &b).unwrap();
+    let took = wall_ms(room.heard_at(at_b, at_a)) - wall_ms(asked);
+    println!("skip: the next track heard {took:.0} ms after the host asked");
+    assert!(took <= bound, "skip took {took:.0} ms > {bound} ms");
+
+    // Pause: silence from there on.
+    std::thread::sleep(Duration::from_secs(2));
+    let asked = act("pause", json!({}));
+    std::thread::sleep(Duration::from_millis(buffer as u64 + 1500));
+    let played = room.samples();
+    let quiet = quiet_from(&played, at_b + 24_000, 0).expect("silence after the pause");
+    let took = wall_ms(room.heard_at(quiet, at_b)) - wall_ms(asked);
+    println!("pause: silence {took:.0} ms after the host asked");
+    assert!(took <= bound, "pause took {took:.0} ms > {bound} ms");
+
+    // Volume 50 (a quarter of the amplitude): the level drops.
+    act("play", json!({}));
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = act("volume", json!({"volume": 50}));
+    std::thread::sleep(Duration::from_millis(buffer as u64 + 1500));
+    let played = room.samples();
+    // The tone's peak is 0.125 of full scale at volume 100 (ffmpeg's sine): below 60% of it is
+    // the new volume arriving.
+    let full = b.iter().map(|s| s.abs()).max().unwrap();
+    let resumed = (quiet..played.len() / 2)
+        .find(|f| played[f * 2].abs() > full / 2)
+        .expect("the music again after the pause");
+    let lower = quiet_from(&played, resumed, full * 6 / 10).expect("the lower volume");
+    let took = wall_ms(room.heard_at(lower, at_b)) - wall_ms(asked);
+    println!("volume: the lower level {took:.0} ms after the host asked");
+    assert!(took <= bound, "volume took {took:.0} ms > {bound} ms");
+}
+
+/// p99 of like replies from `phone` over `secs` (a like every 50 ms, toggled).
+async fn like_p99(phone: &mut Phone, play_id: &Value, secs: u64) -> Duration {
+    let mut times = Vec::new();
+    let t = Instant::now();
+    let mut on = true;
+    while t.elapsed() < Duration::from_secs(secs) {
+        let sent = Instant::now();
+        phone
+            .ok(json!({"cmd": "like", "play_id": play_id, "on": on}))
+            .await;
+        times.push(sent.elapsed());
+        on = !on;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    times.sort();
+    times[times.len() * 99 / 100]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_killed_or_restarted_snapserver_never_stalls_the_party() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    track(&music, "Long", 440, 60.0);
+    let fifo = dir.path().join("jukebox.fifo");
+    // A plain file where the pipe should be, and no snapserver: the party starts anyway.
+    std::fs::write(&fifo, b"not a pipe").unwrap();
+    let jukebox = jukebox(dir.path(), &music, &fifo, 500);
+    let np = jukebox.playing();
+    let log = |s: &Server| s.log.lock().unwrap().clone();
+    wait(Duration::from_secs(10), "a warning about the file", || {
+        log(&jukebox).contains("is not a pipe")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        log(&jukebox).matches("is not a pipe").count(),
+        1,
+        "said once: {}",
+        log(&jukebox)
+    );
+    assert_eq!(
+        std::fs::read(&fifo).unwrap(),
+        b"not a pipe",
+        "never written into"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    wait(
+        Duration::from_secs(10),
+        "a line about the missing pipe",
+        || log(&jukebox).contains("does not exist yet"),
+    );
+
+    // snapserver comes: its pipe is found and fed, and a room hears the party.
+    let mut server = Snapserver::start(dir.path(), &fifo, 500);
+    let room = Snapclient::start(&server, "porch", 1);
+    let loud = |r: &Snapclient, from: usize| r.samples()[from * 2..].iter().any(|s| *s != 0);
+    wait(Duration::from_secs(15), "the room hears the party", || {
+        loud(&room, 0)
+    });
+    assert!(
+        log(&jukebox).contains("snapcast: writing to"),
+        "{}",
+        log(&jukebox)
+    );
+
+    // The phones, with snapserver up and then killed.
+    let guest = jukebox.guest("Sam");
+    let mut phone = Phone::connect(&jukebox.addr, &guest, &[]).await;
+    let up = like_p99(&mut phone, &np["play_id"], 2).await;
+    server.kill();
+    let down = like_p99(&mut phone, &np["play_id"], 3).await;
+    println!("like p99: {up:?} with snapserver, {down:?} without");
+    assert!(
+        down < Duration::from_millis(250),
+        "likes wait on snapserver: {down:?}"
+    );
+    assert!(
+        log(&jukebox).contains("snapserver stopped reading"),
+        "{}",
+        log(&jukebox)
+    );
+    // The party went on meanwhile.
+    let (_, s) = jukebox.get("/api/state");
+    assert_eq!(s["now_playing"]["play_id"], np["play_id"]);
+    assert!(s["now_playing"]["position_ms"].as_u64().unwrap() > 3000);
+
+    // Back: the room (which reconnects by itself) hears it again within 2 s of its return.
+    let before = room.frames();
+    server.restart();
+    let back = Instant::now();
+    wait(
+        Duration::from_secs(10),
+        "the room hears the party again",
+        || room.frames() > before && loud(&room, before),
+    );
+    let took = back.elapsed();
+    println!("audio back at the room {took:?} after snapserver's return");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    let h = jukebox.get("/healthz").1;
+    assert_eq!(h["audio"]["ok"], true, "{h}");
+    drop(phone);
+}
