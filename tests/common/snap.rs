@@ -201,6 +201,9 @@ impl Snapclient {
             .args(["-h", "127.0.0.1", "-p", &server.stream_port.to_string()])
             .args(["-i", &instance.to_string(), "--hostID", host_id])
             .args(["--player", "file:filename=stdout", "--logsink", "null"])
+            // No software volume: what snapserver sends, as it is (the volume is snapserver's
+            // to report, and the jukebox's to apply).
+            .args(["--mixer", "none"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -265,14 +268,6 @@ impl Drop for Snapclient {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Where `needle` (interleaved samples) first occurs in `hay`, in frames.
-pub fn find(hay: &[i16], needle: &[i16]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    (0..=(hay.len() - needle.len()) / 2).find(|&f| hay[f * 2..f * 2 + needle.len()] == *needle)
 }
 
 /// The interleaved 16-bit samples of a WAV file.

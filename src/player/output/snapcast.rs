@@ -16,7 +16,7 @@ use std::num::NonZero;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,14 +33,29 @@ const PIPE_BYTES: usize = 16 * 1024;
 /// The queue between the engine and the writer, in chunks (an engine step is ~20 ms): more
 /// than the engine's lead, so a healthy pipe never drops a chunk.
 const QUEUE_CHUNKS: usize = 32;
-/// With nothing from the engine for this long, the writer writes this much silence.
-const SILENCE_AFTER: Duration = Duration::from_millis(40);
+/// Silence is written this much at a time while nothing plays (the full pipe paces it).
+const SILENCE: Duration = Duration::from_millis(40);
+/// While playing, a chunk this late means the engine stalled: the writer fills in silence so
+/// that snapserver's stream does not go idle. Shorter waits are left to the pipe and
+/// snapserver's buffer, which hold far more: a chunk late for scheduling is not a gap.
+const STALL: Duration = Duration::from_millis(500);
 /// How far the engine runs ahead of real time: the queue to the writer. Less than a device's
 /// lead, since the pipe behind it is a buffer too, and every millisecond here is heard late
 /// in every room on a skip.
 const LEAD: Duration = Duration::from_millis(100);
+/// Looks for a reader before saying there is none (see `Writer::open`).
+const NO_READER_LOOKS: u32 = 4;
+const NO_READER_PAUSE: Duration = Duration::from_millis(100);
 /// How often the writer looks again for a pipe that is missing or is not a pipe.
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
+
+/// From the engine to the writer.
+enum Msg {
+    /// PCM to write, 48000:16:2 little-endian.
+    Pcm(Vec<u8>),
+    /// Nothing plays from here on (paused, stopped, between plays): write silence.
+    Idle,
+}
 
 /// The writer's state, shared with the engine's side.
 #[derive(Default)]
@@ -56,7 +71,7 @@ pub struct SnapcastOut {
     pacer: Pacer,
     /// snapserver's own buffer (its `buffer` setting): heard this long after it reads.
     buffer: Duration,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Msg>>,
     shared: Arc<Shared>,
     reported_drops: u64,
 }
@@ -87,7 +102,11 @@ impl SnapcastOut {
     }
 
     fn pipe_latency(&self) -> Duration {
-        let bytes = self.shared.pipe_bytes.load(Ordering::Relaxed);
+        // Until the pipe is open, the size it will be given.
+        let bytes = match self.shared.pipe_bytes.load(Ordering::Relaxed) {
+            0 => PIPE_BYTES as u64,
+            n => n,
+        };
         Duration::from_micros(bytes * 1_000_000 / BYTES_PER_SECOND)
     }
 }
@@ -105,7 +124,7 @@ impl AudioOut for SnapcastOut {
             bytes.extend_from_slice(&to_i16(*s).to_le_bytes());
         }
         if let Some(tx) = &self.tx {
-            match tx.try_send(bytes) {
+            match tx.try_send(Msg::Pcm(bytes)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -127,6 +146,11 @@ impl AudioOut for SnapcastOut {
     }
     fn idle(&mut self) {
         self.pacer.idle();
+        if let Some(tx) = &self.tx {
+            // Queued behind the last PCM; lost only when the queue is full, and then the
+            // writer's stall wait fills in silence all the same.
+            let _ = tx.try_send(Msg::Idle);
+        }
     }
     fn take_underruns(&mut self) -> u64 {
         self.pacer.take_underruns()
@@ -169,7 +193,7 @@ enum Trouble {
 
 struct Writer {
     path: PathBuf,
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -194,9 +218,10 @@ impl Reporter {
                 "snapcast: {p} is not a pipe (a plain file?); not writing into it. Remove it and \
                  let snapserver create its pipe there"
             ),
-            Trouble::NoReader => tracing::warn!(
-                "snapcast: no snapserver is reading {p} (is it running?); waiting for it"
-            ),
+            // Also the usual start: snapserver opens an idle pipe only now and then.
+            Trouble::NoReader => {
+                tracing::info!("snapcast: waiting for snapserver to read {p} (is it running?)")
+            }
             Trouble::Open(e) => {
                 tracing::warn!("snapcast: cannot open {p}: {e}; trying again every second")
             }
@@ -259,20 +284,32 @@ impl Writer {
                 }
                 Ok(_) => {}
             }
-            // Without blocking first, to tell "no reader" (ENXIO) apart; snapserver reopens
-            // an idle pipe every 100 ms, so a blocking open then returns within that.
-            let nonblocking = OpenOptions::new()
-                .write(true)
-                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-                .open(&self.path);
-            if let Err(e) = &nonblocking {
-                if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
-                    report.say(Trouble::NoReader);
-                } else {
+            // Without blocking first, to tell "no reader" (ENXIO) apart. A running snapserver
+            // reopens an idle pipe every 100 ms, so a few looks over 300 ms tell it from one
+            // that is not running; a blocking open then waits for it without polling.
+            let nonblocking = (0..NO_READER_LOOKS).find_map(|i| {
+                if i > 0 {
+                    std::thread::sleep(NO_READER_PAUSE);
+                }
+                match OpenOptions::new()
+                    .write(true)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                    .open(&self.path)
+                {
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                        None
+                    }
+                    other => Some(other),
+                }
+            });
+            match &nonblocking {
+                None => report.say(Trouble::NoReader),
+                Some(Err(e)) => {
                     report.say(Trouble::Open(e.to_string()));
                     std::thread::sleep(LOOK_AGAIN);
                     continue;
                 }
+                Some(Ok(_)) => {}
             }
             // Blocking writes from here: the pipe paces the writer.
             let file = match OpenOptions::new().write(true).open(&self.path) {
@@ -297,14 +334,29 @@ impl Writer {
         }
     }
 
-    /// Writes what the engine sends, silence when it sends nothing, until the pipe breaks
-    /// (`Err`) or the output is dropped (`Ok`).
+    /// Writes what the engine sends, silence while nothing plays (or the engine stalled),
+    /// until the pipe breaks (`Err`) or the output is dropped (`Ok`).
     fn feed(&self, mut pipe: File) -> std::io::Result<()> {
-        let silence =
-            vec![0u8; (BYTES_PER_SECOND * SILENCE_AFTER.as_millis() as u64 / 1000) as usize];
+        let silence = vec![0u8; (BYTES_PER_SECOND * SILENCE.as_millis() as u64 / 1000) as usize];
+        let mut idle = true;
         loop {
-            match self.rx.recv_timeout(SILENCE_AFTER) {
-                Ok(bytes) => pipe.write_all(&bytes)?,
+            let next = if idle {
+                // Keep the pipe full of silence (the blocking write paces this loop) and look
+                // for the music in between.
+                match self.rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            } else {
+                self.rx.recv_timeout(STALL)
+            };
+            match next {
+                Ok(Msg::Pcm(bytes)) => {
+                    idle = false;
+                    pipe.write_all(&bytes)?;
+                }
+                Ok(Msg::Idle) => idle = true,
                 Err(RecvTimeoutError::Timeout) => pipe.write_all(&silence)?,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
