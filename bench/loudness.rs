@@ -271,7 +271,7 @@ mod live {
                 while !stop() {
                     tick.tick().await;
                     rid += 1;
-                    let like = rid % LIKE_EVERY == 0 && !play_id.is_null();
+                    let like = rid.is_multiple_of(LIKE_EVERY) && !play_id.is_null();
                     let req = if like {
                         on = !on;
                         json!({"cmd": "like", "rid": rid, "play_id": play_id, "on": on})
