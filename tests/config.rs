@@ -198,7 +198,7 @@ fn bad_values_name_the_key_the_reason_and_the_range_and_exit_2() {
         (
             vec!["--output", "speakers"],
             vec![],
-            vec!["output", "default, alsa:NAME, wav:PATH, null"],
+            vec!["output", "default, alsa:NAME, wav:PATH, snapcast:PATH, null"],
         ),
         (vec!["--listen", "80"], vec![], vec!["listen", "ADDR:PORT"]),
         (
