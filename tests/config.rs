@@ -198,7 +198,10 @@ fn bad_values_name_the_key_the_reason_and_the_range_and_exit_2() {
         (
             vec!["--output", "speakers"],
             vec![],
-            vec!["output", "default, alsa:NAME, wav:PATH, snapcast:PATH, null"],
+            vec![
+                "output",
+                "default, alsa:NAME, wav:PATH, snapcast:PATH, null",
+            ],
         ),
         (vec!["--listen", "80"], vec![], vec!["listen", "ADDR:PORT"]),
         (
@@ -270,7 +273,7 @@ fn help_explains_every_key_with_its_default() {
 fn devices_lists_the_outputs() {
     let (code, out, _) = run(&["devices"], &[]);
     assert_eq!(code, 0);
-    for spec in ["default", "null", "wav:PATH"] {
+    for spec in ["default", "null", "wav:PATH", "snapcast:PATH"] {
         assert!(out.lines().any(|l| l.starts_with(spec)), "{out}");
     }
 }
