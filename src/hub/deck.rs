@@ -73,6 +73,9 @@ pub(crate) struct Now {
     /// Where it was at `position_at_ms` (wall clock, ms).
     pub position_ms: u64,
     pub position_at_ms: i64,
+    /// Where the listener's position starts from: the position of the last start, seek or
+    /// resume. The player's reports of where it writes do not move it.
+    pub heard_from_ms: u64,
     pub paused: bool,
     pub likes: HashSet<GuestId>,
     pub skip_votes: HashSet<GuestId>,
@@ -93,15 +96,17 @@ impl Now {
         }
     }
 
-    /// Where the listener is at `now_ms`. What is written at the last start, seek or resume
-    /// is heard `latency_ms` later, so the position stands still that long after each, then
-    /// runs; it never goes back, and a paused play is where it stopped.
+    /// Where the listener is at `now_ms`: `latency_ms` behind where the player writes
+    /// (which its position reports keep `position` true to). What is written at a start,
+    /// seek or resume is heard `latency_ms` later, so until then the position stands still
+    /// there; a paused play is where it stopped.
     pub(crate) fn heard_position(&self, now_ms: i64, latency_ms: u64) -> u64 {
         if self.paused {
             return self.position_ms;
         }
-        let ran = ((now_ms - self.position_at_ms).max(0) as u64).saturating_sub(latency_ms);
-        (self.position_ms + ran).min(self.track.duration_ms.max(self.position_ms))
+        self.position(now_ms)
+            .saturating_sub(latency_ms)
+            .max(self.heard_from_ms)
     }
 
     /// Pauses at `now_ms`; returns the position, or `None` if it was paused already.
@@ -113,6 +118,7 @@ impl Now {
         self.paused = true;
         self.position_ms = pos;
         self.position_at_ms = now_ms;
+        self.heard_from_ms = pos;
         Some(pos)
     }
 
@@ -123,6 +129,7 @@ impl Now {
         }
         self.paused = false;
         self.position_at_ms = now_ms;
+        self.heard_from_ms = self.position_ms;
         true
     }
 
@@ -131,6 +138,7 @@ impl Now {
         let pos = position_ms.min(self.track.duration_ms.saturating_sub(1));
         self.position_ms = pos;
         self.position_at_ms = now_ms;
+        self.heard_from_ms = pos;
         pos
     }
 }

@@ -283,6 +283,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the jukebox said.
+        if std::thread::panicking() {
+            eprintln!("--- the jukebox's log ---\n{}", self.log.lock().unwrap());
+        }
     }
 }
 

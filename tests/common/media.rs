@@ -24,6 +24,18 @@ pub fn sine(cmd: &mut Command, freq: u32, secs: f64, rate: u32) -> &mut Command 
         .args(["-ac", "2"])
 }
 
+/// A tone at `freq` over a little noise, stereo: unlike a pure sine (whose waveform repeats
+/// every few milliseconds), no stretch of it looks like another, so a test can tell exactly
+/// where in the track a stretch of played audio is. ffmpeg's `random` is seeded the same every
+/// time: the file is the same on every run.
+pub fn tone_in_noise(cmd: &mut Command, freq: u32, secs: f64, rate: u32) -> &mut Command {
+    cmd.args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "aevalsrc=exprs='0.3*sin(2*PI*{freq}*t)+0.05*(random(0)-0.5)':d={secs}:s={rate}"
+        ))
+        .args(["-ac", "2"])
+}
+
 /// Adds a `-metadata key=value` for each tag.
 pub fn tags<'c>(cmd: &'c mut Command, tags: &[(&str, impl Display)]) -> &'c mut Command {
     for (k, v) in tags {

@@ -242,19 +242,24 @@ impl Snapclient {
             .collect()
     }
 
-    /// When the frame at `frame` (counted from the first byte played) was heard: the
-    /// earliest estimate over the reads after `from_frame` (a read is never early, only late,
-    /// by the reader's scheduling), each read's end being heard when it was read.
-    pub fn heard_at(&self, frame: usize, from_frame: usize) -> SystemTime {
+    /// When the frame at `frame` (counted from the first byte played) was heard.
+    ///
+    /// snapclient's file player writes, every 50 ms, the 50 ms of audio due from 10 ms on
+    /// (its DAC delay), and when its timer is late it goes on from the present rather than
+    /// catching up, so its output falls behind the wall clock now and then: only the reads
+    /// just after the frame say when it was heard. Each read ending `n` frames after it says
+    /// "at most `n` frames ago, plus the chunk and the DAC delay"; the reader's own lateness
+    /// only adds, so the earliest of them is taken.
+    pub fn heard_at(&self, frame: usize) -> SystemTime {
+        const PLAYER_AHEAD: Duration = Duration::from_millis(60);
         let p = self.played.lock().unwrap();
-        let origin = p
-            .reads
+        p.reads
             .iter()
-            .filter(|(_, total)| total / FRAME > from_frame)
-            .map(|(t, total)| *t - Duration::from_secs_f64((total / FRAME) as f64 / RATE))
+            .map(|(t, total)| (*t, total / FRAME))
+            .filter(|(_, end)| *end > frame && *end <= frame + RATE as usize / 2)
+            .map(|(t, end)| t - Duration::from_secs_f64((end - frame) as f64 / RATE) + PLAYER_AHEAD)
             .min()
-            .expect("reads after that frame");
-        origin + Duration::from_secs_f64(frame as f64 / RATE)
+            .expect("reads just after that frame")
     }
 
     /// Frames played so far.

@@ -35,6 +35,7 @@ fn now(key: Key, t: i64) -> Now {
         auto: true,
         position_ms: 0,
         position_at_ms: 1_000,
+        heard_from_ms: 0,
         paused: false,
         likes: HashSet::new(),
         skip_votes: HashSet::new(),
@@ -448,6 +449,7 @@ fn the_heard_position_is_behind_by_the_latency_never_before_the_start() {
     // Started (or sought, or resumed) at 2 s, at wall-clock 1 s.
     let mut n = now(1, 1);
     n.position_ms = 2_000;
+    n.heard_from_ms = 2_000;
     assert_eq!(n.heard_position(1_000, 150), 2_000, "just started");
     assert_eq!(n.heard_position(1_100, 150), 2_000, "not heard yet");
     assert_eq!(n.heard_position(3_000, 150), 3_850);
@@ -459,4 +461,19 @@ fn the_heard_position_is_behind_by_the_latency_never_before_the_start() {
     // Paused: where it stopped.
     n.pause(5_000);
     assert_eq!(n.heard_position(9_000, 150), n.position_ms);
+}
+
+#[test]
+fn the_players_position_reports_keep_the_heard_position_behind_by_the_latency() {
+    // Started at 0 at wall-clock 1 s, a latency of 1.2 s (a snapserver's buffer).
+    let mut deck = Deck::default();
+    let key = playing(&mut deck, 1);
+    let n = deck.now.as_mut().unwrap();
+    n.position_at_ms = 1_000;
+    // The player says where it writes, a second on (its lead puts it a little ahead).
+    let _ = deck.on_position(key, 1_100, 2_000);
+    let n = deck.now.as_ref().unwrap();
+    assert_eq!(n.heard_position(2_000, 1_200), 0, "not heard yet");
+    assert_eq!(n.heard_position(2_500, 1_200), 400);
+    assert_eq!(n.heard_position(4_000, 1_200), 1_900);
 }

@@ -355,6 +355,7 @@ impl State {
             auto,
             position_ms: position,
             position_at_ms: now_ms,
+            heard_from_ms: position,
             paused,
             // A like announced before a restart is not announced again.
             like_announced: likes.clone(),

@@ -174,9 +174,11 @@ impl Pacer {
     pub fn advance(&mut self, frames: usize) {
         let now = Instant::now();
         if self.idle {
-            // After a pause or an idle spell, do not rush to catch up.
+            // After a pause or an idle spell, do not rush to catch up; after a moment's
+            // (a skip's cut), what was written before is still ahead, and the new audio
+            // follows it.
             self.idle = false;
-            self.start = now;
+            self.start = self.due().max(now);
             self.frames = 0;
         } else if self.due() < now {
             // Everything written so far would have been heard before now: the buffer ran dry

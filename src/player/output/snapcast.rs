@@ -9,16 +9,23 @@
 //! waits in a blocking `open` (no polling loop) while no snapserver reads. Between tracks and
 //! while paused it writes silence, so that snapserver's stream does not flap to idle (and, on
 //! snapserver 0.28+, does not resync).
+//!
+//! Two clocks meet at the pipe: the engine's, and snapserver's reads (one chunk per tick of its
+//! own). They run at one rate, so what waits between them stays what the engine leads by plus
+//! a full pipe, which is the latency the output reports, unless snapserver finds the pipe empty
+//! and fills in silence: its timeline then runs that far ahead of ours for good. The writer
+//! notices by how long the audio waited in the queue, and drops that much to stay in time with
+//! what the phones show.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::num::NonZero;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{to_i16, AudioOut, OutputError, Pacer};
 
@@ -33,8 +40,9 @@ const PIPE_BYTES: usize = 16 * 1024;
 /// The queue between the engine and the writer, in chunks (an engine step is ~20 ms): more
 /// than the engine's lead, so a healthy pipe never drops a chunk.
 const QUEUE_CHUNKS: usize = 32;
-/// Silence is written this much at a time while nothing plays (the full pipe paces it).
-const SILENCE: Duration = Duration::from_millis(40);
+/// Silence is written this much at a time while nothing plays (the full pipe paces it);
+/// music that comes meanwhile waits behind at most this much more than the full pipe.
+const SILENCE: Duration = Duration::from_millis(20);
 /// While playing, a chunk this late means the engine stalled: the writer fills in silence so
 /// that snapserver's stream does not go idle. Shorter waits are left to the pipe and
 /// snapserver's buffer, which hold far more: a chunk late for scheduling is not a gap.
@@ -43,16 +51,21 @@ const STALL: Duration = Duration::from_millis(500);
 /// lead, since the pipe behind it is a buffer too, and every millisecond here is heard late
 /// in every room on a skip.
 const LEAD: Duration = Duration::from_millis(100);
-/// Looks for a reader before saying there is none (see `Writer::open`).
-const NO_READER_LOOKS: u32 = 4;
-const NO_READER_PAUSE: Duration = Duration::from_millis(100);
+/// How long the output waits, when it is opened, for snapserver to take the pipe: the
+/// party's first track should reach the rooms from its first note. A running snapserver
+/// looks for a writer every 100 ms.
+const FIRST_OPEN: Duration = Duration::from_millis(1000);
+/// Audio that waited in the queue longer than the engine's lead and this, for `BEHIND_FOR`
+/// on end, is behind snapserver's timeline rather than held up by a late writer.
+const BEHIND_SLACK: Duration = Duration::from_millis(60);
+const BEHIND_FOR: Duration = Duration::from_millis(500);
 /// How often the writer looks again for a pipe that is missing or is not a pipe.
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// From the engine to the writer.
 enum Msg {
-    /// PCM to write, 48000:16:2 little-endian.
-    Pcm(Vec<u8>),
+    /// PCM to write, 48000:16:2 little-endian, and when it was queued.
+    Pcm(Vec<u8>, Instant),
     /// Nothing plays from here on (paused, stopped, between plays): write silence.
     Idle,
 }
@@ -64,6 +77,8 @@ struct Shared {
     dropped: AtomicU64,
     /// The pipe's capacity as the kernel set it, in bytes (0 until opened).
     pipe_bytes: AtomicU64,
+    /// The writer is in a blocking `open`, waiting for snapserver.
+    waiting_reader: AtomicBool,
 }
 
 pub struct SnapcastOut {
@@ -79,17 +94,30 @@ pub struct SnapcastOut {
 impl SnapcastOut {
     pub fn open(path: &Path, buffer: Duration) -> SnapcastOut {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
+        let (opened_tx, opened_rx) = mpsc::sync_channel(1);
         let shared = Arc::new(Shared::default());
         let writer = Writer {
             path: path.to_owned(),
             rx,
             shared: shared.clone(),
+            opened: opened_tx,
         };
-        if let Err(e) = std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name("snapcast-writer".into())
             .spawn(move || writer.run())
         {
-            tracing::error!("snapcast: cannot start the writer thread: {e}");
+            Err(e) => tracing::error!("snapcast: cannot start the writer thread: {e}"),
+            Ok(_) => {
+                if opened_rx.recv_timeout(FIRST_OPEN).is_err()
+                    && shared.waiting_reader.load(Ordering::Relaxed)
+                {
+                    tracing::info!(
+                        "snapcast: snapserver is not reading {} (is it running?); the rooms get \
+                         the party as soon as it does",
+                        path.display()
+                    );
+                }
+            }
         }
         SnapcastOut {
             path: path.to_owned(),
@@ -124,7 +152,7 @@ impl AudioOut for SnapcastOut {
             bytes.extend_from_slice(&to_i16(*s).to_le_bytes());
         }
         if let Some(tx) = &self.tx {
-            match tx.try_send(Msg::Pcm(bytes)) {
+            match tx.try_send(Msg::Pcm(bytes, Instant::now())) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -186,7 +214,6 @@ impl Drop for SnapcastOut {
 enum Trouble {
     Missing,
     NotAPipe,
-    NoReader,
     Open(String),
     Stopped,
 }
@@ -195,6 +222,8 @@ struct Writer {
     path: PathBuf,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
+    /// Told each time the pipe is open.
+    opened: SyncSender<()>,
 }
 
 /// Says why the pipe cannot be written, once for each new reason.
@@ -218,10 +247,6 @@ impl Reporter {
                 "snapcast: {p} is not a pipe (a plain file?); not writing into it. Remove it and \
                  let snapserver create its pipe there"
             ),
-            // Also the usual start: snapserver opens an idle pipe only now and then.
-            Trouble::NoReader => {
-                tracing::info!("snapcast: waiting for snapserver to read {p} (is it running?)")
-            }
             Trouble::Open(e) => {
                 tracing::warn!("snapcast: cannot open {p}: {e}; trying again every second")
             }
@@ -284,35 +309,13 @@ impl Writer {
                 }
                 Ok(_) => {}
             }
-            // Without blocking first, to tell "no reader" (ENXIO) apart. A running snapserver
-            // reopens an idle pipe every 100 ms, so a few looks over 300 ms tell it from one
-            // that is not running; a blocking open then waits for it without polling.
-            let nonblocking = (0..NO_READER_LOOKS).find_map(|i| {
-                if i > 0 {
-                    std::thread::sleep(NO_READER_PAUSE);
-                }
-                match OpenOptions::new()
-                    .write(true)
-                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-                    .open(&self.path)
-                {
-                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
-                        None
-                    }
-                    other => Some(other),
-                }
-            });
-            match &nonblocking {
-                None => report.say(Trouble::NoReader),
-                Some(Err(e)) => {
-                    report.say(Trouble::Open(e.to_string()));
-                    std::thread::sleep(LOOK_AGAIN);
-                    continue;
-                }
-                Some(Ok(_)) => {}
-            }
-            // Blocking writes from here: the pipe paces the writer.
-            let file = match OpenOptions::new().write(true).open(&self.path) {
+            // A blocking open: it returns when snapserver next looks for a writer (every
+            // 100 ms while it runs), and waits without polling while it does not. A
+            // non-blocking open would fail with ENXIO in between its looks.
+            self.shared.waiting_reader.store(true, Ordering::Relaxed);
+            let opened = OpenOptions::new().write(true).open(&self.path);
+            self.shared.waiting_reader.store(false, Ordering::Relaxed);
+            let file = match opened {
                 Ok(f) => f,
                 Err(e) => {
                     report.say(Trouble::Open(e.to_string()));
@@ -320,7 +323,6 @@ impl Writer {
                     continue;
                 }
             };
-            drop(nonblocking);
             if !file.metadata().is_ok_and(|m| m.file_type().is_fifo()) {
                 continue; // replaced meanwhile: look again
             }
@@ -328,8 +330,7 @@ impl Writer {
                 .or_else(|_| rustix::pipe::fcntl_getpipe_size(&file))
                 .unwrap_or(64 * 1024);
             self.shared.pipe_bytes.store(size as u64, Ordering::Relaxed);
-            // What waited while the pipe was closed is stale.
-            while self.rx.try_recv().is_ok() {}
+            let _ = self.opened.try_send(());
             return Some(file);
         }
     }
@@ -338,9 +339,22 @@ impl Writer {
     /// until the pipe breaks (`Err`) or the output is dropped (`Ok`).
     fn feed(&self, mut pipe: File) -> std::io::Result<()> {
         let silence = vec![0u8; (BYTES_PER_SECOND * SILENCE.as_millis() as u64 / 1000) as usize];
+        // A full pipe ahead of the music, as the latency counts it, even when the music is
+        // already waiting.
+        let fill = self.shared.pipe_bytes.load(Ordering::Relaxed) as usize;
+        pipe.write_all(&vec![0u8; fill])?;
         let mut idle = true;
+        // The engine's audio runs out this long after it says it is idle (its lead): until
+        // then the music may go on (a skip cuts and starts the next track at once), and
+        // silence in between would put it late.
+        let mut silence_from: Option<Instant> = None;
+        // What waited while the pipe was closed is stale, and goes at once.
+        let mut behind = Behind::stale();
         loop {
-            let next = if idle {
+            let wait = silence_from.map(|t| t.saturating_duration_since(Instant::now()));
+            let next = if let Some(wait) = wait.filter(|w| idle && !w.is_zero()) {
+                self.rx.recv_timeout(wait)
+            } else if idle {
                 // Keep the pipe full of silence (the blocking write paces this loop) and look
                 // for the music in between.
                 match self.rx.try_recv() {
@@ -352,11 +366,22 @@ impl Writer {
                 self.rx.recv_timeout(STALL)
             };
             match next {
-                Ok(Msg::Pcm(bytes)) => {
+                Ok(Msg::Pcm(bytes, queued)) => {
                     idle = false;
+                    silence_from = None;
+                    if behind.drop(queued.elapsed(), bytes.len()) {
+                        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     pipe.write_all(&bytes)?;
                 }
-                Ok(Msg::Idle) => idle = true,
+                Ok(Msg::Idle) => {
+                    idle = true;
+                    silence_from = Some(Instant::now() + LEAD);
+                }
+                Err(RecvTimeoutError::Timeout) if wait.is_some_and(|w| !w.is_zero()) => {
+                    silence_from = None;
+                }
                 Err(RecvTimeoutError::Timeout) => pipe.write_all(&silence)?,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -369,5 +394,57 @@ impl Writer {
             self.rx.recv_timeout(Duration::ZERO),
             Err(RecvTimeoutError::Disconnected)
         )
+    }
+}
+
+/// Tells audio that is behind snapserver's timeline (see the module's comment) from audio
+/// held up for a moment, and how much of it to drop.
+#[derive(Default)]
+struct Behind {
+    /// Since when every chunk waited too long.
+    since: Option<Instant>,
+    /// Drop what waited too long without waiting to see if it lasts.
+    at_once: bool,
+    /// Bytes dropped in this spell.
+    dropped: u64,
+}
+
+impl Behind {
+    fn stale() -> Behind {
+        Behind {
+            at_once: true,
+            ..Behind::default()
+        }
+    }
+
+    /// Whether to drop a chunk of `len` bytes that waited `waited` in the queue.
+    fn drop(&mut self, waited: Duration, len: usize) -> bool {
+        if waited <= LEAD + BEHIND_SLACK {
+            if self.dropped > 0 && !self.at_once {
+                tracing::info!(
+                    "snapcast: back in time with snapserver after dropping {} ms of audio",
+                    self.dropped * 1000 / BYTES_PER_SECOND
+                );
+            }
+            *self = Behind::default();
+            return false;
+        }
+        if self.at_once {
+            self.dropped += len as u64;
+            return true;
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() < BEHIND_FOR {
+            return false;
+        }
+        if self.dropped == 0 {
+            tracing::warn!(
+                "snapcast: the audio is {} ms behind snapserver's timeline (it found the pipe \
+                 empty and played silence); dropping that much to stay in time",
+                (waited - LEAD).as_millis()
+            );
+        }
+        self.dropped += len as u64;
+        true
     }
 }
