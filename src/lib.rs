@@ -41,4 +41,5 @@ pub mod party;
 pub mod player;
 pub mod protocol;
 pub mod server;
+pub mod snapcast_plugin;
 pub mod store;

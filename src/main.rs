@@ -24,6 +24,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::SnapcastPlugin(args)) => jukebox::snapcast_plugin::run(args),
         Some(Command::ResetPin(args)) => {
             let done =
                 jukebox::store::Db::open(&args.db).and_then(|db| jukebox::login::reset_pin(&db));

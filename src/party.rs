@@ -37,6 +37,29 @@ pub struct Settings {
     pub loudness_lufs: i32,
     /// Seconds two tracks of different albums overlap (0: none).
     pub crossfade_s: u32,
+    /// Whether Snapcast's clients (Snapweb, Snapdroid) may play, pause and skip through the
+    /// stream plugin: snapserver 0.26 lets anyone on its control port do what the plugin
+    /// allows.
+    #[serde(deserialize_with = "on_off")]
+    pub snapcast_control: bool,
+}
+
+/// An on/off setting: `true`/`false`, or the words `on`/`off` a flag or the file gives.
+fn on_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OnOff {
+        Bool(bool),
+        Word(String),
+    }
+    match OnOff::deserialize(d)? {
+        OnOff::Bool(b) => Ok(b),
+        OnOff::Word(w) => match w.as_str() {
+            "on" | "true" => Ok(true),
+            "off" | "false" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("{w:?} is not on or off"))),
+        },
+    }
 }
 
 /// Loudness levelling: which loudness a track's gain is computed from.
@@ -121,6 +144,7 @@ pub const SETTING_RULES: &[(&str, Allowed)] = &[
     ("normalize", Allowed::Words(Normalize::NAMES)),
     ("loudness_lufs", Allowed::Range(-30, -5)),
     ("crossfade_s", Allowed::Range(0, 12)),
+    ("snapcast_control", Allowed::Words(&["on", "off"])),
 ];
 
 /// The rule of `key`, if it has one.
@@ -154,6 +178,7 @@ impl Default for Settings {
             normalize: Normalize::Auto,
             loudness_lufs: -14,
             crossfade_s: 0,
+            snapcast_control: false,
         }
     }
 }

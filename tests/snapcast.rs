@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::live::{Phone, Server, PIN};
-use common::snap::{self, Snapclient, Snapserver};
+use common::snap::{self, Listener, Snapclient, Snapserver};
 use serde_json::{json, Value};
 
 /// A 48 kHz 16-bit stereo WAV tone (over a little noise: see `tone_in_noise`) in its own folder (its own album), `title` tagged.
@@ -459,4 +459,155 @@ async fn a_missing_killed_or_restarted_snapserver_never_stalls_the_party() {
     let h = jukebox.get("/healthz").1;
     assert_eq!(h["audio"]["ok"], true, "{h}");
     drop(phone);
+}
+
+/// The `Stream.OnProperties` notification of the jukebox's stream whose properties `pred`
+/// accepts.
+fn properties(l: &Listener, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    l.wait(Duration::from_secs(15), what, |v| {
+        v["method"] == "Stream.OnProperties"
+            && v["params"]["id"] == "jukebox"
+            && pred(&v["params"]["properties"])
+    })["params"]["properties"]
+        .clone()
+}
+
+#[test]
+fn the_stream_plugin_shows_what_plays_and_controls_it_only_when_the_host_allows() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    for (t, f) in [("First", 440), ("Second", 550), ("Third", 660)] {
+        track(&music, t, f, 60.0);
+    }
+    let fifo = dir.path().join("jukebox.fifo");
+    let port = snap::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = || {
+        Server::spawn(
+            Server::command_on(
+                &listen,
+                &dir.path().join("j.db"),
+                &music,
+                "null",
+                Some(PIN),
+                &[],
+            ),
+            &dir.path().join("j.db"),
+            &music,
+        )
+    };
+    let jukebox = start();
+    // snapserver 0.26 passes the plugin only its own arguments: a wrapper gives ours.
+    let script = dir.path().join("jukebox-plugin");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec {} snapcast-plugin --jukebox http://{listen} --pin {PIN} \"$@\"\n",
+            common::bin()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let server = Snapserver::with_plugin(dir.path(), &fifo, 1000, &script);
+    let mut snapweb = Listener::connect(&server);
+
+    // What plays, as Snapweb sees it; no control while the host has not allowed it.
+    let np = jukebox.playing();
+    let title = np["track"]["title"].as_str().unwrap().to_string();
+    // The plugin told snapserver before this client connected: it asks, as Snapweb does.
+    let mut p = Value::Null;
+    wait(Duration::from_secs(15), "the first title", || {
+        let status = snapweb.request("Server.GetStatus", json!({}));
+        p = status["result"]["server"]["streams"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["id"] == "jukebox"))
+            .map(|s| s["properties"].clone())
+            .unwrap_or_default();
+        p["metadata"]["title"] == title.as_str()
+    });
+    assert_eq!(p["playbackStatus"], "playing", "{p}");
+    assert_eq!(p["metadata"]["duration"], 60.0, "{p}");
+    assert_eq!(p["canGoNext"], false, "{p}");
+    assert_eq!(p["canControl"], false, "{p}");
+    let r = snapweb.request(
+        "Stream.Control",
+        json!({"id": "jukebox", "command": "next"}),
+    );
+    assert!(r["error"].is_object(), "refused while not allowed: {r}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        jukebox.playing()["play_id"],
+        np["play_id"],
+        "nothing skipped"
+    );
+
+    // The host allows it: next skips, pause pauses, each shown to Snapweb.
+    let host = jukebox.host();
+    let (st, v) = jukebox.post(
+        "/api/host/settings",
+        &json!({"snapcast_control": true}),
+        Some(&host),
+    );
+    assert_eq!(st, 200, "{v}");
+    properties(&snapweb, "control allowed", |p| p["canGoNext"] == true);
+    let r = snapweb.request(
+        "Stream.Control",
+        json!({"id": "jukebox", "command": "next"}),
+    );
+    assert_eq!(r["result"], "ok", "{r}");
+    let next = jukebox.wait_state("the next play", |s| {
+        (s["now_playing"]["play_id"] != np["play_id"] && !s["now_playing"].is_null())
+            .then(|| s["now_playing"].clone())
+    });
+    let next_title = next["track"]["title"].as_str().unwrap().to_string();
+    properties(&snapweb, "the next title", |p| {
+        p["metadata"]["title"] == next_title.as_str()
+    });
+    let r = snapweb.request(
+        "Stream.Control",
+        json!({"id": "jukebox", "command": "pause"}),
+    );
+    assert_eq!(r["result"], "ok", "{r}");
+    properties(&snapweb, "paused", |p| p["playbackStatus"] == "paused");
+    assert_eq!(jukebox.get("/api/state").1["now_playing"]["paused"], true);
+    let r = snapweb.request(
+        "Stream.Control",
+        json!({"id": "jukebox", "command": "playPause"}),
+    );
+    assert_eq!(r["result"], "ok", "{r}");
+    properties(&snapweb, "playing again", |p| {
+        p["playbackStatus"] == "playing"
+    });
+
+    // The jukebox restarts: the plugin says the stream stopped, and comes back by itself
+    // (snapserver would not start it again).
+    let pid = jukebox.child.id();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    drop(jukebox);
+    properties(&snapweb, "stopped while the jukebox is away", |p| {
+        p["playbackStatus"] == "stopped" && p["canGoNext"] == false
+    });
+    let jukebox = start();
+    let np = jukebox.playing();
+    let p = properties(&snapweb, "what plays after the restart", |p| {
+        p["metadata"]["title"] == np["track"]["title"] && p["canGoNext"] == true
+    });
+    assert_eq!(p["playbackStatus"], "playing", "{p}");
+    // The host's switch off again: refused.
+    let host = jukebox.host();
+    jukebox.post(
+        "/api/host/settings",
+        &json!({"snapcast_control": false}),
+        Some(&host),
+    );
+    properties(&snapweb, "control withdrawn", |p| p["canGoNext"] == false);
+    let r = snapweb.request(
+        "Stream.Control",
+        json!({"id": "jukebox", "command": "next"}),
+    );
+    assert!(r["error"].is_object(), "{r}");
 }

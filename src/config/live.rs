@@ -20,6 +20,8 @@ pub struct Live;
 #[serde(untagged)]
 pub enum LiveValue {
     Number(i64),
+    /// `true`/`false` in the file, for an on/off setting.
+    Switch(bool),
     Word(String),
 }
 
@@ -46,12 +48,16 @@ impl Kind for Live {
         match raw {
             LiveValue::Number(n) => rule.number(n).map(LiveValue::Number),
             LiveValue::Word(w) => rule.word(&w).map(|w| LiveValue::Word(w.to_string())),
+            LiveValue::Switch(b) => rule
+                .word(if b { "on" } else { "off" })
+                .map(|_| LiveValue::Switch(b)),
         }
     }
     fn help(key: &str, text: &str, _default: Option<&LiveValue>) -> String {
         let default = as_map(&Settings::default()).and_then(|m| {
             m.get(key).map(|v| match v {
                 Value::String(s) => s.clone(),
+                Value::Bool(b) => (if *b { "on" } else { "off" }).to_string(),
                 other => other.to_string(),
             })
         });

@@ -72,6 +72,39 @@ pub enum Command {
     /// Lost the generated host PIN? Stop the jukebox, run this: it prints a new PIN and logs
     /// out every host. (A configured --host-pin still wins over it.)
     ResetPin(ResetPinArgs),
+    /// snapserver's stream control script (its `controlscript=`): tells Snapweb and Snapdroid
+    /// what plays, and lets them play, pause and skip when the host allows it
+    /// (snapcast_control). See docs/MULTIROOM.md.
+    SnapcastPlugin(SnapcastPluginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapcastPluginArgs {
+    /// The jukebox's address, as this machine reaches it.
+    #[arg(
+        long,
+        env = "JUKEBOX_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:80"
+    )]
+    pub jukebox: String,
+    /// The host PIN, for play, pause and skip (without it the plugin only shows what plays).
+    #[arg(
+        long,
+        env = "JUKEBOX_HOST_PIN",
+        value_name = "PIN",
+        hide_env_values = true
+    )]
+    pub pin: Option<String>,
+    /// Given by snapserver; not used.
+    #[arg(long, hide = true)]
+    pub stream: Option<String>,
+    /// Given by snapserver; not used.
+    #[arg(long, hide = true)]
+    pub snapcast_port: Option<String>,
+    /// Given by snapserver 0.27+; not used.
+    #[arg(long, hide = true)]
+    pub snapcast_host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +191,9 @@ settings! {
     /// Seconds two tracks of different albums overlap (0: none; one album's tracks always
     /// join gaplessly).
     live crossfade_s: Live, "SECS";
+    /// Snapcast's apps (Snapweb, Snapdroid) may play, pause and skip through
+    /// `jukebox snapcast-plugin`.
+    live snapcast_control: Live, "on|off";
     /// New guest tokens per minute from one address.
     limit guest_rate: Num<1, 100_000> = 30, "N";
     /// Host PIN attempts per minute from one address.

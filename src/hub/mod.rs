@@ -114,6 +114,7 @@ pub struct SettingsPatch {
     pub normalize: Option<crate::party::Normalize>,
     pub loudness_lufs: Option<i32>,
     pub crossfade_s: Option<u32>,
+    pub snapcast_control: Option<bool>,
 }
 
 #[derive(Debug)]

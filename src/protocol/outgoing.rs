@@ -126,6 +126,7 @@ pub fn room(r: &RoomView) -> Value {
         "normalize": s.normalize.as_str(),
         "loudness_lufs": s.loudness_lufs,
         "crossfade_s": s.crossfade_s,
+        "snapcast_control": s.snapcast_control,
         "scan": r.scan.map(|p| json!({"files": p.files, "read": p.read, "done": p.done})),
     })
 }

@@ -57,12 +57,25 @@ impl Server {
         pin: Option<&str>,
         extra: &[&str],
     ) -> Command {
+        Self::command_on("127.0.0.1:0", db, music, output, pin, extra)
+    }
+
+    /// [`Server::command`] listening on `listen` (a test that restarts the jukebox where its
+    /// clients know it).
+    pub fn command_on(
+        listen: &str,
+        db: &Path,
+        music: &Path,
+        output: &str,
+        pin: Option<&str>,
+        extra: &[&str],
+    ) -> Command {
         let mut cmd = Command::new(super::bin());
         cmd.arg("--music")
             .arg(music)
             .arg("--db")
             .arg(db)
-            .args(["--listen", "127.0.0.1:0", "--output", output, "--no-mdns"])
+            .args(["--listen", listen, "--output", output, "--no-mdns"])
             .args(pin.map(|p| ["--host-pin", p]).into_iter().flatten())
             .args(extra);
         cmd

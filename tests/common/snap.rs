@@ -48,6 +48,20 @@ impl Snapserver {
     /// A snapserver whose pipe source `jukebox` is `fifo` (created by snapserver), PCM codec
     /// (so what the clients play is bit for bit what was written), `buffer_ms` end to end.
     pub fn start(dir: &Path, fifo: &Path, buffer_ms: u32) -> Snapserver {
+        Self::start_with(dir, fifo, buffer_ms, "")
+    }
+
+    /// [`Snapserver::start`] with `script` as the source's stream plugin (`controlscript=`).
+    pub fn with_plugin(dir: &Path, fifo: &Path, buffer_ms: u32, script: &Path) -> Snapserver {
+        Self::start_with(
+            dir,
+            fifo,
+            buffer_ms,
+            &format!("&controlscript={}", script.display()),
+        )
+    }
+
+    fn start_with(dir: &Path, fifo: &Path, buffer_ms: u32, more: &str) -> Snapserver {
         need("snapserver");
         let (stream_port, control_port) = (free_port(), free_port());
         let data = dir.join("snapserver-data");
@@ -60,7 +74,7 @@ impl Snapserver {
                  [http]\nenabled = false\n\
                  [tcp]\nenabled = true\nbind_to_address = 127.0.0.1\nport = {control_port}\n\
                  [stream]\nbind_to_address = 127.0.0.1\nport = {stream_port}\nbuffer = {buffer_ms}\n\
-                 source = pipe://{}?name=jukebox&sampleformat=48000:16:2&codec=pcm&mode=create\n\
+                 source = pipe://{}?name=jukebox&sampleformat=48000:16:2&codec=pcm&mode=create{more}\n\
                  [logging]\nsink = stdout\nfilter = *:info\n",
                 data.display(),
                 fifo.display()
@@ -174,7 +188,86 @@ impl Snapserver {
 
 impl Drop for Snapserver {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- snapserver's log ---\n{}",
+                self.log.lock().unwrap_or_else(|e| e.into_inner())
+            );
+        }
         self.kill();
+    }
+}
+
+/// A control client of snapserver's (like Snapweb): it gets every notification, and sends
+/// requests of its own.
+pub struct Listener {
+    stream: TcpStream,
+    heard: Arc<Mutex<Vec<Value>>>,
+    next_id: u64,
+}
+
+impl Listener {
+    pub fn connect(server: &Snapserver) -> Listener {
+        let stream = TcpStream::connect(("127.0.0.1", server.control_port)).unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let (h, r) = (heard.clone(), stream.try_clone().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
+                    h.lock().unwrap().push(v);
+                }
+            }
+        });
+        Listener {
+            stream,
+            heard,
+            next_id: 1000,
+        }
+    }
+
+    /// Sends a request; returns its reply (bounded wait).
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params});
+        self.stream
+            .write_all(format!("{req}\r\n").as_bytes())
+            .unwrap();
+        let t = std::time::Instant::now();
+        loop {
+            // Only the reply is taken: notifications before it are still to be looked at.
+            {
+                let mut h = self.heard.lock().unwrap();
+                if let Some(i) = h.iter().position(|v| v["id"] == id) {
+                    return h.remove(i);
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no reply to {method}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The first message so far or within `limit` that `pred` accepts; every message is
+    /// looked at once, in order.
+    pub fn wait(&self, limit: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let t = std::time::Instant::now();
+        loop {
+            {
+                let mut h = self.heard.lock().unwrap();
+                if let Some(i) = h.iter().position(&pred) {
+                    return h.drain(..=i).next_back().unwrap();
+                }
+            }
+            assert!(
+                t.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; heard {:?}",
+                self.heard.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

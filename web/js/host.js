@@ -17,7 +17,7 @@ const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
 const el = {};
-for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'snapcast-control', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 
@@ -317,6 +317,7 @@ el.rules.addEventListener('submit', async (ev) => {
   }
 });
 el.requestsPaused.addEventListener('change', () => run('settings', { requests_paused: el.requestsPaused.checked }));
+el.snapcastControl.addEventListener('change', () => run('settings', { snapcast_control: el.snapcastControl.checked }));
 
 function renderRules() {
   const room = S.room;
@@ -324,6 +325,8 @@ function renderRules() {
   const live = client.live;
   el.requestsPaused.checked = room.requests_paused;
   el.requestsPaused.disabled = !live;
+  el.snapcastControl.checked = !!room.snapcast_control;
+  el.snapcastControl.disabled = !live;
   if (!rulesDirty) for (const k of RULES) el.rules.elements[k].value = room[k];
   el.rules.querySelector('button').disabled = !live;
 }

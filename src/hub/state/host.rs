@@ -119,6 +119,9 @@ impl State {
         if let Some(v) = p.crossfade_s {
             s.crossfade_s = v;
         }
+        if let Some(v) = p.snapcast_control {
+            s.snapcast_control = v;
+        }
         if let Some(v) = p.max_volume {
             s.max_volume = v;
             if s.volume > v {
