@@ -11,6 +11,9 @@ use lofty::tag::{Tag, TagType};
 // ffmpeg and the fixtures, as the integration tests make them.
 #[path = "../tests/common/media.rs"]
 pub mod media;
+// Debian's snapserver and snapclients, as the integration tests run them.
+#[path = "../tests/common/snap.rs"]
+pub mod snap;
 
 /// Writes `n` tagged WAV files of `ms` milliseconds (a quiet tone) under `dir/<artist>/`.
 pub fn wav_library(dir: &Path, n: usize, ms: u32) -> Vec<PathBuf> {

@@ -2,7 +2,8 @@
 //! the party's audio (PCM codec, levelling off, volume 100; within one 16-bit step of the
 //! files, see `locate`) in sync, and in the order played; a skip, a pause and a volume change
 //! reach every room within snapserver's buffer + 400 ms; the phones' progress bars follow what
-//! the rooms hear within 50 ms; and a snapserver that is absent, killed or restarted, or a
+//! the rooms hear within 50 ms; the stream plugin shows what plays and controls it only when
+//! the host allows; and a snapserver that is absent, killed, hung or restarted, or a
 //! plain file where its pipe should be, never stalls the party.
 
 mod common;
@@ -456,6 +457,30 @@ async fn a_missing_killed_or_restarted_snapserver_never_stalls_the_party() {
     let took = back.elapsed();
     println!("audio back at the room {took:?} after snapserver's return");
     assert!(took <= Duration::from_secs(2), "{took:?}");
+
+    // Hung (SIGSTOP): the pipe fills and stays full; the phones do not notice. Then it goes
+    // on (SIGCONT), and so does the room.
+    server.signal("STOP");
+    let hung = like_p99(&mut phone, &np["play_id"], 3).await;
+    println!("like p99 while snapserver is stopped: {hung:?}");
+    assert!(
+        hung < Duration::from_millis(250),
+        "likes wait on a hung snapserver: {hung:?}"
+    );
+    let (_, s) = jukebox.get("/api/state");
+    assert_eq!(
+        s["now_playing"]["play_id"], np["play_id"],
+        "the party went on"
+    );
+    let before = room.frames();
+    server.signal("CONT");
+    let back = Instant::now();
+    wait(
+        Duration::from_secs(10),
+        "the room hears the party after snapserver goes on",
+        || room.frames() > before + 48_000 && loud(&room, before + 24_000),
+    );
+    println!("audio back at the room {:?} after SIGCONT", back.elapsed());
     let h = jukebox.get("/healthz").1;
     assert_eq!(h["audio"]["ok"], true, "{h}");
     drop(phone);

@@ -101,6 +101,50 @@ fn sandbox_exposure_is_at_most_2_5() {
     require("systemd-analyze", "systemd");
     let dir = common::tempdir();
     let unit = unit_copy(dir.path());
+    let score = sandbox_exposure(&unit);
+    eprintln!("systemd-analyze security: overall exposure {score}");
+}
+
+/// The drop-in docs/MULTIROOM.md gives for feeding snapserver's pipe.
+fn snapcast_drop_in() -> String {
+    let doc = include_str!("../docs/MULTIROOM.md");
+    let from = doc
+        .find("sudo systemctl edit jukebox")
+        .expect("MULTIROOM.md gives the jukebox's drop-in");
+    let block = &doc[from..];
+    let start = block.find("```ini\n").expect("an ini block") + "```ini\n".len();
+    let end = start + block[start..].find("```").expect("the block's end");
+    block[start..end].to_string()
+}
+
+#[test]
+fn the_snapcast_drop_in_keeps_the_sandbox() {
+    require("systemd-analyze", "systemd");
+    let dir = common::tempdir();
+    let unit = unit_copy(dir.path());
+    let drop_in = snapcast_drop_in();
+    assert!(drop_in.contains("ReadWritePaths="), "{drop_in}");
+    let d = dir.path().join("jukebox.service.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("snapcast.conf"), &drop_in).unwrap();
+    let score = sandbox_exposure(&unit);
+    eprintln!("systemd-analyze security with the snapcast drop-in: overall exposure {score}");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--no-pager"])
+        .arg(&unit)
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .output()
+        .expect("run systemd-analyze verify");
+    let said = String::from_utf8_lossy(&out.stderr);
+    let about_us: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("jukebox.service") || l.contains("snapcast.conf"))
+        .collect();
+    assert!(about_us.is_empty(), "verify with the drop-in: {said}");
+}
+
+/// `systemd-analyze security` of `unit` (and its drop-ins beside it): at most 2.5.
+fn sandbox_exposure(unit: &Path) -> f64 {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
         .arg(&unit)
@@ -116,7 +160,6 @@ fn sandbox_exposure_is_at_most_2_5() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    eprintln!("systemd-analyze security: overall exposure {score}");
     assert!(
         score <= MAX_EXPOSURE,
         "exposure {score} > {MAX_EXPOSURE}; what is open:\n{}",
@@ -126,6 +169,7 @@ fn sandbox_exposure_is_at_most_2_5() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    score
 }
 
 #[test]

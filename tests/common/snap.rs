@@ -136,6 +136,21 @@ impl Snapserver {
     }
 
     /// Starts it again after [`Snapserver::kill`], on the same ports and pipe.
+    /// The process id of the running snapserver.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("snapserver runs").id()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to snapserver: a hung one, and one that goes on.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("snapserver runs").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} snapserver");
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -353,6 +368,11 @@ impl Snapclient {
             .map(|(t, end)| t - Duration::from_secs_f64((end - frame) as f64 / RATE) + PLAYER_AHEAD)
             .min()
             .expect("reads just after that frame")
+    }
+
+    /// The snapclient's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Frames played so far.
