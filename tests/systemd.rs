@@ -147,7 +147,7 @@ fn the_snapcast_drop_in_keeps_the_sandbox() {
 fn sandbox_exposure(unit: &Path) -> f64 {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&unit)
+        .arg(unit)
         .env("SYSTEMD_LOG_COLOR", "0")
         .env("SYSTEMD_COLORS", "0")
         .output()
