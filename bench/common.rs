@@ -1,7 +1,10 @@
-//! Helpers shared by the benchmarks: generated libraries and percentile maths.
+//! Helpers shared by the benchmarks: generated libraries, percentile maths, the release
+//! jukebox as a child process.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lofty::config::WriteOptions;
@@ -102,4 +105,66 @@ pub fn cpu_time(pid: u32) -> Duration {
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
     let hz = 100; // USER_HZ on Linux
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+}
+
+/// The host PIN the benchmarks' jukeboxes are started with.
+pub const PIN: &str = "43218765";
+
+/// The environment variable `name` parsed, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Kills the child when dropped (a failed run leaves nothing behind).
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The release jukebox on 127.0.0.1:0 playing to `output`, with `extra` arguments and `env`;
+/// returns it and its address.
+pub fn start_jukebox(
+    music: &Path,
+    db: &Path,
+    output: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jukebox"));
+    cmd.arg("--music")
+        .arg(music)
+        .arg("--db")
+        .arg(db)
+        .args(["--output", output, "--no-mdns", "--listen", "127.0.0.1:0"])
+        .args(["--host-pin", PIN])
+        .args(extra)
+        .envs(env.iter().copied())
+        .env_remove("JUKEBOX_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = Proc(cmd.spawn().expect("the jukebox starts"));
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.trim().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the jukebox listens");
+    (child, addr)
 }

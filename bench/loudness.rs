@@ -50,11 +50,6 @@ fn thread_cpu() -> Duration {
     Duration::from_nanos(ns)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn analysis_cost(dir: &Path) {
     println!("analysis: one 120 s stereo 44.1 kHz pink-noise file per format, median of 3");
     println!("| format | CPU s per audio-minute | x real time |");
@@ -76,7 +71,7 @@ fn analysis_cost(dir: &Path) {
             let minutes = m.frames as f64 / f64::from(m.rate) / 60.0;
             runs.push(cpu / minutes);
         }
-        let per_min = median(runs);
+        let per_min = common::median(runs);
         println!(
             "| {what} | {per_min:.3} | {:.0}x |",
             60.0 / per_min.max(1e-9)

@@ -17,21 +17,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{env_or, median, Proc, PIN};
 use jukebox::store::Db;
-
-const PIN: &str = "43218765";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)
@@ -99,51 +90,6 @@ fn idle_cpu_per_minute(pid: u32, secs: u64) -> f64 {
     spent as f64 / 1e9 * 60.0 / secs as f64
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Kills the child when dropped (a failed run leaves nothing behind).
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The release jukebox on 127.0.0.1:0 with the null output; returns it and its address.
-fn start_jukebox(music: &Path, db: &Path, flat: bool) -> (Proc, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jukebox"));
-    cmd.arg("--music")
-        .arg(music)
-        .arg("--db")
-        .arg(db)
-        .args(["--output", "null", "--no-mdns", "--listen", "127.0.0.1:0"])
-        .args(["--host-pin", PIN])
-        .env_remove("JUKEBOX_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if flat {
-        cmd.env("JUKEBOX_NORMALIZE", "off");
-    }
-    let mut child = Proc(cmd.spawn().expect("the jukebox starts"));
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the jukebox listens");
-    (child, addr)
-}
-
 /// Plays `track` once in a fresh jukebox; CPU seconds from its start to its end.
 fn jukebox_play(work: &Path, track: &Path, flat: bool) -> f64 {
     let music = work.join("jukebox-music");
@@ -154,7 +100,12 @@ fn jukebox_play(work: &Path, track: &Path, flat: bool) -> f64 {
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
     }
-    let (child, _) = start_jukebox(&music, &db, flat);
+    let env: &[(&str, &str)] = if flat {
+        &[("JUKEBOX_NORMALIZE", "off")]
+    } else {
+        &[]
+    };
+    let (child, _) = common::start_jukebox(&music, &db, "null", &[], env);
     let pid = child.0.id();
     let deadline = Instant::now() + Duration::from_secs(600);
     let plays = || {
@@ -185,7 +136,7 @@ fn jukebox_idle(work: &Path, track: &Path, secs: u64) -> f64 {
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
     }
-    let (child, addr) = start_jukebox(&music, &db, false);
+    let (child, addr) = common::start_jukebox(&music, &db, "null", &[], &[]);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))

@@ -15,31 +15,13 @@
 #[path = "common.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::snap::{Snapclient, Snapserver};
+use common::{env_or, median, Proc, PIN};
 use serde_json::{json, Value};
-
-const PIN: &str = "43218765";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Kills the child when dropped (a failed run leaves nothing behind).
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Two FLAC tracks (tones over noise) of `secs` at `rate`.
 fn library(dir: &Path, secs: u32, rate: u32) -> Vec<PathBuf> {
@@ -61,36 +43,12 @@ fn library(dir: &Path, secs: u32, rate: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The release jukebox on 127.0.0.1:0; returns it and its address.
+/// A fresh database, and the release jukebox on it.
 fn start_jukebox(music: &Path, db: &Path, output: &str, extra: &[&str]) -> (Proc, String) {
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
     }
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jukebox"));
-    cmd.arg("--music")
-        .arg(music)
-        .arg("--db")
-        .arg(db)
-        .args(["--output", output, "--no-mdns", "--listen", "127.0.0.1:0"])
-        .args(["--host-pin", PIN])
-        .args(extra)
-        .env_remove("JUKEBOX_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = Proc(cmd.spawn().expect("the jukebox starts"));
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the jukebox listens");
-    (child, addr)
+    common::start_jukebox(music, db, output, extra, &[])
 }
 
 fn agent() -> ureq::Agent {
@@ -123,11 +81,6 @@ fn wait(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
         assert!(t.elapsed() < limit, "timed out after {limit:?}: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// snapserver with one snapclient, connected and settled.

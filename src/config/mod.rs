@@ -474,7 +474,11 @@ mod tests {
                 }
                 let c = parse(&args).unwrap_or_else(|e| panic!("{key} {g}: {e}"));
                 assert!(c.explicit_settings.contains(key), "{key}");
-                let got = serde_json::to_value(&c.settings).unwrap()[key].clone();
+                let mut got = serde_json::to_value(&c.settings).unwrap()[key].clone();
+                // An on/off setting is a bool in `Settings`.
+                if let Some(b) = got.as_bool() {
+                    got = serde_json::json!(if b { "on" } else { "off" });
+                }
                 if *g == good[good.len() - 1] {
                     assert_eq!(got, want, "{key}");
                 }
