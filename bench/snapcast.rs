@@ -260,9 +260,7 @@ fn head_48k(path: &Path) -> Vec<i16> {
         .collect()
 }
 
-/// The same samples, within one step of 16 bits (see tests/snapcast.rs `locate`).
+/// The same samples (the jukebox copies a file already at 48 kHz to the pipe bit for bit).
 fn close(a: &[i16], b: &[i16]) -> bool {
-    a.iter()
-        .zip(b)
-        .all(|(x, y)| (i32::from(*x) - i32::from(*y)).abs() <= 1)
+    a == b
 }

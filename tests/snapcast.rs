@@ -1,6 +1,6 @@
 //! The snapcast output against Debian's snapserver and snapclients, on loopback: two rooms get
-//! the party's audio (PCM codec, levelling off, volume 100; within one 16-bit step of the
-//! files, see `locate`) in sync, and in the order played; a skip, a pause and a volume change
+//! the party's audio (PCM codec, levelling off, volume 100: the files' own samples, bit for
+//! bit, see `locate`) in sync, and in the order played; a skip, a pause and a volume change
 //! reach every room within snapserver's buffer + 400 ms; the phones' progress bars follow what
 //! the rooms hear within 50 ms; the stream plugin shows what plays and controls it only when
 //! the host allows; and a snapserver that is absent, killed, hung or restarted, or a
@@ -94,15 +94,12 @@ fn plays(server: &Server, n: usize) -> Vec<Seen> {
 /// found by the samples from 0.5 s in to 0.5 s before its end (the fades a start or a skip may
 /// add are outside that window).
 ///
-/// Bit-exact is the goal, and what snapserver and snapclient deliver (PCM codec, no client
-/// mixer), with one exception of snapclient's own: to stay in sync it now and then plays a
-/// frame twice or leaves one out (its log calls them frames inserted/removed), so the audio
-/// may step by one frame, and must match exactly on either side of the step; a few such steps
-/// over a track are allowed. The jukebox's own chain still moves about 0.5% of the samples of
-/// some files by one step of 16 bits (−96 dBFS) with levelling off and volume 100 — the WAV
-/// output shows it too, and the decoder, the track buffer and the master stages each pass the
-/// same file through exactly on their own — so this allows that step, and no more, until it
-/// is found.
+/// Bit-exact: the jukebox passes a file already in the output's format through untouched with
+/// levelling off at volume 100, and snapserver and snapclient deliver what they are given (PCM
+/// codec, no client mixer), with one exception of snapclient's own: to stay in sync it now and
+/// then plays a frame twice or leaves one out (its log calls them frames inserted/removed), so
+/// the audio may step by one frame, and must match exactly on either side of the step; a few
+/// such steps over a track are allowed.
 fn locate(played: &[i16], file: &[i16]) -> Option<usize> {
     locate_for(played, file, f64::INFINITY)
 }
@@ -115,7 +112,7 @@ fn locate_for(played: &[i16], file: &[i16], secs: f64) -> Option<usize> {
     let skip = 24_000 * 2;
     let end = (file.len() - skip).min(skip + (secs.min(1e6) * 96_000.0) as usize);
     let window = &file[skip..end];
-    let close = |a: &[i16], b: &[i16]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1);
+    let close = |a: &[i16], b: &[i16]| a == b;
     let at = (0..played.len().saturating_sub(window.len()) / 2)
         .find(|&f| close(&played[f * 2..f * 2 + 512], &window[..512]))?;
     // Frame by frame, following snapclient's one-frame steps.

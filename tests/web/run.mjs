@@ -488,6 +488,12 @@ t('sound: the host page shows the three sound settings, the level of what plays,
     await levelling.selectOption('off');
     await host.getByRole('button', { name: 'Save sound' }).click();
     await expectText(host.locator('#sound-now'), /0\.0 dB · levelling off/);
+    // The switch that lets Snapcast's apps control the party: off by default, saved at once.
+    const snap = host.getByRole('checkbox', { name: /Let Snapweb and Snapdroid/ });
+    assert.equal(await snap.isChecked(), false);
+    await snap.check();
+    await L.until('the room lets Snapcast control it', async () => (await L.state(srv.url)).room.snapcast_control === true);
+    await L.until('the other host page shows it', async () => other.getByRole('checkbox', { name: /Let Snapweb and Snapdroid/ }).isChecked());
     noErrors(host, other);
   });
 });
