@@ -34,7 +34,9 @@ fn library(dir: &Path, secs: u32, rate: u32) -> Vec<PathBuf> {
             if !path.exists() {
                 let mut cmd = common::media::ffmpeg();
                 common::media::tone_in_noise(&mut cmd, *f, f64::from(secs), rate)
-                    .args(["-c:a", "flac"]);
+                    // 16-bit, as the room's output is: the generator's samples are floats,
+                    // which FLAC would keep as 24-bit.
+                    .args(["-c:a", "flac", "-sample_fmt", "s16"]);
                 common::media::tags(&mut cmd, &[("title", *title), ("album", *title)]);
                 common::media::write(&mut cmd, &path);
             }

@@ -34,6 +34,7 @@ async fn main() {
             settings: Settings::default(),
             explicit_settings: vec![],
             guest_limits: Default::default(),
+            snapcast_rpc: None,
         },
         store.clone(),
     )

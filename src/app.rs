@@ -213,6 +213,9 @@ pub async fn run(config: Config) -> Result<(), AppError> {
                 max_connections: config.limits.max_connections as usize,
                 per_address: config.limits.connections_per_address as usize,
             },
+            rooms: config
+                .snapcast_rpc
+                .map(|a| crate::rooms::Rooms::start(a, running.hub.clone())),
         },
     );
     let addr = listener.local_addr()?;

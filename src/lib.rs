@@ -40,6 +40,7 @@ pub mod notify;
 pub mod party;
 pub mod player;
 pub mod protocol;
+pub mod rooms;
 pub mod server;
 pub mod snapcast_plugin;
 pub mod store;

@@ -5,7 +5,8 @@
 use jukebox::hub::HubError;
 use jukebox::hub::{
     Change, Event, GainFrom, GuestAdminView, MeView, NowPlayingView, OutputView, PassView,
-    PlayingSound, QueueEntryView, Role, RoomView, ScanView, Snapshot, SoundView, TrackView,
+    PlayingSound, QueueEntryView, Role, RoomView, RoomsView, ScanView, SnapRoomView,
+    SnapserverView, Snapshot, SoundView, TrackView,
 };
 use jukebox::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
 use jukebox::protocol::{self, ErrorCode, Incoming, Tail, Topic, WireError};
@@ -119,6 +120,21 @@ fn sample_snapshot() -> Snapshot {
             underruns: 0,
             latency_ms: 120,
         },
+        rooms: Some(RoomsView {
+            snapserver: SnapserverView {
+                address: "127.0.0.1:1705".into(),
+                reachable: true,
+                error: None,
+            },
+            rooms: vec![SnapRoomView {
+                id: "kitchen-pi".into(),
+                name: "Kitchen".into(),
+                connected: true,
+                volume: 80,
+                muted: false,
+                latency_ms: 0,
+            }],
+        }),
     }
 }
 
@@ -144,6 +160,12 @@ fn references() -> Vec<Value> {
         Change::Me(Box::new(s.me.clone().unwrap())),
         Change::Guest(Box::new(s.guests[0].clone())),
         Change::Sound(s.sound),
+        Change::SnapRoom {
+            id: "kitchen-pi".into(),
+            room: Some(Box::new(s.rooms.clone().unwrap().rooms[0].clone())),
+        },
+        Change::SnapRoomsOrder(vec!["kitchen-pi".into()]),
+        Change::Snapserver(s.rooms.clone().unwrap().snapserver),
     ];
     let events = vec![
         Event::TrackStarted {
@@ -294,10 +316,12 @@ fn references() -> Vec<Value> {
     out.push(serde_json::from_str(&protocol::bye_retry(4429, "r", true, Some(5))).unwrap());
     out.push(serde_json::from_str(protocol::PING).unwrap());
     out.push(serde_json::from_str(protocol::PONG).unwrap());
+    let features = protocol::features(true);
     for reason in [None, Some("epoch")] {
         out.push(
             serde_json::from_str(&protocol::welcome(&protocol::Welcome {
                 build: "b",
+                features: &features,
                 epoch: "e",
                 session: "s",
                 resumed: reason.is_none(),
@@ -401,6 +425,8 @@ fn every_example_in_the_protocol_doc_matches_the_server() {
         "logout_all",
         "pair_screen",
         "remove_screen",
+        "room_volume",
+        "room_mute",
     ] {
         assert!(client_cmds.contains(cmd), "no client example of {cmd}");
     }

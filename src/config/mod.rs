@@ -159,6 +159,9 @@ settings! {
     /// snapserver's `buffer` (its delay from the pipe to every room) with --output
     /// snapcast:PATH: the phones' progress bars follow what is heard.
     config snapcast_buffer_ms: Num<20, 10_000> = DEFAULT_SNAPCAST_BUFFER_MS, "MS";
+    /// snapserver's control port (its [tcp] JSON-RPC, e.g. 127.0.0.1:1705): the host page
+    /// shows every room (snapclient) with its volume and mute [default: off].
+    config snapcast_rpc: Listen, "ADDR:PORT";
     /// Party name shown to guests and advertised over mDNS; phones reach NAME.local (as a host
     /// label: "Mia's party" is mias-party.local).
     config name: PartyName = "jukebox".into(), "NAME";

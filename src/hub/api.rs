@@ -241,6 +241,12 @@ impl Hub {
         self.done(Command::Rescan { host }).await
     }
 
+    /// The rooms as snapserver now reports them (from `crate::rooms`): hosts see what
+    /// changed, before this answers.
+    pub async fn set_rooms(&self, rooms: super::RoomsView) -> Answer<()> {
+        self.done(Command::Rooms(Box::new(rooms))).await
+    }
+
     /// The host typed the code a TV shows: that TV becomes a screen (its guest id).
     pub async fn pair_screen(&self, host: Host, code: String) -> Answer<GuestId> {
         self.ask(Command::PairScreen { host, code }, |r| match r {

@@ -230,6 +230,8 @@ pub enum Command {
         admin: bool,
     },
     Status,
+    /// The rooms as snapserver reports them now (`crate::rooms` tells, never a front end).
+    Rooms(Box<RoomsView>),
 }
 
 /// The inbox's answers. Front ends never match on them: the typed methods of [`Hub`] (in
@@ -371,6 +373,8 @@ pub struct HubConfig {
     pub settings: Settings,
     pub explicit_settings: Vec<&'static str>,
     pub guest_limits: GuestLimits,
+    /// snapserver's control port (`snapcast_rpc`): the `rooms` topic is served.
+    pub snapcast_rpc: Option<std::net::SocketAddr>,
 }
 
 impl HubConfig {
@@ -382,6 +386,7 @@ impl HubConfig {
             settings: c.settings.clone(),
             explicit_settings: c.explicit_settings.clone(),
             guest_limits: GuestLimits::from_limits(&c.limits),
+            snapcast_rpc: c.snapcast_rpc,
         }
     }
 }

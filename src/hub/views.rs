@@ -99,6 +99,81 @@ pub struct OutputView {
     pub ok: bool,
 }
 
+/// One room: a snapclient as snapserver reports it (the `rooms` topic, hosts only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapRoomView {
+    /// snapserver's client id (`--hostID`, or the MAC address).
+    pub id: String,
+    /// The name given in Snapcast's apps, else the client's host name.
+    pub name: String,
+    pub connected: bool,
+    /// 0..=100.
+    pub volume: u32,
+    pub muted: bool,
+    /// The client's extra delay (for speakers that lag), as snapserver holds it.
+    pub latency_ms: i64,
+}
+
+/// The link to snapserver's control port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapserverView {
+    /// Where it is looked for (`snapcast_rpc`).
+    pub address: String,
+    pub reachable: bool,
+    /// Why it cannot be reached (it is tried again meanwhile).
+    pub error: Option<String>,
+}
+
+/// The rooms as snapserver reports them, in the order the host page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsView {
+    pub snapserver: SnapserverView,
+    pub rooms: Vec<SnapRoomView>,
+}
+
+impl RoomsView {
+    /// Before the first answer from snapserver at `address`: no rooms yet, no error yet.
+    pub fn connecting(address: std::net::SocketAddr) -> RoomsView {
+        RoomsView {
+            snapserver: SnapserverView {
+                address: address.to_string(),
+                reachable: false,
+                error: None,
+            },
+            rooms: Vec::new(),
+        }
+    }
+
+    /// The changes from `old` to `self`: each room added, changed or gone, the order, the link.
+    pub fn changes_from(&self, old: &RoomsView) -> Vec<Change> {
+        let mut out = Vec::new();
+        for r in &self.rooms {
+            if old.rooms.iter().find(|o| o.id == r.id) != Some(r) {
+                out.push(Change::SnapRoom {
+                    id: r.id.clone(),
+                    room: Some(Box::new(r.clone())),
+                });
+            }
+        }
+        for o in &old.rooms {
+            if !self.rooms.iter().any(|r| r.id == o.id) {
+                out.push(Change::SnapRoom {
+                    id: o.id.clone(),
+                    room: None,
+                });
+            }
+        }
+        let ids = |v: &RoomsView| v.rooms.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        if ids(self) != ids(old) {
+            out.push(Change::SnapRoomsOrder(ids(self)));
+        }
+        if self.snapserver != old.snapserver {
+            out.push(Change::Snapserver(self.snapserver.clone()));
+        }
+        out
+    }
+}
+
 /// What every guest sees of the party as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomView {
@@ -332,6 +407,15 @@ pub enum Change {
     Output(OutputView),
     /// For hosts only: the loudness of what plays, the loudness pass, the underruns.
     Sound(SoundView),
+    /// For hosts only: a room was added or changed (`Some`) or is gone (`None`).
+    SnapRoom {
+        id: String,
+        room: Option<Box<SnapRoomView>>,
+    },
+    /// For hosts only: the rooms' order.
+    SnapRoomsOrder(Vec<String>),
+    /// For hosts only: whether snapserver's control port answers.
+    Snapserver(SnapserverView),
     Event {
         ts_ms: i64,
         /// `Some` for the personal events, which go only to that guest.
@@ -373,6 +457,8 @@ pub struct Snapshot {
     pub output: OutputView,
     /// For hosts only.
     pub sound: SoundView,
+    /// For hosts only, with `snapcast_rpc` set.
+    pub rooms: Option<RoomsView>,
 }
 
 /// The health of the box (`GET /healthz`).

@@ -58,20 +58,51 @@ pub enum Cmd {
 pub enum HostCmd {
     Play,
     Pause,
-    Skip { play_id: Option<PlayId> },
-    Seek { position_ms: u64 },
-    SetVolume { volume: u32 },
-    Remove { entry_id: EntryId },
-    Move { entry_id: EntryId, to: usize },
-    Ban { guest_id: GuestId, on: bool },
+    Skip {
+        play_id: Option<PlayId>,
+    },
+    Seek {
+        position_ms: u64,
+    },
+    SetVolume {
+        volume: u32,
+    },
+    Remove {
+        entry_id: EntryId,
+    },
+    Move {
+        entry_id: EntryId,
+        to: usize,
+    },
+    Ban {
+        guest_id: GuestId,
+        on: bool,
+    },
     Settings(SettingsPatch),
-    Announce { text: String },
+    Announce {
+        text: String,
+    },
     Rescan,
     HostSessions,
-    Logout { guest_id: Option<GuestId> },
+    Logout {
+        guest_id: Option<GuestId>,
+    },
     LogoutAll,
-    PairScreen { code: String },
-    RemoveScreen { guest_id: GuestId },
+    PairScreen {
+        code: String,
+    },
+    RemoveScreen {
+        guest_id: GuestId,
+    },
+    /// A room's (a snapclient's) volume, 0..=100, through snapserver.
+    RoomVolume {
+        room: String,
+        volume: u32,
+    },
+    RoomMute {
+        room: String,
+        on: bool,
+    },
 }
 
 /// The `cmd` names of requests, one per [`Cmd`] variant: serde reads the name (anything else
@@ -104,6 +135,8 @@ pub enum CmdName {
     LogoutAll,
     PairScreen,
     RemoveScreen,
+    RoomVolume,
+    RoomMute,
 }
 
 impl Cmd {
@@ -141,6 +174,8 @@ impl HostCmd {
             HostCmd::LogoutAll => CmdName::LogoutAll,
             HostCmd::PairScreen { .. } => CmdName::PairScreen,
             HostCmd::RemoveScreen { .. } => CmdName::RemoveScreen,
+            HostCmd::RoomVolume { .. } => CmdName::RoomVolume,
+            HostCmd::RoomMute { .. } => CmdName::RoomMute,
         }
     }
 }
@@ -234,6 +269,17 @@ struct SeekMsg {
 #[derive(Deserialize)]
 struct VolumeMsg {
     volume: u32,
+}
+#[derive(Deserialize)]
+struct RoomVolumeMsg {
+    room: String,
+    volume: u32,
+}
+#[derive(Deserialize)]
+struct RoomMuteMsg {
+    room: String,
+    #[serde(default = "yes")]
+    on: bool,
 }
 #[derive(Deserialize)]
 struct EntryMsg {
@@ -434,7 +480,41 @@ fn request(name: CmdName, value: &Value, rid: Option<u64>) -> Result<Cmd, FrameE
         CmdName::RemoveScreen => Cmd::Host(HostCmd::RemoveScreen {
             guest_id: guest(&body::<GuestMsg>(value, rid)?.guest_id)?,
         }),
+        CmdName::RoomVolume => {
+            let m = body::<RoomVolumeMsg>(value, rid)?;
+            if m.volume > 100 {
+                return Err(FrameError::bad_request(
+                    rid,
+                    "volume",
+                    format!("{} is not a volume; allowed 0..=100", m.volume),
+                ));
+            }
+            Cmd::Host(HostCmd::RoomVolume {
+                room: room_id(m.room, rid)?,
+                volume: m.volume,
+            })
+        }
+        CmdName::RoomMute => {
+            let m = body::<RoomMuteMsg>(value, rid)?;
+            Cmd::Host(HostCmd::RoomMute {
+                room: room_id(m.room, rid)?,
+                on: m.on,
+            })
+        }
     })
+}
+
+/// A room's id as snapserver gives them (a host id or a MAC address, `#N` for a second
+/// instance): short and printable.
+fn room_id(room: String, rid: Option<u64>) -> Result<String, FrameError> {
+    if room.is_empty() || room.len() > 128 || room.chars().any(char::is_control) {
+        return Err(FrameError::bad_request(
+            rid,
+            "room",
+            "a room's id, as the rooms topic lists it",
+        ));
+    }
+    Ok(room)
 }
 
 fn search(m: SearchMsg, rid: Option<u64>) -> Result<Cmd, FrameError> {

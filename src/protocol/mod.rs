@@ -21,8 +21,8 @@ pub use ids::{cursor, parse_cursor, EntryId, GuestId, PlayId, TrackId};
 pub use incoming::{host_command, parse, Cmd, CmdName, FrameError, Hello, HostCmd, Incoming};
 pub use outgoing::{
     admin_guest, bye, bye_retry, change_topic, encode_change, encode_snapshot, error_frame,
-    event_data, me, now_playing, queue_entry, reply_err, reply_ok, room, search_results, track,
-    track_row, welcome, Tail, Welcome, PING, PONG,
+    event_data, me, now_playing, queue_entry, reply_err, reply_ok, room, search_results, snap_room,
+    track, track_row, welcome, Tail, Welcome, PING, PONG,
 };
 pub use search::SearchQuery;
 
@@ -30,10 +30,19 @@ pub const VERSION: u32 = 1;
 /// Frames larger than this are refused with close code 1009.
 pub const MAX_FRAME: usize = 16 * 1024;
 
-/// The revision-2 parts (protocol.md §11) this jukebox serves, as `welcome.features` names
+/// The revision-2 parts (protocol.md §11) every jukebox serves, as `welcome.features` names
 /// them: guest ids beside display names, refusals with their numbers in `error.data`, and
-/// the sound settings with the audio health.
-pub const FEATURES: &[&str] = &["ids", "refusals", "sound"];
+/// the sound settings with the audio health. [`features`] adds what the configuration turns on.
+const FEATURES: &[&str] = &["ids", "refusals", "sound"];
+
+/// The `welcome.features` of a jukebox, `rooms` with snapserver's control port configured.
+pub fn features(rooms: bool) -> Vec<&'static str> {
+    let mut f = FEATURES.to_vec();
+    if rooms {
+        f.push("rooms");
+    }
+    f
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,16 +52,23 @@ pub enum Topic {
     Me,
     Room,
     Admin,
+    Rooms,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::NowPlaying,
         Topic::Queue,
         Topic::Me,
         Topic::Room,
         Topic::Admin,
+        Topic::Rooms,
     ];
+
+    /// Only a host may subscribe.
+    pub fn host_only(self) -> bool {
+        matches!(self, Topic::Admin | Topic::Rooms)
+    }
 
     /// The topic's name on the wire (as `hello.topics` and `sub` spell it).
     pub fn name(self) -> &'static str {
@@ -62,6 +78,7 @@ impl Topic {
             Topic::Me => "me",
             Topic::Room => "room",
             Topic::Admin => "admin",
+            Topic::Rooms => "rooms",
         }
     }
 }

@@ -6,10 +6,11 @@
 use serde_json::{json, Value};
 
 use super::ids::cursor;
-use super::{Topic, WireError, FEATURES, VERSION};
+use super::{Topic, WireError, VERSION};
 use crate::hub::{
     Change, Event, GainFrom, GuestAdminView, GuestCreated, MeView, NowPlayingView, Pairing,
-    QueueEntryView, Requested, Role, RoomView, Snapshot, SoundView, Status, TrackView,
+    QueueEntryView, Requested, Role, RoomView, SnapRoomView, SnapserverView, Snapshot, SoundView,
+    Status, TrackView,
 };
 use crate::ids::GuestId;
 use crate::store::Track;
@@ -248,8 +249,22 @@ pub fn change_topic(c: &Change) -> Option<Topic> {
         Change::Guest(_) | Change::GuestGone(_) | Change::Output(_) | Change::Sound(_) => {
             Some(Topic::Admin)
         }
+        Change::SnapRoom { .. } | Change::SnapRoomsOrder(_) | Change::Snapserver(_) => {
+            Some(Topic::Rooms)
+        }
         Change::Event { .. } => None,
     }
+}
+
+/// A room of the `rooms` topic.
+pub fn snap_room(r: &SnapRoomView) -> Value {
+    json!({"id": r.id, "name": r.name, "connected": r.connected, "volume": r.volume,
+           "muted": r.muted, "latency_ms": r.latency_ms})
+}
+
+/// The link to snapserver, beside the rooms.
+fn snapserver(v: &SnapserverView) -> Value {
+    json!({"address": v.address, "reachable": v.reachable, "error": v.error})
 }
 
 /// An `update` of `topic` with the fields of `body` (an object).
@@ -279,6 +294,12 @@ pub fn encode_change(c: &Change) -> Option<Tail> {
         Change::GuestGone(id) => update(Topic::Admin, json!({"id": id, "data": null})),
         Change::Output(_) => return None,
         Change::Sound(v) => update(Topic::Admin, json!({"sound": sound(v)})),
+        Change::SnapRoom { id, room } => update(
+            Topic::Rooms,
+            json!({"id": id, "data": room.as_deref().map(snap_room)}),
+        ),
+        Change::SnapRoomsOrder(order) => update(Topic::Rooms, json!({ "order": order })),
+        Change::Snapserver(v) => update(Topic::Rooms, json!({"snapserver": snapserver(v)})),
         Change::Event { ts_ms, event, .. } => Tail::new(
             "event",
             json!({"name": event.name(), "ts_ms": ts_ms, "data": event_data(event)}),
@@ -301,6 +322,15 @@ pub fn encode_snapshot(topic: Topic, s: &Snapshot) -> Tail {
             "order": s.guests.iter().map(|g| g.guest_id).collect::<Vec<_>>(),
             "sound": sound(&s.sound),
         }),
+        Topic::Rooms => {
+            let rooms = s.rooms.as_ref();
+            let list = rooms.map_or(&[][..], |r| &r.rooms[..]);
+            json!({
+                "items": list.iter().map(snap_room).collect::<Vec<_>>(),
+                "order": list.iter().map(|r| &r.id).collect::<Vec<_>>(),
+                "snapserver": rooms.map(|r| snapserver(&r.snapserver)),
+            })
+        }
     };
     update(topic, body)
 }
@@ -462,6 +492,8 @@ pub const PONG: &str = r#"{"cmd":"pong"}"#;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome<'a> {
     pub build: &'a str,
+    /// The revision-2 parts served (`protocol::features`).
+    pub features: &'a [&'static str],
     pub epoch: &'a str,
     pub session: &'a str,
     pub resumed: bool,
@@ -476,7 +508,7 @@ pub fn welcome(w: &Welcome<'_>) -> String {
     let mut v = json!({
         "cmd": "welcome", "v": VERSION, "build": w.build, "epoch": w.epoch,
         "session": w.session, "resumed": w.resumed, "last_rid": w.last_rid,
-        "role": role(w.role), "heartbeat_ms": w.heartbeat_ms, "features": FEATURES,
+        "role": role(w.role), "heartbeat_ms": w.heartbeat_ms, "features": w.features,
     });
     if let Some(r) = w.reason {
         v["reason"] = json!(r);
@@ -508,8 +540,10 @@ mod tests {
 
     #[test]
     fn welcome_names_the_features() {
+        let features = crate::protocol::features(false);
         let w = Welcome {
             build: "b",
+            features: &features,
             epoch: "e",
             session: "s",
             resumed: false,
@@ -520,6 +554,13 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&welcome(&w)).unwrap();
         assert_eq!(v["features"], json!(["ids", "refusals", "sound"]));
+        let features = crate::protocol::features(true);
+        let v: Value = serde_json::from_str(&welcome(&Welcome {
+            features: &features,
+            ..w
+        }))
+        .unwrap();
+        assert_eq!(v["features"], json!(["ids", "refusals", "sound", "rooms"]));
         assert_eq!(v["reason"], "epoch");
         assert_eq!(v["role"], "host");
     }

@@ -90,6 +90,40 @@ pub async fn host(state: &AppState, host: Host, cmd: HostCmd) -> Outcome {
             Outcome::now(logout(state, Some(vec![guest_id.unwrap_or(host.guest())])).await)
         }
         HostCmd::LogoutAll => Outcome::now(logout(state, None).await),
+        HostCmd::RoomVolume { room, volume } => {
+            set_room(state, room, crate::rooms::Set::Volume(volume)).await
+        }
+        HostCmd::RoomMute { room, on } => set_room(state, room, crate::rooms::Set::Mute(on)).await,
+    }
+}
+
+/// A room's volume or mute, through snapserver; answered after the rooms show it.
+async fn set_room(state: &AppState, room: String, set: crate::rooms::Set) -> Outcome {
+    use crate::rooms::RoomsError;
+    let Some(rooms) = &state.rooms else {
+        let mut e = WireError::new(
+            ErrorCode::NotFound,
+            "no rooms: the jukebox is not connected to snapserver (set snapcast_rpc)",
+        );
+        e.field = Some("room".into());
+        return Outcome::now(Err(e));
+    };
+    match rooms.set(room, set).await {
+        Ok(after_seq) => Outcome {
+            result: Ok(protocol::outgoing::done()),
+            after_seq,
+        },
+        Err(e) => {
+            let code = match e {
+                RoomsError::NotFound(_) => ErrorCode::NotFound,
+                RoomsError::Unreachable { .. } | RoomsError::Refused(_) => ErrorCode::Internal,
+            };
+            let mut w = WireError::new(code, e.to_string());
+            if code == ErrorCode::NotFound {
+                w.field = Some("room".into());
+            }
+            Outcome::now(Err(w))
+        }
     }
 }
 

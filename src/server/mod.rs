@@ -53,6 +53,8 @@ pub struct AppState {
     pub hosts: guard::Hosts,
     /// The open connections, capped per address and in total.
     pub conns: Arc<transport::Connections>,
+    /// snapserver's rooms, with `snapcast_rpc` set.
+    pub rooms: Option<crate::rooms::Rooms>,
 }
 
 /// A counted socket of one guest; uncounted on drop.
@@ -104,6 +106,7 @@ pub struct ServerConfig {
     /// Extra names and addresses the jukebox answers to (`allow_host`).
     pub allow_hosts: Vec<String>,
     pub conn_limits: transport::ConnLimits,
+    pub rooms: Option<crate::rooms::Rooms>,
 }
 
 pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
@@ -114,6 +117,7 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
             build: env!("CARGO_PKG_VERSION").to_string(),
             epoch,
             heartbeat_ms: cfg.ws_limits.ping_after.as_millis() as u64,
+            features: crate::protocol::features(cfg.rooms.is_some()),
         },
         cfg.session_limits,
     );
@@ -133,6 +137,7 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         join: join::Join::new(cfg.host_name, cfg.listen),
         hosts: guard::Hosts::new(cfg.allow_hosts, cfg.listen),
         conns: transport::Connections::new(cfg.conn_limits),
+        rooms: cfg.rooms,
     });
     tokio::spawn(housekeeping(Arc::downgrade(&state)));
     state

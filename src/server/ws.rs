@@ -121,6 +121,14 @@ fn bye(code: u16, reason: &'static str, reconnect: bool) -> End {
     End::Close((code, reason, reconnect))
 }
 
+/// The close code and reason for a guest asking for a host-only topic.
+fn for_the_host(t: Topic) -> (u16, &'static str) {
+    match t {
+        Topic::Rooms => (4403, "the rooms topic is for the host"),
+        _ => (4403, "the admin topic is for the host"),
+    }
+}
+
 /// The jukebox holds its most sessions, all with a socket: try again later (1013).
 fn full() -> End {
     End::Refuse(
@@ -291,9 +299,14 @@ async fn handshake(
         .topics
         .clone()
         .unwrap_or_else(|| vec![Topic::NowPlaying, Topic::Queue, Topic::Me, Topic::Room]);
-    // Only hosts see the admin topic.
-    if topics.contains(&Topic::Admin) && role != Role::Host {
-        return Err(bye(4403, "the admin topic is for the host", false));
+    // Only hosts see the admin and rooms topics.
+    if let Some(t) = topics
+        .iter()
+        .find(|t| t.host_only())
+        .filter(|_| role != Role::Host)
+    {
+        let (code, reason) = for_the_host(*t);
+        return Err(bye(code, reason, false));
     }
 
     // Hellos of one guest are rate limited: each may make a session.
@@ -575,11 +588,12 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
     let refuse = |e: &WireError| session.reply(0, protocol::reply_err(rid, e));
     let outcome = match cmd {
         Cmd::Sub { topics } => {
-            if topics.contains(&Topic::Admin) && !actor.host {
-                refuse(&WireError::new(
-                    ErrorCode::Forbidden,
-                    "the admin topic is for the host",
-                ));
+            if let Some(t) = topics
+                .iter()
+                .find(|t| t.host_only())
+                .filter(|_| !actor.host)
+            {
+                refuse(&WireError::new(ErrorCode::Forbidden, for_the_host(*t).1));
                 return;
             }
             session.subscribe(topics, Some((rid, 0)));

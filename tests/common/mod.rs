@@ -104,6 +104,7 @@ impl TestHub {
                 settings,
                 explicit_settings: vec![],
                 guest_limits: Default::default(),
+                snapcast_rpc: None,
             },
             store.clone(),
         )

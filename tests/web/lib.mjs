@@ -255,3 +255,101 @@ export async function until(what, fn, timeout = 10000, every = 100) {
     await sleep(every);
   }
 }
+
+// --- Snapcast (Debian's snapserver and snapclient, on loopback) --------------------------------
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort() {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** One JSON-RPC call on snapserver's control port (5 s at most). */
+export async function snapRpc(port, method, params = {}) {
+  const net = await import('node:net');
+  return within(5000, `snapserver answers ${method}`, new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = '';
+    s.setEncoding('utf8');
+    s.on('error', reject);
+    s.on('connect', () => s.write(JSON.stringify({ id: 1, jsonrpc: '2.0', method, params }) + '\r\n'));
+    s.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const v = JSON.parse(line);
+        if (v.id === 1) {
+          s.destroy();
+          resolve(v);
+        }
+      }
+    });
+  }));
+}
+
+/** Client `id`'s volume as snapserver holds it ({percent, muted}), or null. */
+export async function snapVolume(port, id) {
+  const st = await snapRpc(port, 'Server.GetStatus');
+  for (const g of st.result.server.groups) for (const c of g.clients) if (c.id === id) return c.config.volume;
+  return null;
+}
+
+/**
+ * snapserver with a pipe source in `dir`, its ports on loopback. Resolves with {controlPort,
+ * streamPort, fifo, stop(), start()} once its control port answers.
+ */
+export async function startSnapserver(dir) {
+  const [streamPort, controlPort] = [await freePort(), await freePort()];
+  const data = path.join(dir, 'snapserver-data');
+  fs.mkdirSync(data, { recursive: true });
+  const fifo = path.join(dir, 'jukebox.fifo');
+  const conf = path.join(dir, 'snapserver.conf');
+  fs.writeFileSync(conf, [
+    '[server]', `datadir = ${data}`,
+    '[http]', 'enabled = false',
+    '[tcp]', 'enabled = true', 'bind_to_address = 127.0.0.1', `port = ${controlPort}`,
+    '[stream]', 'bind_to_address = 127.0.0.1', `port = ${streamPort}`, 'buffer = 500',
+    `source = pipe://${fifo}?name=jukebox&sampleformat=48000:16:2&codec=pcm&mode=create`,
+    '[logging]', 'sink = null', '',
+  ].join('\n'));
+  let proc = null;
+  const start = async () => {
+    proc = spawn('snapserver', ['-c', conf], { stdio: 'ignore' });
+    running.add(proc);
+    await until('snapserver answers on its control port', () => snapRpc(controlPort, 'Server.GetRPCVersion').catch(() => null), 10000);
+  };
+  const stop = async () => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const p = proc;
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await within(5000, 'snapserver to exit', gone);
+    running.delete(p);
+  };
+  await start();
+  return { controlPort, streamPort, fifo, start, stop };
+}
+
+/** A snapclient of `server` named `hostId`, playing into nothing. Resolves with {stop()}. */
+export function startSnapclient(server, hostId) {
+  const proc = spawn('snapclient', ['-h', '127.0.0.1', '-p', String(server.streamPort), '--hostID', hostId,
+    '--player', 'file:filename=null', '--logsink', 'null'], { stdio: 'ignore' });
+  running.add(proc);
+  return {
+    stop: async () => {
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await within(5000, 'snapclient to exit', gone);
+      running.delete(proc);
+    },
+  };
+}

@@ -636,3 +636,54 @@ t('ids: two guests with one name each get their own toasts and see the other as 
     noErrors(a, b);
   });
 });
+
+// --- rooms -------------------------------------------------------------------------------------
+
+t('rooms: the host page lists the Snapcast rooms, sets their volume and mute, and says when snapserver is gone', { timeout: 90000 }, async () => {
+  const dir = L.tmpdir('snap');
+  const snap = await L.startSnapserver(dir);
+  const clients = [];
+  try {
+    await withServer({ args: ['--snapcast-rpc', `127.0.0.1:${snap.controlPort}`] }, async (srv, open) => {
+      const { page: host } = await open('/host');
+      await L.hostLogin(host);
+      const card = host.getByRole('region', { name: 'Rooms' });
+      await card.waitFor({ timeout: 10000 });
+      await expectText(host.locator('#rooms-note'), /No rooms yet/);
+      clients.push(L.startSnapclient(snap, 'kitchen'));
+      const rooms = host.getByRole('list', { name: 'Rooms' });
+      const kitchen = rooms.getByRole('listitem').filter({ hasText: 'kitchen' });
+      await expectText(kitchen, /connected · volume 100/, 15000);
+
+      // The slider sets the room's volume in snapserver; the row shows what snapserver holds.
+      await kitchen.getByRole('slider', { name: 'Volume of kitchen' }).fill('40');
+      await L.until('snapserver holds volume 40', async () => (await L.snapVolume(snap.controlPort, 'kitchen'))?.percent === 40);
+      await expectText(kitchen, /volume 40/);
+      await kitchen.getByRole('button', { name: 'Mute kitchen' }).click();
+      await L.until('snapserver mutes it', async () => (await L.snapVolume(snap.controlPort, 'kitchen'))?.muted === true);
+      await expectText(kitchen, /muted/);
+      await kitchen.getByRole('button', { name: 'Unmute kitchen' }).click();
+      await L.until('snapserver unmutes it', async () => (await L.snapVolume(snap.controlPort, 'kitchen'))?.muted === false);
+
+      // Set elsewhere (Snapweb): the page follows.
+      await L.snapRpc(snap.controlPort, 'Client.SetVolume', { id: 'kitchen', volume: { muted: false, percent: 65 } });
+      await expectText(kitchen, /volume 65/);
+
+      // The room leaves; then snapserver goes: the panel says so and the party plays on.
+      await clients.pop().stop();
+      await expectText(kitchen, /not connected/, 15000);
+      await snap.stop();
+      await expectText(host.locator('#rooms-note'), /snapserver unreachable at 127\.0\.0\.1:\d+ .*retrying/, 15000);
+      assert.equal(await kitchen.getByRole('slider').isDisabled(), true);
+      assert.ok((await L.state(srv.url)).now_playing, 'the party plays on');
+      // Back: the panel is live again.
+      await snap.start();
+      // (A snapserver killed before it saved forgets the room that had left.)
+      await expectText(host.locator('#rooms-note'), /^No rooms yet/, 20000);
+      noErrors(host);
+    });
+  } finally {
+    for (const c of clients) await c.stop();
+    await snap.stop();
+  }
+});

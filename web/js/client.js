@@ -75,6 +75,7 @@ export class Client {
       me: null,
       room: null,
       admin: collection(),
+      rooms: collection(),
     };
     this.status = 'connecting';
     this.ws = null;
@@ -329,10 +330,12 @@ export class Client {
       }
     } else if (t === 'me' || t === 'room') {
       s[t] = msg.data;
-    } else if (t === 'queue' || t === 'admin') {
+    } else if (t === 'queue' || t === 'admin' || t === 'rooms') {
       const c = s[t];
-      // The admin topic's `sound` (revision 2) rides beside its guest list.
+      // The admin topic's `sound` (revision 2) rides beside its guest list, and the rooms
+      // topic's `snapserver` beside its rooms.
       if (t === 'admin' && msg.sound !== undefined) c.sound = msg.sound;
+      if (t === 'rooms' && msg.snapserver !== undefined) c.snapserver = msg.snapserver;
       if (Array.isArray(msg.items)) {
         c.items = new Map(msg.items.map((it) => [it.id, it]));
         c.order = Array.isArray(msg.order) ? msg.order : msg.items.map((it) => it.id);

@@ -9,7 +9,7 @@ const store = {
 };
 
 const client = new Client({
-  topics: ['now_playing', 'queue', 'me', 'room', 'admin'],
+  topics: ['now_playing', 'queue', 'me', 'room', 'admin', 'rooms'],
   // No token: stop and show the login (a refused one is cleared in the 'unauthorized' handler).
   getToken: async () => store.get(TOKEN_KEY),
 });
@@ -17,7 +17,7 @@ const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
 const el = {};
-for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'snapcast-control', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all']) {
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'snapcast-control', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all', 'rooms-card', 'rooms', 'rooms-note']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 
@@ -292,6 +292,58 @@ async function removeScreen(g) {
   await run('remove_screen', { guest_id: g.id });
 }
 
+// --- rooms: snapserver's clients (the rooms topic) --------------------------------------------
+
+function roomVolume(li) {
+  clearTimeout(li._timer);
+  li._timer = setTimeout(() => run('room_volume', { room: li._r.id, volume: +li._slider.value }, null, 'rooms'), 120);
+}
+
+function renderRooms() {
+  const c = S.rooms;
+  const link = c.snapserver;
+  // Shown only when the jukebox is connected to snapserver's control port.
+  el.roomsCard.hidden = !link;
+  if (!link) return;
+  const live = client.live;
+  const rooms = ordered(c);
+  text(el.roomsNote,
+    !link.reachable && link.error ? `snapserver unreachable at ${link.address} (${link.error}); retrying…`
+      : !link.reachable ? `Connecting to snapserver at ${link.address}…`
+        : rooms.length ? '' : 'No rooms yet: start a snapclient in each room.');
+  el.roomsNote.style.color = link.reachable ? '' : 'var(--bad)';
+  syncList(
+    el.rooms,
+    rooms,
+    (r) => r.id,
+    (r) => {
+      const slider = h('input', { type: 'range', min: '0', max: '100', step: '1', class: 'grow' });
+      const li = h('li', { class: 'item room' },
+        h('div', { class: 'grow' },
+          h('p', { class: 't' }, h('span', { class: 'dot' }), h('span')),
+          h('p', { class: 's' }),
+          slider),
+        h('button', { class: 'btn small ghost', type: 'button', onclick: () => run('room_mute', { room: li._r.id, on: !li._r.muted }, null, 'rooms') }, 'Mute'));
+      li._slider = slider;
+      slider.addEventListener('input', () => roomVolume(li));
+      return li;
+    },
+    (li, r) => {
+      li._r = r;
+      const [info, mute] = li.children;
+      info.children[0].children[0].classList.toggle('on', r.connected);
+      text(info.children[0].children[1], r.name);
+      text(info.children[1], [r.connected ? 'connected' : 'not connected', r.muted ? 'muted' : `volume ${r.volume}`].join(' · '));
+      li._slider.setAttribute('aria-label', `Volume of ${r.name}`);
+      if (document.activeElement !== li._slider) li._slider.value = r.volume;
+      li._slider.disabled = !live || !link.reachable;
+      text(mute, r.muted ? 'Unmute' : 'Mute');
+      mute.setAttribute('aria-label', `${r.muted ? 'Unmute' : 'Mute'} ${r.name}`);
+      mute.disabled = !live || !link.reachable;
+    }
+  );
+}
+
 // --- party rules ----------------------------------------------------------------------------
 
 const RULES = ['request_limit', 'no_repeat_minutes', 'artist_spacing', 'skip_min_votes', 'skip_percent', 'max_volume'];
@@ -545,6 +597,7 @@ function draw() {
   renderNowPlaying();
   renderQueue();
   renderGuests();
+  renderRooms();
   renderRules();
   renderSound();
   renderSystem();

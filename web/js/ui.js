@@ -224,6 +224,10 @@ export function refusal(err, ctx = {}) {
   const room = ctx.room || {};
   const d = err.data || {};
   const m = err.message || '';
+  // The host's rooms: snapserver's reasons are the host's to read as they are.
+  if (ctx.what === 'rooms' && (err.code === 'not_found' || err.code === 'internal')) {
+    return err.code === 'not_found' ? 'snapserver does not know that room any more.' : m.charAt(0).toUpperCase() + m.slice(1);
+  }
   switch (err.code) {
     case 'limit_reached': {
       const limit = d.limit ?? room.request_limit;

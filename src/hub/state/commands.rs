@@ -60,6 +60,13 @@ impl State {
                 self.snapshot(guest, admin, now_ms),
             ))),
             Command::Status => Ok(Reply::Status(self.status())),
+            Command::Rooms(rooms) => {
+                if let Some(old) = &self.rooms {
+                    self.out.extend(rooms.changes_from(old));
+                }
+                self.rooms = Some(*rooms);
+                Ok(Reply::Done)
+            }
             // The host's: a `Host` proves who sent them (see `hub::api`).
             Command::Play { host: _ } => self.play(now_ms),
             Command::Pause { host: _ } => self.pause(now_ms),

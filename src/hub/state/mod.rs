@@ -35,7 +35,7 @@ use super::pairing::Pairings;
 use super::queue::Queue;
 use super::scan::Scan;
 use super::sound::Levelling;
-use super::views::{OutputView, SoundView};
+use super::views::{OutputView, RoomsView, SoundView};
 use super::{Actor, Answer, GuestLimits, HubConfig, Publisher};
 use crate::library::ScanProgress;
 use crate::loudness::{Levels, Pass};
@@ -118,6 +118,8 @@ pub(crate) struct State {
     sound_dirty: bool,
     /// The sound view last announced to hosts.
     announced_sound: Option<SoundView>,
+    /// The rooms, with `snapcast_rpc` set.
+    rooms: Option<RoomsView>,
 
     needs_resync: bool,
     ids: MaxIds,
@@ -223,6 +225,7 @@ impl State {
             presence_dirty: HashSet::new(),
             sound_dirty: false,
             announced_sound: None,
+            rooms: cfg.snapcast_rpc.map(RoomsView::connecting),
             needs_resync: false,
             ids: MaxIds::default(),
             ops: Vec::new(),

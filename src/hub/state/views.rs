@@ -165,6 +165,7 @@ impl State {
             guests,
             output: self.output.clone(),
             sound: self.sound_view(),
+            rooms: self.rooms.clone().filter(|_| admin),
         }
     }
 

@@ -134,6 +134,9 @@ pub fn to_i16(s: f32) -> i16 {
 pub struct Pacer {
     rate: NonZero<u32>,
     lead: Duration,
+    /// A buffer after this one that is kept full (snapcast's pipe): a writer this late has
+    /// not yet run it dry, and catches up instead.
+    slack: Duration,
     start: Instant,
     frames: u64,
     /// The stream stopped (or has not begun): the next write starts a new one.
@@ -147,9 +150,14 @@ impl Pacer {
     }
     /// A pacer that runs at most `lead` ahead of real time.
     pub fn with_lead(rate: NonZero<u32>, lead: Duration) -> Pacer {
+        Pacer::with_slack(rate, lead, Duration::ZERO)
+    }
+    /// A pacer `lead` ahead of real time in front of a full buffer of `slack`.
+    pub fn with_slack(rate: NonZero<u32>, lead: Duration, slack: Duration) -> Pacer {
         Pacer {
             rate,
             lead,
+            slack,
             start: Instant::now(),
             frames: 0,
             idle: true,
@@ -180,11 +188,11 @@ impl Pacer {
             self.idle = false;
             self.start = self.due().max(now);
             self.frames = 0;
-        } else if self.due() < now {
+        } else if self.due() + self.slack < now {
             // Everything written so far would have been heard before now: the buffer ran dry
-            // for `now - due`. Count the periods of this size that were missing, and start
-            // afresh from here (a device restarts after an underrun too).
-            let late = (now - self.due()).as_secs_f64();
+            // for `now - due - slack`. Count the periods of this size that were missing, and
+            // start afresh from here (a device restarts after an underrun too).
+            let late = (now - self.due() - self.slack).as_secs_f64();
             let period = (frames.max(1) as f64) / f64::from(self.rate.get());
             self.underruns += (late / period).ceil().max(1.0) as u64;
             self.start = now;
@@ -237,6 +245,25 @@ mod tests {
         p.advance(100);
         p.advance(100);
         assert_eq!(p.take_underruns(), 0);
+    }
+
+    #[test]
+    fn lateness_within_the_slack_is_caught_up_and_not_an_underrun() {
+        let rate = NonZero::new(10_000).unwrap();
+        let mut p = Pacer::with_slack(rate, Duration::from_millis(20), Duration::from_millis(300));
+        p.advance(100);
+        std::thread::sleep(Duration::from_millis(150));
+        // 150 ms late with 300 ms of slack: no underrun, and no sleep until caught up.
+        let t = Instant::now();
+        for _ in 0..10 {
+            p.advance(100);
+        }
+        assert!(t.elapsed() < Duration::from_millis(60), "{:?}", t.elapsed());
+        assert_eq!(p.take_underruns(), 0);
+        // Later than the slack: counted.
+        std::thread::sleep(Duration::from_millis(500));
+        p.advance(100);
+        assert!(p.take_underruns() > 0);
     }
 
     #[test]

@@ -47,10 +47,11 @@ const SILENCE: Duration = Duration::from_millis(20);
 /// that snapserver's stream does not go idle. Shorter waits are left to the pipe and
 /// snapserver's buffer, which hold far more: a chunk late for scheduling is not a gap.
 const STALL: Duration = Duration::from_millis(500);
-/// How far the engine runs ahead of real time: the queue to the writer. Less than a device's
-/// lead, since the pipe behind it is a buffer too, and every millisecond here is heard late
-/// in every room on a skip.
-const LEAD: Duration = Duration::from_millis(100);
+/// How far the engine runs ahead of real time: the queue to the writer. Far less than a
+/// device's lead: the full pipe behind it is the buffer that rides out a late engine (the
+/// pacer's slack) or a late writer, and every millisecond here is heard late in every room on
+/// a skip; the queue only has to cover one engine step.
+const LEAD: Duration = Duration::from_millis(40);
 /// How long the output waits, when it is opened, for snapserver to take the pipe: the
 /// party's first track should reach the rooms from its first note. A running snapserver
 /// looks for a writer every 100 ms.
@@ -121,7 +122,7 @@ impl SnapcastOut {
         }
         SnapcastOut {
             path: path.to_owned(),
-            pacer: Pacer::with_lead(RATE, LEAD),
+            pacer: Pacer::with_slack(RATE, LEAD, pipe_duration(PIPE_BYTES as u64)),
             buffer,
             tx: Some(tx),
             shared,
@@ -135,8 +136,13 @@ impl SnapcastOut {
             0 => PIPE_BYTES as u64,
             n => n,
         };
-        Duration::from_micros(bytes * 1_000_000 / BYTES_PER_SECOND)
+        pipe_duration(bytes)
     }
+}
+
+/// How long `bytes` of the pipe's format last.
+fn pipe_duration(bytes: u64) -> Duration {
+    Duration::from_micros(bytes * 1_000_000 / BYTES_PER_SECOND)
 }
 
 impl AudioOut for SnapcastOut {

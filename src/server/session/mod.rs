@@ -37,4 +37,6 @@ pub struct ServerInfo {
     pub build: String,
     pub epoch: String,
     pub heartbeat_ms: u64,
+    /// `welcome.features`.
+    pub features: Vec<&'static str>,
 }

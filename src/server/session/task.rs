@@ -164,8 +164,7 @@ impl Task {
         }
         match w.topic {
             None => true,
-            Some(Topic::Admin) => self.role == Role::Host && self.topics.contains(Topic::Admin),
-            Some(t) => self.topics.contains(t),
+            Some(t) => self.topics.contains(t) && (!t.host_only() || self.role == Role::Host),
         }
     }
 
@@ -235,7 +234,7 @@ impl Task {
     fn request_snapshot(&mut self, topics: Vec<Topic>, reply: Option<Ack>) {
         self.snapshots.begin();
         let (hub, tx, guest) = (self.hub.clone(), self.handle.tx.clone(), self.guest);
-        let admin = self.role == Role::Host && topics.contains(&Topic::Admin);
+        let admin = self.role == Role::Host && topics.iter().any(|t| t.host_only());
         tokio::spawn(async move {
             let answer = hub.snapshot(Some(guest), admin).await;
             let _ = tx.push(Msg::Snapshot(Box::new(SnapshotMsg {
@@ -259,7 +258,7 @@ impl Task {
                 let (topics, reply) = *sub;
                 let new: Vec<Topic> = topics
                     .into_iter()
-                    .filter(|t| *t != Topic::Admin || self.role == Role::Host)
+                    .filter(|t| !t.host_only() || self.role == Role::Host)
                     .filter(|t| self.topics.insert(*t))
                     .collect();
                 if new.is_empty() {
@@ -314,6 +313,7 @@ impl Task {
         }
         let welcome = protocol::welcome(&protocol::Welcome {
             build: &self.info.build,
+            features: &self.info.features,
             epoch: &self.info.epoch,
             session: &self.handle.id,
             resumed,
