@@ -17,6 +17,7 @@
 //! - [`protocol`]: the live protocol's JSON on the wire: client frames parsed into typed
 //!   commands, the hub's changes and replies encoded. No logic.
 //! - [`server`]: the live server: websocket sessions, the JSON API, the phone app.
+//! - [`rooms`]: snapserver's rooms (its control port) for the host page.
 //! - [`mdns`]: `jukebox.local` and the service advertisements.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`app`]: start-up and orderly shutdown.

@@ -820,3 +820,67 @@ async fn the_host_sees_every_room_and_sets_its_volume_through_snapserver() {
     );
     drop(garden);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_or_hung_control_port_costs_only_the_rooms_panel() {
+    use std::io::{Read, Write};
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    track(&music, "Long", 440, 60.0);
+    // Not snapserver: the first connection gets a line that is not JSON and then one without
+    // end; the second is never answered.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = fake.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for n in 0..2 {
+            let Ok((mut s, _)) = fake.accept() else {
+                return;
+            };
+            let _ = s.read(&mut [0u8; 512]);
+            if n == 0 {
+                let _ = s.write_all(b"not json\r\n");
+                let _ = s.write_all(&vec![b'x'; 5 << 20]);
+            }
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let jukebox = Server::start_with(
+        &dir.path().join("j.db"),
+        &music,
+        "null",
+        Some(PIN),
+        &["--snapcast-rpc", &addr],
+    );
+    let host = jukebox.host();
+    let mut phone = Phone::connect(&jukebox.addr, &host, &["rooms", "now_playing"]).await;
+    let error = |v: &Value, s: &str| {
+        v["topic"] == "rooms"
+            && v["snapserver"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(s))
+    };
+    phone.until(|v| error(v, "a line longer than 4 MiB")).await;
+    let np = jukebox.playing();
+    phone
+        .ok(json!({"cmd": "like", "play_id": np["play_id"], "on": true}))
+        .await;
+    phone.until(|v| error(v, "did not answer within 5 s")).await;
+    let rid = phone
+        .request(json!({"cmd": "room_volume", "room": "kitchen", "volume": 5}))
+        .await;
+    assert_eq!(phone.reply(rid).await.0["error"]["code"], "internal");
+    let h = jukebox.get("/healthz").1;
+    assert_eq!(
+        (&h["status"], &h["audio"]["playing"]),
+        (&json!("ok"), &json!(true)),
+        "{h}"
+    );
+    assert_eq!(
+        jukebox.log.lock().unwrap().matches("WARN").count(),
+        1,
+        "one warning: {}",
+        jukebox.log.lock().unwrap()
+    );
+}
