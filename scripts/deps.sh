@@ -14,14 +14,15 @@ pkgs=(libasound2-dev libopus-dev pkg-config)
 # chromium runs the phone app's tests; systemd brings systemd-analyze for the unit's checks;
 # strace checks the unit's system-call filter. The tests install nothing themselves
 # (tests/systemd.rs fails naming this script when a tool is missing).
-# snapserver and snapclient are the multi-room engine the snapcast output feeds.
+# snapserver and snapclient are the multi-room engine the snapcast output feeds; mpc is an
+# MPD client the MPD front end is tested with.
 if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd strace python3-pip)
-  pkgs+=(snapserver snapclient)
+  pkgs+=(snapserver snapclient mpc)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
 fi
-[ "$what" = bench ] && pkgs+=(mpd mpc)
+[ "$what" = bench ] && pkgs+=(mpd)
 
 need=()
 for pkg in "${pkgs[@]}"; do
@@ -45,13 +46,14 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 if [ "$what" = test ] || [ "$what" = bench ]; then
-  # Independent clients: a websocket library for the protocol conformance test and an mDNS
-  # one for the mDNS test.
-  for mod in websockets zeroconf; do
-    if ! python3 -c "import $mod" 2>/dev/null; then
-      echo "installing: python $mod"
-      python3 -m pip install --quiet "$mod" 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages "$mod"
+  # Independent clients: a websocket library for the protocol conformance test, an mDNS one
+  # for the mDNS test, and python-mpd2 (what Home Assistant speaks MPD with). Each is the
+  # module to import and the package that has it.
+  for mod in websockets:websockets zeroconf:zeroconf mpd:python-mpd2; do
+    if ! python3 -c "import ${mod%%:*}" 2>/dev/null; then
+      echo "installing: python ${mod#*:}"
+      python3 -m pip install --quiet "${mod#*:}" 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "${mod#*:}"
     fi
   done
   # playwright-core drives the system's chromium (it never downloads a browser).

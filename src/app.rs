@@ -232,6 +232,22 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         None
     };
     tracing::info!("listening on http://{addr}");
+    if let Some(at) = config.mpd_listen {
+        // A port that is taken costs the MPD clients, never the party.
+        match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => {
+                let bound = l.local_addr().map_or(at, |a| a);
+                tracing::info!("MPD clients on {bound}");
+                tokio::spawn(crate::mpd::serve(
+                    l,
+                    state.clone(),
+                    music.clone(),
+                    config.output.to_string(),
+                ));
+            }
+            Err(e) => tracing::warn!("MPD clients: cannot listen on {at} ({e}); going on without"),
+        }
+    }
     // READY=1 once the port is bound (connections wait in its backlog) and the library is
     // loaded; phones are served meanwhile.
     let (hub, output) = (running.hub.clone(), config.output.clone());

@@ -19,6 +19,7 @@
 //! - [`server`]: the live server: websocket sessions, the JSON API, the phone app.
 //! - [`rooms`]: snapserver's rooms (its control port) for the host page.
 //! - [`mdns`]: `jukebox.local` and the service advertisements.
+//! - [`mpd`]: the MPD protocol front end, for MPD's clients.
 //! - [`notify`]: systemd readiness, status and watchdog.
 //! - [`app`]: start-up and orderly shutdown.
 //! - [`logging`]: the log filter: our lines at the level asked for, dependencies' at WARN.
@@ -37,6 +38,7 @@ pub mod logging;
 pub mod login;
 pub mod loudness;
 pub mod mdns;
+pub mod mpd;
 pub mod notify;
 pub mod party;
 pub mod player;

@@ -162,33 +162,18 @@ pub async fn host_login(
     else {
         return Err(ApiError::field("pin", "a string of digits"));
     };
-    // Wrong PINs are limited per address and across all addresses; over a limit, even the
-    // right PIN is refused, so guessing cannot go on from however many addresses.
-    match state.login.pin.attempt(addr.ip(), pin).await {
-        crate::login::Attempt::Ok => {}
-        crate::login::Attempt::Wrong => {
-            return Err(ApiError::new(ErrorCode::Unauthorized, "wrong PIN"))
-        }
-        crate::login::Attempt::Refused { retry_after_ms } => {
-            return Err(ApiError::rate_limited(
-                retry_after_ms,
-                "too many wrong PINs; wait a little",
-            ))
-        }
-    }
-    let g = state
-        .hub
-        .create_guest(Some("Host".into()), true)
-        .await
-        .result?;
-    if let Err(e) = state.login.sessions.add(g.guest_id, addr.ip()).await {
-        tracing::error!("cannot store a host login: {e}");
-        return Err(ApiError::new(
+    match super::host_login(&state, addr.ip(), pin).await {
+        Ok(g) => Ok(Json(body::host_token(&g)).into_response()),
+        Err(super::LoginFailed::Wrong) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong PIN")),
+        Err(super::LoginFailed::Refused { retry_after_ms }) => Err(ApiError::rate_limited(
+            retry_after_ms,
+            "too many wrong PINs; wait a little",
+        )),
+        Err(super::LoginFailed::Internal) => Err(ApiError::new(
             ErrorCode::Internal,
             "the login could not be stored",
-        ));
+        )),
     }
-    Ok(Json(body::host_token(&g)).into_response())
 }
 
 /// The host token from `Authorization: Bearer …`, as the proof of a host.

@@ -91,6 +91,49 @@ impl AppState {
     }
 }
 
+/// Why a host login failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFailed {
+    Wrong,
+    /// Over a limit: even the right PIN waits this long.
+    Refused {
+        retry_after_ms: u64,
+    },
+    Internal,
+}
+
+/// A host login with `pin` from `ip`, for every front end that takes the PIN (HTTP, MPD's
+/// `password`): wrong PINs are limited per address and across all addresses (over a limit,
+/// even the right PIN is refused, so guessing cannot go on from however many addresses), and
+/// the login is a host session like any other (listed, revoked by "log out everywhere").
+pub async fn host_login(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    pin: &str,
+) -> Result<crate::hub::GuestCreated, LoginFailed> {
+    match state.login.pin.attempt(ip, pin).await {
+        crate::login::Attempt::Ok => {}
+        crate::login::Attempt::Wrong => return Err(LoginFailed::Wrong),
+        crate::login::Attempt::Refused { retry_after_ms } => {
+            return Err(LoginFailed::Refused { retry_after_ms })
+        }
+    }
+    let g = state
+        .hub
+        .create_guest(Some("Host".into()), true)
+        .await
+        .result
+        .map_err(|e| {
+            tracing::error!("cannot make a host login: {e}");
+            LoginFailed::Internal
+        })?;
+    if let Err(e) = state.login.sessions.add(g.guest_id, ip).await {
+        tracing::error!("cannot store a host login: {e}");
+        return Err(LoginFailed::Internal);
+    }
+    Ok(g)
+}
+
 /// What the server needs besides the hub and store.
 pub struct ServerConfig {
     pub login: Arc<crate::login::Login>,

@@ -112,6 +112,15 @@ impl Db {
             })? as u64)
     }
 
+    /// Every track of the library, by path (the MPD front end browses and filters these).
+    pub fn all_tracks(&self) -> Result<Vec<Track>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {TRACK_COLS} FROM tracks t WHERE t.present = 1 ORDER BY t.path"
+        ))?;
+        let rows = st.query_map([], track_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn track(&self, id: TrackId) -> Result<Option<Track>, StoreError> {
         Ok(self
             .conn

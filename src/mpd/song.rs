@@ -1,0 +1,172 @@
+//! A song record as MPD prints it (`file:` first, as libmpdclient starts a song there), with
+//! the tags the client asked for (`tagtypes`).
+
+use std::fmt::Write;
+
+use super::mirror::Song;
+
+/// The tags the jukebox has, as MPD names them (`tagtypes` lists these).
+pub const TAGS: [&str; 5] = ["Artist", "Album", "AlbumArtist", "Title", "Track"];
+
+/// The tags one client wants printed (`tagtypes clear|all|enable|disable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagMask(u8);
+
+impl Default for TagMask {
+    fn default() -> Self {
+        TagMask::ALL
+    }
+}
+
+impl TagMask {
+    pub const ALL: TagMask = TagMask((1 << TAGS.len()) - 1);
+    pub const NONE: TagMask = TagMask(0);
+
+    /// The tag named `name` (any case); `None` for a tag MPD does not know. Tags MPD knows but
+    /// the jukebox does not have (Genre, Date…) are accepted and print nothing.
+    pub fn bit(name: &str) -> Option<Option<usize>> {
+        if let Some(i) = TAGS.iter().position(|t| t.eq_ignore_ascii_case(name)) {
+            return Some(Some(i));
+        }
+        MPD_TAGS
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name))
+            .then_some(None)
+    }
+    pub fn set(&mut self, i: usize, on: bool) {
+        if on {
+            self.0 |= 1 << i;
+        } else {
+            self.0 &= !(1 << i);
+        }
+    }
+    pub fn has(self, tag: &str) -> bool {
+        TAGS.iter()
+            .position(|t| *t == tag)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        TAGS.iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// Every tag name MPD 0.23 knows (src/tag/Names.c), for `tagtypes enable` of one the jukebox
+/// does not have.
+const MPD_TAGS: [&str; 33] = [
+    "Artist",
+    "ArtistSort",
+    "Album",
+    "AlbumSort",
+    "AlbumArtist",
+    "AlbumArtistSort",
+    "Title",
+    "Track",
+    "Name",
+    "Genre",
+    "Date",
+    "OriginalDate",
+    "Composer",
+    "Performer",
+    "Conductor",
+    "Work",
+    "Grouping",
+    "Comment",
+    "Disc",
+    "Label",
+    "MUSICBRAINZ_ARTISTID",
+    "MUSICBRAINZ_ALBUMID",
+    "MUSICBRAINZ_ALBUMARTISTID",
+    "MUSICBRAINZ_TRACKID",
+    "MUSICBRAINZ_RELEASETRACKID",
+    "MUSICBRAINZ_WORKID",
+    "ComposerSort",
+    "Ensemble",
+    "Movement",
+    "MovementNumber",
+    "Location",
+    "Mood",
+    "Section",
+];
+
+/// A song's value of `tag` (AlbumArtist falls back to Artist, as MPD's does); `None` when it
+/// has none.
+pub fn tag<'a>(s: &'a Song, tag: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let v: std::borrow::Cow<str> = match tag {
+        "Artist" | "AlbumArtist" => s.artist.as_str().into(),
+        "Album" => s.album.as_str().into(),
+        "Title" => s.title.as_str().into(),
+        "Track" => s.track_no?.to_string().into(),
+        "file" => s.file.as_str().into(),
+        _ => return None,
+    };
+    (!v.is_empty()).then_some(v)
+}
+
+/// Seconds with three decimals, as MPD prints `duration` and `elapsed`.
+pub fn secs(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// The song's lines: `file`, its tags, `Time` and `duration`.
+pub fn write(out: &mut String, s: &Song, tags: TagMask) {
+    let _ = writeln!(out, "file: {}", s.file);
+    if let Some(t) = s.last_modified {
+        let _ = writeln!(out, "Last-Modified: {}", iso8601(t));
+    }
+    for t in TAGS {
+        if tags.has(t) {
+            if let Some(v) = tag(s, t) {
+                let _ = writeln!(out, "{t}: {v}");
+            }
+        }
+    }
+    let _ = writeln!(out, "Time: {}", (s.duration_ms + 500) / 1000);
+    let _ = writeln!(out, "duration: {}", secs(s.duration_ms));
+}
+
+/// A Unix time as MPD's `Last-Modified` (UTC, whole seconds).
+pub fn iso8601(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::party::TrackId;
+
+    #[test]
+    fn a_song_prints_as_mpd_prints_it() {
+        let s = Song {
+            track: TrackId::new(1),
+            file: "ArtistA/AlbumOne/01 First Song.flac".into(),
+            title: "First Song".into(),
+            artist: "Artist A".into(),
+            album: "Album One".into(),
+            track_no: Some(1),
+            duration_ms: 30_000,
+            last_modified: Some(1_796_149_869),
+        };
+        let mut out = String::new();
+        write(&mut out, &s, TagMask::ALL);
+        assert_eq!(
+            out,
+            "file: ArtistA/AlbumOne/01 First Song.flac\nLast-Modified: 2026-12-01T18:31:09Z\n\
+             Artist: Artist A\nAlbum: Album One\nAlbumArtist: Artist A\nTitle: First Song\n\
+             Track: 1\nTime: 30\nduration: 30.000\n"
+        );
+        let mut mask = TagMask::NONE;
+        mask.set(TagMask::bit("title").unwrap().unwrap(), true);
+        let mut out = String::new();
+        write(&mut out, &s, mask);
+        assert!(
+            !out.contains("\nArtist:") && out.contains("Title: First Song"),
+            "{out}"
+        );
+        assert_eq!(TagMask::bit("Genre"), Some(None), "known to MPD, not here");
+        assert_eq!(TagMask::bit("Bogus"), None);
+    }
+}
