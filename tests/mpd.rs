@@ -57,7 +57,19 @@ fn library(music: &Path) {
 fn jukebox(dir: &Path) -> (Server, u16) {
     let music = dir.join("music");
     library(&music);
-    let s = Server::start(&dir.join("j.db"), &music, &["--mpd-listen", "127.0.0.1:0"]);
+    let s = Server::start(
+        &dir.join("j.db"),
+        &music,
+        &[
+            "--mpd-listen",
+            "127.0.0.1:0",
+            // Any track may be requested after any other.
+            "--artist-spacing",
+            "0",
+            "--no-repeat-minutes",
+            "0",
+        ],
+    );
     let t = Instant::now();
     let port = loop {
         let log = s.log.lock().unwrap().clone();
