@@ -146,7 +146,14 @@ pub fn start_jukebox(
         .arg(music)
         .arg("--db")
         .arg(db)
-        .args(["--output", output, "--no-mdns", "--listen", "127.0.0.1:0"])
+        .args([
+            "--output",
+            output,
+            "--no-mdns",
+            "--no-mpd",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--host-pin", PIN])
         .args(extra)
         .envs(env.iter().copied())

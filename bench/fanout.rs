@@ -157,6 +157,7 @@ impl Target {
             "--output",
             "null",
             "--no-mdns",
+            "--no-mpd",
             "--host-pin",
             "12345678",
             "--guest-rate",

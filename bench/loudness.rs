@@ -176,7 +176,14 @@ mod live {
                 .arg(music)
                 .arg("--db")
                 .arg(db)
-                .args(["--listen", "127.0.0.1:0", "--output", "null", "--no-mdns"])
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--output",
+                    "null",
+                    "--no-mdns",
+                    "--no-mpd",
+                ])
                 .args(["--host-pin", "43218765"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

@@ -59,6 +59,7 @@ fn main() {
                 "--output",
                 "null",
                 "--no-mdns",
+                "--no-mpd",
                 "--host-pin",
                 "12345678",
                 "--listen",

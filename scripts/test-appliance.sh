@@ -123,7 +123,7 @@ for conf in packaging/jukebox.toml "$work/conf/all-keys.toml"; do
   rm -f "$work/conf/j.db"*
   # Flags win over the file: only the address, the paths and the audio output change.
   serve_and_stop "config-$(basename "$conf" .toml)" 30 "$native" --config "$conf" \
-    --listen 127.0.0.1:0 --db "$work/conf/j.db" --music "$work/conf/music" --output null --no-mdns
+    --listen 127.0.0.1:0 --db "$work/conf/j.db" --music "$work/conf/music" --output null --no-mdns --no-mpd
 done
 
 deb_amd64=$(scripts/package-deb.sh amd64 "$native")
@@ -238,7 +238,7 @@ needs_libs "$a32"
 out=$(timeout 60 qemu-aarch64-static "$a64" --version) || die "qemu-aarch64-static $a64 --version failed"
 [ "$out" = "jukebox $version" ] || die "aarch64 --version said '$out'"
 ok "aarch64 under qemu: $out"
-serve_and_stop aarch64-demo 120 qemu-aarch64-static "$a64" --demo --no-mdns \
+serve_and_stop aarch64-demo 120 qemu-aarch64-static "$a64" --demo --no-mdns --no-mpd \
   --output "wav:$work/aarch64.wav" --listen 127.0.0.1:0 --db "$work/aarch64.db"
 [ -s "$work/aarch64.wav" ] || die "the aarch64 demo wrote no audio"
 out=$(timeout 60 qemu-arm-static "$a32" --version) || die "qemu-arm-static $a32 --version failed"

@@ -147,6 +147,33 @@ async fn library_loaded(hub: &Hub) -> u64 {
     }
 }
 
+/// Starts serving MPD clients on `mpd_listen`; where, once bound. A port that is taken costs
+/// the MPD clients, never the party.
+async fn serve_mpd(
+    config: &Config,
+    state: &Arc<crate::server::AppState>,
+    music: &std::path::Path,
+) -> Option<std::net::SocketAddr> {
+    let at = config.mpd_listen;
+    match tokio::net::TcpListener::bind(at).await {
+        Ok(l) => {
+            let bound = l.local_addr().unwrap_or(at);
+            tracing::info!("MPD clients on {bound}");
+            tokio::spawn(crate::mpd::serve(
+                l,
+                state.clone(),
+                music.to_owned(),
+                config.output.to_string(),
+            ));
+            Some(bound)
+        }
+        Err(e) => {
+            tracing::warn!("MPD clients: cannot listen on {at} ({e}); going on without");
+            None
+        }
+    }
+}
+
 /// Waits for SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -219,11 +246,21 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         },
     );
     let addr = listener.local_addr()?;
+    let mpd = if config.no_mpd {
+        None
+    } else {
+        serve_mpd(&config, &state, &music).await
+    };
     let mdns = if !config.no_mdns {
         let s = state.clone();
         let name = config.name.clone();
         tokio::task::spawn_blocking(move || {
-            crate::mdns::start(&name, addr, Arc::new(move |host| s.join.set_host(host)))
+            crate::mdns::start(
+                &name,
+                addr,
+                mpd,
+                Arc::new(move |host| s.join.set_host(host)),
+            )
         })
         .await
         .ok()
@@ -232,22 +269,6 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         None
     };
     tracing::info!("listening on http://{addr}");
-    if let Some(at) = config.mpd_listen {
-        // A port that is taken costs the MPD clients, never the party.
-        match tokio::net::TcpListener::bind(at).await {
-            Ok(l) => {
-                let bound = l.local_addr().map_or(at, |a| a);
-                tracing::info!("MPD clients on {bound}");
-                tokio::spawn(crate::mpd::serve(
-                    l,
-                    state.clone(),
-                    music.clone(),
-                    config.output.to_string(),
-                ));
-            }
-            Err(e) => tracing::warn!("MPD clients: cannot listen on {at} ({e}); going on without"),
-        }
-    }
     // READY=1 once the port is bound (connections wait in its backlog) and the library is
     // loaded; phones are served meanwhile.
     let (hub, output) = (running.hub.clone(), config.output.clone());

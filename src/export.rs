@@ -108,8 +108,8 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
-fn rfc3339(ms: i64) -> String {
+/// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (also MPD's `Last-Modified`).
+pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }

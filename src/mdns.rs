@@ -1,4 +1,5 @@
-//! mDNS: advertises `_http._tcp` and `_jukebox._tcp` under the jukebox's name, and answers
+//! mDNS: advertises `_http._tcp` and `_jukebox._tcp` (and `_mpd._tcp` for MPD clients)
+//! under the jukebox's name, and answers
 //! `<name>.local` with this machine's LAN addresses, following address changes (mdns-sd's
 //! automatic addresses). It lives beside a running avahi-daemon: it never claims the system's
 //! own host name, and when another machine already answers `<name>.local` the probe moves it
@@ -11,6 +12,8 @@ use std::time::Duration;
 use mdns_sd::{DaemonEvent, ServiceDaemon, ServiceInfo};
 
 const SERVICE_TYPES: [&str; 2] = ["_http._tcp.local.", "_jukebox._tcp.local."];
+/// What MPD clients (M.A.L.P., MPDroid, Cantata) browse for.
+const MPD_SERVICE: &str = "_mpd._tcp.local.";
 
 pub struct Mdns {
     daemon: ServiceDaemon,
@@ -64,9 +67,10 @@ pub fn host_label(name: &str, system: Option<&str>) -> String {
 pub fn start(
     name: &str,
     listen: std::net::SocketAddr,
+    mpd: Option<std::net::SocketAddr>,
     on_host: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Option<Mdns> {
-    match try_start(name, listen, on_host) {
+    match try_start(name, listen, mpd, on_host) {
         Ok(m) => Some(m),
         Err(e) => {
             tracing::warn!("mDNS is off: {e}. Phones can still open the address shown on the TV");
@@ -78,6 +82,7 @@ pub fn start(
 fn try_start(
     name: &str,
     listen: std::net::SocketAddr,
+    mpd: Option<std::net::SocketAddr>,
     on_host: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Result<Mdns, mdns_sd::Error> {
     let system = system_host_name();
@@ -95,19 +100,23 @@ fn try_start(
     let version = env!("CARGO_PKG_VERSION");
     let properties = [("path", "/"), ("version", version), ("proto", "1")];
     let mut fullnames = Vec::new();
-    for ty in SERVICE_TYPES {
-        let info = if listen.ip().is_unspecified() {
-            ServiceInfo::new(ty, name, &host, "", listen.port(), &properties[..])?
-                .enable_addr_auto()
+    let services = SERVICE_TYPES
+        .iter()
+        .map(|ty| (*ty, listen, &properties[..]))
+        .chain(mpd.map(|at| (MPD_SERVICE, at, &[][..])));
+    for (ty, at, props) in services {
+        let info = if at.ip().is_unspecified() {
+            ServiceInfo::new(ty, name, &host, "", at.port(), props)?.enable_addr_auto()
         } else {
-            ServiceInfo::new(ty, name, &host, listen.ip(), listen.port(), &properties[..])?
+            ServiceInfo::new(ty, name, &host, at.ip(), at.port(), props)?
         };
         fullnames.push(info.get_fullname().to_string());
         daemon.register(info)?;
     }
     on_host(format!("{label}.local"));
     tracing::info!(
-        "mDNS: advertising {name:?} (_http._tcp, _jukebox._tcp) at http://{label}.local{}",
+        "mDNS: advertising {name:?} (_http._tcp, _jukebox._tcp{}) at http://{label}.local{}",
+        if mpd.is_some() { ", _mpd._tcp" } else { "" },
         match listen.port() {
             80 => String::new(),
             p => format!(":{p}"),

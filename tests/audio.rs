@@ -64,7 +64,7 @@ fn three_formats_play_in_order_through_the_wav_output() {
         .arg("--db")
         .arg(&db)
         .arg(format!("--output=wav:{}", wav.display()))
-        .args(["--no-mdns", "--listen", "127.0.0.1:0"])
+        .args(["--no-mdns", "--no-mpd", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -207,7 +207,7 @@ fn sigterm_stops_cleanly_and_leaves_a_valid_wav() {
         .arg("--db")
         .arg(&db)
         .arg(format!("--output=wav:{}", wav.display()))
-        .args(["--no-mdns", "--listen", "127.0.0.1:0"])
+        .args(["--no-mdns", "--no-mpd", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -275,6 +275,7 @@ fn the_alsa_device_output_gets_the_music() {
             .arg(dir.path().join("j.db"))
             .args([
                 "--no-mdns",
+                "--no-mpd",
                 "--listen",
                 "127.0.0.1:0",
                 "--output",
@@ -340,7 +341,7 @@ fn log_of_one_play(dir: &std::path::Path, music: &std::path::Path, extra: &[&str
             .arg("--db")
             .arg(&db)
             .arg(format!("--output=wav:{}", wav.display()))
-            .args(["--no-mdns", "--listen", "127.0.0.1:0"])
+            .args(["--no-mdns", "--no-mpd", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("JUKEBOX_LOG")
             .stdout(Stdio::null())

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::wait::wait_until_blocking as eventually;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 static NET: AtomicU32 = AtomicU32::new(0);
 
@@ -264,6 +264,22 @@ fn found_resolved_followed_and_goodbye() {
         );
         assert_eq!(v["healthz"]["status"], "ok", "{v}");
     }
+    // MPD clients (M.A.L.P., MPDroid) find the MPD port the same way.
+    let out = net
+        .client(&["find", "_mpd._tcp.local.", "Mia's Party", "15"])
+        .output()
+        .unwrap();
+    let v = first_json(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or(""),
+    );
+    assert_eq!(
+        (&v["host"], &v["port"]),
+        (&json!("mias-party.local."), &json!(6600)),
+        "{v}"
+    );
 
     // IPv4 and IPv6, and a new address is answered without a restart.
     let new_ip = format!("10.{}.0.3", net.x);

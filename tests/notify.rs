@@ -34,7 +34,14 @@ fn ready_after_healthz_watchdog_and_stopping() {
         .arg(&music)
         .arg("--db")
         .arg(dir.path().join("j.db"))
-        .args(["--listen", "127.0.0.1:0", "--output", "null", "--no-mdns"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "null",
+            "--no-mdns",
+            "--no-mpd",
+        ])
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "1000000")
         .stdout(Stdio::null())

@@ -366,7 +366,16 @@ fn system_calls_made_while_serving_pass_the_units_filter() {
         .args(["-f", "-qq", "-o"])
         .arg(&trace)
         .arg(common::bin())
-        .args(["--demo", "--no-mdns", "--listen", "127.0.0.1:0", "--output"])
+        .args([
+            "--demo",
+            "--no-mdns",
+            // MPD clients too: their system calls must pass the filter as well.
+            "--mpd-listen",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+        ])
         .arg(format!("wav:{}", d.join("out.wav").display()))
         .arg("--db")
         .arg(d.join("j.db"))
@@ -383,11 +392,15 @@ fn system_calls_made_while_serving_pass_the_units_filter() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            for key in ["MPD clients on ", "listening on http://"] {
+                if let Some(rest) = line.split(key).nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
             }
         }
     });
+    // The MPD line comes first.
+    let mpd = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
     let addr = match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(a) => a,
         Err(_) => {
@@ -400,6 +413,26 @@ fn system_calls_made_while_serving_pass_the_units_filter() {
     assert!(health.contains("\"status\":\"ok\""), "healthz: {health}");
     get(&addr, "/api/search?q=jukebox");
     get(&addr, "/");
+    // An MPD client: greeting, status, a search, cover art.
+    {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&mpd).expect("the MPD port answers");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(
+            b"status
+lsinfo
+search any a
+close
+",
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        assert!(
+            out.starts_with("OK MPD ") && out.contains("state: "),
+            "{out}"
+        );
+    }
     // The watchdog's keep-alive (every second with a 2 s WATCHDOG_USEC): its code path has
     // run, and been traced, once one arrives.
     let mut buf = [0u8; 512];

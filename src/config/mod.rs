@@ -162,10 +162,11 @@ settings! {
     /// snapserver's control port (its [tcp] JSON-RPC, e.g. 127.0.0.1:1705): the host page
     /// shows every room (snapclient) with its volume and mute [default: off].
     config snapcast_rpc: Listen, "ADDR:PORT";
-    /// Address and port for MPD clients (mpc, ncmpcpp, M.A.L.P., Home Assistant), e.g.
-    /// 0.0.0.0:6600 [default: off]. Without a password they see the party; `password PIN`
-    /// gives the host's controls.
-    config mpd_listen: Listen, "ADDR:PORT";
+    /// Address and port for MPD clients (mpc, ncmpcpp, M.A.L.P., Home Assistant). Without a
+    /// password they see the party; `password PIN` gives the host's controls.
+    config mpd_listen: Listen = SocketAddr::from(([0, 0, 0, 0], 6600)), "ADDR:PORT";
+    /// Do not serve MPD clients.
+    config no_mpd: Switch = false;
     /// Party name shown to guests and advertised over mDNS; phones reach NAME.local (as a host
     /// label: "Mia's party" is mias-party.local).
     config name: PartyName = "jukebox".into(), "NAME";

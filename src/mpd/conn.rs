@@ -100,7 +100,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
                 list(&mut reader, &mut client, ok, &mut out).await
             }
             Some("idle") => {
-                let go_on = idle(&line, &mut reader, &mut write, &mut client, &mut events).await;
+                let go_on = tokio::select! {
+                    g = idle(&line, &mut reader, &mut write, &mut client, &mut events) => g,
+                    // An idle client does not hold up the jukebox's shutdown.
+                    _ = closing.changed() => false,
+                };
                 if !go_on {
                     return;
                 }

@@ -207,8 +207,14 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Starts the task that follows the hub.
-    pub fn start(hub: Hub, store: Store, music: PathBuf) -> Mirror {
+    /// Starts the task that follows the hub until `closing` says the jukebox stops (it holds
+    /// the hub and the store, which must let go for the jukebox to stop).
+    pub fn start(
+        hub: Hub,
+        store: Store,
+        music: PathBuf,
+        mut closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Mirror {
         let (events, _) = broadcast::channel(256);
         let mirror = Mirror {
             model: Arc::new(RwLock::new(Model::new())),
@@ -216,7 +222,12 @@ impl Mirror {
             applied: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         let m = mirror.clone();
-        tokio::spawn(async move { m.follow(hub, store, music).await });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = m.follow(hub, store, music) => {}
+                _ = closing.wait_for(|c| *c) => {}
+            }
+        });
         mirror
     }
 

@@ -46,7 +46,12 @@ pub struct Ctx {
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, music: PathBuf, output: String) {
     // The tracks' paths are absolute: `file:` is what lies under the folder's real path.
     let music = std::fs::canonicalize(&music).unwrap_or(music);
-    let mirror = Mirror::start(state.hub.clone(), state.store.clone(), music.clone());
+    let mirror = Mirror::start(
+        state.hub.clone(),
+        state.store.clone(),
+        music.clone(),
+        state.closing.subscribe(),
+    );
     let ctx = Arc::new(Ctx {
         state,
         mirror,

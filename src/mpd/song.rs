@@ -114,7 +114,7 @@ pub fn secs(ms: u64) -> String {
 pub fn write(out: &mut String, s: &Song, tags: TagMask) {
     let _ = writeln!(out, "file: {}", s.file);
     if let Some(t) = s.last_modified {
-        let _ = writeln!(out, "Last-Modified: {}", iso8601(t));
+        let _ = writeln!(out, "Last-Modified: {}", crate::export::rfc3339(t * 1000));
     }
     for t in TAGS {
         if tags.has(t) {
@@ -125,12 +125,6 @@ pub fn write(out: &mut String, s: &Song, tags: TagMask) {
     }
     let _ = writeln!(out, "Time: {}", (s.duration_ms + 500) / 1000);
     let _ = writeln!(out, "duration: {}", secs(s.duration_ms));
-}
-
-/// A Unix time as MPD's `Last-Modified` (UTC, whole seconds).
-pub fn iso8601(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

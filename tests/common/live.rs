@@ -78,6 +78,10 @@ impl Server {
             .args(["--listen", listen, "--output", output, "--no-mdns"])
             .args(pin.map(|p| ["--host-pin", p]).into_iter().flatten())
             .args(extra);
+        // MPD clients on 0.0.0.0:6600 by default: a test that wants them says where.
+        if !extra.contains(&"--mpd-listen") {
+            cmd.arg("--no-mpd");
+        }
         cmd
     }
 

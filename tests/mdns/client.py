@@ -67,7 +67,8 @@ def find(zc, type_, name, timeout_s, watch_removal):
     addrs = resolve(zc, host, 5)
     health = None
     v4 = [a for a in addrs if ":" not in a]
-    if v4:
+    # The web services answer /healthz; the MPD port speaks MPD, not HTTP.
+    if v4 and not type_.startswith("_mpd."):
         url = f"http://{v4[0]}:{info.port}/healthz"
         with urllib.request.urlopen(url, timeout=5) as r:
             health = json.loads(r.read())

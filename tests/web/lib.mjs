@@ -53,6 +53,7 @@ export async function startServer(opts = {}) {
     '--listen', opts.listen || '127.0.0.1:0',
     '--output', 'null',
     '--no-mdns',
+    '--no-mpd',
     '--host-pin', opts.pin || PIN,
     '--guest-rate', '1000',
   ];
