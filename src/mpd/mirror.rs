@@ -401,13 +401,20 @@ impl Party {
         match c {
             Change::NowPlaying(n) => {
                 let n = n.as_deref().cloned();
-                // A like or a skip vote changes nothing MPD shows.
+                // A like or a skip vote changes nothing MPD shows: the same play, paused or
+                // not as before, where time has taken it (not sought). The likes of a party
+                // then cost the MPD clients nothing.
                 let same = match (&self.now, &n) {
                     (Some(a), Some(b)) => {
+                        let moved = if a.paused {
+                            0
+                        } else {
+                            b.server_time_ms - a.server_time_ms
+                        };
+                        let expected = a.position_ms as i64 + moved;
                         a.play_id == b.play_id
                             && a.paused == b.paused
-                            && a.position_ms == b.position_ms
-                            && a.server_time_ms == b.server_time_ms
+                            && (expected - b.position_ms as i64).abs() < 1500
                     }
                     (None, None) => true,
                     _ => false,
