@@ -35,6 +35,7 @@ fn main() {
                         duration_ms: 200_000,
                         has_art: false,
                         tag_levels: Default::default(),
+                        details: Default::default(),
                     })?;
                 }
                 Ok(())

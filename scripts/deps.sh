@@ -4,8 +4,8 @@
 #   scripts/deps.sh test    # also what the tests use: ffmpeg (test audio), sox, avahi, a
 #                           # browser (chromium) with node and playwright-core, python clients,
 #                           # snapserver and snapclient
-#   scripts/deps.sh bench   # the tests' tools and MPD with mpc, which the benchmarks measure
-#                           # the jukebox beside
+#   scripts/deps.sh bench   # the tests' tools (MPD among them, which the benchmarks also
+#                           # measure the jukebox beside)
 set -euo pipefail
 what=${1:-build}
 
@@ -15,14 +15,14 @@ pkgs=(libasound2-dev libopus-dev pkg-config)
 # strace checks the unit's system-call filter. The tests install nothing themselves
 # (tests/systemd.rs fails naming this script when a tool is missing).
 # snapserver and snapclient are the multi-room engine the snapcast output feeds; mpc is an
-# MPD client the MPD front end is tested with.
+# MPD client the MPD front end is tested with, ncmpcpp (in tmux) another, and Debian's mpd
+# the real server its answers are compared with.
 if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd strace python3-pip)
-  pkgs+=(snapserver snapclient mpc)
+  pkgs+=(snapserver snapclient mpc ncmpcpp tmux mpd)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
 fi
-[ "$what" = bench ] && pkgs+=(mpd)
 
 need=()
 for pkg in "${pkgs[@]}"; do

@@ -14,7 +14,7 @@ use lofty::file::{FileType, TaggedFile};
 use lofty::prelude::*;
 use lofty::probe::Probe;
 
-use crate::store::{path_key, FileStamp, ScannedTrack, Store, StoreError};
+use crate::store::{path_key, AudioFormat, Details, FileStamp, ScannedTrack, Store, StoreError};
 
 /// File endings the decoder can play (`player::decode`).
 pub const AUDIO_EXTENSIONS: &[&str] = &[
@@ -366,6 +366,27 @@ pub fn read_file(path: &Path, size: u64, mtime_ns: i64) -> Result<ScannedTrack, 
     let album = tag.and_then(|t| text(t.album())).unwrap_or_default();
     let track_no = tag.and_then(|t| t.track());
     let has_art = tagged.tags().iter().any(|t| !t.pictures().is_empty());
+    let props = tagged.properties();
+    let string = |key: ItemKey| {
+        tag.and_then(|t| t.get_string(key))
+            .map(clean)
+            .filter(|v| !v.is_empty())
+    };
+    let details = Details {
+        album_artist: string(ItemKey::AlbumArtist),
+        genre: tag.and_then(|t| text(t.genre())),
+        date: string(ItemKey::RecordingDate).or_else(|| string(ItemKey::Year)),
+        disc: tag.and_then(|t| t.disk()),
+        format: props
+            .sample_rate()
+            .zip(props.channels())
+            .map(|(sample_rate, channels)| AudioFormat {
+                sample_rate,
+                bits: props.bit_depth(),
+                channels,
+            }),
+        bitrate_kbps: props.audio_bitrate().or(props.overall_bitrate()),
+    };
     Ok(ScannedTrack {
         path: path.to_owned(),
         size,
@@ -377,6 +398,7 @@ pub fn read_file(path: &Path, size: u64, mtime_ns: i64) -> Result<ScannedTrack, 
         duration_ms,
         has_art,
         tag_levels: crate::loudness::tags::read(&tagged),
+        details,
     })
 }
 

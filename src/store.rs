@@ -163,6 +163,39 @@ pub struct ScannedTrack {
     pub has_art: bool,
     /// Its loudness according to its ReplayGain / R128 tags.
     pub tag_levels: crate::loudness::TagLevels,
+    pub details: Details,
+}
+
+/// What MPD clients show of a file beyond the party's own fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    /// As tagged (no fallback to the artist: MPD prints only what the file says).
+    pub album_artist: Option<String>,
+    pub genre: Option<String>,
+    /// As tagged ("2024", "2024-05-01").
+    pub date: Option<String>,
+    pub disc: Option<u32>,
+    pub format: Option<AudioFormat>,
+    pub bitrate_kbps: Option<u32>,
+}
+
+/// A file's sample format as its container states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioFormat {
+    pub sample_rate: u32,
+    /// `None` for a lossy codec, which decodes to floating point.
+    pub bits: Option<u8>,
+    pub channels: u8,
+}
+
+impl std::fmt::Display for AudioFormat {
+    /// As MPD prints it: `44100:16:2`, `48000:f:2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.bits {
+            Some(b) => write!(f, "{}:{b}:{}", self.sample_rate, self.channels),
+            None => write!(f, "{}:f:{}", self.sample_rate, self.channels),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +244,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/002_host_sessions.sql")),
         M::up(include_str!("../migrations/003_identities.sql")),
         M::up(include_str!("../migrations/004_loudness.sql")),
+        M::up(include_str!("../migrations/005_details.sql")),
     ])
 }
 
@@ -324,6 +358,46 @@ impl MaxIds {
 
 const TRACK_COLS: &str = "t.id, t.path, t.title, t.artist, t.album, t.track_no, t.duration_ms, \
      t.has_art, t.present, t.likes, t.lufs, t.peak, t.album_lufs, t.tag_track_lufs, t.tag_album_lufs";
+
+/// Columns of [`Details`] and the file's modification time, after [`TRACK_COLS`].
+const DETAIL_COLS: &str = "t.album_artist, t.genre, t.date, t.disc, t.sample_rate, t.bits, \
+     t.channels, t.bitrate_kbps, t.mtime_ns";
+const TRACK_COL_COUNT: usize = 15;
+
+/// A track with what MPD clients show of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    pub track: Track,
+    pub details: Details,
+    /// The file's modification time (Unix seconds) when it was last read.
+    pub modified_s: Option<i64>,
+}
+
+fn described_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Described> {
+    let i = TRACK_COL_COUNT;
+    let rate: Option<u32> = r.get(i + 4)?;
+    let channels: Option<u8> = r.get(i + 6)?;
+    let format = rate
+        .zip(channels)
+        .map(|(sample_rate, channels)| AudioFormat {
+            sample_rate,
+            bits: r.get(i + 5).ok().flatten(),
+            channels,
+        });
+    let mtime_ns: i64 = r.get(i + 8)?;
+    Ok(Described {
+        track: track_row(r)?,
+        details: Details {
+            album_artist: r.get(i)?,
+            genre: r.get(i + 1)?,
+            date: r.get(i + 2)?,
+            disc: r.get(i + 3)?,
+            format,
+            bitrate_kbps: r.get(i + 7)?,
+        },
+        modified_s: (mtime_ns > 0).then_some(mtime_ns / 1_000_000_000),
+    })
+}
 
 fn track_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Track> {
     track_row_at(r, 0)
@@ -460,6 +534,63 @@ mod tests {
         );
         let t = db.track(TrackId::new(1)).unwrap().unwrap();
         assert_eq!(t.levels, crate::loudness::Levels::default());
+    }
+
+    #[test]
+    fn tracks_from_before_details_are_read_again_keeping_their_loudness() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations().to_version(&mut conn, 4).unwrap();
+        conn.execute(
+            "INSERT INTO tracks (path, size, mtime_ns, title, duration_ms, lufs, peak, measured_ms)
+             VALUES ('/m/a.flac', 10, 1796149869000000000, 'A', 1000, -9.5, 0.8, 1000)",
+            [],
+        )
+        .unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let db = Db { conn };
+        let key = path_key(Path::new("/m/a.flac"));
+        assert_eq!(db.known_files().unwrap()[&key].mtime_ns, -1, "read again");
+        let details = Details {
+            album_artist: Some("Various".into()),
+            genre: Some("Party".into()),
+            date: Some("2024".into()),
+            disc: Some(2),
+            format: Some(AudioFormat {
+                sample_rate: 48_000,
+                bits: None,
+                channels: 2,
+            }),
+            bitrate_kbps: Some(128),
+        };
+        db.upsert_track(&ScannedTrack {
+            path: "/m/a.flac".into(),
+            size: 10,
+            mtime_ns: 1_796_149_869_000_000_000,
+            title: "A".into(),
+            artist: "Artist".into(),
+            album: String::new(),
+            track_no: None,
+            duration_ms: 1000,
+            has_art: false,
+            tag_levels: Default::default(),
+            details: details.clone(),
+        })
+        .unwrap();
+        assert_eq!(
+            db.known_files().unwrap()[&key].mtime_ns,
+            1_796_149_869_000_000_000
+        );
+        let d = db.described(TrackId::new(1)).unwrap().unwrap();
+        assert_eq!(d.details, details);
+        assert_eq!(d.modified_s, Some(1_796_149_869));
+        assert_eq!(
+            d.track.levels.track_lufs,
+            Some(-9.5),
+            "the same file keeps its measurement"
+        );
+        assert_eq!(db.all_described().unwrap(), vec![d]);
+        assert_eq!(details.format.unwrap().to_string(), "48000:f:2");
+        assert_eq!(TRACK_COLS.split(',').count(), TRACK_COL_COUNT);
     }
 
     #[test]

@@ -19,6 +19,7 @@ fn track(i: usize, title: &str, artist: &str, album: &str) -> ScannedTrack {
         duration_ms: 1000,
         has_art: false,
         tag_levels: Default::default(),
+        details: Default::default(),
     }
 }
 

@@ -311,10 +311,7 @@ impl Client {
                 Ok(())
             }
             "decoders" => {
-                out.push_str("plugin: jukebox\n");
-                for s in crate::library::AUDIO_EXTENSIONS {
-                    let _ = writeln!(out, "suffix: {s}");
-                }
+                decoders(out);
                 Ok(())
             }
             "replay_gain_status" => {
@@ -742,6 +739,33 @@ impl Client {
 }
 
 /// `status`, in MPD's order and formats.
+/// The formats the player decodes, as MPD lists its decoder plugins: their suffixes, then
+/// their MIME types.
+const DECODERS: [(&str, &[&str], &[&str]); 6] = [
+    ("flac", &["flac"], &["audio/flac", "audio/x-flac"]),
+    ("vorbis", &["ogg", "oga"], &["audio/ogg", "audio/vorbis"]),
+    ("opus", &["opus"], &["audio/ogg", "audio/opus"]),
+    ("mad", &["mp3"], &["audio/mpeg"]),
+    (
+        "pcm",
+        &["wav", "aif", "aiff", "aifc"],
+        &["audio/wav", "audio/aiff"],
+    ),
+    ("mp4", &["m4a", "mp4", "aac"], &["audio/mp4", "audio/aac"]),
+];
+
+fn decoders(out: &mut String) {
+    for (plugin, suffixes, mimes) in DECODERS {
+        let _ = writeln!(out, "plugin: {plugin}");
+        for s in suffixes {
+            let _ = writeln!(out, "suffix: {s}");
+        }
+        for m in mimes {
+            let _ = writeln!(out, "mime_type: {m}");
+        }
+    }
+}
+
 fn status(m: &Model, out: &mut String) {
     let state = match &m.playing {
         None => "stop",
@@ -765,12 +789,16 @@ fn status(m: &Model, out: &mut String) {
             let e = p.elapsed_ms(d);
             let _ = write!(
                 out,
-                "time: {}:{}\nelapsed: {}\nduration: {}\n",
+                "time: {}:{}\nelapsed: {}\nbitrate: {}\nduration: {}\n",
                 e / 1000,
                 (d + 500) / 1000,
                 song::secs(e),
+                q.song.details.bitrate_kbps.unwrap_or(0),
                 song::secs(d)
             );
+            if let Some(f) = q.song.details.format {
+                let _ = writeln!(out, "audio: {f}");
+            }
         }
     }
     if let Some(x) = m
@@ -886,6 +914,15 @@ mod tests {
             assert!(d.min <= d.max, "{}", d.name);
         }
         assert!(lookup("status").is_some() && lookup("frobnicate").is_none());
+    }
+
+    #[test]
+    fn decoders_name_every_format_the_library_takes() {
+        let mut listed: Vec<&str> = DECODERS.iter().flat_map(|d| d.1.iter().copied()).collect();
+        let mut taken = crate::library::AUDIO_EXTENSIONS.to_vec();
+        listed.sort_unstable();
+        taken.sort_unstable();
+        assert_eq!(listed, taken);
     }
 
     #[test]

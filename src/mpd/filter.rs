@@ -286,6 +286,7 @@ mod tests {
             track_no: Some(1),
             duration_ms: 1000,
             last_modified: None,
+            details: Default::default(),
         }
     }
 

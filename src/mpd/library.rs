@@ -16,7 +16,7 @@ async fn songs(ctx: &Ctx, name: &str) -> Result<Vec<Song>, Ack> {
     let music = ctx.music.clone();
     ctx.state
         .store
-        .read(move |db| db.all_tracks())
+        .read(move |db| db.all_described())
         .await
         .map(|ts| ts.iter().map(|t| song_of(t, &music)).collect())
         .map_err(|e| {
@@ -90,6 +90,19 @@ pub async fn browse(
         return Err(Ack::new(Code::NoExist, name, "No such directory"));
     }
     let mut dirs_seen = BTreeSet::new();
+    let directory = |out: &mut String, dir: &str| {
+        let _ = writeln!(out, "directory: {dir}");
+        // MPD's listall names files and folders only.
+        if name == "listall" {
+            return;
+        }
+        if let Some(t) = modified(&ctx.music.join(dir)) {
+            let _ = writeln!(out, "Last-Modified: {}", crate::export::rfc3339(t * 1000));
+        }
+    };
+    if name != "lsinfo" && !base.is_empty() {
+        directory(out, base);
+    }
     for s in inside {
         let rest = &s.file[prefix.len()..];
         let parts: Vec<&str> = rest.split('/').collect();
@@ -103,7 +116,7 @@ pub async fn browse(
         for i in 0..folders {
             let dir = format!("{prefix}{}", parts[..=i].join("/"));
             if dirs_seen.insert(dir.clone()) {
-                let _ = writeln!(out, "directory: {dir}");
+                directory(out, &dir);
             }
         }
         if parts.len() == 1 || deep {
@@ -115,6 +128,12 @@ pub async fn browse(
         }
     }
     Ok(())
+}
+
+/// A folder's modification time (Unix seconds), as MPD's `Last-Modified` of a directory.
+fn modified(dir: &std::path::Path) -> Option<i64> {
+    let t = std::fs::metadata(dir).ok()?.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
 /// The songs `find`/`search` (and `findadd`/`searchadd`) select, with `sort` and `window`.
@@ -176,6 +195,7 @@ pub async fn count(ctx: &Ctx, args: &[String], out: &mut String) -> Result<(), A
             let _ = write!(out, "songs: {}\nplaytime: {}\n", all.len(), ms / 1000);
         }
         [g, tag] if g == "group" => {
+            let tag = canonical_tag(tag).ok_or_else(|| Ack::arg(name, "Unknown tag type"))?;
             let mut groups: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
             for s in &all {
                 let k = song::tag(s, tag)
@@ -248,10 +268,9 @@ pub async fn list(ctx: &Ctx, args: &[String], out: &mut String) -> Result<(), Ac
             .zip(&last)
             .position(|(a, b)| a != b)
             .unwrap_or(last.len().min(row.len() - 1));
+        // Songs without the tag are one more value, the empty one, as MPD lists them.
         for (i, v) in row.iter().enumerate().skip(from.min(row.len() - 1)) {
-            if !(i == row.len() - 1 && v.is_empty()) {
-                let _ = writeln!(out, "{}: {v}", names[i]);
-            }
+            let _ = writeln!(out, "{}: {v}", names[i]);
         }
         last = row;
     }

@@ -98,7 +98,9 @@ pub struct Song {
     pub album: String,
     pub track_no: Option<u32>,
     pub duration_ms: u64,
+    /// The file's modification time (Unix seconds).
     pub last_modified: Option<i64>,
+    pub details: crate::store::Details,
 }
 
 /// A song in the queue: its MPD id and where it came from.
@@ -359,6 +361,8 @@ impl Mirror {
                 if !scanning(new) && old.is_some() {
                     woke |= Subsystems::DATABASE;
                     m.db_update = crate::login::now_ms() / 1000;
+                    // A file may have been retagged: songs are read again as they next show.
+                    songs.known.clear();
                 }
             }
             m.room = party.room.clone();
@@ -454,7 +458,7 @@ impl Songs {
         if let Some(s) = self.known.get(&id) {
             return s.clone();
         }
-        let track = self.store.read(move |db| db.track(id)).await;
+        let track = self.store.read(move |db| db.described(id)).await;
         let song = Arc::new(match track {
             Ok(Some(t)) => song_of(&t, &self.music),
             _ => Song {
@@ -466,6 +470,7 @@ impl Songs {
                 track_no: None,
                 duration_ms: 0,
                 last_modified: None,
+                details: Default::default(),
             },
         });
         if self.known.len() > 4096 {
@@ -477,7 +482,8 @@ impl Songs {
 }
 
 /// A library track as MPD prints it: its path relative to the music folder.
-pub fn song_of(t: &crate::store::Track, music: &Path) -> Song {
+pub fn song_of(d: &crate::store::Described, music: &Path) -> Song {
+    let t = &d.track;
     Song {
         track: t.id,
         file: relative(&t.path, music),
@@ -486,7 +492,8 @@ pub fn song_of(t: &crate::store::Track, music: &Path) -> Song {
         album: t.album.clone(),
         track_no: t.track_no,
         duration_ms: t.duration_ms,
-        last_modified: None,
+        last_modified: d.modified_s,
+        details: d.details.clone(),
     }
 }
 

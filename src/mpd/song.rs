@@ -1,16 +1,27 @@
 //! A song record as MPD prints it (`file:` first, as libmpdclient starts a song there), with
 //! the tags the client asked for (`tagtypes`).
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use super::mirror::Song;
 
 /// The tags the jukebox has, as MPD names them (`tagtypes` lists these).
-pub const TAGS: [&str; 5] = ["Artist", "Album", "AlbumArtist", "Title", "Track"];
+/// In MPD's own order of tags (src/tag/Type.h), which is how they print.
+pub const TAGS: [&str; 8] = [
+    "Artist",
+    "Album",
+    "AlbumArtist",
+    "Title",
+    "Track",
+    "Genre",
+    "Date",
+    "Disc",
+];
 
 /// The tags one client wants printed (`tagtypes clear|all|enable|disable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TagMask(u8);
+pub struct TagMask(u16);
 
 impl Default for TagMask {
     fn default() -> Self {
@@ -91,14 +102,27 @@ const MPD_TAGS: [&str; 33] = [
     "Section",
 ];
 
-/// A song's value of `tag` (AlbumArtist falls back to Artist, as MPD's does); `None` when it
-/// has none.
-pub fn tag<'a>(s: &'a Song, tag: &str) -> Option<std::borrow::Cow<'a, str>> {
-    let v: std::borrow::Cow<str> = match tag {
-        "Artist" | "AlbumArtist" => s.artist.as_str().into(),
+/// A song's value of `tag` as searches and `list` see it (AlbumArtist falls back to Artist, as
+/// MPD's does); `None` when it has none.
+pub fn tag<'a>(s: &'a Song, tag: &str) -> Option<Cow<'a, str>> {
+    match tag {
+        "AlbumArtist" => tagged(s, tag).or_else(|| tagged(s, "Artist")),
+        _ => tagged(s, tag),
+    }
+}
+
+/// A song's value of `tag` as the file has it (what a song record prints).
+fn tagged<'a>(s: &'a Song, tag: &str) -> Option<Cow<'a, str>> {
+    let d = &s.details;
+    let v: Cow<str> = match tag {
+        "Artist" => s.artist.as_str().into(),
+        "AlbumArtist" => d.album_artist.as_deref()?.into(),
         "Album" => s.album.as_str().into(),
         "Title" => s.title.as_str().into(),
         "Track" => s.track_no?.to_string().into(),
+        "Genre" => d.genre.as_deref()?.into(),
+        "Date" => d.date.as_deref()?.into(),
+        "Disc" => d.disc?.to_string().into(),
         "file" => s.file.as_str().into(),
         _ => return None,
     };
@@ -116,9 +140,12 @@ pub fn write(out: &mut String, s: &Song, tags: TagMask) {
     if let Some(t) = s.last_modified {
         let _ = writeln!(out, "Last-Modified: {}", crate::export::rfc3339(t * 1000));
     }
+    if let Some(f) = s.details.format {
+        let _ = writeln!(out, "Format: {f}");
+    }
     for t in TAGS {
         if tags.has(t) {
-            if let Some(v) = tag(s, t) {
+            if let Some(v) = tagged(s, t) {
                 let _ = writeln!(out, "{t}: {v}");
             }
         }
@@ -143,14 +170,29 @@ mod tests {
             track_no: Some(1),
             duration_ms: 30_000,
             last_modified: Some(1_796_149_869),
+            details: crate::store::Details {
+                genre: Some("Party".into()),
+                date: Some("2024".into()),
+                format: Some(crate::store::AudioFormat {
+                    sample_rate: 44_100,
+                    bits: Some(16),
+                    channels: 2,
+                }),
+                ..Default::default()
+            },
         };
         let mut out = String::new();
         write(&mut out, &s, TagMask::ALL);
         assert_eq!(
             out,
             "file: ArtistA/AlbumOne/01 First Song.flac\nLast-Modified: 2026-12-01T18:31:09Z\n\
-             Artist: Artist A\nAlbum: Album One\nAlbumArtist: Artist A\nTitle: First Song\n\
-             Track: 1\nTime: 30\nduration: 30.000\n"
+             Format: 44100:16:2\nArtist: Artist A\nAlbum: Album One\nTitle: First Song\n\
+             Track: 1\nGenre: Party\nDate: 2024\nTime: 30\nduration: 30.000\n"
+        );
+        assert_eq!(
+            tag(&s, "AlbumArtist").as_deref(),
+            Some("Artist A"),
+            "searches fall back"
         );
         let mut mask = TagMask::NONE;
         mask.set(TagMask::bit("title").unwrap().unwrap(), true);
@@ -160,7 +202,11 @@ mod tests {
             !out.contains("\nArtist:") && out.contains("Title: First Song"),
             "{out}"
         );
-        assert_eq!(TagMask::bit("Genre"), Some(None), "known to MPD, not here");
+        assert_eq!(
+            TagMask::bit("Composer"),
+            Some(None),
+            "known to MPD, not here"
+        );
         assert_eq!(TagMask::bit("Bogus"), None);
     }
 }

@@ -9,7 +9,11 @@ impl Db {
     pub fn known_files(&self) -> Result<HashMap<u64, FileStamp>, StoreError> {
         let mut st = self
             .conn
-            .prepare("SELECT path, size, mtime_ns, present FROM tracks")?;
+            // A row from before its details were stored looks changed, to be read again.
+            .prepare(
+                "SELECT path, size, CASE WHEN details_read THEN mtime_ns ELSE -1 END, present
+                 FROM tracks",
+            )?;
         let mut rows = st.query([])?;
         let mut out = HashMap::new();
         while let Some(r) = rows.next()? {
@@ -59,9 +63,16 @@ impl Db {
     pub fn upsert_track(&self, t: &ScannedTrack) -> Result<TrackId, StoreError> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO tracks (path, size, mtime_ns, title, artist, album, track_no,
-                                 duration_ms, has_art, present, tag_track_lufs, tag_album_lufs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11)
+                                 duration_ms, has_art, present, tag_track_lufs, tag_album_lufs,
+                                 album_artist, genre, date, disc, sample_rate, bits, channels,
+                                 bitrate_kbps, details_read)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11,
+                     ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 1)
              ON CONFLICT (path) DO UPDATE SET
+                album_artist = excluded.album_artist, genre = excluded.genre,
+                date = excluded.date, disc = excluded.disc, sample_rate = excluded.sample_rate,
+                bits = excluded.bits, channels = excluded.channels,
+                bitrate_kbps = excluded.bitrate_kbps, details_read = 1,
                 size = excluded.size, mtime_ns = excluded.mtime_ns, title = excluded.title,
                 artist = excluded.artist, album = excluded.album, track_no = excluded.track_no,
                 duration_ms = excluded.duration_ms, has_art = excluded.has_art, present = 1,
@@ -91,6 +102,14 @@ impl Db {
                 t.has_art,
                 t.tag_levels.track_lufs.map(f64::from),
                 t.tag_levels.album_lufs.map(f64::from),
+                t.details.album_artist,
+                t.details.genre,
+                t.details.date,
+                t.details.disc,
+                t.details.format.map(|f| f.sample_rate),
+                t.details.format.and_then(|f| f.bits),
+                t.details.format.map(|f| f.channels),
+                t.details.bitrate_kbps,
             ],
             |r| r.get(0),
         )?)
@@ -119,6 +138,25 @@ impl Db {
         ))?;
         let rows = st.query_map([], track_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every present track with its details, by path (what MPD clients browse).
+    pub fn all_described(&self) -> Result<Vec<Described>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {TRACK_COLS}, {DETAIL_COLS} FROM tracks t WHERE t.present = 1 ORDER BY t.path"
+        ))?;
+        let rows = st.query_map([], described_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn described(&self, id: TrackId) -> Result<Option<Described>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TRACK_COLS}, {DETAIL_COLS} FROM tracks t WHERE t.id = ?1"
+            ))?
+            .query_row([id], described_row)
+            .optional()?)
     }
 
     pub fn track(&self, id: TrackId) -> Result<Option<Track>, StoreError> {

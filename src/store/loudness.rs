@@ -268,6 +268,7 @@ mod tests {
             duration_ms: 60_000,
             has_art: false,
             tag_levels: Default::default(),
+            details: Default::default(),
         })
         .unwrap()
     }
@@ -379,6 +380,7 @@ mod tests {
             duration_ms: 60_000,
             has_art: false,
             tag_levels: Default::default(),
+            details: Default::default(),
         })
         .unwrap();
         let l2 = db.levels(two).unwrap().unwrap();

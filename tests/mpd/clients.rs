@@ -1,0 +1,211 @@
+//! mpc, python-mpd2 and ncmpcpp drive the party.
+
+use super::*;
+
+#[test]
+fn mpc_sees_the_party_and_drives_it_only_with_the_pin() {
+    let dir = common::tempdir();
+    let (s, port) = jukebox(dir.path());
+
+    // What a guest's phone sees, mpc sees without a password.
+    let status = ok(port, &["status"]);
+    assert!(status.contains("[playing]"), "{status}");
+    assert!(status.contains("consume: on"), "{status}");
+    let np = state(&s)["now_playing"].clone();
+    let current = ok(port, &["current"]);
+    assert_eq!(
+        current.trim(),
+        format!(
+            "{} - {}",
+            np["track"]["artist"].as_str().unwrap(),
+            np["track"]["title"].as_str().unwrap()
+        )
+    );
+    let artists = ok(port, &["list", "artist"]);
+    assert_eq!(
+        artists.lines().collect::<Vec<_>>(),
+        ["Artist A", "Artist B"]
+    );
+    assert_eq!(
+        ok(port, &["search", "title", "second"]).trim(),
+        "ArtistA/AlbumOne/02 Second Song.flac"
+    );
+    assert_eq!(
+        ok(port, &["find", "album", "Album Two"]).trim(),
+        "ArtistB/AlbumTwo/01 Last One.ogg"
+    );
+    assert_eq!(
+        ok(port, &["ls"]).lines().collect::<Vec<_>>(),
+        ["ArtistA", "ArtistB"]
+    );
+    assert!(ok(port, &["playlist"]).contains(np["track"]["title"].as_str().unwrap()));
+    let art = Command::new("mpc")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["albumart", "ArtistA/AlbumOne/01 First Song.flac"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        art.stdout,
+        std::fs::read(dir.path().join("music/ArtistA/AlbumOne/cover.png")).unwrap(),
+        "albumart in chunks, as the file is"
+    );
+
+    // The host's powers need the PIN: refused, and nothing changes.
+    let (done, _, err) = mpc(port, &["next"]);
+    assert!(
+        !done && err.contains("you don't have permission for \"next\""),
+        "{err}"
+    );
+    assert_eq!(state(&s)["now_playing"]["play_id"], np["play_id"]);
+    let (done, _, err) = mpc(port, &["-P", "00000000", "next"]);
+    assert!(!done && err.contains("incorrect password"), "{err}");
+
+    // A guest's request wakes an idle client with `playlist`.
+    let mut idle = Command::new("mpc")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "idle",
+            "playlist",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let guest = s.guest("Mia");
+    let other = s.other_track(&np);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut phone = Phone::connect(&s.addr, &guest, &[]).await;
+        phone.ok(json!({"cmd": "request", "track_id": other})).await;
+    });
+    let t = Instant::now();
+    let woke = loop {
+        if let Some(status) = idle.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "idle was not woken");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(idle.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(woke.success() && out.trim() == "playlist", "{out}");
+
+    // With the PIN: add, volume, move, delete, next.
+    let queued = |s: &Server| state(s)["queue"]["order"].as_array().unwrap().len();
+    let before = queued(&s);
+    let pin = ["-P", PIN];
+    ok(
+        port,
+        &[&pin[..], &["add", "ArtistB/AlbumTwo/01 Last One.ogg"]].concat(),
+    );
+    until("the host's request is queued", || queued(&s) == before + 1);
+    let vol = ok(port, &[&pin[..], &["volume", "40"]].concat());
+    assert!(
+        vol.contains("volume: 40%"),
+        "mpc's status after setvol shows it: {vol}"
+    );
+    assert_eq!(state(&s)["room"]["volume"], 40);
+    let order = |s: &Server| state(s)["queue"]["order"].clone();
+    let was = order(&s);
+    ok(port, &[&pin[..], &["move", "3", "2"]].concat());
+    until("the move shows", || {
+        let now = order(&s);
+        now[0] == was[1] && now[1] == was[0]
+    });
+    ok(port, &[&pin[..], &["del", "2"]].concat());
+    until("the delete shows", || queued(&s) == before);
+    ok(port, &[&pin[..], &["next"]].concat());
+    until("the next song plays", || {
+        state(&s)["now_playing"]["play_id"] != np["play_id"]
+    });
+
+    // A client idling does not hold up the jukebox's shutdown.
+    let mut idle = Command::new("mpc")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "idle"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert!(s.stop().success());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let _ = idle.kill();
+    let _ = idle.wait();
+}
+
+#[test]
+fn python_mpd2_reads_status_lists_art_and_waits_in_idle() {
+    let dir = common::tempdir();
+    let (s, port) = jukebox(dir.path());
+    let cover = dir.path().join("music/ArtistA/AlbumOne/cover.png");
+    let script = format!(
+        r#"
+import mpd, sys
+c = mpd.MPDClient()
+c.timeout = 10
+c.connect("127.0.0.1", {port})
+st = c.status()
+assert st["consume"] == "1" and st["state"] == "play", st
+song = c.currentsong()
+assert song["pos"] == "0" and song["id"] == st["songid"], (song, st)
+assert len(c.playlistinfo()) == int(st["playlistlength"])
+c.command_list_ok_begin()
+c.ping()
+c.status()
+r = c.command_list_end()
+assert r[0] is None and r[1]["volume"], r
+c.binarylimit(64)
+art = c.albumart("ArtistA/AlbumOne/01 First Song.flac")
+assert art["binary"] == open({cover:?}, "rb").read(), len(art["binary"])
+try:
+    c.password("00000000")
+    sys.exit("a wrong password was taken")
+except mpd.CommandError as e:
+    assert "incorrect password" in str(e), e
+try:
+    c.next()
+    sys.exit("next without the password")
+except mpd.CommandError as e:
+    assert "permission" in str(e), e
+# Changes since the connection count too: the pause may come before or after the idle.
+print("idling", flush=True)
+print(c.idle("player"))
+c.password("{PIN}")
+c.setvol(30)
+assert c.status()["volume"] == "30"
+"#
+    );
+    let mut py = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/deps.sh test installs python-mpd2)");
+    let mut out = std::io::BufReader::new(py.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    if line.trim() != "idling" {
+        let out = py.wait_with_output().unwrap();
+        panic!(
+            "python-mpd2: {line}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The host pauses on the phones' API: the idle client hears `player`.
+    let host = s.host();
+    let (st, v) = s.post("/api/host/pause", &json!({}), Some(&host));
+    assert_eq!(st, 200, "{v}");
+    let result = py.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(
+        result.status.success(),
+        "{}{rest}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(rest.trim(), "['player']");
+}
