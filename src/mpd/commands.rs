@@ -376,7 +376,9 @@ impl Client {
                         play_id: Some(play_id),
                     },
                 )
-                .await
+                .await?;
+                self.ctx.mirror.left(play_id).await;
+                Ok(())
             }
             // No history in a consume-mode queue: back to the start of what plays, as MPD at
             // position 0.

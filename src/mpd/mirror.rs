@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use crate::hub::{Change, Hub, NowPlayingView, QueueEntryView, RoomView, Snapshot};
-use crate::party::{EntryId, TrackId};
+use crate::party::{EntryId, PlayId, TrackId};
 use crate::store::Store;
 
 /// MPD's idle subsystems, in the order MPD prints them.
@@ -146,7 +146,7 @@ pub struct Model {
     pub changed_at: Vec<u32>,
     pub playing: Option<Playing>,
     /// The hub's id of what plays (for a skip of exactly that play).
-    pub current_play: Option<crate::party::PlayId>,
+    pub current_play: Option<PlayId>,
     pub room: Option<RoomView>,
     /// Time spent playing before the current spell, and since when it plays.
     played: std::time::Duration,
@@ -248,6 +248,17 @@ impl Mirror {
         .await;
     }
 
+    /// Waits (a second at most) until `play` is no longer what plays: a skip fades out before
+    /// the next song begins, and MPD's `status` right after `next` names the next song.
+    pub async fn left(&self, play: PlayId) {
+        let mut rx = self.applied.subscribe();
+        let gone = |_: &u64| {
+            let m = self.model.read().unwrap_or_else(|e| e.into_inner());
+            m.current_play != Some(play)
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.wait_for(gone)).await;
+    }
+
     /// What changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Subsystems> {
         self.events.subscribe()
@@ -334,7 +345,11 @@ impl Mirror {
                 m.queue = queue;
                 woke |= Subsystems::PLAYLIST;
             }
-            if player_changed(m.playing.as_ref(), playing.as_ref(), &m.queue) {
+            let play = party.now.as_ref().map(|n| n.play_id);
+            // Another song, however soon after the last began; or a change of state.
+            if m.current_play != play
+                || player_changed(m.playing.as_ref(), playing.as_ref(), &m.queue)
+            {
                 woke |= Subsystems::PLAYER;
             }
             let plays = playing.as_ref().is_some_and(|p| !p.paused);
@@ -347,7 +362,7 @@ impl Mirror {
                 _ => {}
             }
             m.playing = playing;
-            m.current_play = party.now.as_ref().map(|n| n.play_id);
+            m.current_play = play;
             let (old, new) = (m.room.as_ref(), party.room.as_ref());
             if old.map(|r| r.settings.volume) != new.map(|r| r.settings.volume) {
                 woke |= Subsystems::MIXER;
@@ -373,8 +388,8 @@ impl Mirror {
     }
 }
 
-/// Whether the player's state changed in a way MPD announces: another song, play/pause,
-/// or a jump in position (a seek) rather than time passing.
+/// Whether the player's state of one song changed in a way MPD announces: play/pause, or a
+/// jump in position (a seek) rather than time passing.
 fn player_changed(old: Option<&Playing>, new: Option<&Playing>, queue: &[Queued]) -> bool {
     match (old, new) {
         (None, None) => false,

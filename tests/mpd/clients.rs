@@ -116,10 +116,23 @@ fn mpc_sees_the_party_and_drives_it_only_with_the_pin() {
     });
     ok(port, &[&pin[..], &["del", "2"]].concat());
     until("the delete shows", || queued(&s) == before);
-    ok(port, &[&pin[..], &["next"]].concat());
-    until("the next song plays", || {
-        state(&s)["now_playing"]["play_id"] != np["play_id"]
-    });
+    let next = ok(port, &[&pin[..], &["next"]].concat());
+    // The status mpc prints at once already names the next song (the skip's fade-out is
+    // waited for), as the party does.
+    let now = state(&s)["now_playing"].clone();
+    assert_ne!(now["play_id"], np["play_id"]);
+    assert_eq!(
+        next.lines().next(),
+        Some(
+            format!(
+                "{} - {}",
+                now["track"]["artist"].as_str().unwrap(),
+                now["track"]["title"].as_str().unwrap()
+            )
+            .as_str()
+        ),
+        "{next}"
+    );
 
     // A client idling does not hold up the jukebox's shutdown.
     let mut idle = Command::new("mpc")
@@ -208,4 +221,125 @@ assert c.status()["volume"] == "30"
         String::from_utf8_lossy(&result.stderr)
     );
     assert_eq!(rest.trim(), "['player']");
+}
+
+/// ncmpcpp in a detached tmux session of its own (a private tmux server), ended when dropped.
+struct Ncmpcpp {
+    socket: String,
+}
+
+impl Ncmpcpp {
+    fn start(home: &Path, port: u16) -> Ncmpcpp {
+        let socket = format!("jukebox-test-{}-{port}", std::process::id());
+        // Its status bar messages ("Connected to…") for one second, not five.
+        let conf = home.join(".ncmpcpp");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("config"), "message_delay_time = 1\n").unwrap();
+        let cmd = format!(
+            "env HOME={} TERM=xterm-256color ncmpcpp -h 127.0.0.1 -p {port}",
+            home.display()
+        );
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "35",
+                &cmd,
+            ])
+            .status()
+            .expect("tmux runs (scripts/deps.sh test installs it)");
+        assert!(ok.success(), "tmux starts ncmpcpp");
+        Ncmpcpp { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits until the status bar says it plays `title`: `Playing: Artist "Album" (Date) -
+    /// Title`, once its messages ("Connected to…") have gone.
+    fn plays(&self, title: &str) {
+        self.until(&format!("Playing: … - {title}"), |screen| {
+            screen
+                .lines()
+                .any(|l| l.starts_with("Playing: ") && l.contains(&format!(" - {title} ")))
+        });
+    }
+
+    /// Waits until the screen shows `text`.
+    fn shows(&self, text: &str) {
+        self.until(text, |screen| screen.contains(text));
+    }
+
+    fn until(&self, text: &str, f: impl Fn(&str) -> bool) {
+        let t = Instant::now();
+        loop {
+            let screen = self.screen();
+            if f(&screen) {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "ncmpcpp never showed {text:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Ncmpcpp {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn ncmpcpp_shows_what_plays_and_skips_after_the_pin() {
+    let dir = common::tempdir();
+    let (s, port) = jukebox(dir.path());
+    let np = state(&s)["now_playing"].clone();
+    let title = np["track"]["title"].as_str().unwrap().to_string();
+
+    let ncm = Ncmpcpp::start(dir.path(), port);
+    // Its playlist (MPD's queue: what plays first) and its status bar name the playing song.
+    ncm.shows("Playlist (1 item");
+    ncm.plays(&title);
+
+    // Skipping needs the PIN: ncmpcpp asks for it, and nothing changes until it is given.
+    ncm.keys(&[">"]);
+    ncm.shows("Password:");
+    assert_eq!(state(&s)["now_playing"]["play_id"], np["play_id"]);
+    ncm.keys(&[PIN, "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    ncm.keys(&[">"]);
+    let mut next = String::new();
+    until("ncmpcpp's skip reaches the party", || {
+        let now = state(&s)["now_playing"].clone();
+        next = now["track"]["title"].as_str().unwrap_or("").to_string();
+        now["play_id"] != np["play_id"] && !next.is_empty()
+    });
+    ncm.plays(&next);
+    ncm.keys(&["q"]);
+    assert!(!s.log.lock().unwrap().contains("panicked"));
 }
