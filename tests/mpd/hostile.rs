@@ -59,7 +59,7 @@ fn hostile_clients_get_mpds_answers_and_the_party_goes_on() {
         "(",
         ")",
     ];
-    for _ in 0..2_000 {
+    for _ in 0..10_000 {
         let mut line = String::new();
         for _ in 0..rng.random_range(1..6) {
             if rng.random_bool(0.5) {
@@ -87,11 +87,28 @@ fn hostile_clients_get_mpds_answers_and_the_party_goes_on() {
         s.log.lock().unwrap()
     );
 
+    // An idle flood: 5,000 idle/noidle pairs in one write, each answered; then a command
+    // during idle closes the connection, as MPD's does.
+    let mut c = raw(port, "127.0.0.1");
+    greet(&mut c);
+    c.write_all("idle\nnoidle\n".repeat(5_000).as_bytes())
+        .unwrap();
+    c.write_all(b"ping\n").unwrap();
+    let mut got = String::new();
+    while got.matches("OK\n").count() < 5_001 {
+        let (more, closed) = read_until(&mut c, "OK");
+        assert!(!closed, "after {} answers", got.matches("OK\n").count());
+        got.push_str(&more);
+    }
+    assert!(got.lines().all(|l| l == "OK"), "only OKs");
+    c.write_all(b"idle\nstatus\n").unwrap();
+    assert!(read_until(&mut c, "never").1, "closed");
+
     // Many idle clients from several addresses: MPD's 100 are served and woken, the rest
     // closed; the phones do not notice.
     let mut idle = Vec::new();
     let mut refused = 0;
-    for i in 0..150 {
+    for i in 0..200 {
         let mut c = raw(port, &format!("127.0.0.{}", 2 + i / 25));
         let (g, closed) = read_until(&mut c, "OK MPD 0.23.5");
         if closed || g.is_empty() {
@@ -102,7 +119,7 @@ fn hostile_clients_get_mpds_answers_and_the_party_goes_on() {
         idle.push(c);
     }
     assert!(
-        idle.len() >= 95 && refused >= 45,
+        idle.len() >= 95 && refused >= 95,
         "{} served, {refused} refused",
         idle.len()
     );
@@ -118,4 +135,61 @@ fn hostile_clients_get_mpds_answers_and_the_party_goes_on() {
         assert!(!closed && a == "changed: player\nOK\n", "{a}");
     }
     assert!(!s.log.lock().unwrap().contains("panicked"));
+}
+
+#[test]
+fn wrong_passwords_are_limited_per_address_with_the_http_logins() {
+    use std::io::Write;
+    let dir = common::tempdir();
+    let (s, port) = jukebox_with(dir.path(), &["--login-rate", "3"]);
+    // The answer to `password`, then to `next`.
+    let password = |from: &str, pin: &str| {
+        let mut c = raw(port, from);
+        read_until(&mut c, "OK MPD 0.23.5");
+        c.write_all(format!("password \"{pin}\"\n").as_bytes())
+            .unwrap();
+        let (a, _) = read_until(&mut c, "OK");
+        c.write_all(b"next\n").unwrap();
+        let (b, _) = read_until(&mut c, "OK");
+        a + &b
+    };
+    let np = state(&s)["now_playing"]["play_id"].clone();
+    for i in 0..3 {
+        assert_eq!(
+            password("127.0.0.9", &format!("0000000{i}")),
+            "ACK [3@0] {password} incorrect password\n\
+             ACK [4@0] {next} you don't have permission for \"next\"\n",
+            "{i}"
+        );
+    }
+    // Over the limit, wrong and then even the right PIN wait, and no host command runs.
+    for pin in ["00000009", PIN] {
+        let a = password("127.0.0.9", pin);
+        assert!(
+            a.starts_with("ACK [3@0] {password} too many wrong passwords; try again in "),
+            "{a}"
+        );
+    }
+    // The same address is refused on HTTP: one budget per address for both front ends.
+    let mut http = raw(
+        s.addr.rsplit(':').next().unwrap().parse().unwrap(),
+        "127.0.0.9",
+    );
+    let body = format!("{{\"pin\":\"{PIN}\"}}");
+    write!(
+        http,
+        "POST /api/host/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        s.addr,
+        body.len()
+    )
+    .unwrap();
+    let (reply, _) = read_until(&mut http, "never");
+    assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+    assert_eq!(state(&s)["now_playing"]["play_id"], np, "nothing skipped");
+    // Another address still logs in, and its host command runs.
+    assert_eq!(password("127.0.0.10", PIN), "OK\nOK\n");
+    until("the skip reaches the party", || {
+        state(&s)["now_playing"]["play_id"] != np
+    });
 }

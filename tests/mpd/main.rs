@@ -71,21 +71,24 @@ pub fn library(music: &Path) {
 
 /// The jukebox with MPD clients on a free loopback port; that port.
 pub fn jukebox(dir: &Path) -> (Server, u16) {
+    jukebox_with(dir, &[])
+}
+
+/// The same, with `extra` arguments.
+pub fn jukebox_with(dir: &Path, extra: &[&str]) -> (Server, u16) {
     let music = dir.join("music");
     library(&music);
-    let s = Server::start(
-        &dir.join("j.db"),
-        &music,
-        &[
-            "--mpd-listen",
-            "127.0.0.1:0",
-            // Any track may be requested after any other.
-            "--artist-spacing",
-            "0",
-            "--no-repeat-minutes",
-            "0",
-        ],
-    );
+    let mut args = vec![
+        "--mpd-listen",
+        "127.0.0.1:0",
+        // Any track may be requested after any other.
+        "--artist-spacing",
+        "0",
+        "--no-repeat-minutes",
+        "0",
+    ];
+    args.extend(extra);
+    let s = Server::start(&dir.join("j.db"), &music, &args);
     let t = Instant::now();
     let port = loop {
         let log = s.log.lock().unwrap().clone();
