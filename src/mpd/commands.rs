@@ -70,6 +70,8 @@ const COMMANDS: &[Def] = &[
     def("list", Perm::Read, 1, 64),
     def("listall", Perm::Read, 0, 1),
     def("listallinfo", Perm::Read, 0, 1),
+    def("listplaylist", Perm::Read, 1, 2),
+    def("listplaylistinfo", Perm::Read, 1, 2),
     def("listplaylists", Perm::Read, 0, 0),
     def("lsinfo", Perm::Read, 0, 1),
     def("move", Perm::Host, 2, 2),
@@ -83,11 +85,15 @@ const COMMANDS: &[Def] = &[
     def("play", Perm::Host, 0, 1),
     def("playid", Perm::Host, 0, 1),
     def("playlist", Perm::Read, 0, 0),
+    def("playlistfind", Perm::Read, 1, 64),
     def("playlistid", Perm::Read, 0, 1),
     def("playlistinfo", Perm::Read, 0, 1),
+    def("playlistsearch", Perm::Read, 1, 64),
     def("plchanges", Perm::Read, 1, 2),
     def("plchangesposid", Perm::Read, 1, 2),
     def("previous", Perm::Host, 0, 0),
+    def("prio", Perm::Host, 2, 64),
+    def("prioid", Perm::Host, 2, 64),
     def("random", Perm::Host, 1, 1),
     def("readmessages", Perm::Read, 0, 0),
     def("readpicture", Perm::Read, 2, 2),
@@ -100,11 +106,16 @@ const COMMANDS: &[Def] = &[
     def("seekcur", Perm::Host, 1, 1),
     def("seekid", Perm::Host, 2, 2),
     def("setvol", Perm::Host, 1, 1),
+    def("shuffle", Perm::Host, 0, 1),
     def("single", Perm::Host, 1, 1),
     def("stats", Perm::Read, 0, 0),
     def("status", Perm::Read, 0, 0),
     def("stop", Perm::Host, 0, 0),
+    def("subscribe", Perm::Read, 1, 1),
+    def("swap", Perm::Host, 2, 2),
+    def("swapid", Perm::Host, 2, 2),
     def("tagtypes", Perm::Always, 0, 64),
+    def("unsubscribe", Perm::Read, 1, 1),
     def("update", Perm::Host, 0, 1),
     def("urlhandlers", Perm::Read, 0, 0),
     def("volume", Perm::Host, 1, 1),
@@ -220,6 +231,24 @@ impl Client {
         let m = self.ctx.mirror.model();
         match name {
             "ping" | "channels" | "readmessages" | "listplaylists" | "urlhandlers" => Ok(()),
+            // No messages are ever sent on a channel: subscribing is harmless.
+            "subscribe" | "unsubscribe" => Ok(()),
+            "listplaylist" | "listplaylistinfo" => {
+                Err(Ack::new(Code::NoExist, name, "No such playlist"))
+            }
+            "playlistfind" | "playlistsearch" => {
+                let fold = name == "playlistsearch";
+                let (f, rest) = super::filter::parse(args, fold).map_err(|e| Ack::arg(name, e))?;
+                if !rest.is_empty() {
+                    return Err(Ack::arg(name, "too many arguments"));
+                }
+                for pos in 0..m.queue.len() {
+                    if f.matches(&m.queue[pos].song, fold) {
+                        self.song(&m, pos, out);
+                    }
+                }
+                Ok(())
+            }
             "password" => self.password(&args[0]).await,
             "commands" | "notcommands" => {
                 let want = name == "commands";
@@ -334,6 +363,41 @@ impl Client {
                          as MPD's consume mode with {name} {is}"
                     ),
                 ))
+            }
+            // The guests' votes order the queue (and are its `Prio`): a host orders it by
+            // moving songs, which pins them.
+            "prio" | "prioid" | "shuffle" => Err(Ack::arg(
+                name,
+                "the jukebox plays requests in the order the guests' votes give them; \
+                 move a song to pin it",
+            )),
+            "swap" | "swapid" => {
+                let id = |a: &String| -> Result<u32, Ack> {
+                    if name == "swap" {
+                        let pos: usize = number(name, a)?;
+                        m.queue
+                            .get(pos)
+                            .map(|q| q.id)
+                            .ok_or_else(|| Ack::arg(name, "Bad song index"))
+                    } else {
+                        number(name, a)
+                    }
+                };
+                let (a, b) = (id(&args[0])?, id(&args[1])?);
+                let pos = |id: u32| m.queue.iter().position(|q| q.id == id);
+                let (Some(pa), Some(pb)) = (pos(a), pos(b)) else {
+                    return Err(Ack::no_such_song(name));
+                };
+                if pa == pb {
+                    return Ok(());
+                }
+                // The later one up to the earlier's place, then the earlier one down to the
+                // later's: each a move, as the host's moves are.
+                let (first, second) = if pa < pb { (a, b) } else { (b, a) };
+                let (pf, ps) = (pa.min(pb) as i64, pa.max(pb) as i64);
+                self.move_to(name, &m, second, pf).await?;
+                let m = self.ctx.mirror.model();
+                self.move_to(name, &m, first, ps).await
             }
             "crossfade" => {
                 let s: u32 = number(name, &args[0])?;
@@ -740,7 +804,6 @@ impl Client {
     }
 }
 
-/// `status`, in MPD's order and formats.
 /// The formats the player decodes, as MPD lists its decoder plugins: their suffixes, then
 /// their MIME types.
 const DECODERS: [(&str, &[&str], &[&str]); 6] = [
@@ -768,6 +831,7 @@ fn decoders(out: &mut String) {
     }
 }
 
+/// `status`, in MPD's order and formats.
 fn status(m: &Model, out: &mut String) {
     let state = match &m.playing {
         None => "stop",

@@ -14,10 +14,56 @@ pub enum Filter {
         op: Op,
         value: String,
     },
+    /// A tag matched (`=~`) or not matched (`!~`) by a regular expression.
+    Regex {
+        tag: String,
+        pattern: Pattern,
+        negate: bool,
+    },
     /// Under this directory.
     Base(String),
     Not(Box<Filter>),
     And(Vec<Filter>),
+}
+
+/// A regular expression of a filter, compiled once for `find` (as written) and once for
+/// `search` (ignoring case). The `regex` crate matches in linear time, so a hostile pattern
+/// costs no more than its bounded size.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    exact: regex::Regex,
+    folded: regex::Regex,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, o: &Pattern) -> bool {
+        self.exact.as_str() == o.exact.as_str()
+    }
+}
+
+/// A compiled pattern's size limit: far beyond any tag search, far below a memory problem.
+const PATTERN_BYTES: usize = 1 << 20;
+
+impl Pattern {
+    fn new(p: &str) -> Result<Pattern, String> {
+        let build = |fold: bool| {
+            regex::RegexBuilder::new(p)
+                .case_insensitive(fold)
+                .size_limit(PATTERN_BYTES)
+                .build()
+                .map_err(|e| {
+                    // The crate's message draws the pattern over several lines: its last says
+                    // what is wrong.
+                    let text = e.to_string();
+                    let why = text.lines().last().unwrap_or("").trim();
+                    format!("Error in regex: {}", why.trim_start_matches("error: "))
+                })
+        };
+        Ok(Pattern {
+            exact: build(false)?,
+            folded: build(true)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,19 +78,20 @@ impl Filter {
     /// Whether `s` matches; `fold` compares ignoring case (`search`).
     pub fn matches(&self, s: &Song, fold: bool) -> bool {
         match self {
-            Filter::Tag { tag, op, value } => {
-                let values: Vec<String> = if tag.eq_ignore_ascii_case("any") {
-                    song::TAGS
-                        .iter()
-                        .chain(&["file"])
-                        .filter_map(|t| song::tag(s, t).map(|v| v.into_owned()))
-                        .collect()
+            Filter::Regex {
+                tag,
+                pattern,
+                negate,
+            } => {
+                let re = if fold {
+                    &pattern.folded
                 } else {
-                    song::tag(s, canonical(tag))
-                        .map(|v| v.into_owned())
-                        .into_iter()
-                        .collect()
+                    &pattern.exact
                 };
+                values(s, tag).iter().any(|v| re.is_match(v)) != *negate
+            }
+            Filter::Tag { tag, op, value } => {
+                let values = values(s, tag);
                 let norm = |v: &str| {
                     if fold {
                         v.to_lowercase()
@@ -81,6 +128,22 @@ impl Filter {
 }
 
 /// A tag name as the songs spell it (`artist` → `Artist`).
+/// A song's values of `tag` (`any`: of every tag and the path).
+fn values(s: &Song, tag: &str) -> Vec<String> {
+    if tag.eq_ignore_ascii_case("any") {
+        song::TAGS
+            .iter()
+            .chain(&["file"])
+            .filter_map(|t| song::tag(s, t).map(|v| v.into_owned()))
+            .collect()
+    } else {
+        song::tag(s, canonical(tag))
+            .map(|v| v.into_owned())
+            .into_iter()
+            .collect()
+    }
+}
+
 fn canonical(tag: &str) -> &str {
     song::TAGS
         .iter()
@@ -196,9 +259,6 @@ impl Parser<'_> {
                 return Ok(op);
             }
         }
-        if rest.starts_with(b"=~") || rest.starts_with(b"!~") {
-            return Err("regular expressions are not supported by the jukebox".into());
-        }
         Err("Unknown filter operator".into())
     }
 
@@ -258,6 +318,19 @@ impl Parser<'_> {
                 if !known_tag(&tag) {
                     return Err(format!("Unknown filter type: {tag}"));
                 }
+                self.space();
+                let rest = &self.s[self.at..];
+                if rest.starts_with(b"=~") || rest.starts_with(b"!~") {
+                    let negate = rest[0] == b'!';
+                    self.at += 2;
+                    let pattern = Pattern::new(&self.value()?)?;
+                    self.eat(b')')?;
+                    return Ok(Filter::Regex {
+                        tag,
+                        pattern,
+                        negate,
+                    });
+                }
                 let op = self.op()?;
                 Filter::Tag {
                     tag,
@@ -315,7 +388,12 @@ mod tests {
         assert!(parse(&args, false).unwrap().0.matches(&b, false));
         assert!(parse(&["Bogus".into(), "x".into()], false).is_err());
         assert!(parse(&["Artist".into()], false).is_err());
-        assert!(expression("(Artist =~ 'x')").is_err());
+        let f = expression("(Title =~ '^Quote .*Space$')").unwrap();
+        assert!(f.matches(&a, false) && !f.matches(&b, false));
+        let f = expression("(Artist !~ 'artist a')").unwrap();
+        assert!(f.matches(&a, false) && !f.matches(&a, true), "search folds case");
+        assert!(expression("(Artist =~ '(')").is_err(), "a bad pattern");
+        assert!(expression("(Artist =~ 'x{100000}{100000}')").is_err(), "too big");
         assert!(expression("(Artist == 'x'").is_err());
     }
 }

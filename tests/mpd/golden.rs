@@ -301,6 +301,13 @@ fn read_only_answers_have_the_shape_of_a_real_mpds() {
         "find \"(Date == \\\"2024\\\")\"",
         "find \"(AlbumArtist == \\\"Artist B\\\")\"",
         "find file \"ArtistB/AlbumTwo/01 Last One.ogg\"",
+        "find \"(Title =~ \\\"^F.*g$\\\")\"",
+        "search \"(Artist !~ \\\"artist a\\\")\"",
+        "playlistfind file \"ArtistB/AlbumTwo/01 Last One.ogg\"",
+        "playlistsearch title \"song\"",
+        "playlistfind \"(Album == \\\"Album One\\\")\"",
+        "subscribe \"party\"",
+        "listplaylist \"nope\"",
         "count artist \"Artist A\"",
         "count group artist",
         "count \"(Album == \\\"Album One\\\")\"",
@@ -341,6 +348,29 @@ fn read_only_answers_have_the_shape_of_a_real_mpds() {
         let (sa, sb) = (shape(&a), shape(&b));
         if sa != sb {
             differ.push(format!("{cmd:?}\n  jukebox: {sa:?}\n  mpd:     {sb:?}"));
+        }
+    }
+
+    // A bad pattern: the same error, in each one's words after the first.
+    let bad = "find \"(Artist =~ \\\"(\\\")\"";
+    for w in [&mut j, &mut m] {
+        let a = w.text(bad);
+        assert!(a.starts_with("ACK [2@0] {find} Error in regex"), "{a}");
+    }
+
+    // The host's side, where the queues agree: swapping two songs.
+    for w in [&mut j, &mut m] {
+        assert_eq!(w.text(&format!("password {PIN}")), "OK\n");
+    }
+    for cmd in ["swap 1 2", "playlistinfo", "swap 2 1", "playlistinfo", "swap 0 1"] {
+        let (a, b) = (shape(&j.call(cmd)), shape(&m.call(cmd)));
+        if cmd == "swap 0 1" {
+            // What plays stays first in the jukebox: a refusal, where MPD moves it.
+            assert!(a[0].starts_with("ACK [2@0] {swap} "), "{a:?}");
+            continue;
+        }
+        if a != b {
+            differ.push(format!("{cmd:?}\n  jukebox: {a:?}\n  mpd:     {b:?}"));
         }
     }
 
