@@ -322,6 +322,8 @@ fn read_only_answers_have_the_shape_of_a_real_mpds() {
         "albumart \"ArtistB/AlbumTwo/01 Last One.ogg\" 0",
         "albumart \"ArtistA/AlbumOne/01 First Song.flac\" 99999",
         "readpicture \"ArtistA/AlbumOne/01 First Song.flac\" 0",
+        "readpicture \"ArtistA/AlbumOne/02 Second Song.flac\" 0",
+        "readpicture \"ArtistA/AlbumOne/02 Second Song.flac\" 64",
         "ping",
         // Not idling: noidle prints nothing, so this reads ping's OK alone.
         "noidle\nping",
@@ -350,6 +352,10 @@ fn read_only_answers_have_the_shape_of_a_real_mpds() {
             differ.push(format!("{cmd:?}\n  jukebox: {sa:?}\n  mpd:     {sb:?}"));
         }
     }
+
+    // The embedded picture was compared byte for byte above: it was there to compare.
+    let pic = j.text("readpicture \"ArtistA/AlbumOne/02 Second Song.flac\" 0");
+    assert!(pic.contains("type: image/png\nbinary: 64\n"), "{pic}");
 
     // A bad pattern: the same error, in each one's words after the first.
     let bad = "find \"(Artist =~ \\\"(\\\")\"";

@@ -67,6 +67,24 @@ pub fn library(music: &Path) {
     let mut cover = common::media::ffmpeg();
     cover.args(["-f", "lavfi", "-i", "color=c=red:s=48x48", "-frames:v", "1"]);
     common::media::write(&mut cover, &music.join("ArtistA/AlbumOne/cover.png"));
+    // The second song also carries a picture of its own (a blue one), for `readpicture`.
+    let mut blue = common::media::ffmpeg();
+    blue.args(["-f", "lavfi", "-i", "color=c=blue:s=32x32", "-frames:v", "1"]);
+    let blue = common::media::write(&mut blue, &music.join("blue.png"));
+    let second = music.join("ArtistA/AlbumOne/02 Second Song.flac");
+    let plain = music.join("second.flac");
+    std::fs::rename(&second, &plain).unwrap();
+    let mut embed = common::media::ffmpeg();
+    embed
+        .arg("-i")
+        .arg(&plain)
+        .arg("-i")
+        .arg(&blue)
+        .args(["-map", "0:a", "-map", "1:v", "-c", "copy"])
+        .args(["-disposition:v", "attached_pic", "-metadata:s:v", "comment=Cover (front)"]);
+    common::media::write(&mut embed, &second);
+    std::fs::remove_file(plain).unwrap();
+    std::fs::remove_file(blue).unwrap();
 }
 
 /// The jukebox with MPD clients on a free loopback port; that port.
