@@ -7,6 +7,9 @@
 //! phone counts exactly the updates the likes caused.
 //!   cargo bench --bench fanout
 //!   JUKEBOX_FANOUT_SIZES=100,1000 cargo bench --bench fanout
+//!   JUKEBOX_FANOUT_MPD=50 cargo bench --bench fanout   # also a row with 50 MPD clients on
+//! (half of them idling as ncmpcpp does, half polling status as Home Assistant does, and one
+//! sending garbage), to show what MPD clients cost the phones.
 
 #[path = "common.rs"]
 mod common;
@@ -82,6 +85,25 @@ fn main() {
             println!("         server log, {count} times: {kind}");
         }
         drop(jb);
+        let mpd_clients: usize = std::env::var("JUKEBOX_FANOUT_MPD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if mpd_clients > 0 {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+            }
+            let jm = Target::jukebox_with_mpd(&music, &db);
+            let mpd = mpd::Load::start(jm.mpd.expect("an MPD port"), mpd_clients);
+            let m = rt.block_on(run(&jm, n));
+            let answers = mpd.stop();
+            m.print("jb+mpd", n);
+            println!(
+                "         {mpd_clients} MPD clients meanwhile: {} answers, {} idle wakes, {} garbage lines",
+                answers.answers, answers.wakes, answers.garbage
+            );
+            drop(jm);
+        }
         let fl = Target::floor();
         let f = rt.block_on(run(&fl, n));
         f.print("floor", n);
@@ -104,6 +126,8 @@ struct Target {
     jukebox: bool,
     /// Warnings and session notes from the server's log, counted by kind.
     notes: Notes,
+    /// The MPD front end's port, when it is on.
+    mpd: Option<u16>,
 }
 
 impl Target {
@@ -115,12 +139,15 @@ impl Target {
             .unwrap();
         let err = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let (mpd_tx, mpd_rx) = std::sync::mpsc::channel();
         let notes: Notes = Default::default();
         let notes2 = notes.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if let Some(a) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(a.trim().to_string());
+                } else if let Some(p) = line.split("MPD clients on 127.0.0.1:").nth(1) {
+                    let _ = mpd_tx.send(p.trim().parse::<u16>().ok());
                 } else if line.contains("WARN")
                     || line.contains("ERROR")
                     || line.contains("session s_")
@@ -132,15 +159,27 @@ impl Target {
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(60)).expect("listening");
+        // The MPD line comes before the HTTP one.
+        let mpd = mpd_rx.try_recv().ok().flatten();
         Target {
             child,
             addr,
             jukebox,
             notes,
+            mpd,
         }
     }
 
     fn jukebox(music: &std::path::Path, db: &std::path::Path) -> Target {
+        Target::jukebox_args(music, db, &["--no-mpd"])
+    }
+
+    /// The jukebox with its MPD front end on a free loopback port.
+    fn jukebox_with_mpd(music: &std::path::Path, db: &std::path::Path) -> Target {
+        Target::jukebox_args(music, db, &["--mpd-listen", "127.0.0.1:0"])
+    }
+
+    fn jukebox_args(music: &std::path::Path, db: &std::path::Path, extra: &[&str]) -> Target {
         // JUKEBOX_FANOUT_WRAP="heaptrack -o /tmp/fanout" profiles the server under this load.
         let mut cmd = match std::env::var("JUKEBOX_FANOUT_WRAP") {
             Ok(wrap) if !wrap.trim().is_empty() => {
@@ -157,7 +196,6 @@ impl Target {
             "--output",
             "null",
             "--no-mdns",
-            "--no-mpd",
             "--host-pin",
             "12345678",
             "--guest-rate",
@@ -178,6 +216,7 @@ impl Target {
             "--log",
             "warn,jukebox::server=info,jukebox::app=info",
         ]);
+        cmd.args(extra);
         Target::spawn(cmd, true)
     }
 
@@ -534,6 +573,154 @@ mod floor {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
                 },
+            }
+        }
+    }
+}
+
+/// MPD clients beside the phones: idlers (ncmpcpp's loop: idle, then status and currentsong
+/// on each wake), pollers (Home Assistant's: status and currentsong in a command list, four
+/// times a second each) and one client sending garbage, reconnecting whenever it is closed.
+mod mpd {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    #[derive(Default)]
+    pub struct Counts {
+        pub answers: u64,
+        pub wakes: u64,
+        pub garbage: u64,
+    }
+
+    pub struct Load {
+        stop: Arc<AtomicBool>,
+        answers: Arc<AtomicU64>,
+        wakes: Arc<AtomicU64>,
+        garbage: Arc<AtomicU64>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    }
+
+    /// What the garbage is made of: MPD's quoting and filter characters, and command names.
+    const CHARS: &[u8] = b"abz \"\\(){}=~'status idle list find 09";
+
+    /// Reads one response (to its OK or ACK); false when the connection ended.
+    async fn response(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> bool {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) if line == "OK\n" || line.starts_with("ACK ") => return true,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    impl Load {
+        /// Runs on a runtime of its own, off the phones' (as separate client machines are).
+        pub fn start(port: u16, clients: usize) -> Load {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (answers, wakes, garbage) = Default::default();
+            let mut load = Load {
+                stop,
+                answers,
+                wakes,
+                garbage,
+                threads: Vec::new(),
+            };
+            let (stop, answers, wakes, garbage) = (
+                load.stop.clone(),
+                load.answers.clone(),
+                load.wakes.clone(),
+                load.garbage.clone(),
+            );
+            load.threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for i in 0..clients {
+                        let (stop, answers, wakes) = (stop.clone(), answers.clone(), wakes.clone());
+                        tasks.push(tokio::spawn(async move {
+                            let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                            let (r, mut w) = s.into_split();
+                            let mut r = BufReader::new(r);
+                            let mut greeting = String::new();
+                            r.read_line(&mut greeting).await.unwrap();
+                            let poll =
+                                b"command_list_ok_begin\nstatus\ncurrentsong\ncommand_list_end\n";
+                            while !stop.load(Ordering::Relaxed) {
+                                if i % 2 == 0 {
+                                    if w.write_all(b"idle\n").await.is_err()
+                                        || !response(&mut r).await
+                                    {
+                                        return;
+                                    }
+                                    wakes.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    tokio::time::sleep(Duration::from_millis(250)).await;
+                                }
+                                if w.write_all(poll).await.is_err() || !response(&mut r).await {
+                                    return;
+                                }
+                                answers.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }));
+                    }
+                    let g = stop.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut seed: u64 = 1305;
+                        while !g.load(Ordering::Relaxed) {
+                            let Ok(s) = TcpStream::connect(("127.0.0.1", port)).await else {
+                                return;
+                            };
+                            let (_r, mut w) = s.into_split();
+                            for _ in 0..1000 {
+                                if g.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                let mut line: Vec<u8> = (0..40)
+                                    .map(|_| {
+                                        seed =
+                                            seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                                        CHARS[(seed >> 33) as usize % CHARS.len()]
+                                    })
+                                    .collect();
+                                line.push(b'\n');
+                                if w.write_all(&line).await.is_err() {
+                                    break;
+                                }
+                                garbage.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }));
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    for t in tasks {
+                        t.abort();
+                    }
+                });
+            }));
+            load
+        }
+
+        pub fn stop(mut self) -> Counts {
+            self.stop.store(true, Ordering::Relaxed);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+            Counts {
+                answers: self.answers.load(Ordering::Relaxed),
+                wakes: self.wakes.load(Ordering::Relaxed),
+                garbage: self.garbage.load(Ordering::Relaxed),
             }
         }
     }

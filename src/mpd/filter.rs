@@ -391,9 +391,15 @@ mod tests {
         let f = expression("(Title =~ '^Quote .*Space$')").unwrap();
         assert!(f.matches(&a, false) && !f.matches(&b, false));
         let f = expression("(Artist !~ 'artist a')").unwrap();
-        assert!(f.matches(&a, false) && !f.matches(&a, true), "search folds case");
+        assert!(
+            f.matches(&a, false) && !f.matches(&a, true),
+            "search folds case"
+        );
         assert!(expression("(Artist =~ '(')").is_err(), "a bad pattern");
-        assert!(expression("(Artist =~ 'x{100000}{100000}')").is_err(), "too big");
+        assert!(
+            expression("(Artist =~ 'x{100000}{100000}')").is_err(),
+            "too big"
+        );
         assert!(expression("(Artist == 'x'").is_err());
     }
 }

@@ -368,7 +368,13 @@ fn read_only_answers_have_the_shape_of_a_real_mpds() {
     for w in [&mut j, &mut m] {
         assert_eq!(w.text(&format!("password {PIN}")), "OK\n");
     }
-    for cmd in ["swap 1 2", "playlistinfo", "swap 2 1", "playlistinfo", "swap 0 1"] {
+    for cmd in [
+        "swap 1 2",
+        "playlistinfo",
+        "swap 2 1",
+        "playlistinfo",
+        "swap 0 1",
+    ] {
         let (a, b) = (shape(&j.call(cmd)), shape(&m.call(cmd)));
         if cmd == "swap 0 1" {
             // What plays stays first in the jukebox: a refusal, where MPD moves it.

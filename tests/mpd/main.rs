@@ -69,7 +69,14 @@ pub fn library(music: &Path) {
     common::media::write(&mut cover, &music.join("ArtistA/AlbumOne/cover.png"));
     // The second song also carries a picture of its own (a blue one), for `readpicture`.
     let mut blue = common::media::ffmpeg();
-    blue.args(["-f", "lavfi", "-i", "color=c=blue:s=32x32", "-frames:v", "1"]);
+    blue.args([
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=32x32",
+        "-frames:v",
+        "1",
+    ]);
     let blue = common::media::write(&mut blue, &music.join("blue.png"));
     let second = music.join("ArtistA/AlbumOne/02 Second Song.flac");
     let plain = music.join("second.flac");
@@ -81,7 +88,12 @@ pub fn library(music: &Path) {
         .arg("-i")
         .arg(&blue)
         .args(["-map", "0:a", "-map", "1:v", "-c", "copy"])
-        .args(["-disposition:v", "attached_pic", "-metadata:s:v", "comment=Cover (front)"]);
+        .args([
+            "-disposition:v",
+            "attached_pic",
+            "-metadata:s:v",
+            "comment=Cover (front)",
+        ]);
     common::media::write(&mut embed, &second);
     std::fs::remove_file(plain).unwrap();
     std::fs::remove_file(blue).unwrap();
