@@ -114,6 +114,16 @@ fn mpc_sees_the_party_and_drives_it_only_with_the_pin() {
         let now = order(&s);
         now[0] == was[1] && now[1] == was[0]
     });
+    let paused = ok(port, &[&pin[..], &["pause"]].concat());
+    assert!(paused.contains("[paused]"), "{paused}");
+    until("the party is paused", || {
+        state(&s)["now_playing"]["paused"] == true
+    });
+    let played = ok(port, &[&pin[..], &["play"]].concat());
+    assert!(played.contains("[playing]"), "{played}");
+    until("the party plays again", || {
+        state(&s)["now_playing"]["paused"] == false
+    });
     ok(port, &[&pin[..], &["del", "2"]].concat());
     until("the delete shows", || queued(&s) == before);
     let next = ok(port, &[&pin[..], &["next"]].concat());
@@ -154,6 +164,17 @@ fn python_mpd2_reads_status_lists_art_and_waits_in_idle() {
     let dir = common::tempdir();
     let (s, port) = jukebox(dir.path());
     let cover = dir.path().join("music/ArtistA/AlbumOne/cover.png");
+    // The picture the phones show for the second song (the one embedded in it).
+    let (_, found) = s.get("/api/search?q=second&limit=1");
+    let second = found["results"][0]["id"].as_str().unwrap().to_string();
+    let phones_art = ureq::get(s.url(&format!("/api/art/{second}")))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    let phones = dir.path().join("phones-art");
+    std::fs::write(&phones, &phones_art).unwrap();
     let script = format!(
         r#"
 import mpd, sys
@@ -173,6 +194,10 @@ assert r[0] is None and r[1]["volume"], r
 c.binarylimit(64)
 art = c.albumart("ArtistA/AlbumOne/01 First Song.flac")
 assert art["binary"] == open({cover:?}, "rb").read(), len(art["binary"])
+# readpicture, chunk by chunk, gives what the phones get from /api/art.
+pic = c.readpicture("ArtistA/AlbumOne/02 Second Song.flac")
+assert pic["binary"] == open({phones:?}, "rb").read(), len(pic["binary"])
+assert pic["type"] == "image/png", pic.keys()
 try:
     c.password("00000000")
     sys.exit("a wrong password was taken")
