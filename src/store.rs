@@ -14,7 +14,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rusqlite_migration::{Migrations, M};
 
-use crate::party::{Candidate, Entry, EntryId, GuestId, PlayId, RecentPlay, TrackId};
+use crate::party::{Candidate, Entry, EntryId, GuestId, PlayId, RecentPlay, Rules, TrackId};
 
 mod jobs;
 mod library;
@@ -121,6 +121,19 @@ pub struct Track {
     pub levels: crate::loudness::Levels,
 }
 
+impl Track {
+    /// What the content rules look at.
+    pub fn facts(&self) -> crate::party::Facts<'_> {
+        crate::party::Facts {
+            artist: &self.artist,
+            title: &self.title,
+            album: &self.album,
+            duration_ms: self.duration_ms,
+            path: &self.path,
+        }
+    }
+}
+
 /// What a scan compares to decide whether a file must be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
@@ -219,6 +232,7 @@ pub struct OpenPlay {
     pub track_id: TrackId,
     pub request_id: Option<EntryId>,
     pub guest_id: Option<GuestId>,
+    pub dedication: Option<String>,
     pub started_ms: i64,
     pub position_ms: u64,
     pub likes: Vec<GuestId>,
@@ -245,6 +259,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/003_identities.sql")),
         M::up(include_str!("../migrations/004_loudness.sql")),
         M::up(include_str!("../migrations/005_details.sql")),
+        M::up(include_str!("../migrations/006_dedications.sql")),
     ])
 }
 

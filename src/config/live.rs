@@ -70,8 +70,56 @@ impl Kind for Live {
                     None => format!("{text}: {words}"),
                 }
             }
-            None => text.to_string(),
+            Some(Allowed::List | Allowed::Folder) | None => text.to_string(),
         }
+    }
+}
+
+/// A party setting that is a list (the content rules' artists and words).
+pub struct LiveList;
+
+/// A list as given: the flag repeated, `;` between entries in the environment (names have
+/// commas: "Earth, Wind & Fire"), a TOML array in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ListRaw(pub Vec<String>);
+
+impl Raw for ListRaw {
+    fn arg(arg: Arg) -> Arg {
+        arg.value_parser(clap::value_parser!(String))
+            .action(clap::ArgAction::Append)
+            .value_delimiter(';')
+    }
+    fn get(m: &clap::ArgMatches, id: &str) -> Option<Self> {
+        m.try_get_many::<String>(id)
+            .ok()
+            .flatten()
+            .map(|v| ListRaw(v.cloned().collect()))
+    }
+}
+
+impl Kind for LiveList {
+    type Raw = ListRaw;
+    type Value = Vec<String>;
+    fn check(key: &str, raw: ListRaw) -> Result<Vec<String>, String> {
+        crate::party::rules::check_list(key, &raw.0).map_err(|e| format!("{e}; allowed {}", Allowed::List))
+    }
+    fn help(_key: &str, text: &str, _default: Option<&Vec<String>>) -> String {
+        format!("{text} (repeat the flag; ';' between entries in the environment) [default: none]")
+    }
+}
+
+/// The pool: a folder inside the music folder.
+pub struct LivePool;
+
+impl Kind for LivePool {
+    type Raw = String;
+    type Value = Option<String>;
+    fn check(_key: &str, raw: String) -> Result<Option<String>, String> {
+        crate::party::rules::check_pool(Some(&raw)).map_err(|e| format!("{e}; allowed {}", Allowed::Folder))
+    }
+    fn help(_key: &str, text: &str, _default: Option<&Option<String>>) -> String {
+        format!("{text} [default: the whole library]")
     }
 }
 

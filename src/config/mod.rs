@@ -41,7 +41,7 @@ mod output;
 mod table;
 
 use kinds::*;
-pub use live::{explicit_over, Live};
+pub use live::{explicit_over, Live, LiveList, LivePool};
 pub use output::{OutputSpec, DEFAULT_SNAPCAST_BUFFER_MS};
 
 /// Where the packaged configuration lives; read when present and no `--config` is given.
@@ -202,6 +202,17 @@ settings! {
     /// Snapcast's apps (Snapweb, Snapdroid) may play, pause and skip through
     /// `jukebox snapcast-plugin`.
     live snapcast_control: Live, "on|off";
+    /// Artists guests may not request and the auto-DJ does not play (case and accents
+    /// ignored: "beyonce" blocks "Beyoncé").
+    live blocked_artists: LiveList, "ARTIST";
+    /// Words (or phrases) that keep a song out when its title, artist or album has them as
+    /// whole words.
+    live blocked_words: LiveList, "WORD";
+    /// The longest song guests may request and the auto-DJ plays, in minutes (0: no limit).
+    live max_track_minutes: Live, "MIN";
+    /// Requests and the auto-DJ only from this folder of the music folder (the wedding
+    /// playlist), e.g. Wedding or Albums/Jazz.
+    live pool: LivePool, "FOLDER";
     /// New guest tokens per minute from one address.
     limit guest_rate: Num<1, 100_000> = 30, "N";
     /// Host PIN attempts per minute from one address.
@@ -472,6 +483,16 @@ mod tests {
                     w.iter().map(|w| w.to_string()).collect(),
                     "loudest".into(),
                     serde_json::json!(w[w.len() - 1]),
+                ),
+                Allowed::List => (
+                    vec!["Beyoncé".into()],
+                    "x".repeat(101),
+                    serde_json::json!(["Beyoncé"]),
+                ),
+                Allowed::Folder => (
+                    vec!["Wedding/".into()],
+                    "../etc".into(),
+                    serde_json::json!("Wedding"),
                 ),
             };
             for g in &good {

@@ -177,8 +177,18 @@ impl Hub {
         self.done(Command::VoteSkip { actor, play_id }).await
     }
 
-    pub async fn request(&self, actor: Actor, track_id: TrackId) -> Answer<Requested> {
-        self.ask(Command::Request { actor, track_id }, |r| match r {
+    pub async fn request(
+        &self,
+        actor: Actor,
+        track_id: TrackId,
+        dedication: Option<String>,
+    ) -> Answer<Requested> {
+        let cmd = Command::Request {
+            actor,
+            track_id,
+            dedication,
+        };
+        self.ask(cmd, |r| match r {
             Reply::Requested { entry_id, upvoted } => Ok(Requested { entry_id, upvoted }),
             other => Err(other),
         })

@@ -69,6 +69,7 @@ pub(crate) struct Now {
     pub track: Track,
     pub entry_id: Option<EntryId>,
     pub requester: Option<GuestId>,
+    pub dedication: Option<String>,
     pub auto: bool,
     /// Where it was at `position_at_ms` (wall clock, ms).
     pub position_ms: u64,
@@ -615,6 +616,14 @@ impl Deck {
             }
         }
         Some(Failed { planned, move_on })
+    }
+
+    /// The auto-DJ's pick (made, or on its way) no longer counts: the next one is asked for
+    /// afresh, and an answer on its way is stale.
+    pub(crate) fn forget_auto_pick(&mut self) {
+        self.auto_next = None;
+        self.auto_pending = false;
+        self.auto_generation += 1;
     }
 
     /// Whether to ask the auto-DJ for a pick: none is on its way.

@@ -115,6 +115,21 @@ pub struct SettingsPatch {
     pub loudness_lufs: Option<i32>,
     pub crossfade_s: Option<u32>,
     pub snapcast_control: Option<bool>,
+    pub blocked_artists: Option<Vec<String>>,
+    pub blocked_words: Option<Vec<String>>,
+    pub max_track_minutes: Option<u32>,
+    /// `Some(None)` (a `null` on the wire) lifts the pool; absent leaves it.
+    #[serde(default, deserialize_with = "some_or_null")]
+    pub pool: Option<Option<String>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn some_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 #[derive(Debug)]
@@ -172,6 +187,8 @@ pub enum Command {
     Request {
         actor: Actor,
         track_id: TrackId,
+        /// "for Anna", as given (the hub checks it).
+        dedication: Option<String>,
     },
     Vote {
         actor: Actor,
@@ -336,9 +353,15 @@ struct Envelope {
 pub struct Publisher {
     seq: AtomicU64,
     tx: broadcast::Sender<Arc<Published>>,
+    /// The content rules in force, for the search to mark what they refuse.
+    rules: std::sync::RwLock<Arc<crate::party::Rules>>,
 }
 
 impl Publisher {
+    fn set_rules(&self, rules: crate::party::Rules) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    }
+
     fn publish(&self, changes: Vec<Change>) {
         for change in changes {
             let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
@@ -401,6 +424,7 @@ impl Hub {
         let publisher = Arc::new(Publisher {
             seq: AtomicU64::new(0),
             tx: changes.clone(),
+            rules: Default::default(),
         });
         let loaded = loaded::Loaded::load(&store, state::wall_clock_ms()).await?;
         let engine = state::State::new(cfg, store, loaded, publisher.clone(), internal_tx.clone())?;
@@ -446,6 +470,15 @@ impl Hub {
     /// new snapshot; never patch over a gap.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.changes.subscribe()
+    }
+
+    /// The content rules in force now (they change when the host changes them).
+    pub fn rules(&self) -> Arc<crate::party::Rules> {
+        self.publisher
+            .rules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The `seq` of the last change published.

@@ -190,6 +190,7 @@ mod tests {
                 created_ms: id,
                 voters: voters.iter().map(|&v| g(v)).collect(),
                 pin: None,
+                dedication: None,
             },
             track: Track {
                 id: TrackId::new(id * 100),

@@ -52,6 +52,7 @@ pub struct NowPlayingView {
     pub volume: u32,
     /// Picked by the auto-DJ because the queue was empty.
     pub auto: bool,
+    pub dedication: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,7 @@ pub struct QueueEntryView {
     /// Placed by the host: votes no longer move it.
     pub pinned: bool,
     pub created_ms: i64,
+    pub dedication: Option<String>,
 }
 
 /// One guest's own state: sent only to that guest.
@@ -185,6 +187,9 @@ pub struct RoomView {
     /// Whether the music reaches the output that was asked for (details: `Change::Output`).
     pub audio_ok: bool,
     pub scan: Option<ScanView>,
+    /// The auto-DJ has nothing the content rules allow, so nothing plays when the queue is
+    /// empty.
+    pub autodj_blocked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +299,7 @@ pub enum Event {
         requested_by: Option<String>,
         requested_by_id: Option<GuestId>,
         requested_by_host: bool,
+        dedication: Option<String>,
     },
     Liked {
         play_id: PlayId,
@@ -324,6 +330,7 @@ pub enum Event {
         by: Option<String>,
         by_id: Option<GuestId>,
         by_host: bool,
+        dedication: Option<String>,
     },
     HostMessage {
         text: String,

@@ -669,7 +669,11 @@ impl Client {
         track: crate::party::TrackId,
     ) -> Result<Option<EntryId>, Ack> {
         let actor = self.actor().ok_or_else(|| Ack::permission(name))?;
-        let o = front::guest(&self.ctx.state, actor, Cmd::Request { track_id: track })
+        let cmd = Cmd::Request {
+            track_id: track,
+            dedication: None,
+        };
+        let o = front::guest(&self.ctx.state, actor, cmd)
             .await
             .ok_or_else(|| Ack::new(Code::System, name, "the request was not taken"))?;
         self.ctx.mirror.caught_up(o.after_seq).await;

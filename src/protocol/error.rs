@@ -197,6 +197,11 @@ pub fn refusal_data(r: &Refusal) -> Option<Value> {
             spacing,
         } => Some(json!({"artist": artist, "plays_ago": plays_ago, "spacing": spacing})),
         Refusal::LimitReached { limit } => Some(json!({ "limit": limit })),
+        Refusal::NotAllowed {
+            rule: crate::party::Rule::TooLong,
+            max_minutes,
+        } => Some(json!({"rule": "too_long", "max_minutes": max_minutes})),
+        Refusal::NotAllowed { rule, .. } => Some(json!({ "rule": rule.as_str() })),
     }
 }
 

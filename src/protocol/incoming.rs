@@ -45,7 +45,11 @@ pub enum Cmd {
     Unsub { topics: Vec<Topic> },
     Like { play_id: PlayId, on: bool },
     VoteSkip { play_id: PlayId },
-    Request { track_id: TrackId },
+    Request {
+        track_id: TrackId,
+        /// `"for"`: who the request is dedicated to (the hub checks it).
+        dedication: Option<String>,
+    },
     Vote { entry_id: EntryId, on: bool },
     Search(SearchQuery),
     SetName { name: String },
@@ -239,8 +243,10 @@ struct LogoutMsg {
     guest_id: Option<String>,
 }
 #[derive(Deserialize)]
-struct TrackMsg {
+struct RequestMsg {
     track_id: String,
+    #[serde(rename = "for", default)]
+    dedication: Option<String>,
 }
 #[derive(Deserialize)]
 struct VoteMsg {
@@ -408,9 +414,13 @@ fn request(name: CmdName, value: &Value, rid: Option<u64>) -> Result<Cmd, FrameE
         CmdName::VoteSkip => Cmd::VoteSkip {
             play_id: play(&body::<PlayMsg>(value, rid)?.play_id)?,
         },
-        CmdName::Request => Cmd::Request {
-            track_id: id::<TrackId>(&body::<TrackMsg>(value, rid)?.track_id, "track_id", rid)?,
-        },
+        CmdName::Request => {
+            let m = body::<RequestMsg>(value, rid)?;
+            Cmd::Request {
+                track_id: id::<TrackId>(&m.track_id, "track_id", rid)?,
+                dedication: m.dedication,
+            }
+        }
         CmdName::Vote => {
             let m = body::<VoteMsg>(value, rid)?;
             Cmd::Vote {

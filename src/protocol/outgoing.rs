@@ -13,6 +13,7 @@ use crate::hub::{
     Status, TrackView,
 };
 use crate::ids::GuestId;
+use crate::party::{Refusal, Rules};
 use crate::store::Track;
 
 /// A sequenced message without its `seq`: rendered per connection by [`Tail::render`].
@@ -72,6 +73,7 @@ pub fn now_playing(n: &NowPlayingView) -> Value {
         "skip_needed": n.skip_needed,
         "volume": n.volume,
         "auto": n.auto,
+        "for": n.dedication,
     })
 }
 
@@ -84,6 +86,7 @@ pub fn queue_entry(e: &QueueEntryView) -> Value {
         "by_host": e.by_host,
         "votes": e.votes,
         "pinned": e.pinned,
+        "for": e.dedication,
     })
 }
 
@@ -128,6 +131,11 @@ pub fn room(r: &RoomView) -> Value {
         "loudness_lufs": s.loudness_lufs,
         "crossfade_s": s.crossfade_s,
         "snapcast_control": s.snapcast_control,
+        "blocked_artists": s.blocked_artists,
+        "blocked_words": s.blocked_words,
+        "max_track_minutes": s.max_track_minutes,
+        "pool": s.pool,
+        "autodj_blocked": r.autodj_blocked,
         "scan": r.scan.map(|p| json!({"files": p.files, "read": p.read, "done": p.done})),
     })
 }
@@ -186,10 +194,11 @@ pub fn event_data(e: &Event) -> Value {
             requested_by,
             requested_by_id,
             requested_by_host,
+            dedication,
         } => json!({"play_id": p, "track_id": t, "title": title,
                     "artist": artist, "requested_by": requested_by,
                     "requested_by_id": requested_by_id,
-                    "requested_by_host": requested_by_host}),
+                    "requested_by_host": requested_by_host, "for": dedication}),
         Event::Liked {
             play_id: p,
             track_id: t,
@@ -227,9 +236,10 @@ pub fn event_data(e: &Event) -> Value {
             by,
             by_id,
             by_host,
+            dedication,
         } => json!({"entry_id": e, "track_id": t, "title": title,
                     "artist": artist, "by": by, "by_id": by_id,
-                    "by_host": by_host}),
+                    "by_host": by_host, "for": dedication}),
         Event::HostMessage { text } => json!({ "text": text }),
         Event::YourRequestNext {
             entry_id: e,
@@ -359,12 +369,33 @@ pub fn logged_out(n: usize) -> Value {
     json!({ "logged_out": n })
 }
 
-/// The body of a search answer (websocket reply data and `GET /api/search`).
-pub fn search_results(tracks: &[Track], next_offset: Option<u32>) -> Value {
+/// The body of a search answer (websocket reply data and `GET /api/search`). A track the
+/// host's content rules refuse is still found, with `refused`: the error a request of it
+/// would get, so guests see why before they try.
+pub fn search_results(tracks: &[Track], next_offset: Option<u32>, rules: &Rules) -> Value {
+    let results: Vec<Value> = tracks
+        .iter()
+        .map(|t| {
+            let mut row = track_row(t);
+            row["refused"] = refused(rules, t);
+            row
+        })
+        .collect();
     json!({
-        "results": tracks.iter().map(track_row).collect::<Vec<_>>(),
+        "results": results,
         "next_cursor": next_offset.map(cursor),
     })
+}
+
+/// The error object a guest's request of `t` gets from the content rules, or `null`.
+pub fn refused(rules: &Rules, t: &Track) -> Value {
+    match rules.check(&t.facts()) {
+        Some(rule) => {
+            let e = crate::hub::HubError::Refused(Refusal::not_allowed(rule, rules));
+            WireError::from(&e).to_json()
+        }
+        None => Value::Null,
+    }
 }
 
 /// The HTTP API's bodies: the same objects as the websocket's, and a few of its own.

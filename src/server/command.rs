@@ -51,7 +51,10 @@ pub async fn guest(state: &AppState, actor: Actor, cmd: protocol::Cmd) -> Option
     Some(match cmd {
         Cmd::Like { play_id, on } => Outcome::of(hub.like(actor, play_id, on).await, done),
         Cmd::VoteSkip { play_id } => Outcome::of(hub.vote_skip(actor, play_id).await, done),
-        Cmd::Request { track_id } => Outcome::of(hub.request(actor, track_id).await, |r| {
+        Cmd::Request {
+            track_id,
+            dedication,
+        } => Outcome::of(hub.request(actor, track_id, dedication).await, |r| {
             protocol::outgoing::requested(&r)
         }),
         Cmd::Vote { entry_id, on } => Outcome::of(hub.vote(actor, entry_id, on).await, done),
@@ -170,7 +173,7 @@ pub async fn search(state: &AppState, q: SearchQuery) -> Result<Value, WireError
     {
         Ok(mut tracks) => {
             let next = q.page(&mut tracks);
-            Ok(protocol::search_results(&tracks, next))
+            Ok(protocol::search_results(&tracks, next, &state.hub.rules()))
         }
         Err(e) => {
             tracing::error!("a search failed: {e}");

@@ -196,47 +196,68 @@ impl Db {
     }
 
     /// Candidates for the auto-DJ: a random sample of the library plus the most liked tracks,
-    /// minus the tracks played most recently. The party rules choose among them.
+    /// minus the tracks played most recently, inside the content rules' pool and length (so a
+    /// small pool in a large library is found, not sampled away). The party rules choose among
+    /// them, and check the rest of the content rules.
     pub fn autodj_candidates(
         &self,
         exclude: &[TrackId],
         sample: u32,
+        rules: &Rules,
     ) -> Result<Vec<Candidate>, StoreError> {
         let exclude_json = serde_json::to_string(exclude).unwrap_or_else(|_| "[]".into());
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, artist, likes FROM (
-                 SELECT id, artist, likes FROM tracks
-                 WHERE present = 1 AND id NOT IN (SELECT value FROM json_each(?1))
+        // The pool as a folder: its path and a separator, so "Pop" does not take "Popular".
+        let pool = rules.pool().map(|p| {
+            let mut s = p.to_string_lossy().into_owned();
+            if !s.ends_with(std::path::MAIN_SEPARATOR) {
+                s.push(std::path::MAIN_SEPARATOR);
+            }
+            s
+        });
+        let max_ms = rules.max_ms().map_or(i64::MAX, |m| m as i64);
+        const COLS: &str = "id, artist, likes, title, album, duration_ms, path";
+        const ALLOWED: &str = "present = 1
+            AND (?4 IS NULL OR substr(path, 1, length(?4)) = ?4)
+            AND (duration_ms <= ?5 OR duration_ms = 0)";
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {COLS} FROM (
+                 SELECT {COLS} FROM tracks
+                 WHERE {ALLOWED} AND id NOT IN (SELECT value FROM json_each(?1))
                  ORDER BY random() LIMIT ?2)
              UNION
-             SELECT id, artist, likes FROM (
-                 SELECT id, artist, likes FROM tracks
-                 WHERE present = 1 AND likes > 0 AND id NOT IN (SELECT value FROM json_each(?1))
-                 ORDER BY likes DESC LIMIT ?3)",
+             SELECT {COLS} FROM (
+                 SELECT {COLS} FROM tracks
+                 WHERE {ALLOWED} AND likes > 0 AND id NOT IN (SELECT value FROM json_each(?1))
+                 ORDER BY likes DESC LIMIT ?3)"
+        ))?;
+        let rows = st.query_map(
+            params![exclude_json, sample, sample / 4, pool, max_ms],
+            candidate_row,
         )?;
-        let rows = st.query_map(params![exclude_json, sample, sample / 4], |r| {
-            Ok(Candidate {
-                track_id: r.get(0)?,
-                artist: r.get(1)?,
-                likes: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
-            })
-        })?;
         let mut out: Vec<Candidate> = rows.collect::<Result<_, _>>()?;
         if out.is_empty() && !exclude.is_empty() {
-            // A tiny library: everything was excluded; let the rules pick among all of it.
-            let mut st = self.conn.prepare_cached(
-                "SELECT id, artist, likes FROM tracks WHERE present = 1 LIMIT ?1",
-            )?;
+            // A tiny library (or pool): everything was excluded; let the rules pick among all
+            // of it.
+            let mut st = self.conn.prepare_cached(&format!(
+                "SELECT {COLS} FROM tracks WHERE {ALLOWED} AND ?1 IS NOT NULL
+                 ORDER BY random() LIMIT ?2"
+            ))?;
             out = st
-                .query_map([sample], |r| {
-                    Ok(Candidate {
-                        track_id: r.get(0)?,
-                        artist: r.get(1)?,
-                        likes: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
-                    })
-                })?
+                .query_map(params![exclude_json, sample, 0, pool, max_ms], candidate_row)?
                 .collect::<Result<_, _>>()?;
         }
         Ok(out)
     }
+}
+
+fn candidate_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+    Ok(Candidate {
+        track_id: r.get(0)?,
+        artist: r.get(1)?,
+        likes: r.get::<_, i64>(2)?.clamp(0, u32::MAX as i64) as u32,
+        title: r.get(3)?,
+        album: r.get(4)?,
+        duration_ms: r.get::<_, i64>(5)?.max(0) as u64,
+        path: std::path::PathBuf::from(r.get::<_, String>(6)?),
+    })
 }

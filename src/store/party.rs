@@ -7,15 +7,16 @@ impl Db {
     pub fn insert_request(&self, e: &Entry) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO requests (id, track_id, guest_id, created_ms, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO requests (id, track_id, guest_id, created_ms, state, dedication)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 e.id,
                 e.track_id,
                 e.guest,
                 e.created_ms,
-                RequestState::Queued
+                RequestState::Queued,
+                e.dedication
             ])?;
         for g in &e.voters {
             self.add_vote(e.id, *g)?;
@@ -60,12 +61,12 @@ impl Db {
     /// The queue as it was left, with every vote.
     pub fn queued(&self) -> Result<Vec<(Entry, Track)>, StoreError> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT r.id, r.guest_id, r.created_ms, r.pin, {TRACK_COLS}
+            "SELECT r.id, r.guest_id, r.created_ms, r.pin, r.dedication, {TRACK_COLS}
              FROM requests r JOIN tracks t ON t.id = r.track_id
              WHERE r.state = ?1 ORDER BY r.id"
         ))?;
         let rows = st.query_map([RequestState::Queued], |r| {
-            let track = track_row_at(r, 4)?;
+            let track = track_row_at(r, 5)?;
             Ok((
                 Entry {
                     id: r.get(0)?,
@@ -75,6 +76,7 @@ impl Db {
                     created_ms: r.get(2)?,
                     voters: Default::default(),
                     pin: r.get(3)?,
+                    dedication: r.get(4)?,
                 },
                 track,
             ))
@@ -145,7 +147,8 @@ impl Db {
         let row = self
             .conn
             .query_row(
-                "SELECT p.id, p.track_id, p.request_id, r.guest_id, p.started_ms, p.position_ms
+                "SELECT p.id, p.track_id, p.request_id, r.guest_id, p.started_ms, p.position_ms,
+                        r.dedication
                  FROM plays p LEFT JOIN requests r ON r.id = p.request_id
                  WHERE p.ended_ms IS NULL ORDER BY p.id DESC LIMIT 1",
                 [],
@@ -157,6 +160,7 @@ impl Db {
                         guest_id: r.get(3)?,
                         started_ms: r.get(4)?,
                         position_ms: r.get::<_, i64>(5)?.max(0) as u64,
+                        dedication: r.get(6)?,
                         likes: vec![],
                         skip_votes: vec![],
                     })

@@ -12,9 +12,14 @@ use crate::store::{RequestState, Track};
 
 impl State {
     pub(super) fn on_command(&mut self, cmd: Command, reply: Option<ReplyTx>, now_ms: i64) {
-        if let Command::Request { actor, track_id } = cmd {
+        if let Command::Request {
+            actor,
+            track_id,
+            dedication,
+        } = cmd
+        {
             // Answers later, once the store has looked the track up.
-            self.request(actor, track_id, reply);
+            self.request(actor, track_id, dedication, reply);
             return;
         }
         let result = self.command(cmd, now_ms);
@@ -230,11 +235,28 @@ impl State {
         }
     }
 
-    fn request(&mut self, actor: Actor, track_id: TrackId, reply: Option<ReplyTx>) {
+    fn request(
+        &mut self,
+        actor: Actor,
+        track_id: TrackId,
+        dedication: Option<String>,
+        reply: Option<ReplyTx>,
+    ) {
         if let Err(e) = self.guests.may_act(actor.guest) {
             self.answer(reply, Err(e));
             return;
         }
+        let dedication = match party::dedication(dedication.as_deref()) {
+            Ok(d) => d,
+            Err(message) => {
+                let e = HubError::BadRequest {
+                    field: "for",
+                    message,
+                };
+                self.answer(reply, Err(e));
+                return;
+            }
+        };
         // The library lives in the store; look the track up there and continue when it answers.
         let internal = self.internal.clone();
         let _ = self.store.queue_read(move |db| {
@@ -242,6 +264,7 @@ impl State {
             let _ = internal.send(Internal::RequestTrack {
                 actor,
                 track_id,
+                dedication,
                 track,
                 reply,
             });
@@ -252,6 +275,7 @@ impl State {
         &mut self,
         actor: Actor,
         track: Option<Track>,
+        dedication: Option<String>,
         now_ms: i64,
     ) -> Result<Reply, HubError> {
         self.guests.may_act(actor.guest)?;
@@ -262,7 +286,8 @@ impl State {
             settings: &self.settings,
             guest: if is_host { None } else { Some(actor.guest) },
             banned: self.guests.banned(),
-            track: track.as_ref().map(|t| (t.id, t.artist.as_str())),
+            track: track.as_ref().map(|t| (t.id, t.facts())),
+            rules: &self.rules,
             queue: &entries,
             playing: self.deck.now().map(|n| n.track.id),
             recent: &self.recent,
@@ -297,6 +322,7 @@ impl State {
                     created_ms: now_ms,
                     voters: [g].into_iter().collect(),
                     pin: None,
+                    dedication: dedication.clone(),
                 };
                 let row = entry.clone();
                 self.op(move |db| db.insert_request(&row));
@@ -308,6 +334,7 @@ impl State {
                     by: Some(self.guests.display_name(g)),
                     by_id: Some(g),
                     by_host: self.guests.is_host(g),
+                    dedication,
                 };
                 self.queue.insert(Queued { entry, track });
                 self.push_entry(id);

@@ -85,12 +85,34 @@ impl State {
             ("max_volume", p.max_volume.map(i64::from)),
             ("loudness_lufs", p.loudness_lufs.map(i64::from)),
             ("crossfade_s", p.crossfade_s.map(i64::from)),
+            ("max_track_minutes", p.max_track_minutes.map(i64::from)),
         ] {
             if let Some(v) = v {
                 party::check_setting(field, v)
                     .map_err(|message| HubError::BadRequest { field, message })?;
             }
         }
+        let list = |field: &'static str, v: &Option<Vec<String>>| {
+            v.as_deref()
+                .map(|items| party::rules::check_list(field, items))
+                .transpose()
+                .map_err(|message| HubError::BadRequest { field, message })
+        };
+        let blocked_artists = list("blocked_artists", &p.blocked_artists)?;
+        let blocked_words = list("blocked_words", &p.blocked_words)?;
+        let pool = p
+            .pool
+            .as_ref()
+            .map(|v| party::rules::check_pool(v.as_deref()))
+            .transpose()
+            .map_err(|message| HubError::BadRequest {
+                field: "pool",
+                message,
+            })?;
+        let rules_changed = blocked_artists.is_some()
+            || blocked_words.is_some()
+            || p.max_track_minutes.is_some()
+            || pool.is_some();
         let s = &mut self.settings;
         if let Some(v) = p.request_limit {
             s.request_limit = v;
@@ -122,6 +144,18 @@ impl State {
         if let Some(v) = p.snapcast_control {
             s.snapcast_control = v;
         }
+        if let Some(v) = blocked_artists {
+            s.blocked_artists = v;
+        }
+        if let Some(v) = blocked_words {
+            s.blocked_words = v;
+        }
+        if let Some(v) = p.max_track_minutes {
+            s.max_track_minutes = v;
+        }
+        if let Some(v) = pool {
+            s.pool = v;
+        }
         if let Some(v) = p.max_volume {
             s.max_volume = v;
             if s.volume > v {
@@ -134,6 +168,9 @@ impl State {
         }
         if p.crossfade_s.is_some() {
             self.player(self.crossfade());
+        }
+        if rules_changed {
+            self.rules_changed(now_ms);
         }
         self.save_settings();
         self.push_room();
@@ -148,5 +185,26 @@ impl State {
             self.push_now(now_ms);
         }
         Ok(Reply::Done)
+    }
+
+    /// New content rules: the search marks by them from now on, and the auto-DJ picks again
+    /// if what it picked (or is picking) may be refused by them. Queued requests stay: the
+    /// host removes them if they must go.
+    fn rules_changed(&mut self, now_ms: i64) {
+        self.rules = party::Rules::new(&self.settings, &self.music);
+        self.publisher.set_rules(self.rules.clone());
+        self.autodj_blocked = false;
+        let refused = self
+            .deck
+            .auto_next()
+            .is_some_and(|t| self.rules.check(&t.facts()).is_some());
+        if refused || !self.deck.wants_auto() {
+            self.deck.forget_auto_pick();
+        }
+        if self.deck.busy() {
+            self.refresh_preload(now_ms);
+        } else {
+            self.advance(now_ms);
+        }
     }
 }

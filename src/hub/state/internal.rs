@@ -13,23 +13,29 @@ impl State {
             Internal::RequestTrack {
                 actor,
                 track_id,
+                dedication,
                 track,
                 reply,
             } => {
                 let result = match track {
-                    Ok(t) => self.request_with_track(actor, t, now_ms),
+                    Ok(t) => self.request_with_track(actor, t, dedication, now_ms),
                     Err(e) => Err(HubError::Internal(format!("reading track {track_id}: {e}"))),
                 };
                 self.answer(reply, result);
                 return;
             }
             Internal::AutoPicked { generation, track } => {
+                let found = track.is_some();
                 match self.deck.on_auto_picked(generation, track) {
                     Picked::Stale => return,
                     Picked::Load(cmd) => self.player(cmd),
-                    Picked::Empty => tracing::info!("nothing to play: the library is empty"),
+                    Picked::Empty if self.rules.is_open() => {
+                        tracing::info!("nothing to play: the library is empty")
+                    }
+                    Picked::Empty => {}
                     Picked::Kept => self.refresh_preload(now_ms),
                 }
+                self.set_autodj_blocked(!found && !self.rules.is_open());
             }
             Internal::StoreFailed => self.needs_resync = true,
             Internal::SocketClosed(g, addr) => self.socket_closed(g, addr, now_ms),
@@ -104,5 +110,20 @@ impl State {
             self.scan.not_started();
             tracing::error!("cannot start the library scan: {e}");
         }
+    }
+
+    /// Whether the auto-DJ found nothing the content rules allow; the room (and so the host
+    /// page) says so when it changes.
+    fn set_autodj_blocked(&mut self, blocked: bool) {
+        if blocked == self.autodj_blocked {
+            return;
+        }
+        if blocked {
+            tracing::warn!(
+                "the auto-DJ has nothing to play: no track of the library passes the host's content rules"
+            );
+        }
+        self.autodj_blocked = blocked;
+        self.push_room();
     }
 }

@@ -39,7 +39,7 @@ use super::views::{OutputView, RoomsView, SoundView};
 use super::{Actor, Answer, GuestLimits, HubConfig, Publisher};
 use crate::library::ScanProgress;
 use crate::loudness::{Levels, Pass};
-use crate::party::{GuestId, RecentPlay, Settings, TrackId};
+use crate::party::{GuestId, RecentPlay, Rules, Settings, TrackId};
 use crate::player::{AudioStats, Player, PlayerCommand, PlayerEvent};
 use crate::store::{Db, MaxIds, Store, StoreError, Track};
 
@@ -52,6 +52,7 @@ pub(crate) enum Internal {
     RequestTrack {
         actor: Actor,
         track_id: TrackId,
+        dedication: Option<String>,
         track: Result<Option<Track>, String>,
         reply: Option<ReplyTx>,
     },
@@ -87,6 +88,10 @@ pub(crate) struct State {
     internal: mpsc::UnboundedSender<Internal>,
 
     settings: Settings,
+    /// The content rules of `settings`, folded for checking.
+    rules: Rules,
+    /// The auto-DJ found nothing the content rules allow (the host page says so).
+    autodj_blocked: bool,
     limits: GuestLimits,
     guests: Guests,
     pairings: Pairings,
@@ -186,7 +191,11 @@ impl State {
         .ok();
         let per_minute =
             NonZeroU32::new(cfg.guest_limits.guest_rate_total.max(1)).expect("non-zero");
+        let rules = Rules::new(&settings, &cfg.music);
+        publisher.set_rules(rules.clone());
         let mut s = State {
+            rules,
+            autodj_blocked: false,
             name: cfg.name,
             music: cfg.music,
             store,

@@ -97,16 +97,18 @@ impl State {
             }
         }
         let settings = self.settings.clone();
+        let rules = self.rules.clone();
         let internal = self.internal.clone();
         let _ = self.store.queue_read(move |db| {
             let pick = db
-                .autodj_candidates(&exclude, AUTODJ_SAMPLE)
+                .autodj_candidates(&exclude, AUTODJ_SAMPLE, &rules)
                 .map(|c| {
                     let c: Vec<_> = c
                         .into_iter()
                         .filter(|c| !unplayable.contains(&c.track_id))
                         .collect();
-                    party::pick_autodj(&c, &recent, &settings, now_ms, rand::rng().random())
+                    let draw = rand::rng().random();
+                    party::pick_autodj(&c, &recent, &settings, &rules, now_ms, draw)
                 })
                 .and_then(|id| match id {
                     Some(id) => db.track(id),
@@ -286,7 +288,7 @@ impl State {
             track.duration_ms = d;
         }
         let resumed = matches!(p, Planned::Resume(..));
-        let (play_id, entry_id, requester, auto, position, likes, skips) = match p {
+        let (play_id, entry_id, requester, auto, position, likes, skips, dedication) = match p {
             Planned::Resume(open, _) => (
                 open.id,
                 open.request_id,
@@ -295,26 +297,29 @@ impl State {
                 start_ms,
                 open.likes.iter().copied().collect(),
                 open.skip_votes.iter().copied().collect(),
+                open.dedication.clone(),
             ),
             Planned::Entry(id, _) => {
                 let play_id = self.ids.next_play();
-                let (requester, entry) = match self.remove_entry(id, RequestState::Played, now_ms) {
-                    Some(q) => (q.entry.guest, Some(id)),
-                    None => (None, None),
-                };
+                let (requester, entry, dedication) =
+                    match self.remove_entry(id, RequestState::Played, now_ms) {
+                        Some(q) => (q.entry.guest, Some(id), q.entry.dedication),
+                        None => (None, None, None),
+                    };
                 if let Some(g) = requester {
                     *self.played_tonight.entry(g).or_default() += 1;
                 }
                 let track_id = track.id;
                 self.op(move |db| db.insert_play(play_id, track_id, entry, now_ms));
                 let none = HashSet::new;
-                (play_id, entry, requester, false, 0, none(), none())
+                (play_id, entry, requester, false, 0, none(), none(), dedication)
             }
             Planned::Auto(_) => {
                 let play_id = self.ids.next_play();
                 let track_id = track.id;
                 self.op(move |db| db.insert_play(play_id, track_id, None, now_ms));
-                (play_id, None, None, true, 0, HashSet::new(), HashSet::new())
+                let none = HashSet::new;
+                (play_id, None, None, true, 0, none(), none(), None)
             }
         };
         self.remember_play(&track, resumed, now_ms);
@@ -340,6 +345,7 @@ impl State {
             requested_by: requester.map(|g| self.guests.display_name(g)),
             requested_by_id: requester,
             requested_by_host: requester.is_some_and(|g| self.guests.is_host(g)),
+            dedication: dedication.clone(),
         };
         // Paused by the host when the jukebox stopped: it stays paused until the host plays.
         let paused = resumed && self.deck.resumes_paused(play_id);
@@ -352,6 +358,7 @@ impl State {
             track,
             entry_id,
             requester,
+            dedication,
             auto,
             position_ms: position,
             position_at_ms: now_ms,

@@ -48,6 +48,7 @@ impl State {
             skip_needed: self.skip_needed(),
             volume: self.settings.volume,
             auto: n.auto,
+            dedication: n.dedication.clone(),
         })
     }
 
@@ -62,6 +63,7 @@ impl State {
             votes: q.entry.votes(self.guests.banned()),
             pinned: q.entry.pin.is_some(),
             created_ms: q.entry.created_ms,
+            dedication: q.entry.dedication.clone(),
         })
     }
 
@@ -107,6 +109,7 @@ impl State {
             settings: self.settings.clone(),
             audio_ok: self.output.ok,
             scan: self.scan.view(),
+            autodj_blocked: self.autodj_blocked,
         }
     }
 

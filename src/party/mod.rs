@@ -11,6 +11,9 @@ use crate::protocol::ErrorCode;
 
 pub use crate::ids::{EntryId, GuestId, PlayId, TrackId};
 
+pub mod rules;
+pub use rules::{Facts, Rule, Rules};
+
 /// Party settings; every one is configurable at start and changeable live by the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -42,6 +45,15 @@ pub struct Settings {
     /// allows.
     #[serde(deserialize_with = "on_off")]
     pub snapcast_control: bool,
+    /// Content rules ([`rules`]): artists whose songs guests may not request and the auto-DJ
+    /// does not pick.
+    pub blocked_artists: Vec<String>,
+    /// Words (or phrases) that refuse a song when its title, artist or album has them.
+    pub blocked_words: Vec<String>,
+    /// The longest song allowed, in minutes (0: no limit).
+    pub max_track_minutes: u32,
+    /// Requests and the auto-DJ only from this folder of the library (relative to it).
+    pub pool: Option<String>,
 }
 
 /// An on/off setting: `true`/`false`, or the words `on`/`off` a flag or the file gives.
@@ -97,6 +109,10 @@ pub enum Allowed {
     Range(i64, i64),
     /// One of these words.
     Words(&'static [&'static str]),
+    /// A list of names or words ([`rules::check_list`]).
+    List,
+    /// A folder inside the music folder, or none ([`rules::check_pool`]).
+    Folder,
 }
 
 impl Allowed {
@@ -105,7 +121,7 @@ impl Allowed {
         match self {
             Allowed::Range(lo, hi) if (lo..=hi).contains(&value) => Ok(value),
             Allowed::Range(lo, hi) => Err(format!("{value} is out of range; allowed {lo}..={hi}")),
-            Allowed::Words(_) => Err(format!("{value} is not a word; allowed {self}")),
+            _ => Err(format!("{value} is not a word; allowed {self}")),
         }
     }
 
@@ -118,6 +134,7 @@ impl Allowed {
                 .copied()
                 .ok_or_else(|| format!("{word:?} is not allowed; allowed {self}")),
             Allowed::Range(..) => Err(format!("{word:?} is not a number; allowed {self}")),
+            Allowed::List | Allowed::Folder => Err(format!("{word:?}: allowed {self}")),
         }
     }
 }
@@ -127,6 +144,13 @@ impl std::fmt::Display for Allowed {
         match self {
             Allowed::Range(lo, hi) => write!(f, "{lo}..={hi}"),
             Allowed::Words(words) => f.write_str(&words.join(", ")),
+            Allowed::List => write!(
+                f,
+                "a list of at most {} entries of up to {} characters",
+                rules::MAX_LIST_ITEMS,
+                rules::MAX_ITEM_CHARS
+            ),
+            Allowed::Folder => f.write_str("a folder inside the music folder, or none"),
         }
     }
 }
@@ -145,6 +169,10 @@ pub const SETTING_RULES: &[(&str, Allowed)] = &[
     ("loudness_lufs", Allowed::Range(-30, -5)),
     ("crossfade_s", Allowed::Range(0, 12)),
     ("snapcast_control", Allowed::Words(&["on", "off"])),
+    ("blocked_artists", Allowed::List),
+    ("blocked_words", Allowed::List),
+    ("max_track_minutes", Allowed::Range(0, 600)),
+    ("pool", Allowed::Folder),
 ];
 
 /// The rule of `key`, if it has one.
@@ -179,6 +207,10 @@ impl Default for Settings {
             loudness_lufs: -14,
             crossfade_s: 0,
             snapcast_control: false,
+            blocked_artists: Vec::new(),
+            blocked_words: Vec::new(),
+            max_track_minutes: 0,
+            pool: None,
         }
     }
 }
@@ -196,6 +228,8 @@ pub struct Entry {
     pub voters: HashSet<GuestId>,
     /// Set by a host move: pinned entries come first, in pin order, ahead of the vote order.
     pub pin: Option<u32>,
+    /// Who the requester dedicated it to ("for Anna"), as [`dedication`] accepted it.
+    pub dedication: Option<String>,
 }
 
 impl Entry {
@@ -268,6 +302,49 @@ pub enum Refusal {
     },
     #[error("you already have {limit} songs waiting")]
     LimitReached { limit: u32 },
+    #[error("{}", not_allowed_message(*rule, *max_minutes))]
+    NotAllowed { rule: Rule, max_minutes: u32 },
+}
+
+fn not_allowed_message(rule: Rule, max_minutes: u32) -> String {
+    match rule {
+        Rule::BlockedArtist => "the host does not allow songs by this artist tonight".into(),
+        Rule::BlockedWord => "the host does not allow this song tonight".into(),
+        Rule::TooLong => format!("the host allows songs of up to {max_minutes} minutes tonight"),
+        Rule::NotInPool => "the host plays only songs from tonight's playlist".into(),
+    }
+}
+
+impl Refusal {
+    /// The refusal of a content rule.
+    pub fn not_allowed(rule: Rule, rules: &Rules) -> Refusal {
+        Refusal::NotAllowed {
+            rule,
+            max_minutes: rules.max_minutes(),
+        }
+    }
+}
+
+/// The longest dedication, in characters.
+pub const MAX_DEDICATION_CHARS: usize = 40;
+
+/// A request's dedication ("for Anna") as given: trimmed, `None` when empty; refused when
+/// longer than [`MAX_DEDICATION_CHARS`] or with control or invisible formatting characters.
+pub fn dedication(given: Option<&str>) -> Result<Option<String>, String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let Some(d) = given.map(str::trim).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    if d.chars().count() > MAX_DEDICATION_CHARS {
+        return Err(format!("at most {MAX_DEDICATION_CHARS} characters"));
+    }
+    if d.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
+    if d.chars().any(|c| c.general_category() == GeneralCategory::Format) {
+        return Err("invisible formatting characters are not allowed".into());
+    }
+    Ok(Some(d.to_string()))
 }
 
 fn artist_spacing_message(artist: &str, plays_ago: u32) -> String {
@@ -288,6 +365,7 @@ impl Refusal {
             Refusal::PlayingNow | Refusal::RecentlyPlayed { .. } => ErrorCode::RecentlyPlayed,
             Refusal::ArtistSpacing { .. } => ErrorCode::ArtistSpacing,
             Refusal::LimitReached { .. } => ErrorCode::LimitReached,
+            Refusal::NotAllowed { .. } => ErrorCode::NotAllowed,
         }
     }
 }
@@ -307,8 +385,10 @@ pub struct RequestCtx<'a> {
     /// `None` when the host requests: the host is not capped, paused or spaced.
     pub guest: Option<GuestId>,
     pub banned: &'a HashSet<GuestId>,
-    /// The requested track's artist, or `None` when the track is not (or no longer) in the library.
-    pub track: Option<(TrackId, &'a str)>,
+    /// The requested track and what the content rules look at, or `None` when the track is
+    /// not (or no longer) in the library.
+    pub track: Option<(TrackId, Facts<'a>)>,
+    pub rules: &'a Rules,
     pub queue: &'a [Entry],
     /// The play going on now, if any: its track cannot be requested.
     pub playing: Option<TrackId>,
@@ -323,9 +403,17 @@ pub fn admit_request(ctx: &RequestCtx<'_>) -> Result<Admission, Refusal> {
             return Err(Refusal::Banned);
         }
     }
-    let Some((track_id, artist)) = ctx.track else {
+    let Some((track_id, facts)) = ctx.track else {
         return Err(Refusal::NotFound);
     };
+    let artist = facts.artist;
+    // A guest's request for a refused song is refused even when it is queued already (the
+    // host's, or from before the rule): it would be an up-vote for what the rules keep out.
+    if ctx.guest.is_some() {
+        if let Some(rule) = ctx.rules.check(&facts) {
+            return Err(Refusal::not_allowed(rule, ctx.rules));
+        }
+    }
     if let Some(e) = ctx.queue.iter().find(|e| e.track_id == track_id) {
         return Ok(Admission::UpVote(e.id));
     }
@@ -428,19 +516,48 @@ pub struct Candidate {
     pub artist: String,
     /// All-time likes: more likes, more likely.
     pub likes: u32,
+    pub title: String,
+    pub album: String,
+    pub duration_ms: u64,
+    pub path: std::path::PathBuf,
 }
 
-/// Picks the next track when the queue is empty. Prefers tracks outside the no-repeat window
-/// whose artist was not among the last `artist_spacing` plays; relaxes spacing, then the
-/// window, rather than let the music stop (a small library). Weighted by likes; `draw` is a
-/// uniform number in [0, 1).
+impl Candidate {
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            artist: &self.artist,
+            title: &self.title,
+            album: &self.album,
+            duration_ms: self.duration_ms,
+            path: &self.path,
+        }
+    }
+}
+
+/// Picks the next track when the queue is empty. Only tracks the content rules allow; among
+/// them it prefers tracks outside the no-repeat window whose artist was not among the last
+/// `artist_spacing` plays; relaxes spacing, then the window, rather than let the music stop
+/// (a small library), but never the content rules: with nothing they allow, `None`.
+/// Weighted by likes; `draw` is a uniform number in [0, 1).
 pub fn pick_autodj(
     candidates: &[Candidate],
     recent: &[RecentPlay],
     s: &Settings,
+    rules: &Rules,
     now_ms: i64,
     draw: f64,
 ) -> Option<TrackId> {
+    let allowed: Vec<Candidate>;
+    let candidates = if rules.is_open() {
+        candidates
+    } else {
+        allowed = candidates
+            .iter()
+            .filter(|c| rules.check(&c.facts()).is_none())
+            .cloned()
+            .collect();
+        &allowed[..]
+    };
     let window_ms = i64::from(s.no_repeat_minutes) * 60_000;
     let last_played = |t: TrackId| recent.iter().find(|p| p.track_id == t);
     let in_window =
@@ -492,6 +609,7 @@ mod tests {
             created_ms: created,
             voters: set(voters),
             pin: None,
+            dedication: None,
         }
     }
 
@@ -773,13 +891,15 @@ mod tests {
                 want: Ok(Admission::UpVote(EntryId::new(3))),
             },
         ];
+        let open = Rules::default();
         for c in cases {
             let banned = set(&c.banned);
             let ctx = RequestCtx {
                 settings: &c.settings,
                 guest: c.guest.map(GuestId::new),
                 banned: &banned,
-                track: c.track.map(|(t, a)| (TrackId::new(t), a)),
+                track: c.track.map(|(t, a)| (TrackId::new(t), facts(a))),
+                rules: &open,
                 queue: &queue,
                 playing: Some(TrackId::new(500)),
                 recent: &recent,
@@ -895,12 +1015,100 @@ mod tests {
         }
     }
 
+    fn facts(artist: &str) -> Facts<'_> {
+        Facts {
+            artist,
+            title: "Title",
+            album: "Album",
+            duration_ms: 180_000,
+            path: std::path::Path::new("/music/Pop/x.flac"),
+        }
+    }
+
     fn cand(id: i64, artist: &str, likes: u32) -> Candidate {
         Candidate {
             track_id: TrackId::new(id),
             artist: artist.into(),
             likes,
+            title: format!("Song {id}"),
+            album: String::new(),
+            duration_ms: 180_000,
+            path: format!("/music/{}/{id}.flac", if id % 2 == 0 { "Wedding" } else { "Pop" }).into(),
         }
+    }
+
+    /// The content rules refuse guests' requests (a queued track too: no up-vote for what
+    /// they keep out), and let the host's pass.
+    #[test]
+    fn content_rules_refuse_guests_requests() {
+        let s = Settings {
+            blocked_artists: vec!["ABBA".into()],
+            ..Settings::default()
+        };
+        let rules = Rules::new(&s, std::path::Path::new("/music"));
+        let mut queued = entry(3, None, 1, &[]);
+        queued.track_id = TrackId::new(30);
+        let queue = vec![queued];
+        let banned = HashSet::new();
+        let ask = |guest: Option<i64>, track: i64, artist: &'static str| {
+            admit_request(&RequestCtx {
+                settings: &s,
+                guest: guest.map(GuestId::new),
+                banned: &banned,
+                track: Some((TrackId::new(track), facts(artist))),
+                rules: &rules,
+                queue: &queue,
+                playing: None,
+                recent: &[],
+                now_ms: 0,
+            })
+        };
+        let refused = Err(Refusal::NotAllowed {
+            rule: Rule::BlockedArtist,
+            max_minutes: 0,
+        });
+        assert_eq!(ask(Some(1), 10, "abba"), refused, "a guest");
+        assert_eq!(ask(Some(1), 30, "ABBA"), refused, "queued already");
+        assert_eq!(ask(Some(1), 30, "Queen"), Ok(Admission::UpVote(EntryId::new(3))));
+        assert_eq!(ask(Some(1), 10, "Queen"), Ok(Admission::NewEntry));
+        assert_eq!(ask(None, 10, "ABBA"), Ok(Admission::NewEntry), "the host");
+        assert_eq!(
+            Refusal::NotAllowed {
+                rule: Rule::TooLong,
+                max_minutes: 8
+            }
+            .to_string(),
+            "the host allows songs of up to 8 minutes tonight"
+        );
+    }
+
+    /// The auto-DJ never breaks a content rule, whatever the window or the spacing leave:
+    /// with nothing allowed it picks nothing.
+    #[test]
+    fn autodj_keeps_the_content_rules() {
+        let s = Settings {
+            pool: Some("Wedding".into()),
+            ..Settings::default()
+        };
+        let rules = Rules::new(&s, std::path::Path::new("/music"));
+        let cands: Vec<Candidate> = (1..=10).map(|i| cand(i, &format!("A{i}"), 0)).collect();
+        for draw in 0..20 {
+            let pick = pick_autodj(&cands, &[], &s, &rules, 0, f64::from(draw) / 20.0).unwrap();
+            assert_eq!(pick.get() % 2, 0, "{pick} is outside the pool");
+        }
+        // Every pool track was just played: one of them again, never one outside.
+        let recent: Vec<RecentPlay> = [2, 4, 6, 8, 10]
+            .iter()
+            .map(|&i| RecentPlay {
+                track_id: TrackId::new(i),
+                artist: format!("A{i}"),
+                started_ms: -i,
+            })
+            .collect();
+        let pick = pick_autodj(&cands, &recent, &s, &rules, 0, 0.5).unwrap();
+        assert_eq!(pick, TrackId::new(10), "the pool track heard longest ago");
+        let only_pop: Vec<Candidate> = cands.iter().filter(|c| c.track_id.get() % 2 == 1).cloned().collect();
+        assert_eq!(pick_autodj(&only_pop, &[], &s, &rules, 0, 0.5), None);
     }
 
     #[test]
@@ -979,7 +1187,7 @@ mod tests {
         ];
         for c in cases {
             assert_eq!(
-                pick_autodj(&c.candidates, &c.recent, &s, now, c.draw),
+                pick_autodj(&c.candidates, &c.recent, &s, &Rules::default(), now, c.draw),
                 c.want.map(TrackId::new),
                 "{}",
                 c.name
