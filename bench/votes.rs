@@ -47,6 +47,7 @@ async fn main() {
             .call(Command::Snapshot {
                 guest: None,
                 admin: false,
+                history: false,
             })
             .await
             .result
@@ -115,6 +116,7 @@ async fn main() {
         .call(Command::Request {
             actor: host,
             track_id: track.id,
+            dedication: None,
         })
         .await;
     let Ok(Reply::Requested { entry_id, .. }) = answer.result else {

@@ -129,7 +129,7 @@ async fn ensure_host_pin(store: &Store, configured: Option<String>) -> Result<St
 /// to keep waiting and how far it got. Returns the number of tracks.
 async fn library_loaded(hub: &Hub) -> u64 {
     loop {
-        let Ok(s) = hub.snapshot(None, false).await.result else {
+        let Ok(s) = hub.snapshot(None, false, false).await.result else {
             return 0;
         };
         let room = &s.room;

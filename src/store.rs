@@ -134,6 +134,19 @@ impl Track {
     }
 }
 
+/// A play of the recent history, with who asked for it and its likes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastPlay {
+    pub play_id: PlayId,
+    pub track: Track,
+    pub requester: Option<GuestId>,
+    pub dedication: Option<String>,
+    pub started_ms: i64,
+    pub likes: u32,
+    /// `None` while it plays.
+    pub ended: Option<PlayEnd>,
+}
+
 /// What a scan compares to decide whether a file must be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {

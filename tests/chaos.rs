@@ -113,6 +113,7 @@ fn random_command(
         0..=2 => Command::Request {
             actor: g,
             track_id: tracks[rng.random_range(0..tracks.len())],
+            dedication: None,
         },
         3 => Command::Vote {
             actor: g,
@@ -206,6 +207,7 @@ async fn memory_and_disk_agree_on_the_queue(h: &TestHub) {
         .ok(Command::Snapshot {
             guest: None,
             admin: true,
+            history: false,
         })
         .await
     {

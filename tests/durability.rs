@@ -117,6 +117,7 @@ fn child(dir: &std::path::Path) {
                 .ok(Command::Request {
                     actor: owner,
                     track_id: *t,
+                    dedication: None,
                 })
                 .await
             {

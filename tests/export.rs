@@ -37,6 +37,7 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
     h.ok(Command::Request {
         actor: mia,
         track_id: track.id,
+        dedication: None,
     })
     .await;
     h.ok(Command::Like {
@@ -148,6 +149,7 @@ async fn csv_cells_that_look_like_formulas_stay_text() {
     h.ok(Command::Request {
         actor: evil,
         track_id: track.id,
+        dedication: None,
     })
     .await;
     h.ok(Command::Skip {

@@ -4,11 +4,11 @@
 
 use jukebox::hub::HubError;
 use jukebox::hub::{
-    Change, Event, GainFrom, GuestAdminView, MeView, NowPlayingView, OutputView, PassView,
-    PlayingSound, QueueEntryView, Role, RoomView, RoomsView, ScanView, SnapRoomView,
+    Change, Event, GainFrom, GuestAdminView, HistoryItemView, MeView, NowPlayingView, OutputView,
+    PassView, PlayingSound, QueueEntryView, Role, RoomView, RoomsView, ScanView, SnapRoomView,
     SnapserverView, Snapshot, SoundView, TrackView,
 };
-use jukebox::party::{EntryId, GuestId, PlayId, Refusal, Settings, TrackId};
+use jukebox::party::{EntryId, GuestId, PlayId, Refusal, Rule, Rules, Settings, TrackId};
 use jukebox::protocol::{self, ErrorCode, Incoming, Tail, Topic, WireError};
 use serde_json::Value;
 
@@ -56,6 +56,7 @@ fn sample_snapshot() -> Snapshot {
             skip_needed: 2,
             volume: 70,
             auto: false,
+            dedication: Some("Anna".into()),
         }),
         queue: vec![QueueEntryView {
             id: EntryId::new(42),
@@ -66,8 +67,24 @@ fn sample_snapshot() -> Snapshot {
             votes: 1,
             pinned: false,
             created_ms: 0,
+            dedication: Some("Anna".into()),
         }],
         order: vec![EntryId::new(42)],
+        history: vec![HistoryItemView {
+            play_id: PlayId::new(77),
+            track: track(3, true),
+            requested_by: Some("Sam".into()),
+            requester: Some(GuestId::new(9)),
+            requested_by_host: false,
+            dedication: Some("Anna".into()),
+            started_ms: 0,
+            likes: 12,
+            ended: Some(jukebox::store::PlayEnd::Finished),
+            refused: Some(Refusal::NotAllowed {
+                rule: Rule::BlockedArtist,
+                max_minutes: 0,
+            }),
+        }],
         room: RoomView {
             name: "jukebox".into(),
             guests_connected: 1,
@@ -79,6 +96,7 @@ fn sample_snapshot() -> Snapshot {
                 read: 1,
                 done: true,
             }),
+            autodj_blocked: false,
         },
         me: Some(MeView {
             guest_id: GuestId::new(17),
@@ -156,6 +174,11 @@ fn references() -> Vec<Value> {
             entry: Some(Box::new(s.queue[0].clone())),
         },
         Change::QueueOrder(vec![EntryId::new(42)]),
+        Change::HistoryEntry {
+            id: PlayId::new(77),
+            entry: Some(Box::new(s.history[0].clone())),
+        },
+        Change::HistoryOrder(vec![PlayId::new(77)]),
         Change::Room(Box::new(s.room.clone())),
         Change::Me(Box::new(s.me.clone().unwrap())),
         Change::Guest(Box::new(s.guests[0].clone())),
@@ -176,6 +199,7 @@ fn references() -> Vec<Value> {
             requested_by: None,
             requested_by_id: None,
             requested_by_host: false,
+            dedication: Some("Anna".into()),
         },
         Event::Liked {
             play_id: PlayId::new(1),
@@ -205,6 +229,7 @@ fn references() -> Vec<Value> {
             by: None,
             by_id: None,
             by_host: false,
+            dedication: Some("Anna".into()),
         },
         Event::HostMessage { text: "hi".into() },
         Event::YourRequestNext {
@@ -258,7 +283,18 @@ fn references() -> Vec<Value> {
     };
     out.push(render(&protocol::reply_ok(
         1,
-        protocol::search_results(&[row], Some(20)),
+        protocol::search_results(&[row.clone()], Some(20), &Rules::default()),
+    )));
+    let rules = Rules::new(
+        &Settings {
+            blocked_artists: vec!["a".into()],
+            ..Settings::default()
+        },
+        std::path::Path::new("/m"),
+    );
+    out.push(render(&protocol::reply_ok(
+        1,
+        protocol::search_results(&[row], None, &rules),
     )));
     let session = jukebox::login::HostSession {
         guest_id: GuestId::new(1),
@@ -300,6 +336,14 @@ fn references() -> Vec<Value> {
             spacing: 1,
         },
         Refusal::LimitReached { limit: 1 },
+        Refusal::NotAllowed {
+            rule: Rule::BlockedArtist,
+            max_minutes: 0,
+        },
+        Refusal::NotAllowed {
+            rule: Rule::TooLong,
+            max_minutes: 8,
+        },
     ] {
         let e = WireError::from(&HubError::Refused(refusal));
         out.push(render(&protocol::reply_err(1, &e)));

@@ -102,7 +102,8 @@ impl Kind for LiveList {
     type Raw = ListRaw;
     type Value = Vec<String>;
     fn check(key: &str, raw: ListRaw) -> Result<Vec<String>, String> {
-        crate::party::rules::check_list(key, &raw.0).map_err(|e| format!("{e}; allowed {}", Allowed::List))
+        crate::party::rules::check_list(key, &raw.0)
+            .map_err(|e| format!("{e}; allowed {}", Allowed::List))
     }
     fn help(_key: &str, text: &str, _default: Option<&Vec<String>>) -> String {
         format!("{text} (repeat the flag; ';' between entries in the environment) [default: none]")
@@ -116,7 +117,8 @@ impl Kind for LivePool {
     type Raw = String;
     type Value = Option<String>;
     fn check(_key: &str, raw: String) -> Result<Option<String>, String> {
-        crate::party::rules::check_pool(Some(&raw)).map_err(|e| format!("{e}; allowed {}", Allowed::Folder))
+        crate::party::rules::check_pool(Some(&raw))
+            .map_err(|e| format!("{e}; allowed {}", Allowed::Folder))
     }
     fn help(_key: &str, text: &str, _default: Option<&Option<String>>) -> String {
         format!("{text} [default: the whole library]")

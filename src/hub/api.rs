@@ -145,9 +145,19 @@ impl Hub {
     // Reading.
 
     /// The whole state, consistent with the change stream; `me` for `guest`, the guest list
-    /// when `admin`.
-    pub async fn snapshot(&self, guest: Option<GuestId>, admin: bool) -> Answer<Box<Snapshot>> {
-        self.ask(Command::Snapshot { guest, admin }, |r| match r {
+    /// when `admin`, the last plays when `history` (50 of them: only for who shows them).
+    pub async fn snapshot(
+        &self,
+        guest: Option<GuestId>,
+        admin: bool,
+        history: bool,
+    ) -> Answer<Box<Snapshot>> {
+        let cmd = Command::Snapshot {
+            guest,
+            admin,
+            history,
+        };
+        self.ask(cmd, |r| match r {
             Reply::Snapshot(s) => Ok(s),
             other => Err(other),
         })

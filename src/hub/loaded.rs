@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::party::{Entry, GuestId, PlayId, RecentPlay};
-use crate::store::{Db, GuestRow, MaxIds, OpenPlay, Store, StoreError, Track};
+use crate::store::{Db, GuestRow, MaxIds, OpenPlay, PastPlay, Store, StoreError, Track};
 
 use super::PARTY_GAP_MS;
 
@@ -21,6 +21,7 @@ pub(crate) struct Loaded {
     pub queue: Vec<(Entry, Track)>,
     pub open: Option<(OpenPlay, Track)>,
     pub recent: Vec<RecentPlay>,
+    pub history: Vec<PastPlay>,
     pub played_tonight: HashMap<GuestId, u32>,
     pub settings: Option<String>,
     /// The play the host paused, if the jukebox stopped while it was paused.
@@ -48,6 +49,7 @@ impl Loaded {
             queue: db.queued()?,
             open,
             recent,
+            history: db.history(super::history::HISTORY_LEN as u32)?,
             played_tonight: db.played_counts(tonight)?,
             settings: db.meta("settings")?,
             // The meta value is the bare row id (written before ids had a type), not `p<id>`.

@@ -9,6 +9,7 @@
 mod api;
 mod deck;
 mod guests;
+mod history;
 mod loaded;
 mod names;
 mod pairing;
@@ -241,10 +242,11 @@ pub enum Command {
         host: Host,
     },
     /// The whole state, consistent with the change stream; `me` for `guest`, the guest list
-    /// when `admin`.
+    /// when `admin`, the history when `history`.
     Snapshot {
         guest: Option<GuestId>,
         admin: bool,
+        history: bool,
     },
     Status,
     /// The rooms as snapserver reports them now (`crate::rooms` tells, never a front end).

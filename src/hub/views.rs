@@ -70,6 +70,23 @@ pub struct QueueEntryView {
     pub dedication: Option<String>,
 }
 
+/// A play of the `history` topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItemView {
+    pub play_id: PlayId,
+    pub track: TrackView,
+    pub requested_by: Option<String>,
+    pub requester: Option<GuestId>,
+    pub requested_by_host: bool,
+    pub dedication: Option<String>,
+    pub started_ms: i64,
+    pub likes: u32,
+    /// `None` while it plays.
+    pub ended: Option<crate::store::PlayEnd>,
+    /// What a guest's request of it would be refused for by the content rules, if anything.
+    pub refused: Option<crate::party::Refusal>,
+}
+
 /// One guest's own state: sent only to that guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeView {
@@ -403,6 +420,12 @@ pub enum Change {
         entry: Option<Box<QueueEntryView>>,
     },
     QueueOrder(Vec<EntryId>),
+    /// A play of the history was added or changed (`Some`) or fell off its end (`None`).
+    HistoryEntry {
+        id: PlayId,
+        entry: Option<Box<HistoryItemView>>,
+    },
+    HistoryOrder(Vec<PlayId>),
     Room(Box<RoomView>),
     /// For that guest only.
     Me(Box<MeView>),
@@ -456,6 +479,8 @@ pub struct Snapshot {
     pub now_playing: Option<NowPlayingView>,
     pub queue: Vec<QueueEntryView>,
     pub order: Vec<EntryId>,
+    /// Filled only for a snapshot that asked for the history.
+    pub history: Vec<HistoryItemView>,
     pub room: RoomView,
     pub me: Option<MeView>,
     /// Filled for hosts only.

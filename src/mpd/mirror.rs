@@ -272,7 +272,7 @@ impl Mirror {
         };
         loop {
             let mut rx = hub.subscribe();
-            let answer = hub.snapshot(None, false).await;
+            let answer = hub.snapshot(None, false, false).await;
             let Ok(snapshot) = answer.result else {
                 return; // the hub is gone: the jukebox is stopping
             };

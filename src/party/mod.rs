@@ -341,7 +341,9 @@ pub fn dedication(given: Option<&str>) -> Result<Option<String>, String> {
     if d.chars().any(char::is_control) {
         return Err("control characters are not allowed".into());
     }
-    if d.chars().any(|c| c.general_category() == GeneralCategory::Format) {
+    if d.chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+    {
         return Err("invisible formatting characters are not allowed".into());
     }
     Ok(Some(d.to_string()))
@@ -1033,7 +1035,11 @@ mod tests {
             title: format!("Song {id}"),
             album: String::new(),
             duration_ms: 180_000,
-            path: format!("/music/{}/{id}.flac", if id % 2 == 0 { "Wedding" } else { "Pop" }).into(),
+            path: format!(
+                "/music/{}/{id}.flac",
+                if id % 2 == 0 { "Wedding" } else { "Pop" }
+            )
+            .into(),
         }
     }
 
@@ -1069,7 +1075,10 @@ mod tests {
         });
         assert_eq!(ask(Some(1), 10, "abba"), refused, "a guest");
         assert_eq!(ask(Some(1), 30, "ABBA"), refused, "queued already");
-        assert_eq!(ask(Some(1), 30, "Queen"), Ok(Admission::UpVote(EntryId::new(3))));
+        assert_eq!(
+            ask(Some(1), 30, "Queen"),
+            Ok(Admission::UpVote(EntryId::new(3)))
+        );
         assert_eq!(ask(Some(1), 10, "Queen"), Ok(Admission::NewEntry));
         assert_eq!(ask(None, 10, "ABBA"), Ok(Admission::NewEntry), "the host");
         assert_eq!(
@@ -1107,7 +1116,11 @@ mod tests {
             .collect();
         let pick = pick_autodj(&cands, &recent, &s, &rules, 0, 0.5).unwrap();
         assert_eq!(pick, TrackId::new(10), "the pool track heard longest ago");
-        let only_pop: Vec<Candidate> = cands.iter().filter(|c| c.track_id.get() % 2 == 1).cloned().collect();
+        let only_pop: Vec<Candidate> = cands
+            .iter()
+            .filter(|c| c.track_id.get() % 2 == 1)
+            .cloned()
+            .collect();
         assert_eq!(pick_autodj(&only_pop, &[], &s, &rules, 0, 0.5), None);
     }
 

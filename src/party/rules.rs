@@ -89,7 +89,10 @@ impl Rules {
 
     /// No rule is set: everything passes.
     pub fn is_open(&self) -> bool {
-        self.artists.is_empty() && self.words.is_empty() && self.max_ms.is_none() && self.pool.is_none()
+        self.artists.is_empty()
+            && self.words.is_empty()
+            && self.max_ms.is_none()
+            && self.pool.is_none()
     }
 
     /// The longest track allowed, in minutes (0: no limit).
@@ -182,7 +185,12 @@ fn credited(folded: &str) -> impl Iterator<Item = String> + '_ {
     for sep in [";", " / ", " feat. ", " feat ", " ft. ", " featuring "] {
         parts = parts
             .iter()
-            .flat_map(|p| p.split(sep).map(str::trim).map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|p| {
+                p.split(sep)
+                    .map(str::trim)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .collect();
     }
     parts.push(folded.to_string());
@@ -213,7 +221,10 @@ pub fn check_list(key: &str, items: &[String]) -> Result<Vec<String>, String> {
         }
     }
     if out.len() > MAX_LIST_ITEMS {
-        return Err(format!("{} entries; allowed at most {MAX_LIST_ITEMS}", out.len()));
+        return Err(format!(
+            "{} entries; allowed at most {MAX_LIST_ITEMS}",
+            out.len()
+        ));
     }
     Ok(out)
 }
@@ -308,12 +319,37 @@ mod tests {
         };
         let cases: Vec<(&str, Rules, Track, Option<Rule>)> = vec![
             ("no rules", Rules::default(), T, None),
-            ("the artist", artists(&["Beyoncé"]), T, Some(Rule::BlockedArtist)),
-            ("without the accent", artists(&["beyonce"]), T, Some(Rule::BlockedArtist)),
-            ("in capitals", artists(&["BEYONCE"]), T, Some(Rule::BlockedArtist)),
-            ("spaces folded", artists(&["  Beyoncé "]), T, Some(Rule::BlockedArtist)),
+            (
+                "the artist",
+                artists(&["Beyoncé"]),
+                T,
+                Some(Rule::BlockedArtist),
+            ),
+            (
+                "without the accent",
+                artists(&["beyonce"]),
+                T,
+                Some(Rule::BlockedArtist),
+            ),
+            (
+                "in capitals",
+                artists(&["BEYONCE"]),
+                T,
+                Some(Rule::BlockedArtist),
+            ),
+            (
+                "spaces folded",
+                artists(&["  Beyoncé "]),
+                T,
+                Some(Rule::BlockedArtist),
+            ),
             ("another artist", artists(&["ABBA"]), T, None),
-            ("a part of the name is not the name", artists(&["Bey"]), T, None),
+            (
+                "a part of the name is not the name",
+                artists(&["Bey"]),
+                T,
+                None,
+            ),
             (
                 "one of a multi-artist credit",
                 artists(&["jay-z"]),
@@ -326,13 +362,33 @@ mod tests {
                 with(|t| t.artist = "Earth, Wind & Fire"),
                 None,
             ),
-            ("a word of the title", words(&["crazy"]), T, Some(Rule::BlockedWord)),
-            ("a word of the album", words(&["dangerously"]), T, Some(Rule::BlockedWord)),
-            ("a word of the artist", words(&["BEYONCE"]), T, Some(Rule::BlockedWord)),
+            (
+                "a word of the title",
+                words(&["crazy"]),
+                T,
+                Some(Rule::BlockedWord),
+            ),
+            (
+                "a word of the album",
+                words(&["dangerously"]),
+                T,
+                Some(Rule::BlockedWord),
+            ),
+            (
+                "a word of the artist",
+                words(&["BEYONCE"]),
+                T,
+                Some(Rule::BlockedWord),
+            ),
             ("a phrase", words(&["in love"]), T, Some(Rule::BlockedWord)),
             ("a phrase out of order", words(&["love in"]), T, None),
             ("part of a word is not a word", words(&["craz"]), T, None),
-            ("ass is not in Bass", words(&["ass"]), with(|t| t.title = "All About That Bass"), None),
+            (
+                "ass is not in Bass",
+                words(&["ass"]),
+                with(|t| t.title = "All About That Bass"),
+                None,
+            ),
             (
                 "punctuation is not part of words",
                 words(&["damn"]),
@@ -357,8 +413,18 @@ mod tests {
             ("unknown length", longest(3), with(|t| t.minutes = 0), None),
             ("in the pool", pool("Pop"), T, None),
             ("in a pool below", pool("Pop/Beyonce"), T, None),
-            ("outside the pool", pool("Wedding"), T, Some(Rule::NotInPool)),
-            ("a pool is a folder, not a prefix", pool("Po"), T, Some(Rule::NotInPool)),
+            (
+                "outside the pool",
+                pool("Wedding"),
+                T,
+                Some(Rule::NotInPool),
+            ),
+            (
+                "a pool is a folder, not a prefix",
+                pool("Po"),
+                T,
+                Some(Rule::NotInPool),
+            ),
         ];
         for (name, r, t, want) in cases {
             assert_eq!(check(&r, &t), want, "{name}");
@@ -369,18 +435,28 @@ mod tests {
     fn lists_and_pools_as_given() {
         let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            check_list("blocked_artists", &l(&[" ABBA ", "", "abba", "Beyoncé", "beyonce"])),
+            check_list(
+                "blocked_artists",
+                &l(&[" ABBA ", "", "abba", "Beyoncé", "beyonce"])
+            ),
             Ok(l(&["ABBA", "Beyoncé"]))
         );
-        assert!(check_list("blocked_words", &l(&["!!!"])).unwrap_err().contains("no word"));
+        assert!(check_list("blocked_words", &l(&["!!!"]))
+            .unwrap_err()
+            .contains("no word"));
         assert!(check_list("blocked_artists", &l(&["a\u{7}"])).is_err());
         assert!(check_list("blocked_artists", &l(&[&"x".repeat(101)])).is_err());
         let many: Vec<String> = (0..201).map(|i| format!("a{i}")).collect();
-        assert!(check_list("blocked_artists", &many).unwrap_err().contains("at most 200"));
+        assert!(check_list("blocked_artists", &many)
+            .unwrap_err()
+            .contains("at most 200"));
         assert_eq!(check_pool(None), Ok(None));
         assert_eq!(check_pool(Some(" / ")), Ok(None));
         assert_eq!(check_pool(Some("/Wedding/")), Ok(Some("Wedding".into())));
-        assert_eq!(check_pool(Some("Albums//Jazz")), Ok(Some("Albums/Jazz".into())));
+        assert_eq!(
+            check_pool(Some("Albums//Jazz")),
+            Ok(Some("Albums/Jazz".into()))
+        );
         for bad in ["../etc", "a/../../b", "./x", "a\\b", "a\nb"] {
             assert!(check_pool(Some(bad)).is_err(), "{bad}");
         }

@@ -41,18 +41,32 @@ fn known_topics<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Top
 /// may send is a [`HostCmd`]: the type says it, so no front end keeps a list of its own.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
-    Sub { topics: Vec<Topic> },
-    Unsub { topics: Vec<Topic> },
-    Like { play_id: PlayId, on: bool },
-    VoteSkip { play_id: PlayId },
+    Sub {
+        topics: Vec<Topic>,
+    },
+    Unsub {
+        topics: Vec<Topic>,
+    },
+    Like {
+        play_id: PlayId,
+        on: bool,
+    },
+    VoteSkip {
+        play_id: PlayId,
+    },
     Request {
         track_id: TrackId,
         /// `"for"`: who the request is dedicated to (the hub checks it).
         dedication: Option<String>,
     },
-    Vote { entry_id: EntryId, on: bool },
+    Vote {
+        entry_id: EntryId,
+        on: bool,
+    },
     Search(SearchQuery),
-    SetName { name: String },
+    SetName {
+        name: String,
+    },
     Host(HostCmd),
 }
 

@@ -33,7 +33,14 @@ pub const MAX_FRAME: usize = 16 * 1024;
 /// The revision-2 parts (protocol.md §11) every jukebox serves, as `welcome.features` names
 /// them: guest ids beside display names, refusals with their numbers in `error.data`, and
 /// the sound settings with the audio health. [`features`] adds what the configuration turns on.
-const FEATURES: &[&str] = &["ids", "refusals", "sound"];
+const FEATURES: &[&str] = &[
+    "ids",
+    "refusals",
+    "history",
+    "sound",
+    "rules",
+    "dedications",
+];
 
 /// The `welcome.features` of a jukebox, `rooms` with snapserver's control port configured.
 pub fn features(rooms: bool) -> Vec<&'static str> {
@@ -53,16 +60,18 @@ pub enum Topic {
     Room,
     Admin,
     Rooms,
+    History,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 7] = [
         Topic::NowPlaying,
         Topic::Queue,
         Topic::Me,
         Topic::Room,
         Topic::Admin,
         Topic::Rooms,
+        Topic::History,
     ];
 
     /// Only a host may subscribe.
@@ -79,6 +88,7 @@ impl Topic {
             Topic::Room => "room",
             Topic::Admin => "admin",
             Topic::Rooms => "rooms",
+            Topic::History => "history",
         }
     }
 }

@@ -8,13 +8,13 @@ use serde_json::{json, Value};
 use super::ids::cursor;
 use super::{Topic, WireError, VERSION};
 use crate::hub::{
-    Change, Event, GainFrom, GuestAdminView, GuestCreated, MeView, NowPlayingView, Pairing,
-    QueueEntryView, Requested, Role, RoomView, SnapRoomView, SnapserverView, Snapshot, SoundView,
-    Status, TrackView,
+    Change, Event, GainFrom, GuestAdminView, GuestCreated, HistoryItemView, MeView, NowPlayingView,
+    Pairing, QueueEntryView, Requested, Role, RoomView, SnapRoomView, SnapserverView, Snapshot,
+    SoundView, Status, TrackView,
 };
 use crate::ids::GuestId;
 use crate::party::{Refusal, Rules};
-use crate::store::Track;
+use crate::store::{PlayEnd, Track};
 
 /// A sequenced message without its `seq`: rendered per connection by [`Tail::render`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,30 @@ pub fn queue_entry(e: &QueueEntryView) -> Value {
         "votes": e.votes,
         "pinned": e.pinned,
         "for": e.dedication,
+    })
+}
+
+/// A play of the `history` topic. `refused` is what the content rules would answer a guest's
+/// request of it (the no-repeat window and the artist spacing a client works out from
+/// `started_ms` and the order, with the room's settings).
+pub fn history_item(p: &HistoryItemView) -> Value {
+    json!({
+        "id": p.play_id,
+        "track": track(&p.track),
+        "requested_by": p.requested_by,
+        "requested_by_id": p.requester,
+        "requested_by_host": p.requested_by_host,
+        "for": p.dedication,
+        "started_ms": p.started_ms,
+        "likes": p.likes,
+        "ended": p.ended.map(|e| match e {
+            PlayEnd::Finished => "finished",
+            PlayEnd::Skipped => "skipped",
+            PlayEnd::Error => "error",
+        }),
+        "refused": p.refused.as_ref().map(|r| {
+            WireError::from(&crate::hub::HubError::Refused(r.clone())).to_json()
+        }),
     })
 }
 
@@ -254,6 +278,7 @@ pub fn change_topic(c: &Change) -> Option<Topic> {
     match c {
         Change::NowPlaying(_) => Some(Topic::NowPlaying),
         Change::QueueEntry { .. } | Change::QueueOrder(_) => Some(Topic::Queue),
+        Change::HistoryEntry { .. } | Change::HistoryOrder(_) => Some(Topic::History),
         Change::Room(_) => Some(Topic::Room),
         Change::Me(_) => Some(Topic::Me),
         Change::Guest(_) | Change::GuestGone(_) | Change::Output(_) | Change::Sound(_) => {
@@ -295,6 +320,11 @@ pub fn encode_change(c: &Change) -> Option<Tail> {
             json!({"id": id, "data": entry.as_deref().map(queue_entry)}),
         ),
         Change::QueueOrder(order) => update(Topic::Queue, json!({"order": order})),
+        Change::HistoryEntry { id, entry } => update(
+            Topic::History,
+            json!({"id": id, "data": entry.as_deref().map(history_item)}),
+        ),
+        Change::HistoryOrder(order) => update(Topic::History, json!({"order": order})),
         Change::Room(r) => update(Topic::Room, json!({"data": room(r)})),
         Change::Me(m) => update(Topic::Me, json!({"data": me(m)})),
         Change::Guest(g) => update(
@@ -324,6 +354,10 @@ pub fn encode_snapshot(topic: Topic, s: &Snapshot) -> Tail {
         Topic::Queue => json!({
             "items": s.queue.iter().map(queue_entry).collect::<Vec<_>>(),
             "order": s.order,
+        }),
+        Topic::History => json!({
+            "items": s.history.iter().map(history_item).collect::<Vec<_>>(),
+            "order": s.history.iter().map(|p| p.play_id).collect::<Vec<_>>(),
         }),
         Topic::Me => json!({"data": s.me.as_ref().map(me)}),
         Topic::Room => json!({"data": room(&s.room)}),

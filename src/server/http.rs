@@ -258,7 +258,7 @@ pub async fn host_sessions(State(state): State<Arc<AppState>>, headers: HeaderMa
 }
 
 pub async fn api_state(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let s = state.hub.snapshot(None, false).await.result?;
+    let s = state.hub.snapshot(None, false, false).await.result?;
     Ok(Json(body::state(&s)))
 }
 

@@ -243,7 +243,10 @@ impl Db {
                  ORDER BY random() LIMIT ?2"
             ))?;
             out = st
-                .query_map(params![exclude_json, sample, 0, pool, max_ms], candidate_row)?
+                .query_map(
+                    params![exclude_json, sample, 0, pool, max_ms],
+                    candidate_row,
+                )?
                 .collect::<Result<_, _>>()?;
         }
         Ok(out)

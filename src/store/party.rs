@@ -199,6 +199,32 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The last `n` plays, newest first, with their requester, dedication and likes (those of
+    /// guests banned since do not count).
+    pub fn history(&self, n: u32) -> Result<Vec<PastPlay>, StoreError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT p.id, r.guest_id, r.dedication, p.started_ms, p.end_reason,
+                    (SELECT count(*) FROM likes l JOIN guests g ON g.id = l.guest_id
+                     WHERE l.play_id = p.id AND g.banned = 0),
+                    {TRACK_COLS}
+             FROM plays p JOIN tracks t ON t.id = p.track_id
+             LEFT JOIN requests r ON r.id = p.request_id
+             ORDER BY p.id DESC LIMIT ?1"
+        ))?;
+        let rows = st.query_map([n], |r| {
+            Ok(PastPlay {
+                play_id: r.get(0)?,
+                requester: r.get(1)?,
+                dedication: r.get(2)?,
+                started_ms: r.get(3)?,
+                ended: r.get(4)?,
+                likes: r.get::<_, i64>(5)?.clamp(0, u32::MAX as i64) as u32,
+                track: track_row_at(r, 6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many requests of each guest were played since `since_ms` (round-robin fairness).
     pub fn played_counts(&self, since_ms: i64) -> Result<HashMap<GuestId, u32>, StoreError> {
         let mut st = self.conn.prepare(

@@ -203,6 +203,7 @@ impl TestHub {
             .ok(Command::Snapshot {
                 guest: None,
                 admin: true,
+                history: true,
             })
             .await
         {

@@ -87,12 +87,25 @@ impl TestHub {
     }
 
     pub async fn try_request(&self, actor: Actor, track_id: TrackId) -> Result<Reply, HubError> {
-        self.call(Command::Request { actor, track_id }).await.result
+        self.call(Command::Request {
+            actor,
+            track_id,
+            dedication: None,
+        })
+        .await
+        .result
     }
 
     /// Requests `track_id`: its entry, and whether it was an up-vote of an existing one.
     pub async fn request(&self, actor: Actor, track_id: TrackId) -> (EntryId, bool) {
-        requested(self.ok(Command::Request { actor, track_id }).await)
+        requested(
+            self.ok(Command::Request {
+                actor,
+                track_id,
+                dedication: None,
+            })
+            .await,
+        )
     }
 
     pub async fn vote(&self, actor: Actor, entry_id: EntryId, on: bool) {

@@ -61,8 +61,12 @@ impl State {
                 entry_id,
                 on,
             } => self.vote(actor, entry_id, on, now_ms),
-            Command::Snapshot { guest, admin } => Ok(Reply::Snapshot(Box::new(
-                self.snapshot(guest, admin, now_ms),
+            Command::Snapshot {
+                guest,
+                admin,
+                history,
+            } => Ok(Reply::Snapshot(Box::new(
+                self.snapshot(guest, admin, history, now_ms),
             ))),
             Command::Status => Ok(Reply::Status(self.status())),
             Command::Rooms(rooms) => {

@@ -193,6 +193,10 @@ impl State {
     fn rules_changed(&mut self, now_ms: i64) {
         self.rules = party::Rules::new(&self.settings, &self.music);
         self.publisher.set_rules(self.rules.clone());
+        // Each play of the history says whether it may be requested again.
+        for id in self.history.order() {
+            self.push_history_entry(id);
+        }
         self.autodj_blocked = false;
         let refused = self
             .deck

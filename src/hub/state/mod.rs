@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::deck::Deck;
 use super::guests::Guests;
+use super::history::History;
 use super::loaded::Loaded;
 use super::pairing::Pairings;
 use super::queue::Queue;
@@ -103,6 +104,8 @@ pub(crate) struct State {
     deck: Deck,
     scan: Scan,
     recent: Vec<RecentPlay>,
+    /// The last plays, as the `history` topic shows them.
+    history: History,
     played_tonight: HashMap<GuestId, u32>,
     library_size: u64,
     output: OutputView,
@@ -220,6 +223,7 @@ impl State {
             deck: Deck::default(),
             scan: Scan::default(),
             recent: Vec::new(),
+            history: History::default(),
             played_tonight: HashMap::new(),
             library_size: 0,
             output: OutputView {
@@ -249,6 +253,7 @@ impl State {
     fn apply_loaded(&mut self, l: Loaded) {
         self.guests.load(l.guests, l.guest_addrs, l.addr_bans);
         self.recent = l.recent;
+        self.history.load(l.history);
         self.played_tonight = l.played_tonight;
         self.library_size = l.library_size;
         self.queue

@@ -35,17 +35,28 @@ impl State {
     /// Ends the current play (if any) as skipped and moves on.
     pub(super) fn skip_now(&mut self, reason: SkipReason, now_ms: i64) {
         if let Some(n) = self.deck.skip() {
-            let (id, pos) = (n.play_id, n.position(now_ms));
-            self.op(move |db| db.end_play(id, now_ms, PlayEnd::Skipped, pos));
+            let pos = n.position(now_ms);
+            self.end_play(&n, PlayEnd::Skipped, pos, now_ms);
             let ev = Event::Skipped {
                 play_id: Some(n.play_id),
                 track_id: n.track.id,
                 reason,
             };
             self.push_event(None, ev, now_ms);
-            self.forget_play(&n.likes, &n.skip_votes);
         }
         self.advance(now_ms);
+    }
+
+    /// A play ended: it is written with how it ended, its history entry says so with its
+    /// likes, and the guests who liked or skip-voted it get their (now empty) lists.
+    fn end_play(&mut self, n: &Now, end: PlayEnd, position_ms: u64, now_ms: i64) {
+        let id = n.play_id;
+        self.op(move |db| db.end_play(id, now_ms, end, position_ms));
+        let banned = self.guests.banned();
+        let likes = n.likes.iter().filter(|g| !banned.contains(g)).count() as u32;
+        let changed = self.history.ended(id, end, likes);
+        self.push_history(changed);
+        self.forget_play(&n.likes, &n.skip_votes);
     }
 
     /// Starts the next thing: the head of the queue, else an auto-DJ pick.
@@ -199,9 +210,8 @@ impl State {
             }
             PlayerEvent::Finished { key, next } => {
                 if let Some(f) = self.deck.on_finished(key, next) {
-                    let (id, pos) = (f.play.play_id, f.play.track.duration_ms);
-                    self.op(move |db| db.end_play(id, now_ms, PlayEnd::Finished, pos));
-                    self.forget_play(&f.play.likes, &f.play.skip_votes);
+                    let pos = f.play.track.duration_ms;
+                    self.end_play(&f.play, PlayEnd::Finished, pos, now_ms);
                     // Gapless: the player went on to the preloaded item; its Started follows.
                     if !f.gapless {
                         self.advance(now_ms);
@@ -244,6 +254,9 @@ impl State {
             Planned::Resume(open, _) => {
                 let id = open.id;
                 self.op(move |db| db.end_play(id, now_ms, PlayEnd::Error, 0));
+                let likes = self.history.get(id).map_or(0, |p| p.likes);
+                let changed = self.history.ended(id, PlayEnd::Error, likes);
+                self.push_history(changed);
             }
             Planned::Auto(_) => {}
         }
@@ -279,9 +292,8 @@ impl State {
             }
         }
         if let Some(old) = self.deck.begin() {
-            let (id, pos) = (old.play_id, old.position(now_ms));
-            self.op(move |db| db.end_play(id, now_ms, PlayEnd::Skipped, pos));
-            self.forget_play(&old.likes, &old.skip_votes);
+            let pos = old.position(now_ms);
+            self.end_play(&old, PlayEnd::Skipped, pos, now_ms);
         }
         let mut track = p.track().clone();
         if let Some(d) = duration_ms.filter(|d| *d > 0) {
@@ -312,7 +324,16 @@ impl State {
                 let track_id = track.id;
                 self.op(move |db| db.insert_play(play_id, track_id, entry, now_ms));
                 let none = HashSet::new;
-                (play_id, entry, requester, false, 0, none(), none(), dedication)
+                (
+                    play_id,
+                    entry,
+                    requester,
+                    false,
+                    0,
+                    none(),
+                    none(),
+                    dedication,
+                )
             }
             Planned::Auto(_) => {
                 let play_id = self.ids.next_play();
@@ -323,6 +344,16 @@ impl State {
             }
         };
         self.remember_play(&track, resumed, now_ms);
+        let changed = self.history.started(crate::store::PastPlay {
+            play_id,
+            track: track.clone(),
+            requester,
+            dedication: dedication.clone(),
+            started_ms: now_ms,
+            likes: likes.len() as u32,
+            ended: None,
+        });
+        self.push_history(changed);
         tracing::info!(
             "playing: {} - {}{}",
             if track.artist.is_empty() {

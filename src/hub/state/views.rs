@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use super::State;
 use crate::hub::deck::Now;
+use crate::hub::history::Changed;
 use crate::hub::views::*;
 use crate::party::{self, EntryId, GuestId, PlayId};
 
@@ -67,6 +68,44 @@ impl State {
         })
     }
 
+    fn history_view(&self, p: &crate::store::PastPlay) -> HistoryItemView {
+        HistoryItemView {
+            play_id: p.play_id,
+            track: TrackView::from(&p.track),
+            requested_by: p.requester.map(|g| self.guests.display_name(g)),
+            requester: p.requester,
+            requested_by_host: p.requester.is_some_and(|g| self.guests.is_host(g)),
+            dedication: p.dedication.clone(),
+            started_ms: p.started_ms,
+            likes: p.likes,
+            ended: p.ended,
+            refused: self
+                .rules
+                .check(&p.track.facts())
+                .map(|rule| party::Refusal::not_allowed(rule, &self.rules)),
+        }
+    }
+
+    /// Announces what a change of the history did.
+    pub(super) fn push_history(&mut self, changed: Changed) {
+        match changed {
+            Changed::Nothing => {}
+            Changed::Entry(id) => self.push_history_entry(id),
+            Changed::Added { id, dropped } => {
+                self.push_history_entry(id);
+                if let Some(id) = dropped {
+                    self.out.push(Change::HistoryEntry { id, entry: None });
+                }
+                self.out.push(Change::HistoryOrder(self.history.order()));
+            }
+        }
+    }
+
+    pub(super) fn push_history_entry(&mut self, id: PlayId) {
+        let entry = self.history.get(id).map(|p| Box::new(self.history_view(p)));
+        self.out.push(Change::HistoryEntry { id, entry });
+    }
+
     fn me_view(&self, g: GuestId) -> Option<MeView> {
         let guest = self.guests.get(g)?;
         let in_now = |set: &HashSet<GuestId>| -> Vec<PlayId> {
@@ -126,7 +165,13 @@ impl State {
         })
     }
 
-    pub(super) fn snapshot(&self, guest: Option<GuestId>, admin: bool, now_ms: i64) -> Snapshot {
+    pub(super) fn snapshot(
+        &self,
+        guest: Option<GuestId>,
+        admin: bool,
+        history: bool,
+        now_ms: i64,
+    ) -> Snapshot {
         // Bounded: whoever matters to the host (connected, banned, with songs waiting or
         // played, hosts and screens) and the most recent others.
         let mut guests: Vec<GuestAdminView> = if admin {
@@ -163,6 +208,11 @@ impl State {
                 .filter_map(|id| self.entry_view(*id))
                 .collect(),
             order: self.queue.order().to_vec(),
+            history: if history {
+                self.history.iter().map(|p| self.history_view(p)).collect()
+            } else {
+                Vec::new()
+            },
             room: self.room_view(),
             me: guest.and_then(|g| self.me_view(g)),
             guests,
@@ -242,6 +292,11 @@ impl State {
         self.now_dirty = false;
         let v = self.now_view(now_ms).map(Box::new);
         self.announced_skip_votes = v.as_ref().map_or(0, |v| v.skip_votes);
+        // The history shows the likes of what plays too.
+        if let Some(n) = &v {
+            let changed = self.history.likes(n.play_id, n.likes);
+            self.push_history(changed);
+        }
         self.out.push(Change::NowPlaying(v));
     }
 

@@ -235,8 +235,9 @@ impl Task {
         self.snapshots.begin();
         let (hub, tx, guest) = (self.hub.clone(), self.handle.tx.clone(), self.guest);
         let admin = self.role == Role::Host && topics.iter().any(|t| t.host_only());
+        let history = topics.contains(&Topic::History);
         tokio::spawn(async move {
-            let answer = hub.snapshot(Some(guest), admin).await;
+            let answer = hub.snapshot(Some(guest), admin, history).await;
             let _ = tx.push(Msg::Snapshot(Box::new(SnapshotMsg {
                 answer,
                 topics,
