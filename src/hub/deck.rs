@@ -217,6 +217,9 @@ pub(crate) struct Deck {
     auto_generation: u64,
     /// A pick was asked for and has not answered.
     auto_pending: bool,
+    /// The last pick found nothing (the content rules leave nothing to play): no pick is
+    /// asked for again until [`Deck::forget_auto_pick`] says something changed.
+    auto_found_nothing: bool,
     /// The play to resume (found at start or after a reload), loaded by [`Deck::resume`].
     pending_resume: Option<Planned>,
     /// The play to resume paused: a party the host paused stays paused after a restart.
@@ -623,12 +626,18 @@ impl Deck {
     pub(crate) fn forget_auto_pick(&mut self) {
         self.auto_next = None;
         self.auto_pending = false;
+        self.auto_found_nothing = false;
         self.auto_generation += 1;
+    }
+
+    /// The library changed (a scan): a pick that found nothing may find something now.
+    pub(crate) fn library_changed(&mut self) {
+        self.auto_found_nothing = false;
     }
 
     /// Whether to ask the auto-DJ for a pick: none is on its way.
     pub(crate) fn wants_auto(&self) -> bool {
-        !self.auto_pending
+        !self.auto_pending && !self.auto_found_nothing
     }
 
     /// A pick is asked for: its answer must carry this generation.
@@ -643,6 +652,7 @@ impl Deck {
             return Picked::Stale;
         }
         self.auto_pending = false;
+        self.auto_found_nothing = track.is_none();
         if self.busy() {
             self.auto_next = track;
             return Picked::Kept;

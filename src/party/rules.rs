@@ -114,7 +114,7 @@ impl Rules {
     pub fn check(&self, t: &Facts<'_>) -> Option<Rule> {
         if !self.artists.is_empty() {
             let artist = fold(t.artist);
-            if credited(&artist).any(|name| self.artists.iter().any(|a| *a == name)) {
+            if credited(&artist).any(|name| self.artists.contains(&name)) {
                 return Some(Rule::BlockedArtist);
             }
         }

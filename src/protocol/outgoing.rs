@@ -618,14 +618,24 @@ mod tests {
             heartbeat_ms: 20000,
         };
         let v: Value = serde_json::from_str(&welcome(&w)).unwrap();
-        assert_eq!(v["features"], json!(["ids", "refusals", "sound"]));
+        let base = [
+            "ids",
+            "refusals",
+            "history",
+            "sound",
+            "rules",
+            "dedications",
+        ];
+        assert_eq!(v["features"], json!(base));
         let features = crate::protocol::features(true);
         let v: Value = serde_json::from_str(&welcome(&Welcome {
             features: &features,
             ..w
         }))
         .unwrap();
-        assert_eq!(v["features"], json!(["ids", "refusals", "sound", "rooms"]));
+        let mut with_rooms = base.to_vec();
+        with_rooms.push("rooms");
+        assert_eq!(v["features"], json!(with_rooms));
         assert_eq!(v["reason"], "epoch");
         assert_eq!(v["role"], "host");
     }

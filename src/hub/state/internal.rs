@@ -41,6 +41,9 @@ impl State {
             Internal::SocketClosed(g, addr) => self.socket_closed(g, addr, now_ms),
             Internal::Scan(p) => {
                 self.scan.progress(p);
+                if p.read > 0 {
+                    self.deck.library_changed();
+                }
                 self.push_room();
                 // A first scan of a big library: start the music with what is indexed so far.
                 if p.read > 0 && !self.deck.busy() && self.deck.wants_auto() {
@@ -48,6 +51,7 @@ impl State {
                 }
             }
             Internal::ScanDone(res) => {
+                self.deck.library_changed();
                 match res {
                     Ok(size) => self.library_size = size,
                     Err(e) => tracing::error!("library scan failed: {e}"),
