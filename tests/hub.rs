@@ -304,6 +304,7 @@ async fn changes_are_published_before_the_answer_in_one_gapless_order() {
         .call(Command::Snapshot {
             guest: Some(mia.guest),
             admin: false,
+            history: false,
         })
         .await;
     assert_eq!(snap.after_seq, h.hub.last_seq());

@@ -283,7 +283,7 @@ fn references() -> Vec<Value> {
     };
     out.push(render(&protocol::reply_ok(
         1,
-        protocol::search_results(&[row.clone()], Some(20), &Rules::default()),
+        protocol::search_results(std::slice::from_ref(&row), Some(20), &Rules::default()),
     )));
     let rules = Rules::new(
         &Settings {
