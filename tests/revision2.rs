@@ -83,7 +83,10 @@ async fn every_refusal_carries_its_numbers() {
             .clone()
     };
     let mut mia = Phone::connect(&s.addr, &s.guest("Mia"), &[]).await;
-    assert_eq!(mia.welcome["features"], json!(["ids", "refusals", "sound"]));
+    assert_eq!(
+        mia.welcome["features"],
+        json!(["ids", "refusals", "sound", "wifi"])
+    );
 
     // The song playing now, and another by its artist.
     let playing = &first["track"]["id"];

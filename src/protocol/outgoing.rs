@@ -553,14 +553,17 @@ mod tests {
             heartbeat_ms: 20000,
         };
         let v: Value = serde_json::from_str(&welcome(&w)).unwrap();
-        assert_eq!(v["features"], json!(["ids", "refusals", "sound"]));
+        assert_eq!(v["features"], json!(["ids", "refusals", "sound", "wifi"]));
         let features = crate::protocol::features(true);
         let v: Value = serde_json::from_str(&welcome(&Welcome {
             features: &features,
             ..w
         }))
         .unwrap();
-        assert_eq!(v["features"], json!(["ids", "refusals", "sound", "rooms"]));
+        assert_eq!(
+            v["features"],
+            json!(["ids", "refusals", "sound", "wifi", "rooms"])
+        );
         assert_eq!(v["reason"], "epoch");
         assert_eq!(v["role"], "host");
     }
