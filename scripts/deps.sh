@@ -16,10 +16,13 @@ pkgs=(libasound2-dev libopus-dev pkg-config)
 # (tests/systemd.rs fails naming this script when a tool is missing).
 # snapserver and snapclient are the multi-room engine the snapcast output feeds; mpc is an
 # MPD client the MPD front end is tested with, ncmpcpp (in tmux) another, and Debian's mpd
-# the real server its answers are compared with.
+# the real server its answers are compared with. The garden party's tests read the QR codes
+# back with zbarimg (zbar-tools) after rsvg-convert (librsvg2-bin) turns the SVG into a PNG,
+# and run the shipped dnsmasq snippet in dnsmasq, asking it with dig (bind9-dnsutils).
 if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(ffmpeg sox iproute2 avahi-daemon chromium systemd strace python3-pip)
   pkgs+=(snapserver snapclient mpc ncmpcpp tmux mpd)
+  pkgs+=(zbar-tools librsvg2-bin dnsmasq bind9-dnsutils)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
 fi
@@ -34,8 +37,9 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   # Their packages would start system services (snapserver on 0.0.0.0:1704-1780, MPD on
-  # 6600) on a machine with systemd: the tests and benchmarks start their own, on loopback.
-  for unit in snapserver.service snapclient.service mpd.service mpd.socket; do
+  # 6600, a DNS server on port 53) on a machine with systemd: the tests and benchmarks start
+  # their own, on loopback or in a network namespace.
+  for unit in snapserver.service snapclient.service mpd.service mpd.socket dnsmasq.service; do
     $SUDO systemctl mask "$unit" >/dev/null 2>&1 || true
   done
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

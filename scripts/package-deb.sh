@@ -8,8 +8,10 @@
 # Prints the path of the package it wrote. Needs only dpkg-deb and readelf (binutils).
 #
 # The package: /usr/bin/jukebox, /lib/systemd/system/jukebox.service, the default
-# /etc/jukebox/jukebox.toml (a conffile), the docs in /usr/share/doc/jukebox, and the
-# maintainer scripts in packaging/ (music folder, enable and start, purge).
+# /etc/jukebox/jukebox.toml (a conffile), the hotspot DNS snippet for NetworkManager's shared
+# mode in /etc/NetworkManager/dnsmasq-shared.d/jukebox.conf (a conffile, inert until a hotspot
+# is on), the docs in /usr/share/doc/jukebox, and the maintainer scripts in packaging/ (music
+# folder, enable and start, purge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +57,7 @@ root="$stage/jukebox_${version}_$arch"
 install -D -m 0755 "$binary" "$root/usr/bin/jukebox"
 install -D -m 0644 systemd/jukebox.service "$root/lib/systemd/system/jukebox.service"
 install -D -m 0644 packaging/jukebox.toml "$root/etc/jukebox/jukebox.toml"
+install -D -m 0644 packaging/dnsmasq-hotspot.conf "$root/etc/NetworkManager/dnsmasq-shared.d/jukebox.conf"
 install -D -m 0644 README.md "$root/usr/share/doc/jukebox/README.md"
 install -D -m 0644 docs/INSTALL.md "$root/usr/share/doc/jukebox/INSTALL.md"
 install -D -m 0644 docs/MULTIROOM.md "$root/usr/share/doc/jukebox/MULTIROOM.md"
@@ -69,7 +72,7 @@ EOF
 
 mkdir -p "$root/DEBIAN"
 install -m 0755 packaging/postinst packaging/prerm packaging/postrm "$root/DEBIAN/"
-echo /etc/jukebox/jukebox.toml >"$root/DEBIAN/conffiles"
+printf '%s\n' /etc/jukebox/jukebox.toml /etc/NetworkManager/dnsmasq-shared.d/jukebox.conf >"$root/DEBIAN/conffiles"
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat >"$root/DEBIAN/control" <<EOF
 Package: jukebox
@@ -78,7 +81,7 @@ Architecture: $arch
 Maintainer: ${DEB_MAINTAINER:-Jukebox maintainers <jukebox@localhost>}
 Installed-Size: $installed_size
 Depends: libasound2t64 | libasound2, libc6 (>= $glibc), libopus0
-Suggests: alsa-utils, snapserver, snapclient
+Suggests: alsa-utils, snapserver, snapclient, network-manager
 Section: sound
 Priority: optional
 Description: party jukebox: guests request and vote on songs from their phones

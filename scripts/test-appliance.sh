@@ -130,13 +130,19 @@ deb_amd64=$(scripts/package-deb.sh amd64 "$native")
 echo "  $deb_amd64"
 
 contents=$(dpkg-deb -c "$deb_amd64")
+hotspot_dns=/etc/NetworkManager/dnsmasq-shared.d/jukebox.conf
 for path in ./usr/bin/jukebox ./lib/systemd/system/jukebox.service ./etc/jukebox/jukebox.toml \
-  ./usr/share/doc/jukebox/copyright ./usr/share/doc/jukebox/INSTALL.md; do
+  ".$hotspot_dns" ./usr/share/doc/jukebox/copyright ./usr/share/doc/jukebox/INSTALL.md; do
   grep -q " $path\$" <<<"$contents" || die "$deb_amd64 lacks $path:
 $contents"
 done
 grep -q '^-rwxr-xr-x root/root .* ./usr/bin/jukebox$' <<<"$contents" || die "/usr/bin/jukebox should be root's, mode 0755"
-ok "contents: binary, unit, configuration, docs"
+# The hotspot DNS snippet is the one in packaging/ (tests/garden.rs runs it in dnsmasq), and
+# only NetworkManager's shared mode reads its folder.
+dpkg-deb --fsys-tarfile "$deb_amd64" | tar -xO ".$hotspot_dns" | cmp -s - packaging/dnsmasq-hotspot.conf ||
+  die "$hotspot_dns in the package differs from packaging/dnsmasq-hotspot.conf"
+grep -q '^-rw-r--r-- root/root .* \.'"$hotspot_dns"'$' <<<"$contents" || die "$hotspot_dns should be root's, mode 0644"
+ok "contents: binary, unit, configuration, hotspot DNS snippet, docs"
 
 field() { dpkg-deb -f "$1" "$2"; }
 [ "$(field "$deb_amd64" Package)" = jukebox ] || die "Package: $(field "$deb_amd64" Package)"
@@ -150,8 +156,9 @@ suggests=$(field "$deb_amd64" Suggests)
 for f in Maintainer Section Priority Description Installed-Size; do
   [ -n "$(field "$deb_amd64" "$f")" ] || die "no $f field"
 done
-[ "$(dpkg-deb -I "$deb_amd64" conffiles)" = /etc/jukebox/jukebox.toml ] || die "conffiles: $(dpkg-deb -I "$deb_amd64" conffiles)"
-ok "control: jukebox $version amd64, Depends: $depends; conffile /etc/jukebox/jukebox.toml"
+[ "$(dpkg-deb -I "$deb_amd64" conffiles)" = "/etc/jukebox/jukebox.toml
+$hotspot_dns" ] || die "conffiles: $(dpkg-deb -I "$deb_amd64" conffiles)"
+ok "control: jukebox $version amd64, Depends: $depends; conffiles /etc/jukebox/jukebox.toml, $hotspot_dns"
 
 # dpkg into a throwaway root. Maintainer scripts run without chroot and act on $DPKG_ROOT. The
 # root's status lists this machine's libc6, libasound2 and libopus0, so Depends is checked for
@@ -188,7 +195,8 @@ dpkg_root -i "$deb_amd64"
 [ -d "$root/var/lib/jukebox/music" ] || die "postinst made no /var/lib/jukebox/music"
 [ -L "$enabled" ] || die "postinst did not enable jukebox.service"
 [ -f "$root/lib/systemd/system/jukebox.service" ] || die "no unit installed"
-ok "install: files in place, music folder made, service enabled"
+cmp -s "$root$hotspot_dns" packaging/dnsmasq-hotspot.conf || die "install: no $hotspot_dns"
+ok "install: files in place (the hotspot DNS snippet too), music folder made, service enabled"
 
 # As systemd leaves it after a start with DynamicUser=: the state under /var/lib/private.
 mkdir -p "$root/var/lib/private"
@@ -196,10 +204,17 @@ mv "$root/var/lib/jukebox" "$root/var/lib/private/jukebox"
 ln -s private/jukebox "$root/var/lib/jukebox"
 touch "$root/var/lib/jukebox/jukebox.db" "$root/var/lib/jukebox/music/song.mp3"
 echo 'name = "garden"' >>"$root/etc/jukebox/jukebox.toml"
+# A host whose hotspot has another address edits the snippet; one who wants no captive DNS
+# deletes it: an upgrade keeps either choice.
+sed -i 's|^address=/#/10.42.0.1$|address=/#/192.168.50.1|' "$root$hotspot_dns"
 dpkg_root -i "$deb_amd64"
 grep -q '^name = "garden"' "$root/etc/jukebox/jukebox.toml" || die "an upgrade lost the edited configuration"
+grep -q '^address=/#/192.168.50.1$' "$root$hotspot_dns" || die "an upgrade lost the edited $hotspot_dns"
+rm "$root$hotspot_dns"
+dpkg_root -i "$deb_amd64"
+[ ! -e "$root$hotspot_dns" ] || die "an upgrade brought back the deleted $hotspot_dns"
 [ -f "$root/var/lib/jukebox/music/song.mp3" ] || die "an upgrade lost the music"
-ok "upgrade (same version again): edited configuration and state kept"
+ok "upgrade (same version again): edited configuration, edited or deleted hotspot DNS snippet, and state kept"
 
 dpkg_root -r jukebox
 [ "$(state)" = "rc " ] || die "after remove, dpkg status is '$(state)'"
@@ -210,13 +225,13 @@ ok "remove: program gone, configuration and state kept"
 
 dpkg_root -P jukebox
 [ -z "$(state)" ] || die "after purge, dpkg status is '$(state)'"
-for gone in /etc/jukebox /var/lib/jukebox /var/lib/private/jukebox "${enabled#"$root"}"; do
+for gone in /etc/jukebox "$hotspot_dns" /var/lib/jukebox /var/lib/private/jukebox "${enabled#"$root"}"; do
   [ ! -e "$root$gone" ] && [ ! -L "$root$gone" ] || die "purge left $gone"
 done
 ok "purge: configuration, state and enablement gone"
 
 dpkg_root -i "$deb_amd64"
-[ "$(state)" = "ii " ] && [ -L "$enabled" ] && [ -d "$root/var/lib/jukebox/music" ] &&
+[ "$(state)" = "ii " ] && [ -L "$enabled" ] && [ -d "$root/var/lib/jukebox/music" ] && [ -f "$root$hotspot_dns" ] &&
   grep -q '^listen = "0.0.0.0:80"' "$root/etc/jukebox/jukebox.toml" || die "reinstall after purge is incomplete"
 dpkg_root -P jukebox
 [ -z "$(state)" ] || die "second purge left '$(state)'"

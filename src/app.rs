@@ -236,6 +236,11 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             host_name: format!("{}.local", crate::mdns::label_for(&config.name)),
             listen: listener.local_addr()?,
             allow_hosts: config.allow_host.clone(),
+            wifi: config
+                .wifi_ssid
+                .clone()
+                .map(|ssid| crate::server::wifi::Wifi::new(ssid, config.wifi_password.clone())),
+            captive_portal: config.captive_portal,
             conn_limits: crate::server::transport::ConnLimits {
                 max_connections: config.limits.max_connections as usize,
                 per_address: config.limits.connections_per_address as usize,

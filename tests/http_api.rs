@@ -365,12 +365,13 @@ async fn the_app_the_join_address_and_the_export() {
     assert_eq!(st, 405);
     assert_eq!(v["code"], "method_not_allowed");
 
-    // The join address: the mDNS name with the port, and the listening address.
-    let port = s.addr.rsplit(':').next().unwrap().to_string();
+    // The join address: with mDNS off (as here) no `.local` name, which nothing would
+    // answer, but the listening address.
     let (st, join) = s.get("/api/join");
     assert_eq!(st, 200);
-    assert_eq!(join["url"], format!("http://jukebox.local:{port}/"));
-    assert_eq!(join["host"], "jukebox.local");
+    assert_eq!(join["url"], format!("http://{}/", s.addr));
+    assert_eq!(join["host"], Value::Null);
+    assert_eq!(join["wifi"], Value::Null);
     assert_eq!(join["addresses"], json!([format!("http://{}/", s.addr)]));
     assert_eq!(join["qr_url"], format!("http://{}/", s.addr));
     let (st, h, svg) = get("/api/qr.svg", &[]);

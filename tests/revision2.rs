@@ -91,7 +91,8 @@ async fn every_refusal_carries_its_numbers() {
             "history",
             "sound",
             "rules",
-            "dedications"
+            "dedications",
+            "wifi"
         ])
     );
 

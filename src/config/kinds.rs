@@ -71,6 +71,9 @@ pub trait Kind {
     type Value;
     /// The value, or why `raw` is refused and what is allowed instead.
     fn check(key: &str, raw: Self::Raw) -> Result<Self::Value, String>;
+    /// Whether the value is a secret: `--help` then never shows what its `JUKEBOX_*`
+    /// variable holds.
+    const SECRET: bool = false;
     /// How `--help` shows a default; `None`: not at all (the doc says what happens).
     fn show(_default: &Self::Value) -> Option<String> {
         None
@@ -237,6 +240,7 @@ pub struct Pin;
 impl Kind for Pin {
     type Raw = String;
     type Value = String;
+    const SECRET: bool = true;
     fn check(_key: &str, pin: String) -> Result<String, String> {
         if !(crate::login::MIN_DIGITS..=12).contains(&pin.len())
             || !pin.bytes().all(|b| b.is_ascii_digit())
@@ -244,6 +248,68 @@ impl Kind for Pin {
             return Err("must be 6 to 12 digits (0-9); allowed e.g. 48213597".into());
         }
         Ok(pin)
+    }
+}
+
+/// A Wi-Fi network name: 1 to 32 bytes (802.11's limit), no control characters. Spaces and
+/// any other character are fine: the Wi-Fi QR code escapes what it must.
+pub struct Ssid;
+
+impl Kind for Ssid {
+    type Raw = String;
+    type Value = String;
+    fn check(_key: &str, ssid: String) -> Result<String, String> {
+        if ssid.is_empty() || ssid.len() > 32 || ssid.chars().any(char::is_control) {
+            return Err(format!(
+                "{ssid:?} is not a Wi-Fi name; allowed 1..=32 bytes (UTF-8), no control characters"
+            ));
+        }
+        Ok(ssid)
+    }
+}
+
+/// A value never shown: `Debug` prints `<hidden>`, so no log line or error carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// A WPA passphrase: 8 to 63 bytes without control characters, or a raw key of 64 hex
+/// digits, as NetworkManager and wpa_supplicant take them. A refusal never repeats it.
+pub struct WifiPassword;
+
+impl Kind for WifiPassword {
+    type Raw = String;
+    type Value = Secret;
+    const SECRET: bool = true;
+    fn check(_key: &str, password: String) -> Result<Secret, String> {
+        let hex_key = password.len() == 64 && password.bytes().all(|b| b.is_ascii_hexdigit());
+        let passphrase =
+            (8..=63).contains(&password.len()) && !password.chars().any(char::is_control);
+        if !(hex_key || passphrase) {
+            return Err(format!(
+                "not a WPA password ({} bytes{}); allowed 8..=63 bytes without control \
+                 characters, or 64 hex digits",
+                password.len(),
+                if password.chars().any(char::is_control) {
+                    ", with a control character"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(Secret(password))
     }
 }
 

@@ -175,6 +175,15 @@ settings! {
     config host_pin: Pin, "PIN";
     /// Do not advertise over mDNS.
     config no_mdns: Switch = false;
+    /// The Wi-Fi the guests join (the Pi's own hotspot, for a party with no router): the TV
+    /// shows a QR code that joins it beside the jukebox's own, 1 to 32 bytes [default: none].
+    config wifi_ssid: Ssid, "SSID";
+    /// The password of wifi_ssid (WPA), 8 to 63 bytes or 64 hex digits; only the TV's
+    /// Wi-Fi QR code carries it [default: an open network].
+    config wifi_password: WifiPassword, "PASSWORD";
+    /// Answer requests for other host names (the connectivity checks of a phone that joined
+    /// the hotspot) with a redirect to the guest page, so the phone opens the jukebox by itself.
+    config captive_portal: Switch = false;
     /// Generate a small tagged demo library and play it (ignores --music).
     config demo: Switch = false;
     /// Most pending requests one guest may have.
@@ -291,6 +300,7 @@ fn arg<K: Kind>(
             .long(key.replace('_', "-"))
             .env(format!("JUKEBOX_{}", key.to_uppercase()))
             .value_name(value_name.map_or_else(|| key.to_uppercase(), str::to_string))
+            .hide_env_values(K::SECRET)
             .help(K::help(key, text, default)),
     )
 }
@@ -343,6 +353,12 @@ impl Config {
 
     fn merge(args: &RunArgs, file: RunArgs) -> Result<Config, ConfigError> {
         let c = Self::merge_keys(args, file)?;
+        if c.wifi_password.is_some() && c.wifi_ssid.is_none() {
+            return Err(invalid(
+                "wifi_password",
+                "given without wifi_ssid; allowed only with the name of the Wi-Fi it opens",
+            ));
+        }
         let s = &c.settings;
         if s.volume > s.max_volume {
             return Err(invalid(
@@ -554,6 +570,45 @@ mod tests {
         assert_eq!(defaults.loudness_lufs, -14);
         assert_eq!(defaults.crossfade_s, 0);
         assert_eq!(defaults.normalize, crate::party::Normalize::Auto);
+    }
+
+    /// The Wi-Fi password reaches the Wi-Fi QR code and nothing else: not a refusal, not
+    /// `Debug`, not `--help` (whose env values it hides, as the host PIN's).
+    #[test]
+    fn the_wifi_password_is_never_shown() {
+        let c = parse(&["--wifi-ssid", "Party", "--wifi-password", "hunter22"]).unwrap();
+        assert_eq!(c.wifi_ssid.as_deref(), Some("Party"));
+        assert_eq!(
+            c.wifi_password.as_ref().map(|p| p.expose()),
+            Some("hunter22")
+        );
+        assert!(!format!("{c:?}").contains("hunter22"));
+        assert!(!c.captive_portal);
+        let err = parse(&["--wifi-ssid", "Party", "--wifi-password", "short1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`wifi_password`") && !err.contains("short1"),
+            "{err}"
+        );
+        let err = parse(&["--wifi-password", "hunter22"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without wifi_ssid"), "{err}");
+        assert!(parse(&["--wifi-ssid", "P", "--wifi-password", &"ab12".repeat(16)]).is_ok());
+        for bad in ["", "tab\there", &"x".repeat(33), &"é".repeat(17)] {
+            let err = parse(&["--wifi-ssid", bad]).unwrap_err().to_string();
+            assert!(err.contains("`wifi_ssid`"), "{bad:?}: {err}");
+        }
+        assert!(parse(&["--wifi-ssid", &"é".repeat(16)]).is_ok());
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let hidden = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .is_some_and(|a| a.is_hide_env_values_set())
+        };
+        assert!(hidden("wifi_password") && hidden("host_pin"));
+        assert!(!hidden("wifi_ssid"));
     }
 
     /// The README's configuration table has a row for every key.

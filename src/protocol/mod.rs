@@ -31,8 +31,11 @@ pub const VERSION: u32 = 1;
 pub const MAX_FRAME: usize = 16 * 1024;
 
 /// The revision-2 parts (protocol.md §11) every jukebox serves, as `welcome.features` names
-/// them: guest ids beside display names, refusals with their numbers in `error.data`, and
-/// the sound settings with the audio health. [`features`] adds what the configuration turns on.
+/// them: guest ids beside display names, refusals with their numbers in `error.data`, the
+/// history, the sound settings with the audio health, the content rules, dedications, and
+/// `wifi` (`/api/join` names the Wi-Fi to join, or says `null`: the field is there whether or
+/// not one is configured, so every jukebox serves it). [`features`] adds what the
+/// configuration turns on.
 const FEATURES: &[&str] = &[
     "ids",
     "refusals",
@@ -40,6 +43,7 @@ const FEATURES: &[&str] = &[
     "sound",
     "rules",
     "dedications",
+    "wifi",
 ];
 
 /// The `welcome.features` of a jukebox, `rooms` with snapserver's control port configured.

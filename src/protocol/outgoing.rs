@@ -625,6 +625,7 @@ mod tests {
             "sound",
             "rules",
             "dedications",
+            "wifi",
         ];
         assert_eq!(v["features"], json!(base));
         let features = crate::protocol::features(true);

@@ -1,6 +1,7 @@
 //! What every request passes before a handler sees it, and what every answer carries:
 //! the `Host` check (the jukebox answers only to its own names and addresses, so a page on a
-//! rebinding domain cannot drive it: 421), `Content-Type: application/json` on every POST (a
+//! rebinding domain cannot drive it: 421, or with `captive_portal` a bare redirect to the
+//! guest page), `Content-Type: application/json` on every POST (a
 //! cross-site form or `text/plain` fetch cannot reach the API: 415), request bodies read with
 //! a size cap and a timeout (413, 408), errors always in the protocol's JSON shape (axum's own
 //! rejections included), and `nosniff` plus a strict CSP on every answer.
@@ -133,15 +134,35 @@ fn host_part(host: &str) -> Option<&str> {
     }
 }
 
-/// The exception for the captive portal (a later feature): when it is on, a request for a
-/// foreign name (a phone probing for a login page) would be answered here with a redirect to
-/// the jukebox's own name, serving no content. Until then, there is no exception.
-fn captive_portal(_state: &AppState, _req: &Request) -> Option<Response> {
-    None
+/// The exception for the captive portal (`captive_portal`): a request for a foreign name is
+/// most likely a phone on the jukebox's hotspot probing for a login page (Android's
+/// `/generate_204`, Apple's `/hotspot-detect.html`, Windows' `/connecttest.txt`, Firefox's
+/// `/canonical.html`…), since the hotspot's DNS answers every name with the jukebox. It gets a
+/// redirect to the guest page at an address that works for it, so the phone opens the
+/// jukebox by itself. The answer serves no content and sets nothing (no token, no cookie), so a
+/// page on a rebinding domain learns nothing from it.
+fn captive_portal(state: &AppState, req: &Request) -> Option<Response> {
+    if !state.captive_portal {
+        return None;
+    }
+    let reached = req
+        .extensions()
+        .get::<super::transport::LocalAddr>()
+        .map(|l| l.0.ip());
+    let target = state.join.guest_page_for(reached)?;
+    let location = HeaderValue::from_str(&target).ok()?;
+    tracing::debug!("captive portal: sent {} to {target}", req.uri().path());
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, location);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(r)
 }
 
-/// Refuses requests that name another host: `421` with the protocol's JSON. A request with no
-/// Host (HTTP/1.0 scripts) is let through: browsers always send one.
+/// Refuses requests that name another host: `421` with the protocol's JSON (or, with the
+/// captive portal on, the redirect above). A request with no Host (HTTP/1.0 scripts) is let
+/// through: browsers always send one.
 pub async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let host = req
         .headers()
@@ -149,18 +170,27 @@ pub async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: 
         .map(|h| h.to_str().unwrap_or("\u{0}").to_string());
     match host {
         None => next.run(req).await,
-        Some(h) if state.hosts.allows(&h, &state.join.host()) => next.run(req).await,
+        Some(h) if state.hosts.allows(&h, &state.join.own_name()) => next.run(req).await,
         Some(h) => {
             if let Some(r) = captive_portal(&state, &req) {
                 return r;
             }
-            tracing::debug!("refused a request for host {h:?}");
+            tracing::debug!("refused a request for host {:?}", truncated(&h));
             super::http::error(
                 crate::protocol::ErrorCode::Misdirected,
                 "this jukebox does not answer to that host name",
             )
         }
     }
+}
+
+/// At most 100 bytes of a header for a log line: a Host can be kilobytes long.
+fn truncated(s: &str) -> &str {
+    let mut end = s.len().min(100);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Refuses a POST whose body is not declared JSON: `415` with the protocol's JSON. Browsers

@@ -11,6 +11,7 @@ pub mod mailbox;
 pub mod session;
 pub mod transport;
 pub mod web;
+pub mod wifi;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub join: join::Join,
     /// The names and addresses requests may name in `Host`.
     pub hosts: guard::Hosts,
+    /// Requests for other names get a redirect to the guest page instead of 421.
+    pub captive_portal: bool,
     /// The open connections, capped per address and in total.
     pub conns: Arc<transport::Connections>,
     /// snapserver's rooms, with `snapcast_rpc` set.
@@ -142,12 +145,17 @@ pub struct ServerConfig {
     pub ws_limits: WsLimits,
     pub session_limits: SessionLimits,
     pub web_dir: Option<std::path::PathBuf>,
-    /// The mDNS host name, e.g. `jukebox.local`.
+    /// The `.local` name made from the party name, e.g. `jukebox.local` (mDNS announces it,
+    /// or another on a conflict, through `Join::set_host`).
     pub host_name: String,
     /// The address actually bound.
     pub listen: SocketAddr,
     /// Extra names and addresses the jukebox answers to (`allow_host`).
     pub allow_hosts: Vec<String>,
+    /// The Wi-Fi the guests join (`wifi_ssid`).
+    pub wifi: Option<wifi::Wifi>,
+    /// `captive_portal`.
+    pub captive_portal: bool,
     pub conn_limits: transport::ConnLimits,
     pub rooms: Option<crate::rooms::Rooms>,
 }
@@ -177,8 +185,9 @@ pub fn state(hub: Hub, store: Store, cfg: ServerConfig) -> Arc<AppState> {
         guest_limiter: http::ip_limiter(cfg.guest_rate, cfg.guest_rate),
         pair_limiter: http::ip_limiter(PAIR_PER_MINUTE, PAIR_PER_MINUTE),
         web_dir: cfg.web_dir,
-        join: join::Join::new(cfg.host_name, cfg.listen),
+        join: join::Join::new(cfg.host_name, cfg.listen, cfg.wifi),
         hosts: guard::Hosts::new(cfg.allow_hosts, cfg.listen),
+        captive_portal: cfg.captive_portal,
         conns: transport::Connections::new(cfg.conn_limits),
         rooms: cfg.rooms,
     });
@@ -225,6 +234,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/host/sessions", get(http::host_sessions))
         .route("/api/join", get(join::join))
         .route("/api/qr.svg", get(join::qr))
+        .route("/api/wifi-qr.svg", get(wifi::qr))
         .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(guard::BODY_LIMIT))
         .layer(axum::middleware::from_fn(guard::require_json))

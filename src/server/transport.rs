@@ -116,6 +116,11 @@ impl Drop for ConnSlot {
 #[derive(Clone)]
 pub struct ConnTicket(#[allow(dead_code)] Arc<ConnSlot>);
 
+/// The address a connection reached on this machine (a request extension): the one that
+/// surely works for that phone, whatever the machine's other addresses are.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 impl Connections {
     pub fn new(limits: ConnLimits) -> Arc<Self> {
         Arc::new(Connections {
@@ -263,10 +268,14 @@ pub async fn serve(
             tracing::debug!("SO_SNDBUF: {e}");
         }
         let ticket = ConnTicket(Arc::new(slot));
+        let local = tcp.local_addr().ok().map(LocalAddr);
         let router = app.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(ConnectInfo(addr));
+            if let Some(l) = local {
+                req.extensions_mut().insert(l);
+            }
             req.extensions_mut().insert(ticket.clone());
             router.clone().oneshot(req)
         });

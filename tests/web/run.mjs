@@ -687,3 +687,56 @@ t('rooms: the host page lists the Snapcast rooms, sets their volume and mute, an
     await snap.stop();
   }
 });
+
+// --- garden party --------------------------------------------------------------------------------
+
+t('garden: with a Wi-Fi the TV shows "1. Join the Wi-Fi" and "2. Open the jukebox" side by side; without, one QR code', { timeout: 90000 }, async () => {
+  const SSID = '<b>x</b> Garden';
+  /** The TV's join box: what it shows, and where its QR codes are. */
+  const joinBox = async (tv) => tv.evaluate(() => {
+    const img = (id) => {
+      const e = document.getElementById(id);
+      const r = e.getBoundingClientRect();
+      return { shown: e.offsetParent !== null && r.width > 0, loaded: e.complete && e.naturalWidth > 0, x: r.x, y: r.y, w: r.width };
+    };
+    return {
+      wifi: img('wifi-qr'),
+      join: img('qr'),
+      headings: [...document.querySelectorAll('#join h2')].filter((h) => h.offsetParent !== null).map((h) => h.textContent),
+      ssid: document.getElementById('wifi-ssid').textContent,
+      url: document.getElementById('join-url').textContent,
+      injected: document.querySelectorAll('#join b, #join script').length,
+    };
+  });
+  await withServer({ args: ['--wifi-ssid', SSID, '--wifi-password', 'garden-party-1'] }, async (srv, open) => {
+    const { page: tv } = await open('/tv', L.TV);
+    await L.pairTv(srv.url, tv);
+    await L.until('the Wi-Fi step on the TV', async () => (await joinBox(tv)).ssid === SSID);
+    await L.until('both QR codes drawn', async () => {
+      const j = await joinBox(tv);
+      return j.wifi.loaded && j.join.loaded;
+    });
+    const j = await joinBox(tv);
+    assert.deepEqual(j.headings, ['1. Join the Wi-Fi', '2. Open the jukebox']);
+    assert.equal(j.ssid, SSID, 'the SSID as text');
+    assert.equal(j.injected, 0, 'no markup from the SSID');
+    assert.ok(j.wifi.shown && j.join.shown, JSON.stringify(j));
+    // Side by side: the Wi-Fi first, on the left, at the same height, neither overlapping.
+    assert.ok(j.wifi.x + j.wifi.w <= j.join.x, JSON.stringify(j));
+    assert.ok(Math.abs(j.wifi.y - j.join.y) < 2, JSON.stringify(j));
+    // Without mDNS (these tests run with --no-mdns) the way in is the address, not a .local name.
+    assert.equal(j.url, new URL(srv.url).host);
+    noErrors(tv);
+  });
+  await withServer({}, async (srv, open) => {
+    const { page: tv } = await open('/tv', L.TV);
+    await L.pairTv(srv.url, tv);
+    await L.until('the join address on the TV', async () => (await joinBox(tv)).url === new URL(srv.url).host);
+    await L.until('the QR code drawn', async () => (await joinBox(tv)).join.loaded);
+    const j = await joinBox(tv);
+    assert.deepEqual(j.headings, ['Join from your phone']);
+    assert.equal(j.wifi.shown, false, JSON.stringify(j));
+    assert.ok(j.join.shown, JSON.stringify(j));
+    noErrors(tv);
+  });
+});

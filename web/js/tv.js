@@ -119,13 +119,39 @@ async function loadJoin() {
   try {
     const j = await api('/api/join');
     text(el.joinUrl, (j.url || location.origin + '/').replace(/^https?:\/\//, '').replace(/\/$/, ''));
-    const alts = (j.addresses || []).map((a) => a.replace(/^https?:\/\//, '').replace(/\/$/, ''));
+    // Without mDNS the main URL is an address already: not twice.
+    const alts = (j.addresses || []).filter((a) => a !== j.url).map((a) => a.replace(/^https?:\/\//, '').replace(/\/$/, ''));
     text(el.joinAlt, alts.length ? `or ${alts.join(' · ')}` : '');
+    renderWifi(j.wifi);
   } catch {
     text(el.joinUrl, location.host);
     text(el.joinAlt, '');
   }
 }
+
+// The garden party: with a Wi-Fi to join (`/api/join` `wifi`), two steps side by side, "1. Join
+// the Wi-Fi" (its QR code, and its name as text) and "2. Open the jukebox"; otherwise the one
+// join QR code. The Wi-Fi QR code is asked for again after a restart (a new password).
+const wifiEl = {
+  join: document.getElementById('join'),
+  box: document.getElementById('wifi'),
+  qr: document.getElementById('wifi-qr'),
+  ssid: document.getElementById('wifi-ssid'),
+  heading: document.getElementById('join-h'),
+};
+function renderWifi(wifi) {
+  const on = Boolean(wifi && wifi.ssid);
+  wifiEl.box.hidden = !on;
+  wifiEl.join.classList.toggle('two', on);
+  text(wifiEl.heading, on ? '2. Open the jukebox' : 'Join from your phone');
+  text(wifiEl.ssid, on ? wifi.ssid : '');
+  const src = on ? `${wifi.qr || '/api/wifi-qr.svg'}?e=${encodeURIComponent(epoch || '')}` : null;
+  if (src && wifiEl.qr.getAttribute('src') !== src) wifiEl.qr.src = src;
+  if (!src) wifiEl.qr.removeAttribute('src');
+}
+wifiEl.qr.onerror = () => setTimeout(() => {
+  if (!wifiEl.box.hidden) wifiEl.qr.src = `/api/wifi-qr.svg?r=${Date.now()}`;
+}, 5000);
 
 /** Redraws on the next frame, once however many updates arrive before it. */
 function render() {
