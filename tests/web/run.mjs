@@ -740,3 +740,131 @@ t('garden: with a Wi-Fi the TV shows "1. Join the Wi-Fi" and "2. Open the jukebo
     noErrors(tv);
   });
 });
+
+t('dedication: a guest requests a song "for Anna"; the queue, the toast and the TV show it as text', { timeout: 90000 }, async () => {
+  const FOR = '<b>Anna</b> & Lou';
+  await withServer({ args: ['--no-repeat-minutes', '0', '--artist-spacing', '0'] }, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: b } = await open('/');
+    const { page: tv } = await open('/tv', L.TV);
+    const { page: host } = await open('/host');
+    await L.hostLogin(host);
+    await L.pairTv(srv.url, tv, host);
+    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    await setName(a, 'Sam');
+    await L.until('the name reached the jukebox', async () => (await a.locator('.toast').allTextContents()).some((s) => s.includes('Your name is')));
+    const [wanted] = await L.requestable(srv.url, 1);
+    await a.getByRole('textbox', { name: /For someone/ }).fill(FOR);
+    await request(a, wanted);
+    await expectText(a.locator('.toast'), `Requested “${wanted}” for ${FOR}`);
+    // The field is emptied once the request is in: the next one is for nobody.
+    assert.equal(await a.getByRole('textbox', { name: /For someone/ }).inputValue(), '');
+    await expectText(queueItem(b, wanted).locator('.by'), `Requested by Sam for ${FOR}`);
+    await expectText(b.locator('.toast'), `Sam requested ${wanted} for ${FOR}`);
+    await expectText(queueItem(host, wanted), `for ${FOR}`);
+
+    // It plays: the TV reads "for Anna, from Sam", and so does its toast.
+    await host.getByRole('button', { name: 'Skip', exact: true }).click();
+    await expectTitle([a, tv], wanted);
+    await expectText(tv.locator('#np-for'), `for ${FOR}, from Sam`);
+    await expectText(tv.locator('.toast'), `${wanted} for ${FOR}, from Sam`);
+    await expectText(b.locator('#np-by'), `Requested by Sam · for ${FOR}`);
+    for (const p of [a, b, tv, host]) {
+      assert.equal(await p.locator('#np-for b, .toast b, .queue b, .by b').count(), 0, `no markup from a dedication on ${p.url()}`);
+    }
+    // Too long: refused in plain words, and nothing is queued.
+    const [other] = await L.requestable(srv.url, 1);
+    await a.getByRole('textbox', { name: /For someone/ }).evaluate((el) => el.removeAttribute('maxlength'));
+    await a.getByRole('textbox', { name: /For someone/ }).fill('x'.repeat(41));
+    const row = await request(a, other);
+    await expectText(row.locator('.why'), 'Dedication: at most 40 characters.');
+    noErrors(a, b, tv, host);
+  });
+});
+
+t('history: recently played lists the plays newest first with likes; a Request is offered only when the rules allow it', { timeout: 90000 }, async () => {
+  await withServer({ args: ['--no-repeat-minutes', '30', '--artist-spacing', '0'] }, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: b } = await open('/');
+    const { page: tv } = await open('/tv', L.TV);
+    const { page: host } = await open('/host');
+    await L.hostLogin(host);
+    await L.pairTv(srv.url, tv, host);
+    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    const played = [];
+    for (let i = 0; i < 3; i++) {
+      const np = (await L.state(srv.url)).now_playing;
+      played.unshift(np.track.title);
+      await expectTitle([b], np.track.title);
+      if (i === 1) {
+        await b.getByRole('button', { name: 'Like', exact: true }).click();
+        await expectText(b.locator('#likes'), /^1 like$/);
+      }
+      await host.getByRole('button', { name: 'Skip', exact: true }).click();
+      await L.until('the next play', async () => (await L.state(srv.url)).now_playing.play_id !== np.play_id);
+    }
+    const now = (await L.state(srv.url)).now_playing.track.title;
+    const list = a.getByRole('list', { name: 'Recently played' });
+    // Newest first: what plays, then the three before it.
+    await L.until('four plays listed', async () => (await list.getByRole('listitem').count()) === 4);
+    const titles = await list.locator('.t').allTextContents();
+    assert.deepEqual(titles, [now, ...played]);
+    const item = (title) => list.getByRole('listitem').filter({ hasText: title }).first();
+    await expectText(item(played[1]).locator('.s'), /1 like · skipped/);
+    await expectText(item(now).locator('.s'), /playing now/);
+    // Inside the no-repeat window: disabled, with the reason; the one playing likewise.
+    await expectDisabled(item(played[0]).getByRole('button', { name: 'Request', exact: true }), true, 'a request of a song just played');
+    await expectText(item(played[0]).locator('.why'), /It can be requested again in 30 minutes/);
+    await expectText(item(now).locator('.why'), /playing right now/);
+    // The TV shows the last three before what plays.
+    const recent = tv.getByRole('list', { name: 'Recently played' });
+    await L.until('three on the TV', async () => (await recent.getByRole('listitem').count()) === 3);
+    assert.deepEqual(await recent.locator('.t').allTextContents(), played);
+
+    // Without a no-repeat window the same song may be requested again from the list.
+    await host.getByRole('spinbutton', { name: 'No repeat (minutes)' }).fill('0');
+    await host.getByRole('button', { name: 'Save rules' }).click();
+    await expectDisabled(item(played[0]).getByRole('button', { name: 'Request', exact: true }), false, 'a request again');
+    await item(played[0]).getByRole('button', { name: 'Request', exact: true }).click();
+    await expectText(a.locator('.toast'), `Requested “${played[0]}”`);
+    await queueItem(b, played[0]).waitFor();
+    noErrors(a, b, tv, host);
+  });
+});
+
+t('content rules: the host blocks an artist and sets a pool; the search marks refused songs and the host page says when nothing may play', { timeout: 90000 }, async () => {
+  await withServer({ args: ['--no-repeat-minutes', '0', '--artist-spacing', '0'] }, async (srv, open) => {
+    const { page: a } = await open('/');
+    const { page: host } = await open('/host');
+    await L.hostLogin(host);
+    await L.live(a);
+    let np = (await L.state(srv.url)).now_playing;
+    if (np.track.artist === 'ABBA') {
+      await host.getByRole('button', { name: 'Skip', exact: true }).click();
+      await L.until('another song', async () => (await L.state(srv.url)).now_playing.track.artist !== 'ABBA');
+    }
+    await host.getByRole('textbox', { name: /Blocked artists/ }).fill('abba\nNobody');
+    await host.getByRole('button', { name: 'Save', exact: true }).click();
+    await expectText(host.locator('#content-note'), 'Saved.');
+    await search(a, 'dancing');
+    const row = resultItem(a, 'Dancing Queen').first();
+    await expectText(row.locator('.why'), /does not allow songs by this artist/);
+    await expectDisabled(row.getByRole('button', { name: 'Request', exact: true }), true, 'a request of a blocked artist');
+    // Other songs stay requestable.
+    await search(a, 'heroes');
+    await expectDisabled(resultItem(a, 'Heroes').first().getByRole('button', { name: 'Request', exact: true }), false, 'a request of another artist');
+
+    // A pool nothing is in: the auto-DJ stops, and the host page says why.
+    await host.getByRole('textbox', { name: /Only from folder/ }).fill('No such folder');
+    await host.getByRole('button', { name: 'Save', exact: true }).click();
+    np = (await L.state(srv.url)).now_playing;
+    await host.getByRole('button', { name: 'Skip', exact: true }).click();
+    await expectText(host.locator('#autodj-blocked'), /nothing to pick/);
+    await L.until('nothing plays', async () => (await L.state(srv.url)).now_playing === null);
+    await host.getByRole('textbox', { name: /Only from folder/ }).fill('');
+    await host.getByRole('button', { name: 'Save', exact: true }).click();
+    await L.until('the music is back', async () => (await L.state(srv.url)).now_playing !== null);
+    assert.equal(await host.locator('#autodj-blocked').isHidden(), true);
+    noErrors(a, host);
+  });
+});

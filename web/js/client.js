@@ -76,6 +76,7 @@ export class Client {
       room: null,
       admin: collection(),
       rooms: collection(),
+      history: collection(),
     };
     this.status = 'connecting';
     this.ws = null;
@@ -330,7 +331,7 @@ export class Client {
       }
     } else if (t === 'me' || t === 'room') {
       s[t] = msg.data;
-    } else if (t === 'queue' || t === 'admin' || t === 'rooms') {
+    } else if (t === 'queue' || t === 'admin' || t === 'rooms' || t === 'history') {
       const c = s[t];
       // The admin topic's `sound` (revision 2) rides beside its guest list, and the rooms
       // topic's `snapserver` beside its rooms.

@@ -1,6 +1,6 @@
 // The guest page (/): now playing, like, vote to skip, search and request, the queue.
 import { Client, api, ordered } from './client.js';
-import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch, drawProgress, onNextFrame } from './ui.js';
+import { $, h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, toast, eventToast, refusal, mountSearch, drawProgress, onNextFrame, dedicationLine, requestableNow } from './ui.js';
 
 const TOKEN_KEY = 'jukebox.guest.token';
 const NAME_KEY = 'jukebox.guest.name';
@@ -24,7 +24,7 @@ async function getToken(fresh) {
   return creating;
 }
 
-const client = new Client({ topics: ['now_playing', 'queue', 'me', 'room'], getToken });
+const client = new Client({ topics: ['now_playing', 'queue', 'me', 'room', 'history'], getToken });
 const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
@@ -50,13 +50,17 @@ const el = {
   meNote: $('#me-note'),
   nameForm: $('#name-form'),
   name: $('#name'),
+  dedication: $('#for'),
+  history: $('#history'),
+  hempty: $('#history-empty'),
 };
 
 bindStatus(client, el.status);
 
 const queueEntries = () => ordered(S.queue);
-const ctx = () => ({ room: S.room, me: S.me, queue: queueEntries(), np: S.now_playing });
-const search = mountSearch(client, { input: $('#q'), results: $('#results'), note: $('#search-note'), more: $('#more') }, ctx);
+const historyItems = () => ordered(S.history);
+const ctx = () => ({ room: S.room, me: S.me, queue: queueEntries(), np: S.now_playing, history: historyItems() });
+const search = mountSearch(client, { input: $('#q'), results: $('#results'), note: $('#search-note'), more: $('#more'), dedication: el.dedication }, ctx);
 
 /** This guest's id: what tells me apart from a guest with the same name. */
 const myId = () => (S.me ? S.me.guest_id : null);
@@ -105,7 +109,8 @@ function renderNowPlaying() {
     text(el.title, t.title);
     text(el.artist, [t.artist, t.album].filter(Boolean).join(' · '));
     const mine = !!np.requested_by_id && np.requested_by_id === myId();
-    text(el.by, np.requested_by ? (mine ? 'Your request' : `Requested by ${np.requested_by}`) : np.auto ? 'Picked by the jukebox' : '');
+    const who = np.requested_by ? (mine ? 'Your request' : `Requested by ${np.requested_by}`) : np.auto ? 'Picked by the jukebox' : '';
+    text(el.by, [who, np.for ? `for ${np.for}` : ''].filter(Boolean).join(' · '));
     text(el.likes, plural(np.likes, 'like'));
     text(el.skips, `${np.skip_votes} of ${np.skip_needed} to skip`);
     if (!marked) {
@@ -159,7 +164,7 @@ function renderQueue() {
       text(pos, i + 1);
       text(info.children[0], e.track.title);
       text(info.children[1], [e.track.artist, fmtTime(e.track.duration_ms)].filter(Boolean).join(' · '));
-      const who = own ? 'Your request' : e.by ? `Requested by ${e.by}` : 'Requested';
+      const who = (own ? 'Your request' : e.by ? `Requested by ${e.by}` : 'Requested') + (e.for ? ` for ${e.for}` : '');
       text(info.children[2], `${who} · ${i === 0 ? (when[0] < 60000 ? 'plays next' : `plays next, ${fmtIn(when[0])}`) : `plays ${fmtIn(when[i])}`}`);
       text(vote.children[0], plural(e.votes, 'vote'));
       const btn = vote.children[1];
@@ -174,6 +179,56 @@ function upvote(li) {
   const e = li._entry;
   const has = S.me && S.me.voted.includes(e.id);
   act(li.querySelector('button'), 'vote', { entry_id: e.id, on: !has }, 'vote');
+}
+
+// --- recently played --------------------------------------------------------------------------
+
+const ENDED = { finished: '', skipped: 'skipped', error: 'could not be played' };
+
+function renderHistory() {
+  const items = historyItems();
+  const c = ctx();
+  const now = client.serverNow();
+  const live = client.live;
+  el.hempty.hidden = items.length > 0;
+  syncList(
+    el.history,
+    items,
+    (p) => p.id,
+    (p) => {
+      const li = h('li', { class: 'item' },
+        h('div', { class: 'grow' }, h('p', { class: 't' }), h('p', { class: 's' }), h('p', { class: 'by' }), h('p', { class: 'why' })),
+        h('button', { class: 'btn small', type: 'button', onclick: () => requestAgain(li) }, 'Request'));
+      return li;
+    },
+    (li, p) => {
+      li._play = p;
+      const [info, btn] = li.children;
+      text(info.children[0], p.track.title);
+      const when = p.ended === null ? 'playing now' : ENDED[p.ended] || '';
+      text(info.children[1], [p.track.artist, plural(p.likes, 'like'), when].filter(Boolean).join(' · '));
+      const mine = !!p.requested_by_id && p.requested_by_id === myId();
+      const who = p.requested_by ? (mine ? 'Your request' : `Requested by ${p.requested_by}`) : 'Picked by the jukebox';
+      text(info.children[2], [who, p.for ? `for ${p.for}` : ''].filter(Boolean).join(' · '));
+      const why = requestableNow(p, c, now);
+      text(info.children[3], why);
+      btn.disabled = !live || !!why;
+      btn.title = why;
+    }
+  );
+}
+
+async function requestAgain(li) {
+  const p = li._play;
+  const btn = li.querySelector('button');
+  btn.disabled = true;
+  try {
+    const d = await client.command('request', { track_id: p.track.id });
+    toast(d.upvoted ? `Already in the queue: your vote moves “${p.track.title}” up` : `Requested “${p.track.title}”`, 'mine');
+  } catch (e) {
+    toast(refusal(e, { ...ctx(), track: p.track }), 'error', 6000);
+  }
+  render();
 }
 
 // --- me -------------------------------------------------------------------------------------
@@ -239,6 +294,7 @@ const redraw = onNextFrame(draw);
 function draw() {
   renderNowPlaying();
   renderQueue();
+  renderHistory();
   renderMe();
   search.draw();
 }
@@ -263,6 +319,8 @@ client.on('event', (ev) => {
 setInterval(() => {
   tick();
   if (document.visibilityState === 'visible' && S.queue.order.length) renderQueue();
+  // The no-repeat window runs out with time, not with an update.
+  if (document.visibilityState === 'visible' && S.history.order.length) renderHistory();
 }, 1000);
 
 client.start();

@@ -17,7 +17,7 @@ const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 
 const el = {};
-for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'snapcast-control', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all', 'rooms-card', 'rooms', 'rooms-note']) {
+for (const id of ['status', 'login', 'login-form', 'login-error', 'pin', 'panel', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-stats', 'seek', 'np-pos', 'np-dur', 'np-state', 'play', 'pause', 'skip', 'volume', 'volume-out', 'queue', 'qcount', 'queue-empty', 'requests-paused', 'snapcast-control', 'rules', 'rules-note', 'sound', 'sound-note', 'sound-now', 'sound-pass', 'underruns', 'guests', 'guests-more', 'gcount', 'pair', 'pair-code', 'pair-note', 'screens', 'say', 'say-text', 'audio', 'libsize', 'scan-bar', 'scan-note', 'rescan', 'export-m3u', 'export-csv', 'logout', 'login-warning', 'host-sessions', 'logout-all', 'rooms-card', 'rooms', 'rooms-note', 'content', 'content-note', 'autodj-blocked']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 
@@ -120,7 +120,7 @@ function renderNowPlaying() {
   cover(el.npCover, np && np.track);
   text(el.npTitle, np ? np.track.title : 'Nothing playing');
   text(el.npArtist, np ? [np.track.artist, np.track.album].filter(Boolean).join(' · ') : '');
-  text(el.npBy, np ? (np.requested_by ? `Requested by ${np.requested_by}` : np.auto ? 'Auto-DJ pick' : '') : '');
+  text(el.npBy, np ? (np.requested_by ? `Requested by ${np.requested_by}${np.for ? ` for ${np.for}` : ''}` : np.auto ? 'Auto-DJ pick' : '') : '');
   text(el.npStats, np ? `${plural(np.likes, 'like')} · ${np.skip_votes} of ${np.skip_needed} skip votes` : '');
   el.play.disabled = !live || (np && !np.paused);
   el.pause.disabled = !live || !np || np.paused;
@@ -188,7 +188,7 @@ function renderQueue() {
       text(pos, i + 1);
       text(info.children[0], e.track.title);
       text(info.children[1], `${[e.track.artist, fmtTime(e.track.duration_ms)].filter(Boolean).join(' · ')} · ${plural(e.votes, 'vote')}${e.pinned ? ' · pinned' : ''}`);
-      text(info.children[2], `${e.by ? `Requested by ${e.by}` : 'Requested'} · plays ${fmtIn(when[i])}`);
+      text(info.children[2], `${e.by ? `Requested by ${e.by}` : 'Requested'}${e.for ? ` for ${e.for}` : ''} · plays ${fmtIn(when[i])}`);
       const [up, down, remove, banBtn] = tools.children;
       up.disabled = !live || i === 0;
       down.disabled = !live || i === entries.length - 1;
@@ -381,6 +381,56 @@ function renderRules() {
   el.snapcastControl.disabled = !live;
   if (!rulesDirty) for (const k of RULES) el.rules.elements[k].value = room[k];
   el.rules.querySelector('button').disabled = !live;
+}
+
+// --- content rules: what may play tonight ---------------------------------------------------
+
+const lines = (v) => v.split('\n').map((l) => l.trim()).filter(Boolean);
+const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+let contentDirty = false;
+el.content.addEventListener('input', () => (contentDirty = true));
+el.content.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const room = S.room;
+  if (!room) return;
+  const f = el.content.elements;
+  const patch = {};
+  for (const k of ['blocked_artists', 'blocked_words']) {
+    const v = lines(f[k].value);
+    if (!sameList(v, room[k] || [])) patch[k] = v;
+  }
+  const minutes = f.max_track_minutes.value;
+  if (minutes !== '' && +minutes !== room.max_track_minutes) patch.max_track_minutes = +minutes;
+  const pool = f.pool.value.trim() || null;
+  if (pool !== (room.pool ?? null)) patch.pool = pool;
+  if (!Object.keys(patch).length) {
+    contentDirty = false;
+    text(el.contentNote, 'Nothing changed.');
+    return;
+  }
+  const r = await run('settings', patch, el.content.querySelector('button'));
+  if (r) {
+    contentDirty = false;
+    text(el.contentNote, 'Saved.');
+    render();
+  }
+});
+
+function renderContent() {
+  const room = S.room;
+  if (!room) return;
+  const f = el.content.elements;
+  if (!contentDirty) {
+    f.blocked_artists.value = (room.blocked_artists || []).join('\n');
+    f.blocked_words.value = (room.blocked_words || []).join('\n');
+    f.max_track_minutes.value = room.max_track_minutes ?? 0;
+    f.pool.value = room.pool || '';
+  }
+  for (const x of f) x.disabled = !client.live;
+  el.autodjBlocked.hidden = !room.autodj_blocked;
+  text(el.autodjBlocked, room.autodj_blocked
+    ? `The jukebox has nothing to pick: no song of the library passes these rules${room.pool ? ` (is “${room.pool}” a folder of the music folder?)` : ''}. Only requests play until you change them.`
+    : '');
 }
 
 // --- sound: levelling, crossfade, and how what plays is levelled ------------------------------
@@ -599,6 +649,7 @@ function draw() {
   renderGuests();
   renderRooms();
   renderRules();
+  renderContent();
   renderSound();
   renderSystem();
   search.draw();

@@ -1,6 +1,6 @@
 // The TV page (/tv): now playing, up next, likes flying in, and how to join. No interaction.
 import { Client, api, ordered } from './client.js';
-import { h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast, drawProgress, onNextFrame } from './ui.js';
+import { h, text, syncList, fmtTime, fmtIn, plural, cover, positionNow, etas, bindStatus, eventToast, toast, drawProgress, onNextFrame, dedicationLine } from './ui.js';
 
 // The TV is a screen: the host pairs it by typing the code it shows (a screen never votes and
 // is not a guest in the room). Its token is kept apart from a phone's guest on the same browser.
@@ -63,11 +63,11 @@ async function pair() {
   }
 }
 
-const client = new Client({ topics: ['now_playing', 'queue', 'room'], getToken });
+const client = new Client({ topics: ['now_playing', 'queue', 'room', 'history'], getToken });
 const S = client.state;
 window.jukebox = client; // for the console (and the browser tests)
 const el = {};
-for (const id of ['party', 'status', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-bar', 'np-fill', 'np-pos', 'np-dur', 'np-state', 'likes', 'queue', 'queue-empty', 'qr', 'join-url', 'join-alt', 'hearts']) {
+for (const id of ['party', 'status', 'np-cover', 'np-title', 'np-artist', 'np-by', 'np-for', 'recent', 'np-bar', 'np-fill', 'np-pos', 'np-dur', 'np-state', 'likes', 'queue', 'queue-empty', 'qr', 'join-url', 'join-alt', 'hearts']) {
   el[id.replace(/-(\w)/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
 }
 bindStatus(client, el.status);
@@ -79,7 +79,10 @@ function renderNowPlaying() {
   cover(el.npCover, np && np.track);
   text(el.npTitle, np ? np.track.title : room ? 'Nothing playing right now' : 'Waiting for the jukebox…');
   text(el.npArtist, np ? [np.track.artist, np.track.album].filter(Boolean).join(' · ') : '');
-  text(el.npBy, np && np.requested_by ? `Requested by ${np.requested_by}` : '');
+  // A dedication is the line the room reads: "for Anna, from Sam"; the requester otherwise.
+  const dedicated = np && np.for ? dedicationLine(np.for, np.requested_by) : '';
+  text(el.npFor, dedicated);
+  text(el.npBy, np && np.requested_by && !dedicated ? `Requested by ${np.requested_by}` : '');
   text(el.likes, np ? `♥ ${plural(np.likes, 'like')}` : '');
   tick();
 }
@@ -103,6 +106,26 @@ function renderQueue() {
       text(pos, i + 1);
       text(info.children[0], e.track.title);
       text(info.children[1], [e.track.artist, e.by ? `requested by ${e.by}` : '', plural(e.votes, 'vote'), fmtIn(when[i])].filter(Boolean).join(' · '));
+    }
+  );
+}
+
+/** The last three plays before what plays now: "what was that song?" from across the room. */
+function renderRecent() {
+  const np = S.now_playing;
+  const plays = ordered(S.history)
+    .filter((p) => p.ended !== null && (!np || p.id !== np.play_id))
+    .slice(0, 3);
+  syncList(
+    el.recent,
+    plays,
+    (p) => p.id,
+    () => h('li', { class: 'item' }, h('div', { class: 'grow' }, h('p', { class: 't' }), h('p', { class: 's' }))),
+    (li, p) => {
+      const [info] = li.children;
+      text(info.children[0], p.track.title);
+      const who = p.for ? dedicationLine(p.for, p.requested_by) : p.requested_by ? `requested by ${p.requested_by}` : '';
+      text(info.children[1], [p.track.artist, who, p.likes ? `♥ ${p.likes}` : ''].filter(Boolean).join(' · '));
     }
   );
 }
@@ -162,6 +185,7 @@ const redraw = onNextFrame(draw);
 function draw() {
   renderNowPlaying();
   renderQueue();
+  renderRecent();
 }
 
 let epoch = null;
@@ -176,7 +200,11 @@ client.on('welcome', (w) => {
   }
 });
 client.on('event', (ev) => {
-  if (ev.name === 'liked' && (!ev.ts_ms || client.serverNow() - ev.ts_ms < 60000)) heart();
+  const fresh = !ev.ts_ms || client.serverNow() - ev.ts_ms < 60000;
+  if (ev.name === 'liked' && fresh) heart();
+  if (ev.name === 'track_started' && fresh && ev.data && ev.data.for) {
+    toast(`♪ ${ev.data.title} ${dedicationLine(ev.data.for, ev.data.requested_by)}`, 'mine', 10000);
+  }
   eventToast(ev, client, null);
 });
 el.qr.onerror = () => setTimeout(() => (el.qr.src = `/api/qr.svg?r=${Date.now()}`), 5000);

@@ -193,7 +193,7 @@ export function eventToast(ev, client, me) {
       return toast(`${d.by} liked this song`, 'like');
     case 'requested':
       if (own) return;
-      return toast(`${d.by} requested ${d.title}`);
+      return toast(`${d.by} requested ${d.title}${d.for ? ` for ${d.for}` : ''}`);
     case 'skip_vote':
       if (own) return;
       return toast(`${d.by} voted to skip (${d.votes} of ${d.needed})`);
@@ -212,6 +212,48 @@ export function eventToast(ev, client, me) {
     case 'your_request_liked':
       return toast(`${d.by} liked your song`, 'mine');
   }
+}
+
+/** "for Anna, from Sam": a dedication and who made it, as one line (empty without one). */
+export function dedicationLine(forWhom, by) {
+  if (!forWhom) return '';
+  return by ? `for ${forWhom}, from ${by}` : `for ${forWhom}`;
+}
+
+/**
+ * Why a guest cannot request `track` again right now, from what the page knows (the
+ * history's order and start times, the room's settings, what plays and the content rules'
+ * `refused` from the server), or '' when it may. The jukebox's reply has the last word.
+ */
+export function requestableNow(item, ctx, now) {
+  const room = ctx.room || {};
+  const t = item.track;
+  if (item.refused) return refusal(item.refused, ctx);
+  if (ctx.me && ctx.me.banned) return 'The host has removed you from this party.';
+  // Queued already: a request of it is an up-vote, which the other rules do not refuse.
+  if ((ctx.queue || []).some((e) => e.track.id === t.id)) return '';
+  if (room.requests_paused) return 'The host has paused requests for now.';
+  if (ctx.np && ctx.np.track && ctx.np.track.id === t.id) return 'That song is playing right now.';
+  const plays = ctx.history || [];
+  const last = plays.find((p) => p.track.id === t.id);
+  const windowMs = (room.no_repeat_minutes || 0) * 60000;
+  if (last && now - last.started_ms < windowMs) {
+    const ago = Math.max(0, now - last.started_ms);
+    return refusal({
+      code: 'recently_played',
+      data: { minutes_ago: Math.floor(ago / 60000), wait_minutes: Math.ceil((windowMs - ago) / 60000) },
+    }, ctx);
+  }
+  const spacing = room.artist_spacing || 0;
+  const same = (a, b) => !!a && a.trim().toLowerCase() === (b || '').trim().toLowerCase();
+  const at = plays.slice(0, spacing).findIndex((p) => same(p.track.artist, t.artist));
+  if (at >= 0) {
+    return refusal({ code: 'artist_spacing', data: { artist: t.artist, plays_ago: at, spacing } }, ctx);
+  }
+  if (ctx.me && ctx.me.role === 'guest' && ctx.me.requests_left === 0) {
+    return refusal({ code: 'limit_reached', data: { limit: room.request_limit } }, ctx);
+  }
+  return '';
 }
 
 // --- refusals in plain words ------------------------------------------------------------------
@@ -255,11 +297,16 @@ export function refusal(err, ctx = {}) {
       return {
         blocked_artist: 'The host does not allow songs by this artist tonight.',
         blocked_word: 'The host does not allow this song tonight.',
-        too_long: 'That song is longer than the host allows tonight.',
+        too_long: d.max_minutes
+          ? `Tonight the host allows songs of up to ${plural(d.max_minutes, 'minute')}.`
+          : 'That song is longer than the host allows tonight.',
         not_in_pool: 'The host only allows songs from a chosen folder tonight.',
       }[d.rule] || 'The host does not allow this song tonight.';
     case 'requests_paused':
       return 'The host has paused requests for now.';
+    case 'bad_request':
+      if (err.field === 'for') return `Dedication: ${m}.`;
+      return m ? m.charAt(0).toUpperCase() + m.slice(1) : 'That did not work.';
     case 'forbidden':
       return ctx.me && ctx.me.banned ? 'The host has removed you from this party.' : 'Only the host can do that.';
     case 'not_found':
@@ -283,7 +330,8 @@ export function refusal(err, ctx = {}) {
 
 /**
  * Wires a search box to the websocket `search` command, with a "Request" button per result.
- * els: {input, results, note, more}; ctx(): {room, me, queue entries, np} for labels and refusals.
+ * els: {input, results, note, more, dedication?}; ctx(): {room, me, queue entries, np} for
+ * labels and refusals. A non-empty dedication input goes with the request as `for`.
  */
 export function mountSearch(client, els, ctx) {
   let timer = 0;
@@ -336,9 +384,16 @@ export function mountSearch(client, els, ctx) {
     const btn = row.querySelector('button');
     btn.disabled = true;
     try {
-      const d = await client.command('request', { track_id: t.id });
+      const dedication = els.dedication ? els.dedication.value.trim() : '';
+      const d = await client.command('request', dedication ? { track_id: t.id, for: dedication } : { track_id: t.id });
       why.delete(t.id);
-      toast(d.upvoted ? `Already in the queue: your vote moves “${t.title}” up` : `Requested “${t.title}”`, 'mine');
+      if (!d.upvoted && els.dedication) els.dedication.value = '';
+      toast(
+        d.upvoted
+          ? `Already in the queue: your vote moves “${t.title}” up`
+          : `Requested “${t.title}”${dedication ? ` for ${dedication}` : ''}`,
+        'mine'
+      );
     } catch (e) {
       const msg = refusal(e, { ...c, track: t });
       why.set(t.id, msg);
@@ -366,8 +421,11 @@ export function mountSearch(client, els, ctx) {
         text(info.children[0], t.title);
         const tag = t.id === playing ? ' · playing now' : queued.has(t.id) ? ' · in the queue' : '';
         text(info.children[1], [t.artist, t.album, fmtTime(t.duration_ms)].filter(Boolean).join(' · ') + tag);
-        text(info.children[2], why.get(t.id) || '');
-        btn.disabled = !client.live || (c.me && c.me.banned);
+        // The host's content rules: the search shows what they refuse, and why, before a tap.
+        const ruled = t.refused ? refusal(t.refused, { ...c, track: t }) : '';
+        row.classList.toggle('refused', !!ruled);
+        text(info.children[2], ruled || why.get(t.id) || '');
+        btn.disabled = !client.live || (c.me && c.me.banned) || !!ruled;
       }
     );
     els.more.hidden = !cursor;
