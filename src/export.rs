@@ -48,7 +48,17 @@ pub fn write_m3u(plays: &[PlayReport], out: &mut dyn Write) -> std::io::Result<(
         let secs = p.track.duration_ms.div_ceil(1000);
         let who = p.requested_by.as_deref().unwrap_or("auto-DJ");
         // Comment lines are ignored by players but keep who asked and how it was liked.
-        writeln!(out, "# requested by {who}; {} likes", p.likes)?;
+        let dedication = p
+            .dedication
+            .as_deref()
+            .map(|d| format!("; for {}", one_line(d)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "# requested by {}; {} likes{dedication}",
+            one_line(who),
+            p.likes
+        )?;
         let label = if p.track.artist.is_empty() {
             p.track.title.clone()
         } else {
@@ -73,6 +83,7 @@ pub fn write_csv(plays: &[PlayReport], out: &mut dyn Write) -> Result<(), csv::E
         "likes",
         "ended",
         "path",
+        "dedication",
     ])?;
     for p in plays {
         w.write_record([
@@ -86,6 +97,7 @@ pub fn write_csv(plays: &[PlayReport], out: &mut dyn Write) -> Result<(), csv::E
             p.likes.to_string(),
             p.end_reason.map_or("playing", PlayEnd::as_str).to_string(),
             cell(&p.track.path.display().to_string()),
+            cell(p.dedication.as_deref().unwrap_or_default()),
         ])?;
     }
     w.flush()?;

@@ -261,6 +261,7 @@ pub struct PlayReport {
     pub end_reason: Option<PlayEnd>,
     pub track: Track,
     pub requested_by: Option<String>,
+    pub dedication: Option<String>,
     pub votes: u32,
     pub likes: u32,
 }

@@ -37,7 +37,7 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
     h.ok(Command::Request {
         actor: mia,
         track_id: track.id,
-        dedication: None,
+        dedication: Some("=Anna, \"my\" love".into()),
     })
     .await;
     h.ok(Command::Like {
@@ -103,6 +103,12 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
     assert_eq!(&rows[1][5], "Mia, \"the\" DJ", "quoted correctly");
     assert_eq!(&rows[1][7], "2");
     assert_eq!(&rows[1][8], "playing");
+    assert_eq!(&headers[10], "dedication");
+    assert_eq!(&rows[0][10], "", "no dedication");
+    assert_eq!(
+        &rows[1][10], "'=Anna, \"my\" love",
+        "a cell a spreadsheet will not run"
+    );
 
     let out = std::process::Command::new(common::bin())
         .args(["export", "--format", "m3u", "--db"])
@@ -122,7 +128,7 @@ async fn exports_tonights_plays_with_requesters_and_likes() {
         "{m3u}"
     );
     assert!(
-        m3u.contains("requested by Mia, \"the\" DJ; 2 likes"),
+        m3u.contains("requested by Mia, \"the\" DJ; 2 likes; for =Anna, \"my\" love\n"),
         "{m3u}"
     );
 

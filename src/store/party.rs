@@ -259,6 +259,7 @@ impl Db {
             "SELECT p.id, p.started_ms, p.ended_ms, p.end_reason, g.name,
                     (SELECT count(*) FROM votes v WHERE v.request_id = p.request_id),
                     (SELECT count(*) FROM likes l WHERE l.play_id = p.id),
+                    r.dedication,
                     {TRACK_COLS}
              FROM plays p JOIN tracks t ON t.id = p.track_id
              LEFT JOIN requests r ON r.id = p.request_id
@@ -274,7 +275,8 @@ impl Db {
                 requested_by: r.get(4)?,
                 votes: r.get::<_, i64>(5)? as u32,
                 likes: r.get::<_, i64>(6)? as u32,
-                track: track_row_at(r, 7)?,
+                dedication: r.get(7)?,
+                track: track_row_at(r, 8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
