@@ -449,9 +449,15 @@ impl Phone {
 
     /// The next message (10 s at most), checking sequencing.
     pub async fn recv(&mut self) -> Value {
-        let v = tokio::time::timeout(Duration::from_secs(10), next_json(&mut self.ws))
+        self.recv_within(Duration::from_secs(10)).await
+    }
+
+    /// The next message within `limit`, checking sequencing: for what waits on background
+    /// work that a loaded machine may starve for a while (the loudness pass runs SCHED_IDLE).
+    pub async fn recv_within(&mut self, limit: Duration) -> Value {
+        let v = tokio::time::timeout(limit, next_json(&mut self.ws))
             .await
-            .expect("a message within 10 s")
+            .unwrap_or_else(|_| panic!("a message within {limit:?}"))
             .expect("the socket is open");
         if let Some(seq) = v["seq"].as_u64() {
             assert_eq!(seq, self.last_seq + 1, "seq must have no gaps: {v}");
