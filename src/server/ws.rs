@@ -620,5 +620,8 @@ async fn handle(state: &AppState, session: &Session, actor: Actor, rid: u64, cmd
         Ok(data) => protocol::reply_ok(rid, data),
         Err(e) => protocol::reply_err(rid, &e),
     };
+    // The session sends the reply after the changes it caused: they must be in its lanes
+    // first (a change it will not see, another guest's, does not hold it up).
+    state.sessions.handed_on(outcome.after_seq).await;
     session.reply(outcome.after_seq, tail);
 }

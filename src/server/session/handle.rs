@@ -41,7 +41,8 @@ pub(super) enum Msg {
     },
     Sub(Box<SubMsg>),
     Unsub(Vec<Topic>),
-    /// A reply to send once the hub changes up to `after` have been numbered.
+    /// A reply to send once the hub changes up to `after` have been numbered. It is sent
+    /// only once the encoder handed on those changes (`Sessions::handed_on`).
     Reply(Box<(u64, Tail)>),
     Snapshot(Box<SnapshotMsg>),
 }

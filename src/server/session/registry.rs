@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::broadcast;
-
-use super::encoder::{self, Wire};
+use super::encoder::{self, Lanes};
 use super::handle::Session;
 use super::hello::HelloLimiter;
 use super::limits::SessionLimits;
@@ -96,8 +94,8 @@ impl Registry {
 /// All live sessions.
 pub struct Sessions {
     map: Mutex<Registry>,
-    /// The encoder's output: every hub change, encoded once, for every session task.
-    wire: broadcast::Sender<Arc<Wire>>,
+    /// The encoder's output: every hub change, encoded once, by who may see it.
+    lanes: Arc<Lanes>,
     /// What every welcome says about this server.
     pub info: Arc<ServerInfo>,
     /// Shared by every session task (one pointer each).
@@ -109,16 +107,24 @@ pub struct Sessions {
 impl Sessions {
     /// Starts the encoder that turns hub changes into shared wire messages.
     pub fn start(hub: Hub, info: ServerInfo, limits: SessionLimits) -> Arc<Sessions> {
-        let wire = encoder::channel();
-        encoder::spawn(hub.clone(), wire.clone());
-        Arc::new(Sessions {
+        let lanes = Arc::new(Lanes::new(&hub));
+        let sessions = Arc::new(Sessions {
             map: Mutex::new(Registry::default()),
-            wire,
+            lanes: lanes.clone(),
             info: Arc::new(info),
             hellos: HelloLimiter::new(limits.hello_rate),
             limits: Arc::new(limits),
-            hub,
-        })
+            hub: hub.clone(),
+        });
+        encoder::spawn(hub, lanes);
+        sessions
+    }
+
+    /// Waits until every change up to the hub seq `seq` is in its sessions' lanes: a reply
+    /// to a request that made changes is handed to its session only then (the session
+    /// drains its lanes before it sends the reply, so the reply comes after them).
+    pub async fn handed_on(&self, seq: u64) {
+        self.lanes.handed_on(seq).await;
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -188,10 +194,11 @@ impl Sessions {
             self.info.clone(),
             self.limits.clone(),
         );
-        let rx_wire = self.wire.subscribe();
+        let shared = self.lanes.shared.subscribe();
+        let hosts = (role == Role::Host).then(|| self.lanes.hosts.subscribe());
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
-            task.run(rx_wire).await;
+            task.run(shared, hosts).await;
             if let Some(s) = me.upgrade() {
                 s.registry().remove(key);
             }

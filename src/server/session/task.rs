@@ -42,6 +42,13 @@ pub(super) struct Task {
     in_use: bool,
     /// The last hub seq this session has dealt with.
     hub_cursor: u64,
+    /// The highest `after` of a reply handed to this session: the encoder had handed on
+    /// every change up to it, and the session drained its lanes since, so replies up to it
+    /// may go (the changes it did not see were not for it).
+    handed_on: u64,
+    /// The shared lane, and the hosts' lane for a host's session (see `encoder`).
+    shared: Option<broadcast::Receiver<Arc<Wire>>>,
+    hosts: Option<broadcast::Receiver<Arc<Wire>>>,
     replies: PendingReplies,
     snapshots: Snapshots,
     socket: Option<Attachment>,
@@ -69,6 +76,9 @@ impl Task {
             buffer: ResumeBuffer::default(),
             in_use: false,
             hub_cursor: hub.last_seq(),
+            handed_on: 0,
+            shared: None,
+            hosts: None,
             replies: PendingReplies::default(),
             snapshots: Snapshots::default(),
             socket: None,
@@ -80,9 +90,15 @@ impl Task {
         }
     }
 
-    pub(super) async fn run(mut self, mut wire: broadcast::Receiver<Arc<Wire>>) {
+    pub(super) async fn run(
+        mut self,
+        shared: broadcast::Receiver<Arc<Wire>>,
+        hosts: Option<broadcast::Receiver<Arc<Wire>>>,
+    ) {
         let inbox = self.handle.tx.clone();
-        self.serve(&inbox, &mut wire).await;
+        self.shared = Some(shared);
+        self.hosts = hosts;
+        self.serve(&inbox).await;
         // Nothing waits forever on a session that is gone (an attach's answer is dropped).
         inbox.close();
         // Evicted just as a socket attached: that socket says bye rather than live on a
@@ -104,7 +120,7 @@ impl Task {
         self.handle.detached.set(Some(now));
     }
 
-    async fn serve(&mut self, inbox: &Mailbox<Msg>, wire: &mut broadcast::Receiver<Arc<Wire>>) {
+    async fn serve(&mut self, inbox: &Mailbox<Msg>) {
         // A timer only while no socket is attached: thousands of attached sessions need none.
         // It is keyed by its deadline, which moves when the session comes into use while
         // detached (a reply that arrives after its socket left): a timer kept for the old,
@@ -120,17 +136,31 @@ impl Task {
                 }
                 (None, _) => expiry = None,
             }
+            let (Some(shared), hosts) = (self.shared.as_mut(), self.hosts.as_mut()) else {
+                return;
+            };
+            let has_hosts = hosts.is_some();
             tokio::select! {
                 biased;
                 msg = inbox.recv() => match msg {
                     Some(m) => self.on_msg(m),
                     None => return,
                 },
-                w = wire.recv() => match w {
+                w = shared.recv() => match w {
                     Ok(w) if w.gap => self.resnapshot(),
-                    Ok(w) => self.on_wire(w),
+                    Ok(w) => self.take_in(w),
                     Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
                     Err(broadcast::error::RecvError::Closed) => return,
+                },
+                w = async {
+                    match hosts {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if has_hosts => match w {
+                    Ok(w) => self.take_in(w),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
+                    Err(broadcast::error::RecvError::Closed) => self.hosts = None,
                 },
                 _ = async {
                     match expiry.as_mut() {
@@ -142,6 +172,44 @@ impl Task {
                     return;
                 }
             }
+        }
+    }
+
+    /// A change from a lane. A guest's session has one lane, in hub order. A host's has two:
+    /// every change below this one's seq was handed on before it, so it is in the lanes by
+    /// now, and the changes are taken in by seq.
+    fn take_in(&mut self, w: Arc<Wire>) {
+        if self.hosts.is_none() {
+            self.on_wire(w);
+            return;
+        }
+        self.take_available(Some(w));
+    }
+
+    /// Takes in every change already in the lanes (with `first`), in hub order: before a
+    /// reply, which must come after the changes up to its `after` (all handed on by then).
+    fn take_available(&mut self, first: Option<Arc<Wire>>) {
+        let mut batch: Vec<Arc<Wire>> = first.into_iter().collect();
+        let mut lost = false;
+        for rx in [self.shared.as_mut(), self.hosts.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            for _ in 0..crate::hub::CHANGE_BUFFER {
+                match rx.try_recv() {
+                    Ok(w) if w.gap => lost = true,
+                    Ok(w) => batch.push(w),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => lost = true,
+                    Err(_) => break,
+                }
+            }
+        }
+        batch.sort_by_key(|w| w.hub_seq);
+        for w in batch {
+            self.on_wire(w);
+        }
+        if lost {
+            self.resnapshot();
         }
     }
 
@@ -221,7 +289,8 @@ impl Task {
         if self.snapshots.busy() {
             return;
         }
-        while let Some(tail) = self.replies.pop_ready(self.hub_cursor) {
+        let cursor = self.hub_cursor.max(self.handed_on);
+        while let Some(tail) = self.replies.pop_ready(cursor) {
             self.emit(Kept::own(tail));
         }
     }
@@ -279,6 +348,8 @@ impl Task {
             Msg::Reply(r) => {
                 self.in_use = true;
                 let (after, tail) = *r;
+                self.take_available(None);
+                self.handed_on = self.handed_on.max(after);
                 self.queue_reply(after, tail);
             }
             Msg::Snapshot(snap) => self.on_snapshot(*snap),
