@@ -15,33 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::answer::Answer;
 use common::live::{Phone, Server};
 use serde_json::{json, Value};
-
-/// One HTTP answer, header names in lower case.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-}
 
 /// `method path` with this `Host`, on a connection of its own, read to its end.
 fn request(addr: &str, method: &str, path: &str, host: &str) -> Answer {
@@ -62,32 +38,15 @@ fn request(addr: &str, method: &str, path: &str, host: &str) -> Answer {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no header end: {:?}", String::from_utf8_lossy(&raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = |h: &Vec<(String, String)>| {
-        h.iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
-    };
-    if chunked(&headers) {
-        body = dechunk(&body);
+    let mut a = Answer::from_head(&head, raw[split + 4..].to_vec())
+        .unwrap_or_else(|| panic!("no status line: {head:?}"));
+    if a
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        a.body = dechunk(&a.body);
     }
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    a
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

@@ -10,6 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::answer::Answer;
 use common::live::{Phone, Server};
 use common::wait::wait_until;
 use serde_json::{json, Value};
@@ -17,31 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// One HTTP answer, its header names in lower case.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-}
-
 /// A connection from 127.0.0.`from`.
 async fn connect_from(addr: &str, from: u8) -> TcpStream {
     let sock = TcpSocket::new_v4().unwrap();
@@ -57,16 +33,10 @@ async fn read_answer(stream: &mut TcpStream, limit: Duration) -> Option<Answer> 
         loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let mut lines = head.split("\r\n");
-                let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-                let headers: Vec<(String, String)> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(n, _)| n == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
+                let mut answer = Answer::from_head(&head, Vec::new())?;
+                let len: usize = answer
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 while buf.len() < end + 4 + len {
                     let n = stream.read(&mut chunk).await.ok()?;
@@ -75,12 +45,8 @@ async fn read_answer(stream: &mut TcpStream, limit: Duration) -> Option<Answer> 
                     }
                     buf.extend_from_slice(&chunk[..n]);
                 }
-                let body = String::from_utf8_lossy(&buf[end + 4..]).to_string();
-                return Some(Answer {
-                    status,
-                    headers,
-                    body,
-                });
+                answer.body = buf[end + 4..].to_vec();
+                return Some(answer);
             }
             let n = stream.read(&mut chunk).await.ok()?;
             if n == 0 {
@@ -481,7 +447,7 @@ async fn cover_art_is_never_served_as_a_page() {
     assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
     let csp = a.header("content-security-policy").unwrap_or_default();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    assert!(a.body.contains("<script>"), "the bytes themselves are kept");
+    assert!(a.text().contains("<script>"), "the bytes themselves are kept");
     let a = ask(&s.addr, 2, &get(&art("Fine"), "localhost")).await;
     assert_eq!(a.header("content-type"), Some("image/png"), "{a:?}");
     s.stop();
@@ -593,7 +559,7 @@ async fn errors_are_json_without_paths_or_internals() {
     let a = ask(&addr, 2, &get("/healthz", "localhost")).await;
     let v = a.json();
     assert_eq!(v["audio"]["output"], "wav", "{v}");
-    assert!(!a.body.contains("secret-folder"), "{}", a.body);
+    assert!(!a.text().contains("secret-folder"), "{}", a.text());
 
     // axum's own rejections, in the protocol's shape.
     let cases = [
@@ -691,7 +657,7 @@ async fn the_web_dir_serves_no_link_and_no_dotfile() {
     ] {
         let a = ask(&s.addr, 2, &get(path, "localhost")).await;
         assert_eq!(a.status, 404, "{path}: {a:?}");
-        assert!(!a.body.contains("secret"), "{path}");
+        assert!(!a.text().contains("secret"), "{path}");
     }
     s.stop();
 }

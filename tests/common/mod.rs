@@ -46,6 +46,7 @@ pub fn bin() -> &'static str {
 
 use std::sync::Arc;
 
+pub mod answer;
 pub mod live;
 pub mod media;
 pub mod party;
