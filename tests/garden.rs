@@ -40,8 +40,7 @@ fn request(addr: &str, method: &str, path: &str, host: &str) -> Answer {
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut a = Answer::from_head(&head, raw[split + 4..].to_vec())
         .unwrap_or_else(|| panic!("no status line: {head:?}"));
-    if a
-        .header("transfer-encoding")
+    if a.header("transfer-encoding")
         .is_some_and(|v| v.contains("chunked"))
     {
         a.body = dechunk(&a.body);

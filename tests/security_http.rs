@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::answer::Answer;
 use common::live::{Phone, Server};
 use common::wait::wait_until;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -447,7 +447,10 @@ async fn cover_art_is_never_served_as_a_page() {
     assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
     let csp = a.header("content-security-policy").unwrap_or_default();
     assert!(csp.contains("default-src 'none'"), "{csp}");
-    assert!(a.text().contains("<script>"), "the bytes themselves are kept");
+    assert!(
+        a.text().contains("<script>"),
+        "the bytes themselves are kept"
+    );
     let a = ask(&s.addr, 2, &get(&art("Fine"), "localhost")).await;
     assert_eq!(a.header("content-type"), Some("image/png"), "{a:?}");
     s.stop();
