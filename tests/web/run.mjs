@@ -88,6 +88,18 @@ async function expectDisabled(locator, disabled = true, what = 'button', timeout
   }, timeout);
 }
 
+/** Two guests' phones, a TV paired by the host, and the host logged in: all live. */
+async function room(srv, open) {
+  const { page: a } = await open('/');
+  const { page: b } = await open('/');
+  const { page: tv } = await open('/tv', L.TV);
+  const { page: host } = await open('/host');
+  await L.hostLogin(host);
+  await L.pairTv(srv.url, tv, host);
+  await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+  return { a, b, tv, host };
+}
+
 function noErrors(...pages) {
   for (const p of pages) assert.deepEqual(p.errors, [], `page errors on ${p.url()}`);
 }
@@ -286,13 +298,7 @@ t('xss: tags and guest names with markup are shown as text', { timeout: 60000 },
   // No no-repeat window and no artist spacing: the auto-DJ may have just played the very
   // track this test requests.
   await withServer({ args: ['--no-repeat-minutes', '0', '--artist-spacing', '0'] }, async (srv, open) => {
-    const { page: a } = await open('/');
-    const { page: b } = await open('/');
-    const { page: tv } = await open('/tv', L.TV);
-    const { page: host } = await open('/host');
-    await L.hostLogin(host);
-    await L.pairTv(srv.url, tv, host);
-    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    const { a, b, tv, host } = await room(srv, open);
     await setName(a, NAME);
     await L.until('the name reached the jukebox', async () => (await a.locator('.toast').allTextContents()).some((s) => s.includes('Your name is')));
 
@@ -744,13 +750,7 @@ t('garden: with a Wi-Fi the TV shows "1. Join the Wi-Fi" and "2. Open the jukebo
 t('dedication: a guest requests a song "for Anna"; the queue, the toast and the TV show it as text', { timeout: 90000 }, async () => {
   const FOR = '<b>Anna</b> & Lou';
   await withServer({ args: ['--no-repeat-minutes', '0', '--artist-spacing', '0'] }, async (srv, open) => {
-    const { page: a } = await open('/');
-    const { page: b } = await open('/');
-    const { page: tv } = await open('/tv', L.TV);
-    const { page: host } = await open('/host');
-    await L.hostLogin(host);
-    await L.pairTv(srv.url, tv, host);
-    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    const { a, b, tv, host } = await room(srv, open);
     await setName(a, 'Sam');
     await L.until('the name reached the jukebox', async () => (await a.locator('.toast').allTextContents()).some((s) => s.includes('Your name is')));
     const [wanted] = await L.requestable(srv.url, 1);
@@ -784,13 +784,7 @@ t('dedication: a guest requests a song "for Anna"; the queue, the toast and the 
 
 t('history: recently played lists the plays newest first with likes; a Request is offered only when the rules allow it', { timeout: 90000 }, async () => {
   await withServer({ args: ['--no-repeat-minutes', '30', '--artist-spacing', '0'] }, async (srv, open) => {
-    const { page: a } = await open('/');
-    const { page: b } = await open('/');
-    const { page: tv } = await open('/tv', L.TV);
-    const { page: host } = await open('/host');
-    await L.hostLogin(host);
-    await L.pairTv(srv.url, tv, host);
-    await Promise.all([L.live(a), L.live(b), L.live(tv)]);
+    const { a, b, tv, host } = await room(srv, open);
     const played = [];
     for (let i = 0; i < 3; i++) {
       const np = (await L.state(srv.url)).now_playing;
