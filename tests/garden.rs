@@ -315,6 +315,11 @@ struct Netns {
 }
 
 impl Netns {
+    /// Gives the interface `dev` of the namespace the address `cidr`.
+    fn add_address(&self, cidr: &str, dev: &str) {
+        sh(&["ip", "-n", &self.name, "addr", "add", cidr, "dev", dev]);
+    }
+
     fn new() -> Netns {
         let uid = Command::new("id").arg("-u").output().unwrap();
         assert_eq!(
@@ -388,16 +393,7 @@ fn the_hotspot_dns_snippet_answers_every_name_with_the_pi() {
     let mut ns = Netns::new();
     // The hotspot's address, where NetworkManager's dnsmasq listens; on loopback, so nothing
     // leaves the namespace.
-    sh(&[
-        "ip",
-        "-n",
-        &ns.name,
-        "addr",
-        "add",
-        "10.42.0.1/24",
-        "dev",
-        "lo",
-    ]);
+    ns.add_address("10.42.0.1/24", "lo");
     let mut dnsmasq = ns.cmd("dnsmasq");
     dnsmasq
         .arg("--no-daemon")
@@ -441,16 +437,7 @@ fn join_in_netns(mdns: bool) -> (Value, String) {
     sh(&[
         "ip", "-n", &ns.name, "link", "add", &a, "type", "veth", "peer", "name", &b,
     ]);
-    sh(&[
-        "ip",
-        "-n",
-        &ns.name,
-        "addr",
-        "add",
-        "10.77.0.1/24",
-        "dev",
-        &a,
-    ]);
+    ns.add_address("10.77.0.1/24", &a);
     sh(&["ip", "-n", &ns.name, "link", "set", &a, "up"]);
     sh(&["ip", "-n", &ns.name, "link", "set", &b, "up"]);
     let dir = common::tempdir();
