@@ -194,12 +194,11 @@ pub async fn shutdown_signal() {
 /// Runs the jukebox until a shutdown signal: the engine, then the live server.
 pub async fn run(config: Config) -> Result<(), AppError> {
     crate::server::transport::raise_fd_limit(config.limits.max_connections);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = crate::server::transport::listen(config.listen, config.limits.max_connections)
         .map_err(|e| AppError::Listen {
-            addr: config.listen,
-            source: e,
-        })?;
+        addr: config.listen,
+        source: e,
+    })?;
     crate::notify::status("loading the library");
     let (running, music) = start_with_music(&config).await?;
     tracing::info!(

@@ -442,3 +442,35 @@ fn an_independent_client_library_conforms() {
     }
     s.stop();
 }
+
+/// When the Wi-Fi comes back, every phone reconnects in the same instant: the party port's
+/// backlog must hold them all (a backlog of 128 dropped the rest's SYNs, and those phones
+/// waited out TCP's one-second retransmission; bench/resume.rs). The kernel clamps it to
+/// `net.core.somaxconn`; `ss` shows a listening socket's backlog as its Send-Q.
+#[test]
+fn the_party_port_backlog_holds_a_room_reconnecting_at_once() {
+    let dir = common::tempdir();
+    let music = common::music(dir.path(), 1, 5.0);
+    let s = Server::start(
+        &dir.path().join("j.db"),
+        &music,
+        &["--max-connections", "2000"],
+    );
+    let port = s.addr.rsplit(':').next().unwrap().to_string();
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("a listening socket in {text:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, somaxconn.min(2000), "{text}");
+}

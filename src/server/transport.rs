@@ -320,6 +320,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// Binds the party's port with a backlog for every phone at once. `TcpListener::bind` asks
+/// for 128, and when a Wi-Fi comes back and hundreds of phones reconnect in the same instant
+/// (bench/resume.rs), the SYNs beyond it are dropped and those phones wait out TCP's one-second
+/// retransmission. The kernel clamps the backlog to `net.core.somaxconn`.
+pub fn listen(
+    at: std::net::SocketAddr,
+    max_connections: u32,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart rebinds while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(at)?;
+    socket.listen(max_connections)
+}
+
 /// Raises the soft limit on open files to the hard one (outside systemd it is often 1,024)
 /// and says so when it stays below what `max_connections` needs.
 pub fn raise_fd_limit(max_connections: u32) {
