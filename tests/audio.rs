@@ -244,6 +244,25 @@ fn sigterm_stops_cleanly_and_leaves_a_valid_wav() {
         .position_ms as f32
         / 1000.0;
     assert!((pos - secs).abs() < 0.5, "position {pos} vs wav {secs}");
+    // Stopping the service fades the music out (about 150 ms) instead of cutting it: the
+    // tone plays 0.4 s before the end, is at least 12 dB down over the last 30 ms (a linear
+    // or equal-power ramp over 150 ms is 20 dB down or more there), and the last 2 ms peak
+    // 20 dB below the tone's level (a ramp's last 2 ms are about 34 dB down; a cut would end
+    // on the tone's own peak, 3 dB above its RMS).
+    let secs = f64::from(secs);
+    let before = common::media::astats(&wav, Some((secs - 0.5, secs - 0.3)));
+    let last = common::media::astats(&wav, Some((secs - 0.03, secs)));
+    let (full, tail) = (before["RMS level dB"], last["RMS level dB"]);
+    assert!(full > -40.0, "the tone before the stop: {full} dB");
+    assert!(
+        tail < full - 12.0,
+        "the last 30 ms: {tail} dB against {full} dB"
+    );
+    let end = common::media::astats(&wav, Some((secs - 0.002, secs)));
+    assert!(
+        end["Peak level dB"] < full - 20.0,
+        "the last 2 ms: {end:?}, the tone {full} dB"
+    );
 }
 
 /// The real ALSA path: ALSA's own `file` plugin stands in for a sound card (this machine has

@@ -229,19 +229,62 @@ async fn the_host_sees_the_gain_of_what_plays_follow_the_settings() {
     assert!(s.stop().success());
 }
 
+/// `/healthz` reports the output's latency, and `now_playing.position_ms` is what is heard:
+/// what the output has taken, less that latency. The `wav:` output runs its lead (200 ms)
+/// ahead of real time as a device's buffer would, so the file holds that much more than has
+/// been "heard"; the position is checked against the file's own length.
 #[test]
 fn healthz_reports_underruns_and_latency() {
     let dir = common::tempdir();
     let music = common::music(dir.path(), 2, 30.0);
-    let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    let wav = dir.path().join("out.wav");
+    let cmd = Server::command(
+        &dir.path().join("j.db"),
+        &music,
+        &format!("wav:{}", wav.display()),
+        None,
+        &[],
+    );
+    let s = Server::spawn(cmd, &dir.path().join("j.db"), &music);
     s.playing();
     let h = s.wait_health("audio playing", |h| h["audio"]["playing"] == true);
     assert_eq!(h["audio"]["underruns"], 0, "{h}");
-    assert!(h["audio"]["latency_ms"].is_u64(), "{h}");
-    // The position shown is never past the track, and never negative.
-    let np = s.playing();
-    let pos = np["position_ms"].as_u64().expect("a position");
-    assert!(pos <= np["track"]["duration_ms"].as_u64().unwrap(), "{np}");
+    let latency = h["audio"]["latency_ms"].as_i64().expect("a latency");
+    // The output's lead, and the limiter's 5 ms look-ahead before it.
+    assert!((204..=206).contains(&latency), "the wav output's lead: {h}");
+    // Each sample: the position the server reports, carried forward to when the file's length
+    // is read, against the file's frames (16-bit stereo after a 44-byte header) less the
+    // latency. The file lags what was written by at most the writer's 8 KiB buffer (46 ms)
+    // and the output writes 1,024-frame chunks (23 ms); without the latency subtracted the
+    // difference would be 200 ms.
+    // The player reports where it is 250 ms after the start (once the output has its lead):
+    // from then on the position is exact, whether the output was idle or running.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut diffs = Vec::new();
+    for _ in 0..7 {
+        let (_, st) = s.get("/api/state");
+        let np = &st["now_playing"];
+        let (pos, at) = (
+            np["position_ms"].as_i64().unwrap(),
+            np["server_time_ms"].as_i64().unwrap(),
+        );
+        let len = std::fs::metadata(&wav).unwrap().len() as i64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let written_ms = (len - 44) / 4 * 1000 / 44_100;
+        assert!(
+            np["track"]["duration_ms"].as_i64().unwrap() > written_ms,
+            "still the first track"
+        );
+        diffs.push((pos + (now - at)) - (written_ms - latency));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(
+        diffs.iter().all(|d| d.abs() <= 110),
+        "position - (written - latency), ms: {diffs:?}"
+    );
     assert!(s.stop().success());
 }
 

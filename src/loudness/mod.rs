@@ -81,3 +81,96 @@ pub fn gain(levels: &Levels, target_lufs: f32, album: bool) -> Gain {
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(
+        track: Option<f32>,
+        album: Option<f32>,
+        tag: Option<f32>,
+        tag_album: Option<f32>,
+    ) -> Levels {
+        Levels {
+            track_lufs: track,
+            track_peak: None,
+            album_lufs: album,
+            tag_track_lufs: tag,
+            tag_album_lufs: tag_album,
+        }
+    }
+
+    #[test]
+    fn a_measurement_comes_before_tags_and_tags_before_the_fallback() {
+        // Tags that disagree with the measurement lose to it.
+        let l = levels(Some(-20.0), None, Some(-8.0), None);
+        assert_eq!(
+            gain(&l, -14.0, false),
+            Gain {
+                db: 6.0,
+                source: GainSource::Measured
+            }
+        );
+        let l = levels(None, None, Some(-8.0), None);
+        assert_eq!(
+            gain(&l, -14.0, false),
+            Gain {
+                db: -6.0,
+                source: GainSource::Tags
+            }
+        );
+        let l = Levels::default();
+        assert_eq!(
+            gain(&l, -14.0, false),
+            Gain {
+                db: -14.0 - FALLBACK_LUFS,
+                source: GainSource::Fallback
+            }
+        );
+    }
+
+    #[test]
+    fn album_gain_uses_the_album_then_the_track() {
+        let l = levels(Some(-20.0), Some(-16.0), Some(-9.0), Some(-10.0));
+        assert_eq!(gain(&l, -14.0, true).db, 2.0, "the album's measurement");
+        assert_eq!(gain(&l, -14.0, false).db, 6.0, "the track's own");
+        // The album not complete yet: the track's measurement, not the album's tags.
+        let l = levels(Some(-20.0), None, None, Some(-10.0));
+        assert_eq!(
+            gain(&l, -14.0, true),
+            Gain {
+                db: 6.0,
+                source: GainSource::Measured
+            }
+        );
+        // Nothing measured: the album's tags, then the track's.
+        let l = levels(None, None, Some(-9.0), Some(-10.0));
+        assert_eq!(
+            gain(&l, -14.0, true),
+            Gain {
+                db: -4.0,
+                source: GainSource::Tags
+            }
+        );
+        let l = levels(None, None, Some(-9.0), None);
+        assert_eq!(gain(&l, -14.0, true).db, -5.0);
+    }
+
+    #[test]
+    fn the_gain_is_clamped() {
+        // A near-silent track is not raised by 40 dB, a brickwalled one not cut by 30.
+        let quiet = levels(Some(-60.0), None, None, None);
+        assert_eq!(gain(&quiet, -14.0, false).db, MAX_GAIN_DB);
+        let loud = levels(Some(0.0), None, None, None);
+        assert_eq!(gain(&loud, -30.0, false).db, MIN_GAIN_DB);
+        let tagged = levels(None, None, Some(-50.0), None);
+        assert_eq!(
+            gain(&tagged, -5.0, false),
+            Gain {
+                db: MAX_GAIN_DB,
+                source: GainSource::Tags
+            }
+        );
+    }
+}

@@ -67,6 +67,14 @@ struct Prepared {
     track: Result<Track, String>,
 }
 
+/// How often the player reports its position while it plays.
+const POSITION_EVERY: Duration = Duration::from_secs(1);
+/// The first report after a start, seek or resume: past the output's lead (200 ms).
+const FIRST_POSITION_AFTER: Duration = Duration::from_millis(250);
+
+/// How long a shutdown waits for the fade-out (150 ms of audio, and the output's buffer).
+const CLOSING_FADE_MAX: Duration = Duration::from_secs(1);
+
 pub struct Engine {
     spec: OutputSpec,
     out: Box<dyn AudioOut>,
@@ -83,7 +91,8 @@ pub struct Engine {
     volume: f32,
     crossfade: Duration,
     master: Master,
-    last_position: Instant,
+    /// When the next position report is due.
+    position_due: Instant,
     mix: Vec<f32>,
     chunk: Vec<f32>,
     stats: Arc<AudioStats>,
@@ -108,7 +117,7 @@ impl Engine {
             volume,
             crossfade: Duration::ZERO,
             master: Master::new(FILE_CHANNELS, FILE_RATE, volume),
-            last_position: Instant::now(),
+            position_due: Instant::now(),
             mix: Vec::with_capacity(CHUNK_FRAMES * 8),
             chunk: Vec::with_capacity(CHUNK_FRAMES * 8),
             stats,
@@ -172,14 +181,28 @@ impl Engine {
     }
 
     pub fn run(mut self, rx: mpsc::Receiver<PlayerCommand>) {
+        // Set once the player is shut down while music plays: it fades out as a host stop
+        // does, so `systemctl stop` does not end the party with a click.
+        let mut closing: Option<Instant> = None;
         loop {
+            if let Some(since) = closing {
+                if !self.active() || since.elapsed() > CLOSING_FADE_MAX {
+                    break;
+                }
+                self.step();
+                continue;
+            }
             // Nothing to play: sleep until a command comes, or until a device retry is due;
             // no periodic wake-ups.
             let cmd = if self.active() {
                 match rx.try_recv() {
                     Ok(c) => Some(c),
                     Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.handle(PlayerCommand::Stop);
+                        closing = Some(Instant::now());
+                        continue;
+                    }
                 }
             } else if let Some(at) = self.retry_at {
                 match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
@@ -308,6 +331,7 @@ impl Engine {
                     self.paused = false;
                     self.master.silence();
                     self.master.fade_in();
+                    self.report_position_soon();
                 }
             }
             PlayerCommand::Seek(ms) => {
@@ -386,6 +410,7 @@ impl Engine {
         }
         let (key, position_ms) = (cur.key(), cur.position_ms());
         self.emit(PlayerEvent::Position { key, position_ms });
+        self.report_position_soon();
     }
 
     /// The fade-out has reached silence: do what it was for.
@@ -431,9 +456,16 @@ impl Engine {
         }
     }
 
+    /// A report once the output has taken its lead after a start, seek or resume: the hub
+    /// counts the heard position from the written one, and only the player knows whether the
+    /// output was idle (an empty buffer: heard at once) or running (heard a latency later).
+    fn report_position_soon(&mut self) {
+        self.position_due = Instant::now() + FIRST_POSITION_AFTER;
+    }
+
     /// `t` plays from here: the hub hears where it starts.
     fn make_current(&mut self, t: Track) {
-        self.last_position = Instant::now();
+        self.report_position_soon();
         self.emit(PlayerEvent::Started {
             key: t.key(),
             duration_ms: t.duration_ms,
@@ -605,8 +637,8 @@ impl Engine {
         if holding && (ran_out || self.master.faded_out()) {
             self.fade_done();
         }
-        if self.last_position.elapsed() >= Duration::from_secs(1) {
-            self.last_position = Instant::now();
+        if Instant::now() >= self.position_due {
+            self.position_due = Instant::now() + POSITION_EVERY;
             if let Some(cur) = &self.current {
                 self.emit(PlayerEvent::Position {
                     key: cur.key(),
@@ -644,7 +676,7 @@ impl Engine {
             duration_ms: b.duration_ms,
             position_ms: b.position_ms(),
         });
-        self.last_position = Instant::now();
+        self.report_position_soon();
         self.tail = Some(a);
         self.current = Some(b);
     }

@@ -84,3 +84,45 @@ pub fn fix_ogg_crc(bytes: &mut [u8], at: usize) {
     let page = page.as_bytes();
     bytes[start..start + page.len()].copy_from_slice(&page);
 }
+
+/// ffmpeg's `astats` over [start, end) seconds of `path` (the whole file when `None`), all
+/// channels together, as floats with full scale 1.0: "Peak level dB", "RMS level dB",
+/// "Max difference", … The meter is ffmpeg's, never ours.
+pub fn astats(path: &Path, span: Option<(f64, f64)>) -> std::collections::HashMap<String, f64> {
+    let trim = span.map_or(String::new(), |(a, b)| format!("atrim=start={a}:end={b},"));
+    astats_after(path, &trim)
+}
+
+/// `astats` after the filters `trim` (empty, or ending in a comma).
+pub fn astats_after(path: &Path, trim: &str) -> std::collections::HashMap<String, f64> {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
+        .arg(path)
+        .args([
+            "-af",
+            &format!("{trim}aformat=sample_fmts=flt,astats=measure_perchannel=none"),
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg astats failed: {err}");
+    let mut stats = std::collections::HashMap::new();
+    let overall = err
+        .split("Overall")
+        .nth(1)
+        .unwrap_or_else(|| panic!("astats printed no summary: {err}"));
+    for line in overall.lines() {
+        let Some(kv) = line.split("] ").nth(1) else {
+            continue;
+        };
+        if let Some((k, v)) = kv.split_once(": ") {
+            if let Ok(v) = v.trim().parse::<f64>() {
+                stats.insert(k.trim().to_string(), v);
+            }
+        }
+    }
+    stats
+}

@@ -29,6 +29,8 @@ pub struct DeviceOut {
     underruns: u64,
     /// The frames of the last chunk, to turn the queue's length into time.
     chunk_frames: usize,
+    /// The device's own buffer behind the queue, in frames.
+    device_frames: usize,
 }
 
 impl DeviceOut {
@@ -45,6 +47,12 @@ impl DeviceOut {
         sink.log_on_drop(false);
         let channels = sink.config().channel_count();
         let rate = sink.config().sample_rate();
+        // cpal gives a fixed period size a buffer of two periods (double buffering); rodio
+        // asks for a period of about 50 ms. With the driver's own choice it is unknown.
+        let device_frames = match sink.config().buffer_size() {
+            rodio::cpal::BufferSize::Fixed(period) => 2 * *period as usize,
+            rodio::cpal::BufferSize::Default => 0,
+        };
         let player = rodio::Player::connect_new(sink.mixer());
         Ok(DeviceOut {
             name: device,
@@ -55,6 +63,7 @@ impl DeviceOut {
             idle: true,
             underruns: 0,
             chunk_frames: 1024,
+            device_frames,
         })
     }
 }
@@ -170,8 +179,8 @@ impl AudioOut for DeviceOut {
         std::mem::take(&mut self.underruns)
     }
     fn latency(&self) -> Duration {
-        // What `write` keeps queued ahead of the device.
-        let frames = QUEUED_CHUNKS * self.chunk_frames;
+        // What `write` keeps queued ahead of the device, and the device's buffer.
+        let frames = QUEUED_CHUNKS * self.chunk_frames + self.device_frames;
         Duration::from_secs_f64(frames as f64 / f64::from(self.rate.get()))
     }
     fn describe(&self) -> String {
