@@ -23,6 +23,11 @@ use jukebox::store::Store;
 
 /// Stereo pink noise through a limiter, encoded as `path`'s extension says.
 fn pink(path: &Path, secs: u32, seed: u32, tags: &[(&str, String)]) {
+    pink_as(path, secs, seed, tags, media::lossy_codec(path));
+}
+
+/// [`pink`] with the encoder's arguments given.
+fn pink_as(path: &Path, secs: u32, seed: u32, tags: &[(&str, String)], codec: &[&str]) {
     if path.exists() {
         return;
     }
@@ -35,7 +40,7 @@ fn pink(path: &Path, secs: u32, seed: u32, tags: &[(&str, String)]) {
     );
     let mut cmd = media::ffmpeg();
     cmd.arg("-filter_complex").arg(graph);
-    media::tags(&mut cmd, tags).args(media::lossy_codec(path));
+    media::tags(&mut cmd, tags).args(codec);
     media::write(&mut cmd, path);
 }
 
@@ -54,15 +59,39 @@ fn analysis_cost(dir: &Path) {
     println!("analysis: one 120 s stereo 44.1 kHz pink-noise file per format, median of 3");
     println!("| format | CPU s per audio-minute | x real time |");
     println!("|---|---|---|");
-    for (ext, what) in [
-        ("mp3", "MP3 192k"),
-        ("flac", "FLAC 16-bit"),
-        ("ogg", "Ogg Vorbis q5"),
-        ("m4a", "AAC 192k"),
-        ("wav", "WAV 16-bit"),
+    for (name, what, codec) in [
+        (
+            "analysis.mp3",
+            "MP3 192k",
+            media::lossy_codec(Path::new("a.mp3")),
+        ),
+        ("analysis.flac", "FLAC 16-bit", &[][..]),
+        (
+            "analysis.ogg",
+            "Ogg Vorbis q5",
+            media::lossy_codec(Path::new("a.ogg")),
+        ),
+        (
+            "analysis.m4a",
+            "AAC 192k",
+            media::lossy_codec(Path::new("a.m4a")),
+        ),
+        // Opus is always 48 kHz.
+        (
+            "analysis.opus",
+            "Opus 160k",
+            &["-c:a", "libopus", "-b:a", "160k", "-ar", "48000"],
+        ),
+        (
+            "analysis-alac.m4a",
+            "ALAC 16-bit (m4a)",
+            &["-c:a", "alac", "-sample_fmt", "s16p"],
+        ),
+        ("analysis.aiff", "AIFF 16-bit", &["-c:a", "pcm_s16be"]),
+        ("analysis.wav", "WAV 16-bit", &[]),
     ] {
-        let path = dir.join(format!("analysis.{ext}"));
-        pink(&path, 120, 3, &[]);
+        let path = dir.join(name);
+        pink_as(&path, 120, 3, &[], codec);
         let mut runs = Vec::new();
         for _ in 0..3 {
             let before = thread_cpu();
