@@ -5,6 +5,7 @@
 //! The loudness pass reads the same decoding before conversion (`open_native`), so what is
 //! measured is what is played.
 
+mod aiff;
 mod native;
 mod opus_head;
 

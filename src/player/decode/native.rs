@@ -26,6 +26,7 @@ use symphonia::core::probe::Hint;
 use symphonia::core::units::{Time, TimeBase};
 use symphonia_adapter_libopus::OpusDecoder;
 
+use super::aiff;
 use super::opus_head::OpusHead;
 
 /// After this many undecodable packets in a row the rest of the file is taken as garbage.
@@ -50,9 +51,13 @@ pub struct Native {
     format: Box<dyn FormatReader>,
     decoder: Box<dyn Decoder>,
     track: u32,
-    /// The current packet, interleaved; `pos` is the next sample to hand out.
+    /// The current packet, interleaved; `pos` is the next sample to hand out, `buf_end` one
+    /// past the last (the packet's end, or the stream's where it ends inside it).
     buf: SampleBuffer<f32>,
     pos: usize,
+    buf_end: usize,
+    /// Timestamp one past the last frame, when we know better than the demuxer (AIFF).
+    end_ts: Option<u64>,
     /// The timestamp of `buf`'s first frame.
     buf_ts: u64,
     channels: NonZero<u16>,
@@ -76,17 +81,25 @@ impl Native {
     pub fn open(path: &Path) -> Result<Native, String> {
         let name = path.display().to_string();
         let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+        let aiff_frames = aiff::sample_frames(&file);
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
         }
         // The decoders are not all hardened against hostile input; a panic in one must cost
         // that file, not the audio thread.
-        catch_unwind(AssertUnwindSafe(|| Native::init(file, &hint, name.clone())))
-            .unwrap_or_else(|_| Err(format!("{name}: the decoder failed on this file")))
+        catch_unwind(AssertUnwindSafe(|| {
+            Native::init(file, &hint, name.clone(), aiff_frames)
+        }))
+        .unwrap_or_else(|_| Err(format!("{name}: the decoder failed on this file")))
     }
 
-    fn init(file: File, hint: &Hint, name: String) -> Result<Native, String> {
+    fn init(
+        file: File,
+        hint: &Hint,
+        name: String,
+        aiff_frames: Option<u64>,
+    ) -> Result<Native, String> {
         let fail = |what: &str, e: &dyn std::fmt::Display| format!("{name}: {what}: {e}");
         let mss = MediaSourceStream::new(Box::new(file), MediaSourceStreamOptions::default());
         let format_opts = FormatOptions {
@@ -115,8 +128,8 @@ impl Native {
             .time_base
             .or_else(|| (rate > 0).then(|| TimeBase::new(1, rate)))
             .ok_or_else(|| format!("{name}: no sample rate"))?;
-        let total = params
-            .n_frames
+        let total = aiff_frames
+            .or(params.n_frames)
             .map(|n| n.saturating_sub(start_ts - params.start_ts))
             .filter(|n| *n > 0)
             .map(|n| time_base.calc_time(n).into());
@@ -126,6 +139,8 @@ impl Native {
             decoder,
             buf: SampleBuffer::new(0, SignalSpec::new(1, Channels::FRONT_LEFT)),
             pos: 0,
+            buf_end: 0,
+            end_ts: aiff_frames.map(|n| params.start_ts + n),
             buf_ts: 0,
             channels: NonZero::<u16>::MIN,
             rate: NonZero::<u32>::MIN,
@@ -154,12 +169,12 @@ impl Native {
     /// `next()` to read it all (the loudness pass).
     #[allow(dead_code, reason = "for the loudness pass, which reads whole tracks")]
     pub fn next_chunk(&mut self) -> Option<&[f32]> {
-        if self.pos >= self.buf.len() && !self.refill() {
+        if self.pos >= self.buf_end && !self.refill() {
             return None;
         }
         let from = self.pos;
-        self.pos = self.buf.len();
-        Some(&self.buf.samples()[from..])
+        self.pos = self.buf_end;
+        Some(&self.buf.samples()[from..self.buf_end])
     }
 
     /// Appends `samples` samples to `out`, fewer only where the stream ends: packets copied
@@ -168,11 +183,11 @@ impl Native {
         let mut left = samples;
         out.reserve(samples);
         while left > 0 {
-            if self.pos >= self.buf.len() && !self.refill() {
+            if self.pos >= self.buf_end && !self.refill() {
                 return;
             }
             let from = self.pos;
-            let to = self.buf.len().min(from + left);
+            let to = self.buf_end.min(from + left);
             out.extend_from_slice(&self.buf.samples()[from..to]);
             self.pos = to;
             left -= to - from;
@@ -255,6 +270,14 @@ impl Native {
             }
             self.pos = 0;
             self.buf_ts = packet.ts();
+            self.buf_end = self.buf.len();
+            if let Some(end) = self.end_ts {
+                let frames = end.saturating_sub(self.buf_ts) as usize;
+                if frames == 0 {
+                    return self.end(None);
+                }
+                self.buf_end = self.buf_end.min(frames * spec.channels.count());
+            }
             return Some(spec);
         }
     }
@@ -266,6 +289,7 @@ impl Native {
         self.ended = true;
         self.pos = 0;
         self.buf.clear();
+        self.buf_end = 0;
         None
     }
 
@@ -294,6 +318,7 @@ impl Native {
             self.ended = false;
             self.bad_packets = 0;
             self.buf.clear();
+            self.buf_end = 0;
             self.pos = 0;
             if !self.refill() || self.buf_ts <= target || from == 0 {
                 break;
@@ -305,10 +330,10 @@ impl Native {
         // that is.
         let channels = usize::from(self.channels.get());
         while !self.ended {
-            let frames = (self.buf.len() / channels) as u64;
+            let frames = (self.buf_end / channels) as u64;
             if self.buf_ts + frames > target {
                 let skip = target.saturating_sub(self.buf_ts) as usize * channels;
-                self.pos = skip.min(self.buf.len());
+                self.pos = skip.min(self.buf_end);
                 break;
             }
             self.refill();
@@ -322,7 +347,7 @@ impl Iterator for Native {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.buf.len() && !self.refill() {
+        if self.pos >= self.buf_end && !self.refill() {
             return None;
         }
         let s = self.buf.samples()[self.pos];
