@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::live::Server;
 use common::media;
 use jukebox::library::{scan, ScanProgress};
 use jukebox::loudness::{measure, Levels, MeasureError, Pass};
@@ -607,4 +608,76 @@ fn a_prioritized_track_is_measured_first_even_while_a_scan_holds_the_pass() {
     assert_eq!(unique.len(), 6);
     drop(pass);
     close(store, thread);
+}
+
+/// The real binary killed (SIGKILL) in the middle of its pass, then started again on the same
+/// database: what was recorded stays measured and is not measured again; the rest is measured
+/// once. The pass logs each track it records (at debug level), so the second run's lines are
+/// counted against what the first left in the database.
+#[test]
+fn a_jukebox_killed_mid_pass_resumes_where_it_stopped() {
+    const TRACKS: usize = 30;
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    // One 20 s master copied: the pass measures each file, the copies cost no encoding.
+    let master = pink(dir.path(), "master.wav", -16.0, 20.0, 7, &[]);
+    for i in 0..TRACKS {
+        std::fs::copy(&master, music.join(format!("{i:02}.wav"))).unwrap();
+    }
+    let db = dir.path().join("j.db");
+    let counts = || {
+        jukebox::store::Db::open_readonly(&db)
+            .ok()
+            .and_then(|d| d.loudness_counts().ok())
+    };
+    let start = || {
+        let mut cmd = Server::command(&db, &music, "null", None, &[]);
+        cmd.env("JUKEBOX_LOG", "info,jukebox::loudness=debug");
+        Server::spawn(cmd, &db, &music)
+    };
+    let measured_lines = |s: &Server| s.log.lock().unwrap().matches("loudness: measured ").count();
+
+    let mut first = start();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counts().is_none_or(|c| c.measured < 3) {
+        assert!(Instant::now() < deadline, "the pass measured nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before = counts().unwrap();
+    assert!(
+        before.measured >= 3 && (before.measured as usize) < TRACKS,
+        "killed mid-pass: {before:?}"
+    );
+    assert!(measured_lines(&first) as u64 >= before.measured);
+    drop(first);
+
+    let second = start();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while counts().is_none_or(|c| (c.measured as usize) < TRACKS) {
+        assert!(
+            Instant::now() < deadline,
+            "the pass did not finish: {:?}",
+            counts()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last record is logged just after it is written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while measured_lines(&second) < TRACKS - before.measured as usize {
+        assert!(
+            Instant::now() < deadline,
+            "fewer measurements than tracks left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        measured_lines(&second),
+        TRACKS - before.measured as usize,
+        "the second run measures only what the first did not record"
+    );
+    assert_eq!(counts().unwrap().failed, 0);
 }

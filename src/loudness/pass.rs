@@ -351,6 +351,7 @@ impl Worker {
             }
         };
         if changed.iter().any(|(id, _)| *id == w.id) {
+            tracing::debug!("loudness: measured {}", w.path.display());
             let counter = if ok {
                 &self.shared.measured
             } else {
