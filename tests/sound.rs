@@ -501,7 +501,8 @@ fn a_gapless_join_trims_nothing() {
 /// changes when the first one ends), while 13 s then 13 s overlap by the 4 s (22 s to the
 /// frame; the play changes 9 s in). Tones from edge to edge of their files, so nothing is
 /// trimmed and every length is exact. Fails if the short tracks are faded (19 s) or the long
-/// ones are not (26 s).
+/// ones are not (26 s). A 12 s file that starts with 2 s of silence has 10 s of music: its
+/// silence is trimmed and it is not faded either (23 s, not 19 s), first or second.
 #[test]
 fn tracks_shorter_than_three_crossfades_are_not_faded() {
     let dir = common::tempdir();
@@ -510,11 +511,27 @@ fn tracks_shorter_than_three_crossfades_are_not_faded() {
     let ten = padded_tone(d, "ten.wav", 440, 0, 10, 0);
     let thirteen = padded_tone(d, "thirteen.wav", 660, 0, 13, 0);
     let thirteen_too = padded_tone(d, "thirteen-too.wav", 550, 0, 13, 0);
+    // 12 s files, but 10 s of music after 2 s of digital silence: the rule counts the music.
+    let quiet_start = padded_tone(d, "quiet-start.wav", 330, 2, 10, 0);
     std::thread::scope(|scope| {
         for (name, a, b, want_s, change_s) in [
             ("short-first", &ten, &thirteen, 23, 10.0),
             ("short-second", &thirteen, &ten, 23, 13.0),
             ("both-long", &thirteen, &thirteen_too, 22, 9.0),
+            (
+                "silence-then-short-first",
+                &quiet_start,
+                &thirteen,
+                23,
+                10.0,
+            ),
+            (
+                "silence-then-short-second",
+                &thirteen,
+                &quiet_start,
+                23,
+                13.0,
+            ),
         ] {
             scope.spawn(move || {
                 let (wav, underruns, changed) = play_two(

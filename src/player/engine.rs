@@ -504,8 +504,9 @@ impl Engine {
         (d.as_secs_f64() * f64::from(self.out.rate().get())) as usize
     }
 
-    /// How many frames the current track (`current_frames` long) and the prepared one overlap
-    /// (0: none).
+    /// How many frames the current track (`current_frames` of music) and the prepared one
+    /// overlap (0: none). Both are counted without the silence trimmed from them: the rule is
+    /// about how long the music is.
     fn overlap(&self, current_frames: Option<u64>) -> usize {
         let fade = self.frames(self.crossfade);
         if fade == 0 {
@@ -521,8 +522,7 @@ impl Engine {
             return 0;
         }
         let min = fade as u64 * CROSSFADE_MIN_RATIO;
-        let rate = u64::from(self.out.rate().get());
-        let next_len = next.duration_ms.map_or(0, |ms| ms * rate / 1000);
+        let next_len = next.music_frames().unwrap_or(0);
         if current_frames.unwrap_or(0) < min || next_len < min {
             return 0;
         }
@@ -585,8 +585,8 @@ impl Engine {
                     cur.trim_tail();
                 }
                 let rem = cur.remaining().unwrap_or(0);
-                let total = cur.total_frames();
-                let overlap = if has_next { self.overlap(total) } else { 0 };
+                let music = cur.music_frames();
+                let overlap = if has_next { self.overlap(music) } else { 0 };
                 if overlap > 0 && rem > 0 && rem <= overlap {
                     self.begin_crossfade(rem);
                     continue;

@@ -33,6 +33,8 @@ pub struct Track {
     /// Frames of the file already mixed (where the track is, for positions and resumes).
     pub frames: u64,
     tail_trimmed: bool,
+    /// Frames of leading silence trimmed (counted in `frames`, but not music).
+    head_trimmed: u64,
     gain: Ramp,
     fade: Option<EqualPower>,
     /// As the container says (for the crossfade's "long enough" rule only).
@@ -59,6 +61,7 @@ impl Track {
             head: 0,
             eof: false,
             tail_trimmed: false,
+            head_trimmed: 0,
             fade: None,
             duration_ms: opened.duration_ms,
         })
@@ -85,6 +88,15 @@ impl Track {
     /// The track's whole length in frames, once its end has been decoded.
     pub fn total_frames(&self) -> Option<u64> {
         self.remaining().map(|r| self.frames + r as u64)
+    }
+
+    /// How long the music is, without the leading silence trimmed: the track's whole length
+    /// once its end is decoded (and its tail trimmed), else the container's word for it.
+    pub fn music_frames(&self) -> Option<u64> {
+        let total = self
+            .total_frames()
+            .or_else(|| self.duration_ms.map(|ms| ms * u64::from(self.rate) / 1000))?;
+        Some(total.saturating_sub(self.head_trimmed))
     }
 
     /// Decodes until `ahead` frames wait (or the end), but at most `FILL_RATE × step` frames
@@ -148,6 +160,7 @@ impl Track {
             }
         }
         self.frames += skipped as u64;
+        self.head_trimmed += skipped as u64;
         if skipped > 0 {
             tracing::debug!(
                 "{}: {} ms of leading silence trimmed",
