@@ -7,30 +7,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use common::live::{Phone, Server, PIN};
+use common::media::run as ffmpeg;
 use jukebox::store::{Db, PlayEnd, PlayReport};
 
 /// The crossfade, in seconds (the `crossfade_s` configuration key).
 const FADE_S: u64 = 4;
 /// Each track's length: long enough for a 4 s crossfade (at least 3 × the fade).
 const TRACK_S: u64 = 12;
-
-/// Runs ffmpeg with `args` after the common flags; returns its messages (stderr).
-fn ffmpeg(args: &[&str]) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-nostats", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (scripts/deps.sh test installs it)");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "ffmpeg {args:?}: {err}");
-    err
-}
 
 /// A stereo sine of `freq` Hz at 0.3, tagged with `title`, `album` and `artist`.
 fn sine(music: &Path, name: &str, freq: u32, tags: [(&str, &str); 3]) {

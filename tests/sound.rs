@@ -22,23 +22,12 @@ use jukebox::player::{Join, PlayItem, Player, PlayerCommand, PlayerEvent};
 use serde_json::json;
 
 use common::live::Server;
+use common::media::{astats, astats_after, run as ffmpeg};
 
 const RATE: f64 = 44_100.0;
 
 // ---------------------------------------------------------------------------------------------
 // Files and meters (ffmpeg)
-
-/// Runs ffmpeg with `args` (after the common flags); panics with its message on failure.
-fn ffmpeg(args: &[&str]) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-nostats", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (scripts/test-deps.sh installs it)");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "ffmpeg {args:?}: {err}");
-    err
-}
 
 /// A file made from an ffmpeg `lavfi` source graph, with tags.
 fn make(dir: &Path, name: &str, graph: &str, tags: &[(&str, &str)]) -> PathBuf {
@@ -84,42 +73,6 @@ fn sine(
         &format!("aevalsrc='{e}|{e}':s=44100:d={secs}"),
         tags,
     )
-}
-
-/// `astats` over [start, end) seconds of `path` (the whole file when `None`), as floats
-/// (full scale 1.0): "Peak level dB", "RMS level dB", "Max difference", ….
-fn astats(path: &Path, span: Option<(f64, f64)>) -> HashMap<String, f64> {
-    let trim = span.map_or(String::new(), |(a, b)| format!("atrim=start={a}:end={b},"));
-    astats_after(path, &trim)
-}
-
-/// `astats` after the filters `trim` (empty, or ending in a comma).
-fn astats_after(path: &Path, trim: &str) -> HashMap<String, f64> {
-    let err = ffmpeg(&[
-        "-i",
-        path.to_str().unwrap(),
-        "-af",
-        &format!("{trim}aformat=sample_fmts=flt,astats=measure_perchannel=none"),
-        "-f",
-        "null",
-        "-",
-    ]);
-    let mut out = HashMap::new();
-    let overall = err
-        .split("Overall")
-        .nth(1)
-        .expect("astats printed its summary");
-    for line in overall.lines() {
-        let Some(kv) = line.split("] ").nth(1) else {
-            continue;
-        };
-        if let Some((k, v)) = kv.split_once(": ") {
-            if let Ok(v) = v.trim().parse::<f64>() {
-                out.insert(k.trim().to_string(), v);
-            }
-        }
-    }
-    out
 }
 
 /// Integrated loudness (LUFS) of [start, end) seconds of `path`, by `ebur128`.

@@ -85,6 +85,19 @@ pub fn fix_ogg_crc(bytes: &mut [u8], at: usize) {
     bytes[start..start + page.len()].copy_from_slice(&page);
 }
 
+/// Runs ffmpeg with `args` after flags that keep it quiet and non-interactive; returns what
+/// it printed (its meters print to stderr). Panics with its message when it fails.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-nostats", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (scripts/deps.sh test installs it)");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "ffmpeg {args:?}: {err}");
+    err
+}
+
 /// ffmpeg's `astats` over [start, end) seconds of `path` (the whole file when `None`), all
 /// channels together, as floats with full scale 1.0: "Peak level dB", "RMS level dB",
 /// "Max difference", … The meter is ffmpeg's, never ours.
@@ -95,20 +108,16 @@ pub fn astats(path: &Path, span: Option<(f64, f64)>) -> std::collections::HashMa
 
 /// `astats` after the filters `trim` (empty, or ending in a comma).
 pub fn astats_after(path: &Path, trim: &str) -> std::collections::HashMap<String, f64> {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
-        .arg(path)
-        .args([
-            "-af",
-            &format!("{trim}aformat=sample_fmts=flt,astats=measure_perchannel=none"),
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "ffmpeg astats failed: {err}");
+    let filters = format!("{trim}aformat=sample_fmts=flt,astats=measure_perchannel=none");
+    let err = run(&[
+        "-i",
+        path.to_str().expect("a UTF-8 path"),
+        "-af",
+        &filters,
+        "-f",
+        "null",
+        "-",
+    ]);
     let mut stats = std::collections::HashMap::new();
     let overall = err
         .split("Overall")
