@@ -1,10 +1,12 @@
 //! The source side: a file decoded with symphonia (and libopus for Opus), converted to the
 //! output's channels and rate, ready to be pulled in chunks. A file already in the output's
 //! format (the usual case: 44.1 kHz stereo) is copied a packet at a time. The others are
-//! converted a block at a time (`resample.rs`): a band-limited FFT resampler (rubato), since
-//! linear interpolation (rodio's converter, used before) dulls the treble of every 48 kHz file
-//! on a 44.1 kHz output and aliases what is above the output's Nyquist, and its delay trimmed
-//! so that the stream has exactly the frames the track lasts at the output's rate.
+//! converted a block at a time (`resample.rs`): channels mapped as rodio did (mono to both
+//! sides), the rate by a band-limited FFT resampler (rubato). Linear interpolation, rodio's
+//! converter and ours before, dulled the treble of every 48 kHz file on a 44.1 kHz output
+//! and folded back what was above the output's Nyquist. The resampler's delay is trimmed so
+//! that the stream has exactly the frames the track lasts at the output's rate, and a seek
+//! gives the frames a straight read has there.
 //! The loudness pass reads the same decoding before conversion (`open_native`), so what is
 //! measured is what is played.
 
@@ -349,34 +351,21 @@ mod tests {
         w.finalize().unwrap();
     }
 
-    /// ffmpeg's RMS level of each channel of `path`, in dB, without its first and last 0.1 s:
-    /// a tone that starts or stops dead has a click there, which is in every band.
+    /// ffmpeg's RMS level of each channel of the stereo WAV `path`, in dB, without its first
+    /// and last 0.1 s: a tone that starts or stops dead has a click there, in every band.
     fn rms_db(path: &Path) -> Vec<f64> {
-        let secs = hound::WavReader::open(path).unwrap().duration() as f64
-            / f64::from(hound::WavReader::open(path).unwrap().spec().sample_rate);
-        let out = std::process::Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-nostats", "-i"])
-            .arg(path)
-            .arg("-af")
-            .arg(format!(
-                "atrim=start=0.1:end={},astats=measure_perchannel=RMS_level:measure_overall=none",
-                secs - 0.1
-            ))
-            .args(["-f", "null", "-"])
-            .output()
-            .unwrap();
-        let levels: Vec<f64> = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter_map(|l| l.split_once("RMS level dB: ").map(|(_, v)| v.trim()))
-            // Digital silence reads "-inf".
-            .map(|v| v.parse().unwrap_or(f64::NEG_INFINITY))
-            .collect();
-        assert!(
-            !levels.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        levels
+        let wav = hound::WavReader::open(path).unwrap();
+        let secs = f64::from(wav.duration()) / f64::from(wav.spec().sample_rate);
+        (0..2)
+            .map(|c| {
+                let filters = format!("atrim=start=0.1:end={},pan=mono|c0=c{c},", secs - 0.1);
+                // Digital silence reads "-inf", which is no number.
+                media::astats_after(path, &filters)
+                    .get("RMS level dB")
+                    .copied()
+                    .unwrap_or(f64::NEG_INFINITY)
+            })
+            .collect()
     }
 
     /// `path` converted to `ch` × `rate`, written to a WAV next to it, with ffmpeg's levels.
