@@ -221,6 +221,32 @@ impl Jukebox {
     }
 }
 
+/// One phone at a time: its socket closed, then a hello again, resuming its session
+/// (`resume`) or starting a new one; the server's CPU over the round.
+async fn rehello(jb: &Jukebox, idles: &mut Vec<Idle>, name: &'static str, resume: bool) -> Round {
+    let mut round = Round {
+        name,
+        n: idles.len(),
+        cpu: jb.cpu(),
+        times: Vec::new(),
+        failed: 0,
+    };
+    for i in std::mem::take(idles) {
+        let (ws, mut p) = unpark(i).await;
+        drop(ws);
+        let (ws, t, ok) = if resume {
+            hello(&jb.addr, &mut p, true, |p| p.resumed.is_some()).await
+        } else {
+            hello(&jb.addr, &mut p, false, snapshots_in).await
+        };
+        round.times.push(t);
+        round.failed += usize::from(!ok || p.resumed != Some(resume));
+        idles.push(park(ws, p));
+    }
+    round.cpu = jb.cpu() - round.cpu;
+    round
+}
+
 fn main() {
     let n: usize = common::env_or("JUKEBOX_RESUME_PHONES", 300);
     let outage = Duration::from_secs(common::env_or("JUKEBOX_RESUME_OUTAGE_SECS", 10));
@@ -314,23 +340,9 @@ fn main() {
         tokio::time::sleep(IN_USE_AFTER).await;
 
         // Warm: close, come back to the same session with nothing missed.
-        let mut round = Round {
-            name: "close + warm hello (resume)",
-            n,
-            cpu: jb.cpu(),
-            times: Vec::new(),
-            failed: 0,
-        };
-        for i in std::mem::take(&mut idles) {
-            let (ws, mut p) = unpark(i).await;
-            drop(ws);
-            let (ws, t, ok) = hello(&jb.addr, &mut p, true, |p| p.resumed.is_some()).await;
-            round.times.push(t);
-            round.failed += usize::from(!ok || p.resumed != Some(true));
-            idles.push(park(ws, p));
-        }
-        round.cpu = jb.cpu() - round.cpu;
-        round.print();
+        rehello(&jb, &mut idles, "close + warm hello (resume)", true)
+            .await
+            .print();
 
         let mut volume = 30;
         for silent in [true, false] {
@@ -403,23 +415,9 @@ fn main() {
 
         // New again, with the same close before each, for the warm round's comparison.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut round = Round {
-            name: "close + new hello (new session)",
-            n,
-            cpu: jb.cpu(),
-            times: Vec::new(),
-            failed: 0,
-        };
-        for i in std::mem::take(&mut idles) {
-            let (ws, mut p) = unpark(i).await;
-            drop(ws);
-            let (ws, t, ok) = hello(&jb.addr, &mut p, false, snapshots_in).await;
-            round.times.push(t);
-            round.failed += usize::from(!ok);
-            idles.push(park(ws, p));
-        }
-        round.cpu = jb.cpu() - round.cpu;
-        round.print();
+        rehello(&jb, &mut idles, "close + new hello (new session)", false)
+            .await
+            .print();
         for i in idles {
             drop(unpark(i).await);
         }
