@@ -229,15 +229,20 @@ impl Listener {
         std::thread::spawn(move || {
             for line in BufReader::new(r).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
-                    h.lock().unwrap().push(v);
+                    h.lock().unwrap_or_else(|e| e.into_inner()).push(v);
                 }
             }
         });
-        Listener {
+        let mut listener = Listener {
             stream,
             heard,
             next_id: 1000,
-        }
+        };
+        // `connect` returns once the kernel has the connection, which can be before snapserver
+        // has accepted it and put it on its list of sessions to notify: a change made in that
+        // window is never told to this listener. A reply proves the session is on the list.
+        listener.request("Server.GetRPCVersion", json!({}));
+        listener
     }
 
     /// Sends a request; returns its reply (bounded wait).
@@ -276,11 +281,11 @@ impl Listener {
                     return h.drain(..=i).next_back().unwrap();
                 }
             }
-            assert!(
-                t.elapsed() < limit,
-                "timed out after {limit:?} waiting for {what}; heard {:?}",
-                self.heard.lock().unwrap()
-            );
+            if t.elapsed() >= limit {
+                // Formatted before the panic, so that the lock is not held (and poisoned) by it.
+                let heard = format!("{:?}", self.heard.lock().unwrap());
+                panic!("timed out after {limit:?} waiting for {what}; heard {heard}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
