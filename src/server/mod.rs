@@ -289,10 +289,17 @@ async fn ws_upgrade(
         // Thousands of idle phones: keep per-socket buffers small.
         .read_buffer_size(512)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            // The connection's slot stays taken while the websocket lives.
-            let _ticket = ticket;
-            ws::serve(socket, state, version_ok, peer).await
+        // Not an async block: one would hold a second copy of the socket for the socket's
+        // whole life (an async fn's arguments are stored twice), and thousands of phones
+        // each pay for every byte of that task. The socket is boxed at once instead.
+        .on_upgrade(move |socket| {
+            ws::serve(
+                Box::new(socket),
+                state,
+                version_ok,
+                peer,
+                ticket.map(|Extension(t)| t),
+            )
         })
         .into_response()
 }

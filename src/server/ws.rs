@@ -61,11 +61,16 @@ impl Default for WsLimits {
 /// Serves one upgraded socket, in one task: it reads the client's frames and writes what the
 /// session queues for it. One task and no channel blocks per phone keep thousands of idle
 /// phones cheap; a write that blocks holds up only this phone.
+///
+/// The socket comes boxed: this future lives as long as the phone, and a socket held by
+/// value would be in it twice (an async fn's arguments are). `_ticket` keeps the connection's
+/// slot taken while the websocket lives.
 pub async fn serve(
-    mut socket: WebSocket,
+    mut socket: Box<WebSocket>,
     state: Arc<AppState>,
     version_ok: bool,
     peer: std::net::SocketAddr,
+    _ticket: Option<super::transport::ConnTicket>,
 ) {
     let outbox = Arc::new(Outbox::default());
     // Each phase is boxed on its own, so that an idle phone holds only the live phase's
@@ -395,9 +400,8 @@ async fn live(
     let mut host_logins = state.login.sessions.subscribe();
     // Once the host login ends: a moment for the replies on their way (a `logout` of its own
     // login), then the close. Requests read meanwhile are dropped.
-    let mut logged_out = false;
-    let grace = tokio::time::sleep(Duration::from_secs(365 * 86_400));
-    tokio::pin!(grace);
+    // The timer exists only then: every idle phone would carry one otherwise.
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
     loop {
         tokio::select! {
@@ -405,13 +409,17 @@ async fn live(
                 return bye(1001, "the jukebox is restarting", true);
             }
             // A host logged out (or expired) elsewhere: its open sockets close too.
-            changed = host_logins.changed(), if actor.host && !logged_out => {
+            changed = host_logins.changed(), if actor.host && grace.is_none() => {
                 if changed.is_err() || !state.login.sessions.valid(actor.guest) {
-                    logged_out = true;
-                    grace.as_mut().reset(tokio::time::Instant::now() + LOGGED_OUT_GRACE);
+                    grace = Some(Box::pin(tokio::time::sleep(LOGGED_OUT_GRACE)));
                 }
             }
-            _ = &mut grace, if logged_out => {
+            _ = async {
+                match grace.as_mut() {
+                    Some(sleep) => sleep.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            }, if grace.is_some() => {
                 return bye(4401, "this host login was logged out or has expired", false);
             }
             _ = outbox.frames.changed() => {
@@ -456,7 +464,7 @@ async fn live(
                             return bye(4400, "too many bad frames", true);
                         }
                     }
-                    Ok(Incoming::Request { .. }) if logged_out => {}
+                    Ok(Incoming::Request { .. }) if grace.is_some() => {}
                     Ok(Incoming::Request { rid, cmd }) => {
                         if !session.accept_rid(rid) {
                             session.reply(0, protocol::reply_err(rid, &WireError::new(ErrorCode::Duplicate, "this rid was already received")));

@@ -187,13 +187,13 @@ impl Sessions {
             // Its task ends (and kicks a socket that raced to attach).
             old.tx.close();
         }
-        let task = Task::new(
+        let task = Box::new(Task::new(
             session.clone(),
             topics.into_iter().collect(),
             self.hub.clone(),
             self.info.clone(),
             self.limits.clone(),
-        );
+        ));
         let shared = self.lanes.shared.subscribe();
         let hosts = (role == Role::Host).then(|| self.lanes.hosts.subscribe());
         let me = Arc::downgrade(self);

@@ -90,8 +90,10 @@ impl Task {
         }
     }
 
+    /// Boxed: this future lives as long as the session, and a task held by value would be in
+    /// it twice (an async fn's arguments are), for each of thousands of phones.
     pub(super) async fn run(
-        mut self,
+        mut self: Box<Self>,
         shared: broadcast::Receiver<Arc<Wire>>,
         hosts: Option<broadcast::Receiver<Arc<Wire>>>,
     ) {
