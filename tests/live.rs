@@ -121,6 +121,72 @@ async fn two_phones_see_each_others_actions_in_order() {
     s.stop();
 }
 
+/// Every snapshot a fresh welcome brings, by topic.
+async fn all_snapshots(p: &mut Phone) -> std::collections::BTreeMap<String, Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < ALL.len() {
+        let v = p.recv().await;
+        if v["cmd"] == "update" {
+            seen.insert(v["topic"].as_str().unwrap().to_string(), v);
+        }
+    }
+    seen
+}
+
+/// Snapshots every guest sees alike are encoded once and shared until their topic changes:
+/// a phone that joins right after a change must see it, however soon after the last phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_joins_right_after_a_change_sees_it_in_its_snapshots() {
+    let dir = common::tempdir();
+    let s = server(dir.path());
+    let join = |name: &str| {
+        let token = s.guest(name);
+        let addr = s.addr.clone();
+        async move {
+            let mut p = Phone::connect(&addr, &token, ALL).await;
+            let snaps = all_snapshots(&mut p).await;
+            (p, snaps)
+        }
+    };
+    let (mut a, first) = join("A").await;
+    let (_b, second) = join("B").await;
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("seq");
+        v
+    };
+    assert_eq!(strip(&first["queue"]), strip(&second["queue"]));
+    let np = first["now_playing"]["data"].clone();
+    let play = np["play_id"].as_str().unwrap().to_string();
+
+    // A change of the queue, then of now playing, each followed at once by a new phone.
+    let (reply, _) = a
+        .ok(json!({"cmd": "request", "track_id": s.other_track(&np)}))
+        .await;
+    let entry = reply["data"]["entry_id"].clone();
+    let (_c, third) = join("C").await;
+    assert_eq!(
+        third["queue"]["order"],
+        json!([entry]),
+        "{}",
+        third["queue"]
+    );
+    assert_eq!(third["now_playing"]["data"]["likes"], 0);
+    a.ok(json!({"cmd": "like", "play_id": play, "on": true}))
+        .await;
+    let (_d, fourth) = join("D").await;
+    assert_eq!(
+        fourth["now_playing"]["data"]["likes"], 1,
+        "{}",
+        fourth["now_playing"]
+    );
+    assert_eq!(fourth["queue"]["order"], json!([entry]));
+    // Each phone's own `me` is its own.
+    assert_eq!(third["me"]["data"]["name"], "C", "{}", third["me"]);
+    assert_eq!(fourth["me"]["data"]["name"], "D", "{}", fourth["me"]);
+    s.stop();
+}
+
 /// Reads until the host message `text`; returns what came after `from_marker` (without seq).
 async fn read_to(p: &mut Phone, text: &str) -> Vec<Value> {
     let seen = p

@@ -30,8 +30,14 @@ impl Kept {
         }))
     }
 
-    fn is_own(&self) -> bool {
+    pub(super) fn is_own(&self) -> bool {
         self.0.hub_seq == 0
+    }
+
+    /// Whether both are the one shared message.
+    #[cfg(test)]
+    pub(super) fn is(&self, other: &Kept) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// What it costs the session alone: nothing for a shared one (its pointer is counted in

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
+use super::shared::SharedSnapshots;
 use crate::hub::Hub;
 use crate::party::GuestId;
 use crate::protocol::{self, Tail, Topic};
@@ -42,6 +43,8 @@ pub(super) struct Lanes {
     pub(super) hosts: broadcast::Sender<Arc<Wire>>,
     /// The last hub seq handed on: every wire up to it is in the lanes it belongs to.
     pub(super) done: watch::Sender<u64>,
+    /// Snapshots every guest sees alike, shared until their topic changes.
+    pub(super) snapshots: SharedSnapshots,
 }
 
 impl Lanes {
@@ -51,6 +54,7 @@ impl Lanes {
             // Few hosts, few host-only changes; a lagging host snapshots again.
             hosts: broadcast::channel(crate::hub::CHANGE_BUFFER / 4).0,
             done: watch::channel(hub.last_seq()).0,
+            snapshots: SharedSnapshots::default(),
         }
     }
 
@@ -62,6 +66,11 @@ impl Lanes {
         }
         let mut rx = self.done.subscribe();
         let _ = rx.wait_for(|done| *done >= seq).await;
+    }
+
+    /// The last hub seq handed on.
+    pub(super) fn handed_on_now(&self) -> u64 {
+        *self.done.borrow()
     }
 }
 
@@ -79,6 +88,7 @@ pub(super) fn spawn(hub: Hub, lanes: Arc<Lanes>) {
                         tail: protocol::encode_change(&p.change),
                         gap: false,
                     };
+                    lanes.snapshots.changed(w.topic, p.seq);
                     // What the wire does not carry goes to nobody.
                     if w.tail.is_some() {
                         let lane = match w.topic {
@@ -94,6 +104,7 @@ pub(super) fn spawn(hub: Hub, lanes: Arc<Lanes>) {
                     // snapshot again rather than miss them silently.
                     tracing::warn!("the change encoder fell {n} changes behind");
                     let seq = hub.last_seq();
+                    lanes.snapshots.lost(seq);
                     let _ = lanes.shared.send(Arc::new(Wire {
                         hub_seq: seq,
                         topic: None,

@@ -8,7 +8,8 @@
 //! and none is applied twice.
 //!
 //! - `registry`: all sessions, by id; which one makes room when there are too many.
-//! - `encoder`: hub changes encoded once into [`Wire`] messages every session shares.
+//! - `encoder`: hub changes encoded once into [`Wire`] messages every session shares;
+//!   `shared` the snapshots every guest sees alike, encoded once until their topic changes.
 //! - `task`: one session's task; `buffer` its resume buffer and own-bytes accounting,
 //!   `sequencing` the reply and snapshot orders, `topics` what it follows.
 //! - `handle`: the [`Session`] handle sockets hold, and what it asks the task.
@@ -23,6 +24,7 @@ mod limits;
 mod outbox;
 mod registry;
 mod sequencing;
+mod shared;
 mod task;
 mod topics;
 

@@ -193,6 +193,7 @@ impl Sessions {
             self.hub.clone(),
             self.info.clone(),
             self.limits.clone(),
+            self.lanes.clone(),
         ));
         let shared = self.lanes.shared.subscribe();
         let hosts = (role == Role::Host).then(|| self.lanes.hosts.subscribe());

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::super::mailbox::Mailbox;
 use super::buffer::{Kept, ResumeBuffer};
-use super::encoder::Wire;
+use super::encoder::{Lanes, Wire};
 use super::handle::{Ack, AttachMsg, Attached, Msg, Resume, Session, SnapshotMsg};
 use super::limits::SessionLimits;
 use super::outbox::{Outbox, SESSION_ENDED, TAKEN_OVER, TOO_SLOW};
@@ -58,6 +58,8 @@ pub(super) struct Task {
     hub: Hub,
     info: Arc<ServerInfo>,
     limits: Arc<SessionLimits>,
+    /// Where the encoder hands on: how far it has got, and the shared snapshots.
+    lanes: Arc<Lanes>,
 }
 
 impl Task {
@@ -68,6 +70,7 @@ impl Task {
         hub: Hub,
         info: Arc<ServerInfo>,
         limits: Arc<SessionLimits>,
+        lanes: Arc<Lanes>,
     ) -> Task {
         Task {
             guest: handle.guest,
@@ -87,6 +90,7 @@ impl Task {
             hub,
             info,
             limits,
+            lanes,
         }
     }
 
@@ -431,9 +435,16 @@ impl Task {
             Ok(s) => {
                 // Changes up to the snapshot's point are in it; the ones we
                 // already sent for other topics stay sent.
+                let handed_on = self.lanes.handed_on_now();
                 for t in &topics {
                     if self.topics.contains(*t) {
-                        self.emit(Kept::own(protocol::encode_snapshot(*t, &s)));
+                        let kept =
+                            self.lanes
+                                .snapshots
+                                .get(*t, answer.after_seq, handed_on, || {
+                                    protocol::encode_snapshot(*t, &s)
+                                });
+                        self.emit(kept);
                         self.snapshots.cover(*t, answer.after_seq);
                     }
                 }
