@@ -395,7 +395,16 @@ async fn live(
     let mut bad: VecDeque<Instant> = VecDeque::new();
     let mut last_in = Instant::now();
     let mut last_out = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // One timer, armed for the earliest moment something could be due (a ping, or the close
+    // for silence), not a tick every second: frames only push those moments later, so when
+    // it fires it looks again and re-arms. A phone that talks and listens wakes its task for
+    // this once per `ping_after` instead of once a second.
+    let due = |last_in: Instant, last_out: Instant| {
+        let at = (last_in + limits.silence).min(last_in.max(last_out) + limits.ping_after);
+        tokio::time::Instant::from_std(at)
+    };
+    let liveness = tokio::time::sleep_until(due(last_in, last_out));
+    tokio::pin!(liveness);
     let mut closing = state.closing.subscribe();
     let mut host_logins = state.login.sessions.subscribe();
     // Once the host login ends: a moment for the replies on their way (a `logout` of its own
@@ -494,7 +503,7 @@ async fn live(
                     }
                 }
             }
-            _ = ticker.tick() => {
+            _ = &mut liveness => {
                 if last_in.elapsed() >= limits.silence {
                     return bye(4408, "no frame for 50 s", true);
                 }
@@ -502,6 +511,7 @@ async fn live(
                     push(Utf8Bytes::from_static(protocol::PING));
                     last_out = Instant::now();
                 }
+                liveness.as_mut().reset(due(last_in, last_out));
             }
         }
     }
