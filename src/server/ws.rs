@@ -411,8 +411,22 @@ async fn live(
     };
     let liveness = tokio::time::sleep_until(due(last_in, last_out));
     tokio::pin!(liveness);
+    // Both watches are waited on by futures that last the whole loop: a `changed()` made
+    // afresh on every turn would join its watch's list of waiters and leave it again for
+    // every frame sent, two locks on lists that every socket shares. A guest's socket does
+    // not watch the host logins at all.
     let mut closing = state.closing.subscribe();
+    let mut closing = std::pin::pin!(async move {
+        let _ = closing.changed().await;
+    });
     let mut host_logins = state.login.sessions.subscribe();
+    let mut logged_out = std::pin::pin!(async move {
+        if !actor.host {
+            return std::future::pending().await;
+        }
+        // A host logged out (or expired) elsewhere: its open sockets close too.
+        while host_logins.changed().await.is_ok() && state.login.sessions.valid(actor.guest) {}
+    });
     // Once the host login ends: a moment for the replies on their way (a `logout` of its own
     // login), then the close. Requests read meanwhile are dropped.
     // The timer exists only then: every idle phone would carry one otherwise.
@@ -420,14 +434,11 @@ async fn live(
 
     loop {
         tokio::select! {
-            _ = closing.changed() => {
+            _ = &mut closing => {
                 return bye(1001, "the jukebox is restarting", true);
             }
-            // A host logged out (or expired) elsewhere: its open sockets close too.
-            changed = host_logins.changed(), if actor.host && grace.is_none() => {
-                if changed.is_err() || !state.login.sessions.valid(actor.guest) {
-                    grace = Some(Box::pin(tokio::time::sleep(LOGGED_OUT_GRACE)));
-                }
+            _ = &mut logged_out, if grace.is_none() => {
+                grace = Some(Box::pin(tokio::time::sleep(LOGGED_OUT_GRACE)));
             }
             _ = async {
                 match grace.as_mut() {
