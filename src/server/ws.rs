@@ -413,20 +413,24 @@ async fn live(
     tokio::pin!(liveness);
     // Both watches are waited on by futures that last the whole loop: a `changed()` made
     // afresh on every turn would join its watch's list of waiters and leave it again for
-    // every frame sent, two locks on lists that every socket shares. A guest's socket does
-    // not watch the host logins at all.
+    // every frame sent, two locks on lists that every socket shares. Only a host's socket
+    // watches the host logins, in a box of its own: a guest's holds nothing for it.
     let mut closing = state.closing.subscribe();
     let mut closing = std::pin::pin!(async move {
         let _ = closing.changed().await;
     });
-    let mut host_logins = state.login.sessions.subscribe();
-    let mut logged_out = std::pin::pin!(async move {
-        if !actor.host {
-            return std::future::pending().await;
-        }
-        // A host logged out (or expired) elsewhere: its open sockets close too.
-        while host_logins.changed().await.is_ok() && state.login.sessions.valid(actor.guest) {}
-    });
+    let mut logged_out: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> =
+        if actor.host {
+            let mut host_logins = state.login.sessions.subscribe();
+            Box::pin(async move {
+                // A host logged out (or expired) elsewhere: its open sockets close too.
+                while host_logins.changed().await.is_ok() && state.login.sessions.valid(actor.guest)
+                {
+                }
+            })
+        } else {
+            Box::pin(std::future::pending())
+        };
     // Once the host login ends: a moment for the replies on their way (a `logout` of its own
     // login), then the close. Requests read meanwhile are dropped.
     // The timer exists only then: every idle phone would carry one otherwise.
