@@ -126,6 +126,20 @@ mod tests {
         media::write(&mut cmd, &dir.join(name))
     }
 
+    /// A stereo 48 kHz sweep from 200 Hz rising by `rise` Hz a second, `secs` long, written
+    /// to `path` with `codec`'s ffmpeg arguments: a position or timing error shows as a
+    /// different waveform.
+    fn sweep(path: &Path, rise: u32, secs: u32, codec: &[&str]) -> PathBuf {
+        let mut cmd = media::ffmpeg();
+        cmd.args(["-f", "lavfi", "-i"])
+            .arg(format!(
+                "aevalsrc=0.5*sin(2*PI*(200*t+{rise}*t*t)):s=48000:d={secs}"
+            ))
+            .args(["-ac", "2"])
+            .args(codec);
+        media::write(&mut cmd, path)
+    }
+
     fn all_samples(path: &Path) -> (Vec<f32>, u16, u32) {
         let mut n = open_native(path).unwrap();
         let (ch, rate) = (n.channels().get(), n.sample_rate().get());
@@ -236,12 +250,7 @@ mod tests {
         ];
         for (name, codec, lossless) in table {
             // A sweep, so that a position error shows as a different waveform.
-            let mut cmd = media::ffmpeg();
-            cmd.args(["-f", "lavfi", "-i"])
-                .arg("aevalsrc=0.5*sin(2*PI*(200*t+40*t*t)):s=48000:d=6")
-                .args(["-ac", "2"])
-                .args(*codec);
-            let path = media::write(&mut cmd, &dir.path().join(name));
+            let path = sweep(&dir.path().join(name), 40, 6, codec);
             let (all, ch, rate) = all_samples(&path);
             let ch = usize::from(ch);
             let mut n = open_native(&path).unwrap();
@@ -426,11 +435,12 @@ mod tests {
         // The resampler's delay trimmed exactly: the converted sweep lines up with ffmpeg's
         // (a very high quality resampler, zero delay) at lag 0, better than a frame either way.
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = media::ffmpeg();
-        cmd.args(["-f", "lavfi", "-i"])
-            .arg("aevalsrc=0.5*sin(2*PI*(200*t+1500*t*t)):s=48000:d=3")
-            .args(["-ac", "2", "-c:a", "pcm_f32le"]);
-        let path = media::write(&mut cmd, &dir.path().join("sweep.wav"));
+        let path = sweep(
+            &dir.path().join("sweep.wav"),
+            1500,
+            3,
+            &["-c:a", "pcm_f32le"],
+        );
         let ours = read_to_end(&mut convert(&path, 2, CD), 2);
         let mut cmd = media::ffmpeg();
         cmd.arg("-i")
@@ -508,11 +518,7 @@ mod tests {
         // The resampler restarts empty at a seek; the decoder seeks a block earlier, so that
         // its filter has the same history as on a straight read.
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = media::ffmpeg();
-        cmd.args(["-f", "lavfi", "-i"])
-            .arg("aevalsrc=0.5*sin(2*PI*(200*t+400*t*t)):s=48000:d=6")
-            .args(["-ac", "2", "-c:a", "flac"]);
-        let path = media::write(&mut cmd, &dir.path().join("s.flac"));
+        let path = sweep(&dir.path().join("s.flac"), 400, 6, &["-c:a", "flac"]);
         let all = read_to_end(&mut convert(&path, 2, CD), 2);
         // 4 s and 2.5 s: on the ratio's grid (160 input frames are 147 output frames), so
         // the seek's output frames are a straight read's. 10 ms: less history than a block.
