@@ -1,23 +1,21 @@
 //! One websocket, in one task: the hello handshake, then a loop that decodes, validates and
-//! calls the hub for what the client sends, and writes what its session queues. Liveness (ping after 20 s of quiet,
-//! close after 50 s of silence), frame limits, bad-frame and rate limits, and every close
-//! preceded by `bye` (protocol.md §8–10). No party rule is decided here.
+//! calls the hub for what the client sends, drives its session and writes what the session
+//! queues. Liveness (ping after 20 s of quiet, close after 50 s of silence), frame limits,
+//! bad-frame and rate limits, and every close preceded by `bye` (protocol.md §8–10). No
+//! party rule is decided here.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::session::{Attached, CloseReq, Full, Outbox, Resume, Session};
+use super::session::{Attached, Bound, CloseReq, Full, Outbox, Resume, Session};
 use super::AppState;
 use crate::hub::{Actor, HubError, Role};
 use crate::protocol::{self, Cmd, ErrorCode, Incoming, Topic, WireError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use governor::{Quota, RateLimiter};
-
-static SOCKETS: AtomicU64 = AtomicU64::new(1);
 
 /// The clock of every socket's rate limiter, made once: making one (what
 /// `RateLimiter::direct` does) was 2 % of the CPU a phone's join costs (perf).
@@ -63,9 +61,10 @@ impl Default for WsLimits {
     }
 }
 
-/// Serves one upgraded socket, in one task: it reads the client's frames and writes what the
-/// session queues for it. One task and no channel blocks per phone keep thousands of idle
-/// phones cheap; a write that blocks holds up only this phone.
+/// Serves one upgraded socket, in one task: it reads the client's frames, drives its session
+/// and writes what the session queues for it. One task and no channel blocks per phone keep
+/// thousands of idle phones cheap, and a change wakes one task per phone; a write that
+/// blocks holds up only this phone.
 ///
 /// The socket comes boxed: this future lives as long as the phone, and a socket held by
 /// value would be in it twice (an async fn's arguments are). `_ticket` keeps the connection's
@@ -82,16 +81,19 @@ pub async fn serve(
     // state, not the handshake's or the close's.
     let handshake = Box::pin(handshake(&mut socket, &outbox, &state, version_ok, peer)).await;
     let end = match handshake {
-        Ok(ready) => {
+        Ok(mut ready) => {
             let end = Box::pin(live(
                 &mut socket,
                 &outbox,
                 &state,
                 &ready.session,
                 ready.actor,
+                &mut ready.bound,
             ))
             .await;
-            ready.session.detach(ready.socket_id);
+            // The session waits for its phone on a task of its own from here (or went on
+            // with the socket that took it over).
+            drop(ready);
             end
         }
         Err(end) => end,
@@ -109,7 +111,8 @@ pub async fn serve(
 struct Ready {
     session: Arc<Session>,
     actor: Actor,
-    socket_id: u64,
+    /// The session, driven by this socket's task.
+    bound: Bound,
     _slot: super::SocketSlot,
     /// Counts the socket in the hub (a screen's too; the hub does not count screens as guests).
     _connection: crate::hub::Connection,
@@ -185,27 +188,27 @@ async fn finish(socket: &mut WebSocket, outbox: &Outbox, end: End, write_timeout
     }
 }
 
-/// Writes the queued frames. `Err` when the connection must end: a kick, or a socket that
-/// failed or blocked longer than the write deadline.
+/// Writes `first` and the frames queued behind it. The session goes on while a write waits
+/// (a slow phone's queue fills, and the session finds it too slow). `Err` when the
+/// connection must end: a kick, or a socket that failed or blocked longer than the write
+/// deadline.
 async fn flush_out(
     socket: &mut WebSocket,
     outbox: &Outbox,
+    first: Utf8Bytes,
+    bound: &mut Bound,
     write_timeout: Duration,
 ) -> Result<(), End> {
+    let mut frame = first;
     loop {
-        if outbox.kicked().is_some() {
-            return Err(End::Quiet);
-        }
-        let Some(frame) = outbox.frames.try_pop() else {
-            return Ok(());
-        };
         let send = tokio::time::timeout(write_timeout, socket.send(Message::Text(frame)));
         tokio::pin!(send);
         let sent = loop {
             tokio::select! {
+                biased;
                 r = &mut send => break r,
-                // More frames, or a kick: only a kick interrupts a write.
-                _ = outbox.frames.changed() => {
+                // Only a kick interrupts a write.
+                _ = bound.next() => {
                     if outbox.kicked().is_some() {
                         return Err(End::Quiet);
                     }
@@ -218,8 +221,13 @@ async fn flush_out(
             // A write blocked too long: the client is too slow.
             Err(_) => return Err(bye(4008, "too slow to keep up", true)),
         }
-        // A wake-up taken while writing was for a frame this loop now pops, or a kick it
-        // now sees; one after the last pop leaves a permit for the next wait.
+        if outbox.kicked().is_some() {
+            return Err(End::Quiet);
+        }
+        let Some(next) = outbox.frames.try_pop() else {
+            return Ok(());
+        };
+        frame = next;
     }
 }
 
@@ -232,7 +240,6 @@ async fn handshake(
     peer: std::net::SocketAddr,
 ) -> Result<Ready, End> {
     let limits = &state.ws_limits;
-    let socket_id = SOCKETS.fetch_add(1, Ordering::Relaxed);
     let push = |frame: Utf8Bytes| {
         let _ = outbox
             .frames
@@ -329,13 +336,13 @@ async fn handshake(
 
     // Resume, or a new session.
     let mut reason = None;
-    let mut session: Option<Arc<Session>> = None;
+    let mut bound: Option<Bound> = None;
     if let Some(sid) = &hello.session {
         match state.sessions.claim(sid, guest) {
             Some(s) => {
                 let resume = Resume::From(hello.last_seq.unwrap_or(0));
-                match Box::pin(s.attach(socket_id, outbox.clone(), resume)).await {
-                    Attached::Ok => session = Some(s),
+                match Box::pin(s.attach(outbox.clone(), resume)).await {
+                    Attached::Ok(b) => bound = Some(b),
                     Attached::TooOld => reason = Some("too_old"),
                 }
             }
@@ -348,44 +355,41 @@ async fn handshake(
             }
         }
     }
-    let session = match session {
-        Some(s) => s,
+    let bound = match bound {
+        Some(b) => b,
         None => {
-            let s = match state.sessions.create(guest, role, topics) {
-                Ok(s) => s,
+            let mut b = match state.sessions.create(guest, role, topics) {
+                Ok(b) => b,
                 Err(Full::Guest) => {
                     return Err(bye(4429, "too many sessions for one guest", false));
                 }
                 Err(Full::Total) => return Err(full()),
             };
-            let attached =
-                Box::pin(s.attach(socket_id, outbox.clone(), Resume::Fresh { reason })).await;
-            if !matches!(attached, Attached::Ok) {
-                // Evicted before it could attach (every other session is busy).
-                return Err(full());
-            }
-            s
+            b.start(outbox.clone(), reason);
+            b
         }
     };
     Ok(Ready {
-        session,
+        session: bound.session().clone(),
         actor: Actor {
             guest,
             host: role == Role::Host,
         },
-        socket_id,
+        bound,
         _slot,
         _connection: connection,
     })
 }
 
-/// The connection after the handshake: frames in, queued frames out, liveness.
+/// The connection after the handshake: frames in, its session driven, queued frames out,
+/// liveness.
 async fn live(
     socket: &mut WebSocket,
     outbox: &Outbox,
     state: &Arc<AppState>,
     session: &Session,
     actor: Actor,
+    bound: &mut Bound,
 ) -> End {
     let limits = &state.ws_limits;
     let push = |frame: Utf8Bytes| {
@@ -437,6 +441,25 @@ async fn live(
     let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
     loop {
+        // What the session, or this loop, queued goes out before anything else is waited on:
+        // one turn takes a change in and writes it.
+        if outbox.kicked().is_some() {
+            return End::Quiet;
+        }
+        if let Some(frame) = outbox.frames.try_pop() {
+            // Boxed: its timer and write state exist only while writing.
+            let flushed = Box::pin(flush_out(
+                socket,
+                outbox,
+                frame,
+                bound,
+                limits.write_timeout,
+            ));
+            if let Err(end) = flushed.await {
+                return end;
+            }
+            last_out = Instant::now();
+        }
         tokio::select! {
             _ = &mut closing => {
                 return bye(1001, "the jukebox is restarting", true);
@@ -452,13 +475,8 @@ async fn live(
             }, if grace.is_some() => {
                 return bye(4401, "this host login was logged out or has expired", false);
             }
-            _ = outbox.frames.changed() => {
-                // Boxed: its timer and write state exist only while writing.
-                if let Err(end) = Box::pin(flush_out(socket, outbox, limits.write_timeout)).await {
-                    return end;
-                }
-                last_out = Instant::now();
-            }
+            // A change, a reply, a snapshot: what it queued is written at the top of the loop.
+            _ = bound.next() => {}
             frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(f)) => f,
@@ -507,8 +525,16 @@ async fn live(
                             session.reply(0, protocol::reply_err(rid, &e));
                             continue;
                         }
-                        // Boxed: the socket's own future stays small while it idles.
-                        Box::pin(handle(state, session, actor, rid, cmd)).await;
+                        // Boxed: the socket's own future stays small while it idles. The
+                        // session goes on meanwhile; what it queues is written after.
+                        let mut request = Box::pin(handle(state, session, actor, rid, cmd));
+                        loop {
+                            tokio::select! {
+                                biased;
+                                _ = &mut request => break,
+                                _ = bound.next() => {}
+                            }
+                        }
                     }
                     Err(e) => {
                         let wire = WireError::from(&e);

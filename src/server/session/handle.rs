@@ -1,5 +1,6 @@
-//! The handle to a session task: what sockets and the registry hold, and the messages it
-//! sends the task. The task owns the session's state; the handle only asks.
+//! The handle to a session: what sockets and the registry hold, and the messages it sends
+//! whichever task drives the session (its socket's, or its own while it has none). That
+//! task owns the session's state; the handle only asks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::super::mailbox::Mailbox;
 use super::outbox::Outbox;
+use super::task::Bound;
 use crate::hub::{Answer, Role, Snapshot};
 use crate::party::GuestId;
 use crate::protocol::{Tail, Topic};
@@ -24,7 +26,8 @@ pub enum Resume {
 
 /// The result of attaching a socket.
 pub enum Attached {
-    Ok,
+    /// Attached: the session, for the socket's task to drive.
+    Ok(Bound),
     /// The missed messages are gone: start a new session.
     TooOld,
 }
@@ -33,12 +36,9 @@ pub enum Attached {
 /// changes must be numbered first.
 pub(super) type Ack = (u64, u64);
 
-/// Messages to a session task. Large payloads are boxed to keep the queue's slots small.
+/// Messages to a session. Large payloads are boxed to keep the queue's slots small.
 pub(super) enum Msg {
     Attach(Box<AttachMsg>),
-    Detach {
-        socket: u64,
-    },
     Sub(Box<SubMsg>),
     Unsub(Vec<Topic>),
     /// A reply to send once the hub changes up to `after` have been numbered. It is sent
@@ -51,10 +51,8 @@ pub(super) enum Msg {
 pub(super) type SubMsg = (Vec<Topic>, Option<Ack>);
 
 pub(super) struct AttachMsg {
-    pub(super) socket: u64,
     pub(super) out: Arc<Outbox>,
     pub(super) resume: Resume,
-    pub(super) last_rid: u64,
     pub(super) done: oneshot::Sender<Attached>,
 }
 
@@ -93,7 +91,7 @@ fn clock_ms(at: Instant) -> u64 {
     at.saturating_duration_since(t0).as_millis().max(1) as u64
 }
 
-/// The handle to a session task.
+/// The handle to a session.
 pub struct Session {
     pub id: String,
     pub guest: GuestId,
@@ -132,27 +130,19 @@ impl Session {
         *self.last_rid.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub async fn attach(&self, socket: u64, out: Arc<Outbox>, resume: Resume) -> Attached {
+    /// Attaches the socket of `out` to this session, wherever it is driven now; on `Ok`,
+    /// the socket's task drives it from then on.
+    pub async fn attach(&self, out: Arc<Outbox>, resume: Resume) -> Attached {
         let (done, rx) = oneshot::channel();
         if self
             .tx
-            .push(Msg::Attach(Box::new(AttachMsg {
-                socket,
-                out,
-                resume,
-                last_rid: self.last_rid(),
-                done,
-            })))
+            .push(Msg::Attach(Box::new(AttachMsg { out, resume, done })))
             .is_err()
         {
             return Attached::TooOld;
         }
-        // A task that ended drops the answer: the session is gone.
+        // A session that ended drops the answer: it is gone.
         rx.await.unwrap_or(Attached::TooOld)
-    }
-
-    pub fn detach(&self, socket: u64) {
-        let _ = self.tx.push(Msg::Detach { socket });
     }
 
     pub fn subscribe(&self, topics: Vec<Topic>, reply: Option<(u64, u64)>) {

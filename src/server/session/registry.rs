@@ -8,7 +8,7 @@ use super::encoder::{self, Lanes};
 use super::handle::Session;
 use super::hello::HelloLimiter;
 use super::limits::SessionLimits;
-use super::task::Task;
+use super::task::{Bound, Lane, Listed, Task};
 use super::ServerInfo;
 use crate::hub::{Hub, Role};
 use crate::party::GuestId;
@@ -159,15 +159,16 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Creates a session for `guest` subscribed to `topics`, marked as attaching. When the
-    /// guest, or the jukebox, already holds its most sessions, the oldest detached one (of
-    /// the guest, then of anyone) makes room; when every one has a socket, none is made.
+    /// Creates a session for `guest` subscribed to `topics`, marked as attaching, for the
+    /// caller's socket to drive ([`Bound::start`]). When the guest, or the jukebox, already
+    /// holds its most sessions, the oldest detached one (of the guest, then of anyone) makes
+    /// room; when every one has a socket, none is made.
     pub fn create(
         self: &Arc<Self>,
         guest: GuestId,
         role: Role,
         topics: Vec<Topic>,
-    ) -> Result<Arc<Session>, Full> {
+    ) -> Result<Bound, Full> {
         let mut reg = self.registry();
         let key = reg.free_key();
         let session = Arc::new(Session::new(session_id(&self.info.epoch, key), guest, role));
@@ -184,27 +185,35 @@ impl Sessions {
         drop(reg);
         for old in evicted {
             tracing::debug!("session {} makes room for a new one", old.id);
-            // Its task ends (and kicks a socket that raced to attach).
+            // It ends (and kicks a socket that raced to attach).
             old.tx.close();
         }
-        let task = Box::new(Task::new(
-            session.clone(),
+        let lane = Lane {
+            shared: self.lanes.shared.subscribe(),
+            hosts: (role == Role::Host).then(|| self.lanes.hosts.subscribe()),
+        };
+        Ok(Bound::new(Box::new(Task::new(
+            session,
             topics.into_iter().collect(),
             self.hub.clone(),
             self.info.clone(),
             self.limits.clone(),
             self.lanes.clone(),
-        ));
-        let shared = self.lanes.shared.subscribe();
-        let hosts = (role == Role::Host).then(|| self.lanes.hosts.subscribe());
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            task.run(shared, hosts).await;
-            if let Some(s) = me.upgrade() {
-                s.registry().remove(key);
-            }
-        });
-        Ok(session)
+            lane,
+            Listed {
+                registry: Arc::downgrade(self),
+                key,
+            },
+        ))))
+    }
+
+    /// Forgets the session `key` once it has ended, unless it was evicted and its key is
+    /// already another's.
+    pub(super) fn forget(&self, key: u64, session: &Arc<Session>) {
+        let mut reg = self.registry();
+        if reg.by_id.get(&key).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            reg.remove(key);
+        }
     }
 }
 

@@ -1,19 +1,26 @@
-//! One session's task: it takes the encoded change stream, keeps what its guest may see,
-//! numbers it, keeps it for resume, and hands it to the attached socket.
+//! One session's state and how it is driven: it takes the encoded change stream, keeps what
+//! its guest may see, numbers it, keeps it for resume, and hands it to the attached socket.
+//!
+//! While a socket is attached, the socket's own task drives the session ([`Bound`]): one task
+//! per phone, so a change wakes one task and not two (the session's, then the socket's),
+//! and an attached phone costs no task of its own. While none is, the session waits on a
+//! task of its own ([`Task::alone`]) for its phone to come back, or for its time to run out.
+//! Whoever drives it, the state moves with the attach: the driver that takes an attach
+//! hands the whole state to the attaching socket, so it is never in two places.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
-use super::super::mailbox::Mailbox;
 use super::buffer::{Kept, ResumeBuffer};
 use super::encoder::{Lanes, Wire};
 use super::handle::{Ack, AttachMsg, Attached, Msg, Resume, Session, SnapshotMsg};
 use super::limits::SessionLimits;
 use super::outbox::{Outbox, SESSION_ENDED, TAKEN_OVER, TOO_SLOW};
+use super::registry::Sessions;
 use super::sequencing::{PendingReplies, Snapshots};
 use super::topics::TopicSet;
 use super::ServerInfo;
@@ -23,13 +30,13 @@ use crate::protocol::{self, Tail, Topic};
 
 /// The socket a session hands its messages to.
 struct Attachment {
-    socket: u64,
     out: Arc<Outbox>,
     since: Instant,
 }
 
-/// A session's state, owned by its task alone: nothing else locks or reads it, so thousands
-/// of sessions cost no contention; the handle and the registry only send it messages.
+/// A session's state, owned by whichever task drives it: nothing else locks or reads it, so
+/// thousands of sessions cost no contention; the handle and the registry only send it
+/// messages.
 pub(super) struct Task {
     /// The handle's guest and role, copied: every change is checked against them, in
     /// every session, and the handle is another allocation away.
@@ -60,10 +67,37 @@ pub(super) struct Task {
     limits: Arc<SessionLimits>,
     /// Where the encoder hands on: how far it has got, and the shared snapshots.
     lanes: Arc<Lanes>,
+    /// Where it is listed, and under which key, to leave the list when it ends.
+    registry: Weak<Sessions>,
+    key: u64,
+}
+
+/// What one turn of a session came to.
+pub(super) enum Turn {
+    /// Dealt with; go on.
+    Go,
+    /// The session is over: evicted, or the server is stopping.
+    End,
+    /// A socket attached: the state goes to it.
+    Give(oneshot::Sender<Attached>),
+}
+
+/// A session's places on the encoder's lanes (see `encoder`): the shared one, and the
+/// hosts' for a host's session.
+pub(super) struct Lane {
+    pub(super) shared: broadcast::Receiver<Arc<Wire>>,
+    pub(super) hosts: Option<broadcast::Receiver<Arc<Wire>>>,
+}
+
+/// Where a session is listed.
+pub(super) struct Listed {
+    pub(super) registry: Weak<Sessions>,
+    pub(super) key: u64,
 }
 
 impl Task {
     /// A session with no socket yet (its handle says it is attaching).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         handle: Arc<Session>,
         topics: TopicSet,
@@ -71,6 +105,8 @@ impl Task {
         info: Arc<ServerInfo>,
         limits: Arc<SessionLimits>,
         lanes: Arc<Lanes>,
+        lane: Lane,
+        listed: Listed,
     ) -> Task {
         Task {
             guest: handle.guest,
@@ -80,8 +116,8 @@ impl Task {
             in_use: false,
             hub_cursor: hub.last_seq(),
             handed_on: 0,
-            shared: None,
-            hosts: None,
+            shared: Some(lane.shared),
+            hosts: lane.hosts,
             replies: PendingReplies::default(),
             snapshots: Snapshots::default(),
             socket: None,
@@ -91,26 +127,78 @@ impl Task {
             info,
             limits,
             lanes,
+            registry: listed.registry,
+            key: listed.key,
         }
     }
 
-    /// Boxed: this future lives as long as the session, and a task held by value would be in
-    /// it twice (an async fn's arguments are), for each of thousands of phones.
-    pub(super) async fn run(
-        mut self: Box<Self>,
-        shared: broadcast::Receiver<Arc<Wire>>,
-        hosts: Option<broadcast::Receiver<Arc<Wire>>>,
-    ) {
-        let inbox = self.handle.tx.clone();
-        self.shared = Some(shared);
-        self.hosts = hosts;
-        self.serve(&inbox).await;
-        // Nothing waits forever on a session that is gone (an attach's answer is dropped).
-        inbox.close();
-        // Evicted just as a socket attached: that socket says bye rather than live on a
-        // session that no longer answers. Its phone reconnects and starts a new one.
+    /// The session with no socket: on a task of its own, it goes on numbering and keeping
+    /// what its phone misses, until a socket attaches (the state goes to it) or it has been
+    /// alone for its whole ttl. Boxed: it is in the future once, not twice.
+    pub(super) async fn alone(mut self: Box<Self>) {
+        // The timer is keyed by its deadline, which moves when the session comes into use
+        // while detached (a reply that arrives after its socket left): a timer kept for the
+        // old, shorter deadline would fire at once on every turn of the loop.
+        let mut expiry: Option<(Instant, Pin<Box<tokio::time::Sleep>>)> = None;
+        loop {
+            let deadline = self.detached_at.map(|at| at + self.limits.ttl(self.in_use));
+            match (deadline, &expiry) {
+                (Some(at), Some((set, _))) if at == *set => {}
+                (Some(at), _) => {
+                    let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(at));
+                    expiry = Some((at, Box::pin(sleep)));
+                }
+                (None, _) => expiry = None,
+            }
+            let turn = tokio::select! {
+                biased;
+                t = self.turn() => t,
+                _ = async {
+                    match expiry.as_mut() {
+                        Some((_, sleep)) => sleep.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                }, if expiry.is_some() => Turn::End,
+            };
+            match turn {
+                Turn::Go => {}
+                Turn::End => return self.end(),
+                Turn::Give(done) => match done.send(Attached::Ok(Bound::new(self))) {
+                    Ok(()) => return,
+                    // The socket stopped waiting for it: the session goes on waiting.
+                    Err(back) => match back.into_task() {
+                        Some(task) => {
+                            self = task;
+                            self.detached();
+                        }
+                        None => return,
+                    },
+                },
+            }
+        }
+    }
+
+    /// The session is over: nothing waits on it any more, a socket it had says bye (its
+    /// phone starts a new session), and the registry forgets it.
+    fn end(mut self: Box<Self>) {
+        self.handle.tx.close();
         if let Some(att) = self.socket.take() {
             att.out.kick(SESSION_ENDED);
+        }
+        if let Some(sessions) = self.registry.upgrade() {
+            sessions.forget(self.key, &self.handle);
+        }
+    }
+
+    /// Its socket left: the session waits for a resume, on a task of its own.
+    fn let_go(mut self: Box<Self>) {
+        if self.socket.is_some() {
+            self.detached();
+        }
+        // Not from outside a runtime (a socket dropped as the runtime itself goes): then
+        // nothing is left to come back to.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(self.alone());
         }
     }
 
@@ -126,59 +214,38 @@ impl Task {
         self.handle.detached.set(Some(now));
     }
 
-    async fn serve(&mut self, inbox: &Mailbox<Msg>) {
-        // A timer only while no socket is attached: thousands of attached sessions need none.
-        // It is keyed by its deadline, which moves when the session comes into use while
-        // detached (a reply that arrives after its socket left): a timer kept for the old,
-        // shorter deadline would fire at once on every turn of the loop.
-        let mut expiry: Option<(Instant, Pin<Box<tokio::time::Sleep>>)> = None;
-        loop {
-            let deadline = self.detached_at.map(|at| at + self.limits.ttl(self.in_use));
-            match (deadline, &expiry) {
-                (Some(at), Some((set, _))) if at == *set => {}
-                (Some(at), _) => {
-                    let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(at));
-                    expiry = Some((at, Box::pin(sleep)));
+    /// Waits for the session's next event and deals with it. Cancel-safe: what it waits on
+    /// keeps its place in line, and once woken it does what it must without waiting.
+    pub(super) async fn turn(&mut self) -> Turn {
+        let (Some(shared), hosts) = (self.shared.as_mut(), self.hosts.as_mut()) else {
+            return Turn::End;
+        };
+        let inbox = &*self.handle.tx;
+        let has_hosts = hosts.is_some();
+        tokio::select! {
+            biased;
+            msg = inbox.recv() => match msg {
+                Some(m) => return self.on_msg(m),
+                None => return Turn::End,
+            },
+            w = shared.recv() => match w {
+                Ok(w) if w.gap => self.resnapshot(),
+                Ok(w) => self.take_in(w),
+                Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
+                Err(broadcast::error::RecvError::Closed) => return Turn::End,
+            },
+            w = async {
+                match hosts {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
                 }
-                (None, _) => expiry = None,
-            }
-            let (Some(shared), hosts) = (self.shared.as_mut(), self.hosts.as_mut()) else {
-                return;
-            };
-            let has_hosts = hosts.is_some();
-            tokio::select! {
-                biased;
-                msg = inbox.recv() => match msg {
-                    Some(m) => self.on_msg(m),
-                    None => return,
-                },
-                w = shared.recv() => match w {
-                    Ok(w) if w.gap => self.resnapshot(),
-                    Ok(w) => self.take_in(w),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                w = async {
-                    match hosts {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                }, if has_hosts => match w {
-                    Ok(w) => self.take_in(w),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
-                    Err(broadcast::error::RecvError::Closed) => self.hosts = None,
-                },
-                _ = async {
-                    match expiry.as_mut() {
-                        Some((_, sleep)) => sleep.as_mut().await,
-                        None => std::future::pending().await,
-                    }
-                }, if expiry.is_some() => {
-                    // Detached for its whole ttl: the session ends.
-                    return;
-                }
-            }
+            }, if has_hosts => match w {
+                Ok(w) => self.take_in(w),
+                Err(broadcast::error::RecvError::Lagged(_)) => self.resnapshot(),
+                Err(broadcast::error::RecvError::Closed) => self.hosts = None,
+            },
         }
+        Turn::Go
     }
 
     /// A change from a lane. A guest's session has one lane, in hub order. A host's has two:
@@ -321,13 +388,14 @@ impl Task {
         });
     }
 
-    fn on_msg(&mut self, m: Msg) {
+    fn on_msg(&mut self, m: Msg) -> Turn {
         match m {
-            Msg::Attach(a) => self.on_attach(*a),
-            Msg::Detach { socket } => {
-                if self.socket.as_ref().is_some_and(|a| a.socket == socket) {
-                    self.detached();
+            Msg::Attach(a) => {
+                let AttachMsg { out, resume, done } = *a;
+                if self.attach(out, resume) {
+                    return Turn::Give(done);
                 }
+                let _ = done.send(Attached::TooOld);
             }
             Msg::Sub(sub) => {
                 self.in_use = true;
@@ -360,16 +428,13 @@ impl Task {
             }
             Msg::Snapshot(snap) => self.on_snapshot(*snap),
         }
+        Turn::Go
     }
 
-    fn on_attach(&mut self, a: AttachMsg) {
-        let AttachMsg {
-            socket,
-            out,
-            resume,
-            last_rid,
-            done,
-        } = a;
+    /// Attaches a socket: the welcome, then what the phone missed (a resume) or the
+    /// snapshots of its topics (a fresh start). False when the resume asks for messages
+    /// already dropped: the phone starts a new session.
+    pub(super) fn attach(&mut self, out: Arc<Outbox>, resume: Resume) -> bool {
         let (resumed, reason, replay_from) = match resume {
             Resume::From(last) => {
                 if !self.buffer.can_resume(last) {
@@ -377,8 +442,7 @@ impl Task {
                     if self.socket.is_none() {
                         self.handle.detached.set(self.detached_at);
                     }
-                    let _ = done.send(Attached::TooOld);
-                    return;
+                    return false;
                 }
                 self.in_use = true;
                 (true, None, Some(last))
@@ -396,19 +460,17 @@ impl Task {
             session: &self.handle.id,
             resumed,
             reason,
-            last_rid,
+            last_rid: self.handle.last_rid(),
             role: self.role,
             heartbeat_ms: self.info.heartbeat_ms,
         });
         let _ = out.frames.push(Utf8Bytes::from(welcome));
         self.socket = Some(Attachment {
-            socket,
             out,
             since: Instant::now(),
         });
         self.detached_at = None;
         self.handle.detached.set(None);
-        let _ = done.send(Attached::Ok);
         match replay_from {
             Some(last) => {
                 for (seq, item) in self.buffer.after(last) {
@@ -422,6 +484,7 @@ impl Task {
                 }
             }
         }
+        true
     }
 
     fn on_snapshot(&mut self, snap: SnapshotMsg) {
@@ -460,5 +523,86 @@ impl Task {
             self.apply_wire(w);
         }
         self.flush_replies();
+    }
+}
+
+/// A session driven by the task of the socket attached to it. Dropped (the socket left),
+/// the session goes on waiting for its phone on a task of its own.
+pub struct Bound {
+    session: Arc<Session>,
+    /// `None` once the session has ended or gone to another socket.
+    task: Option<Box<Task>>,
+}
+
+impl Bound {
+    pub(super) fn new(task: Box<Task>) -> Bound {
+        Bound {
+            session: task.handle.clone(),
+            task: Some(task),
+        }
+    }
+
+    fn into_task(mut self) -> Option<Box<Task>> {
+        self.task.take()
+    }
+
+    /// The session's handle.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Attaches the socket of `out` to a session made for it: the welcome, then the
+    /// snapshots of its topics.
+    pub fn start(&mut self, out: Arc<Outbox>, reason: Option<&'static str>) {
+        if let Some(task) = self.task.as_mut() {
+            task.attach(out, Resume::Fresh { reason });
+        }
+    }
+
+    /// Waits for the session's next event and deals with it: what it has for the phone is
+    /// then in the socket's outbox. When the session ends, or another socket takes it over,
+    /// it has kicked this socket (the outbox says how to close) and never resolves again.
+    /// Cancel-safe.
+    pub async fn next(&mut self) {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        match task.turn().await {
+            Turn::Go => {}
+            Turn::End => {
+                if let Some(task) = self.task.take() {
+                    task.end();
+                }
+            }
+            Turn::Give(done) => {
+                let Some(task) = self.task.take() else { return };
+                if let Err(back) = done.send(Attached::Ok(Bound::new(task))) {
+                    // The new socket stopped waiting: the session stays here, with no socket
+                    // (this one was kicked), until this socket lets it go.
+                    self.task = back.into_task();
+                    if let Some(task) = self.task.as_mut() {
+                        task.detached();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.let_go();
+        }
+    }
+}
+
+impl Attached {
+    /// The state an attach was to hand over, back from a socket that stopped waiting.
+    fn into_task(self) -> Option<Box<Task>> {
+        match self {
+            Attached::Ok(bound) => bound.into_task(),
+            Attached::TooOld => None,
+        }
     }
 }
