@@ -282,8 +282,14 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             "serving http://{addr} ({tracks} tracks), audio: {output}"
         ));
     });
-    if let Err(e) = crate::server::serve(listener, state, shutdown_signal()).await {
-        tracing::error!("the server stopped: {e}");
+    // On a worker of the runtime, not in the main thread's block_on: a connection it accepts
+    // is then spawned on that worker's own queue, and no thread is woken to take it in (perf:
+    // the accept loop on the main thread was a tenth of the CPU a phone's join cost, most of
+    // it threads waking each other).
+    match tokio::spawn(crate::server::serve(listener, state, shutdown_signal())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("the server stopped: {e}"),
+        Err(e) => tracing::error!("the server stopped: {e}"),
     }
     crate::notify::stopping();
     tracing::info!("shutting down");
