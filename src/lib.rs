@@ -24,6 +24,7 @@
 //! - [`app`]: start-up and orderly shutdown.
 //! - [`logging`]: the log filter: our lines at the level asked for, dependencies' at WARN.
 //! - [`chain`]: an error and its causes on one line.
+//! - [`untrusted`]: every reader of outside input, one function each, for the fuzz targets.
 
 pub mod addr;
 pub mod app;
@@ -47,3 +48,4 @@ pub mod rooms;
 pub mod server;
 pub mod snapcast_plugin;
 pub mod store;
+pub mod untrusted;

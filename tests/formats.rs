@@ -1,7 +1,8 @@
 //! Opus, Opus in `.ogg`, ALAC and AIFF files made by ffmpeg, played by the real binary into the
 //! `wav:` output and measured with sox and ffmpeg; the Opus header gain heard as a level
 //! difference; Opus, ALAC and AIFF levelled to the target like any other file; WMA, WavPack
-//! and AC-3-in-.m4a files left out of the library with one log line.
+//! and AC-3-in-.m4a files left out of the library with one log line; an .m4a damaged after the
+//! scan refused at play without taking the jukebox down.
 
 mod common;
 
@@ -488,4 +489,89 @@ async fn opus_alac_and_aiff_are_levelled_to_the_target() {
         .max()
         .unwrap();
     assert!(peak < 32767, "a sample at full scale: {peak}");
+}
+
+/// An .m4a whose sample table claims 4 billion entries (what the `audio_file` fuzz target
+/// found): the MP4 demuxer would ask for 34 GB, and the allocation's failure aborts the whole
+/// process, which no panic handler can stop. The tag reader refuses such a file at the scan,
+/// but a file can change after it: here a good .m4a is listed, then damaged, then requested.
+/// The player refuses it with a line that names it, and the party plays on.
+#[test]
+fn an_m4a_damaged_after_the_scan_is_refused_at_play_and_the_party_goes_on() {
+    let dir = common::tempdir();
+    let music = dir.path().join("music");
+    std::fs::create_dir_all(&music).unwrap();
+    let m4a = ffmpeg_tone(&music, "Damaged_Table.m4a", 440, 1.0, &["-c:a", "aac"]);
+    ffmpeg_tone(&music, "Control_Tune.flac", 440, 1.0, &["-c:a", "flac"]);
+    let db = dir.path().join("j.db");
+    // Any song may be requested again at once.
+    let again = ["--no-repeat-minutes", "0", "--artist-spacing", "0"];
+    let mut jukebox = start_levelled(&music, &db, "null", "off", Some(PIN), &again);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while jukebox.get("/api/state").1["room"]["library_size"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the scan did not list both files"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let found = jukebox.get("/api/search?q=damaged").1;
+    let track = found["results"][0]["id"].as_str().unwrap().to_string();
+
+    let mut bytes = std::fs::read(&m4a).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"stts")
+        .expect("ffmpeg writes an stts table");
+    // After the box type: version and flags, then the entry count, all ones as in the
+    // fuzzer's file.
+    bytes[at + 4..at + 12].copy_from_slice(&u64::MAX.to_be_bytes());
+    std::fs::write(&m4a, &bytes).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut phone = Phone::connect(&jukebox.addr, &jukebox.guest("Ada"), &["queue"]).await;
+        // Refused while it is the song playing (it was damaged under the player): asked
+        // again. Gone from the library: the player already found it damaged.
+        for _ in 0..50 {
+            let rid = phone
+                .request(json!({"cmd": "request", "track_id": track}))
+                .await;
+            let (reply, _) = phone.reply(rid).await;
+            if reply["ok"] == true || reply["error"]["code"] == "not_found" {
+                return;
+            }
+            assert_eq!(reply["error"]["data"]["playing_now"], true, "{reply}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the request was never taken");
+    });
+    // Opened again (for the request, or by the player's own choice) and refused by name.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let log = jukebox.log.lock().unwrap().clone();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("Damaged_Table.m4a") && l.contains("stts"))
+        {
+            break l.to_string();
+        }
+        assert!(
+            jukebox.child.try_wait().unwrap().is_none(),
+            "the jukebox died: {log}"
+        );
+        assert!(Instant::now() < deadline, "no line names the file:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(line.contains("claims"), "{line}");
+    // And the music goes on: two more plays end.
+    let plays_now = Db::open_readonly(&db)
+        .unwrap()
+        .plays_since(0)
+        .unwrap()
+        .iter()
+        .filter(|p| p.ended_ms.is_some())
+        .count();
+    wait_plays(&db, plays_now + 2, &mut jukebox);
+    stop(jukebox);
 }

@@ -378,10 +378,22 @@ fn read_file(path: &Path) -> Result<RunArgs, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    parse_file(path, &text)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<RunArgs, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string(),
     })
+}
+
+impl Config {
+    /// The configuration a file with `text` gives when no flag or variable is set: what
+    /// `load` does with it, read from memory.
+    pub fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Self::merge(&RunArgs::default(), parse_file(path, text)?)
+    }
 }
 
 #[cfg(test)]

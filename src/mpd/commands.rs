@@ -121,6 +121,47 @@ const COMMANDS: &[Def] = &[
     def("volume", Perm::Host, 1, 1),
 ];
 
+/// The command `name`, or the ACK for an unknown one.
+fn known(name: &str) -> Result<&'static Def, Ack> {
+    lookup(name).ok_or_else(|| Ack::new(Code::Unknown, "", format!("unknown command \"{name}\"")))
+}
+
+/// Whether `args` are as many as `d` takes.
+fn arity(d: &Def, args: &[String]) -> Result<(), Ack> {
+    if args.len() >= d.min && args.len() <= d.max {
+        return Ok(());
+    }
+    let name = d.name;
+    let m = if d.min == d.max {
+        format!("wrong number of arguments for \"{name}\"")
+    } else if args.len() < d.min {
+        format!("too few arguments for \"{name}\"")
+    } else {
+        format!("too many arguments for \"{name}\"")
+    };
+    Err(Ack::arg(name, m))
+}
+
+/// Reads a request as far as it can be without the party: the command, its number of
+/// arguments, and the filter expression of the commands that take one. `Err` is the ACK's
+/// text.
+pub(super) fn read(line: &str) -> Result<(&'static str, usize), String> {
+    let req = super::tokenize::split(line).map_err(|e| e.message().to_string())?;
+    let d = known(&req.command).map_err(|a| a.message)?;
+    arity(d, &req.args).map_err(|a| a.message)?;
+    let filter = match d.name {
+        "find" | "findadd" | "count" => Some((&req.args[..], false)),
+        "search" | "searchadd" | "playlistsearch" => Some((&req.args[..], true)),
+        "playlistfind" => Some((&req.args[..], false)),
+        "list" => Some((&req.args[1..], false)),
+        _ => None,
+    };
+    if let Some((args, fold)) = filter.filter(|(a, _)| !a.is_empty()) {
+        super::filter::parse(args, fold)?;
+    }
+    Ok((d.name, req.args.len()))
+}
+
 fn lookup(name: &str) -> Option<&'static Def> {
     COMMANDS
         .binary_search_by(|d| d.name.cmp(name))
@@ -193,26 +234,11 @@ impl Client {
         args: &[String],
         out: &mut Vec<u8>,
     ) -> Result<(), Ack> {
-        let Some(d) = lookup(name) else {
-            return Err(Ack::new(
-                Code::Unknown,
-                "",
-                format!("unknown command \"{name}\""),
-            ));
-        };
+        let d = known(name)?;
         if !self.allowed(d.perm) {
             return Err(Ack::permission(name));
         }
-        if args.len() < d.min || args.len() > d.max {
-            let m = if d.min == d.max {
-                format!("wrong number of arguments for \"{name}\"")
-            } else if args.len() < d.min {
-                format!("too few arguments for \"{name}\"")
-            } else {
-                format!("too many arguments for \"{name}\"")
-            };
-            return Err(Ack::arg(name, m));
-        }
+        arity(d, args)?;
         let (mut text, mut bin) = (String::new(), Vec::new());
         let r = self.run(d, args, &mut text, &mut bin).await;
         out.extend_from_slice(text.as_bytes());

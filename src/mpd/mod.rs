@@ -27,6 +27,13 @@ use tokio::net::TcpListener;
 
 use crate::server::AppState;
 pub use conn::GREETING;
+
+/// Reads one MPD request line as the server reads it before running it: MPD's tokenizer,
+/// the command and its number of arguments, and the filter expression of `find`, `search`,
+/// `list` and the like. `Ok` names the command; `Err` is the text of the ACK a client gets.
+pub fn read_request(line: &str) -> Result<(&'static str, usize), String> {
+    commands::read(line)
+}
 use mirror::Mirror;
 
 /// MPD's `max_connections`: MPD clients at once (the server's per-address and total caps

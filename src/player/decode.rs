@@ -11,6 +11,7 @@
 //! measured is what is played.
 
 mod aiff;
+mod mp4_tables;
 mod native;
 mod opus_head;
 mod resample;

@@ -47,7 +47,7 @@ async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, Response> {
 }
 
 /// Parses a JSON body; an empty body is `{}`.
-fn body_json(body: &Bytes) -> Result<Value, ApiError> {
+pub(crate) fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }

@@ -80,7 +80,9 @@ impl Native {
     /// with a reason, not later as silence.
     pub fn open(path: &Path) -> Result<Native, String> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+        let mut file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+        // Before the demuxer can ask for memory by a count the file made up.
+        super::mp4_tables::check(&mut file).map_err(|e| format!("{name}: {e}"))?;
         let aiff_frames = aiff::sample_frames(&file);
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
