@@ -31,6 +31,40 @@ pub fn host_body(action: &str, data: &[u8]) {
     let _ = crate::protocol::host_command(action, &v);
 }
 
+/// The host actions a fuzzed body is tried as (its first byte picks one), and two names that
+/// are none.
+const ACTIONS: [&str; 22] = [
+    "play",
+    "pause",
+    "skip",
+    "seek",
+    "set_volume",
+    "remove",
+    "move",
+    "ban",
+    "settings",
+    "announce",
+    "rescan",
+    "host_sessions",
+    "logout",
+    "logout_all",
+    "pair_screen",
+    "remove_screen",
+    "room_volume",
+    "room_mute",
+    "like",
+    "request",
+    "vote",
+    "frobnicate",
+];
+
+/// A fuzzer's input for [`host_body`]: the first byte picks the action, the rest is the body.
+pub fn host_body_input(data: &[u8]) {
+    if let Some((&pick, body)) = data.split_first() {
+        host_body(ACTIONS[usize::from(pick) % ACTIONS.len()], body);
+    }
+}
+
 /// One MPD request line (its newline taken off, as the connection reads it).
 pub fn mpd_line(data: &[u8]) {
     let Ok(line) = std::str::from_utf8(data) else {
@@ -42,6 +76,25 @@ pub fn mpd_line(data: &[u8]) {
 /// The text of a configuration file.
 pub fn config_file(text: &str) {
     let _ = crate::config::Config::from_file_text(Path::new("jukebox.toml"), text);
+}
+
+/// The extensions a fuzzed file is written with (its first byte picks one): the decoders are
+/// chosen by the extension and by what the bytes say.
+const EXTENSIONS: [&str; 9] = [
+    "flac", "ogg", "opus", "mp3", "wav", "m4a", "aiff", "oga", "bin",
+];
+
+/// A fuzzer's input for [`audio_file`]: the first byte picks the file name's extension, the
+/// rest is the file, written into `dir` (the scan and the player only read files).
+pub fn audio_file_input(data: &[u8], dir: &Path) {
+    let Some((&pick, bytes)) = data.split_first() else {
+        return;
+    };
+    let ext = EXTENSIONS[usize::from(pick) % EXTENSIONS.len()];
+    let path = dir.join(format!("input.{ext}"));
+    if std::fs::write(&path, bytes).is_ok() {
+        audio_file(&path);
+    }
 }
 
 /// The samples decoded from one audio file at most: enough for a few seconds, so that a
@@ -57,5 +110,56 @@ pub fn audio_file(path: &Path) {
     if let Ok(mut native) = crate::player::decode::open_native(path) {
         let mut out = Vec::new();
         native.read(&mut out, MAX_SAMPLES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every input a fuzz target once crashed on (`fuzz/corpus/TARGET/regress-*`) is run again
+    /// in the tests' build, which checks overflows as the fuzz build does.
+    #[test]
+    fn what_the_fuzzers_found_stays_fixed() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let dir = tempfile::tempdir().unwrap();
+        let mut ran = Vec::new();
+        for target in [
+            "live_frame",
+            "host_body",
+            "mpd_line",
+            "config_file",
+            "audio_file",
+        ] {
+            for entry in std::fs::read_dir(corpus.join(target)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if !name.starts_with("regress-") {
+                    continue;
+                }
+                let data = std::fs::read(&path).unwrap();
+                match target {
+                    "live_frame" => live_frame(&data),
+                    "host_body" => host_body_input(&data),
+                    "mpd_line" => mpd_line(&data),
+                    "config_file" => config_file(&String::from_utf8_lossy(&data)),
+                    _ => audio_file_input(&data, dir.path()),
+                }
+                ran.push(name);
+            }
+        }
+        assert!(ran.len() >= 2, "the regression inputs are there: {ran:?}");
+    }
+
+    /// The MP4 whose sample table claimed 4 billion entries is refused by name, not opened.
+    #[test]
+    fn the_impossible_sample_table_is_refused() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/audio_file");
+        let data = std::fs::read(corpus.join("regress-stts-count.bin")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.m4a");
+        std::fs::write(&path, &data[1..]).unwrap();
+        let err = crate::player::decode::open_native(&path).err().unwrap();
+        assert!(err.contains("stts table claims"), "{err}");
     }
 }
