@@ -123,6 +123,36 @@ pub enum HostCmd {
     },
 }
 
+/// The wire name of every [`CmdName`], in its order (the tests check both agree).
+pub const CMD_NAMES: [&str; 26] = [
+    "sub",
+    "unsub",
+    "like",
+    "vote_skip",
+    "request",
+    "vote",
+    "search",
+    "set_name",
+    "play",
+    "pause",
+    "skip",
+    "seek",
+    "set_volume",
+    "remove",
+    "move",
+    "ban",
+    "settings",
+    "announce",
+    "rescan",
+    "host_sessions",
+    "logout",
+    "logout_all",
+    "pair_screen",
+    "remove_screen",
+    "room_volume",
+    "room_mute",
+];
+
 /// The `cmd` names of requests, one per [`Cmd`] variant: serde reads the name (anything else
 /// is `unknown_cmd`), and [`Cmd::name`] and [`parse`] match both ways exhaustively, so a
 /// command cannot be added to one without the other.
@@ -630,39 +660,55 @@ mod tests {
     fn every_command_name_parses_into_its_command() {
         let fields = r#""topics":[],"play_id":"p1","track_id":"t1","entry_id":"r1","q":"",
             "name":"","position_ms":0,"volume":0,"to":0,"guest_id":"g_1","text":"",
-            "code":"1""#;
-        for name in [
-            "sub",
-            "unsub",
-            "like",
-            "vote_skip",
-            "request",
-            "vote",
-            "search",
-            "set_name",
-            "play",
-            "pause",
-            "skip",
-            "seek",
-            "set_volume",
-            "remove",
-            "move",
-            "ban",
-            "settings",
-            "announce",
-            "rescan",
-            "host_sessions",
-            "logout",
-            "logout_all",
-            "pair_screen",
-            "remove_screen",
-        ] {
+            "code":"1","room":"kitchen","on":true"#;
+        for name in CMD_NAMES {
             let frame = format!(r#"{{"cmd":"{name}","rid":1,{fields}}}"#);
             let want: CmdName = serde_json::from_value(Value::String(name.into())).unwrap();
             match parse(&frame) {
                 Ok(Incoming::Request { cmd, .. }) => assert_eq!(cmd.name(), want, "{name}"),
                 other => panic!("{name}: {other:?}"),
             }
+        }
+    }
+
+    /// `CMD_NAMES` has every command once, in the enum's order: the match below is exhaustive,
+    /// so a new command does not compile until it has a place here.
+    #[test]
+    fn cmd_names_are_every_command_in_order() {
+        fn place(c: CmdName) -> usize {
+            use CmdName::*;
+            match c {
+                Sub => 0,
+                Unsub => 1,
+                Like => 2,
+                VoteSkip => 3,
+                Request => 4,
+                Vote => 5,
+                Search => 6,
+                SetName => 7,
+                Play => 8,
+                Pause => 9,
+                Skip => 10,
+                Seek => 11,
+                SetVolume => 12,
+                Remove => 13,
+                Move => 14,
+                Ban => 15,
+                Settings => 16,
+                Announce => 17,
+                Rescan => 18,
+                HostSessions => 19,
+                Logout => 20,
+                LogoutAll => 21,
+                PairScreen => 22,
+                RemoveScreen => 23,
+                RoomVolume => 24,
+                RoomMute => 25,
+            }
+        }
+        for (i, name) in CMD_NAMES.iter().enumerate() {
+            let c: CmdName = serde_json::from_value(Value::String(name.to_string())).unwrap();
+            assert_eq!(place(c), i, "{name}");
         }
     }
 

@@ -18,7 +18,9 @@ use serde::Deserialize;
 
 pub use error::{refusal_data, ErrorCode, WireError};
 pub use ids::{cursor, parse_cursor, EntryId, GuestId, PlayId, TrackId};
-pub use incoming::{host_command, parse, Cmd, CmdName, FrameError, Hello, HostCmd, Incoming};
+pub use incoming::{
+    host_command, parse, Cmd, CmdName, FrameError, Hello, HostCmd, Incoming, CMD_NAMES,
+};
 pub use outgoing::{
     admin_guest, bye, bye_retry, change_topic, encode_change, encode_snapshot, error_frame,
     event_data, me, now_playing, queue_entry, reply_err, reply_ok, room, search_results, snap_room,
