@@ -49,6 +49,26 @@ pub enum StoreError {
     Panicked,
     #[error("commit failed: {0}")]
     Commit(String),
+    /// The database's storage refuses what was written: nothing of it was saved.
+    #[error("the storage {0}")]
+    Storage(Storage),
+}
+
+/// Why the storage refused a write, in words a guest may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The filesystem turned read-only (the kernel does this to a failing SD card).
+    ReadOnly,
+    Full,
+}
+
+impl std::fmt::Display for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Storage::ReadOnly => "has turned read-only",
+            Storage::Full => "is full",
+        })
+    }
 }
 
 /// Where a request is (the `state` column of `requests`): waiting, or how it left the queue.
@@ -284,6 +304,25 @@ pub struct Db {
 }
 
 impl Db {
+    /// What the storage says after a write failed with `e`: full, or read-only (the database
+    /// file can no longer be opened for writing); `None` when it is neither. SQLite itself
+    /// only says "disk I/O error" when its filesystem turned read-only under it.
+    pub(crate) fn storage_fault(&self, e: &StoreError) -> Option<Storage> {
+        if let StoreError::Sql(rusqlite::Error::SqliteFailure(f, _)) = e {
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return Some(Storage::Full);
+            }
+        }
+        let path = self.conn.path().filter(|p| !p.is_empty())?;
+        match std::fs::OpenOptions::new().append(true).open(path) {
+            Err(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+                Some(Storage::ReadOnly)
+            }
+            Err(io) if io.kind() == std::io::ErrorKind::StorageFull => Some(Storage::Full),
+            _ => None,
+        }
+    }
+
     pub fn open(path: &Path) -> Result<Db, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),

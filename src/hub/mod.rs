@@ -315,6 +315,9 @@ pub enum HubError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Nothing of the change was saved, for a reason guests may be told.
+    #[error("could not save: the jukebox's storage {0}; nothing was changed")]
+    NotSaved(crate::store::Storage),
     #[error("the jukebox is shutting down")]
     Unavailable,
 }
@@ -334,7 +337,9 @@ impl HubError {
             HubError::NotFound(_) => ErrorCode::NotFound,
             HubError::StalePlay => ErrorCode::StalePlay,
             HubError::BadRequest { .. } => ErrorCode::BadRequest,
-            HubError::Internal(_) | HubError::Unavailable => ErrorCode::Internal,
+            HubError::Internal(_) | HubError::NotSaved(_) | HubError::Unavailable => {
+                ErrorCode::Internal
+            }
         }
     }
 }

@@ -160,7 +160,7 @@ fn run(db: Db, rx: mpsc::Receiver<Job>) {
                 Job::Write { work, done } => {
                     if !in_tx {
                         if let Err(e) = db.exec("BEGIN IMMEDIATE") {
-                            done(Err(e.into()));
+                            done(Err(refused(&db, e.into())));
                             next = if taken < MAX_GROUP {
                                 rx.try_recv().ok()
                             } else {
@@ -178,9 +178,12 @@ fn run(db: Db, rx: mpsc::Receiver<Job>) {
                         // error): nothing of this group was saved, so none of it may be
                         // acknowledged. Later jobs start a new transaction.
                         for (done, res) in pending.drain(..) {
-                            done(Err(res.err().unwrap_or_else(|| {
-                                StoreError::Commit("rolled back with a failed neighbour".into())
-                            })));
+                            done(Err(refused(
+                                &db,
+                                res.err().unwrap_or_else(|| {
+                                    StoreError::Commit("rolled back with a failed neighbour".into())
+                                }),
+                            )));
                         }
                         in_tx = false;
                     }
@@ -229,8 +232,17 @@ fn run_in_savepoint(db: &Db, work: Work) -> Result<(), StoreError> {
     }
 }
 
+/// A write refused: by the storage, when it says so (read-only, full), so that the guest
+/// is told why.
+fn refused(db: &Db, e: StoreError) -> StoreError {
+    match db.storage_fault(&e) {
+        Some(s) => StoreError::Storage(s),
+        None => e,
+    }
+}
+
 fn commit_group(db: &Db, pending: &mut Vec<(Done, Result<(), StoreError>)>) {
-    let committed = db.exec("COMMIT");
+    let committed = db.exec("COMMIT").map_err(|e| refused(db, e.into()));
     if let Err(e) = &committed {
         tracing::error!("database commit failed: {e}; the changes in it are refused");
         let _ = db.exec("ROLLBACK");
@@ -238,6 +250,7 @@ fn commit_group(db: &Db, pending: &mut Vec<(Done, Result<(), StoreError>)>) {
     for (done, res) in pending.drain(..) {
         match (&committed, res) {
             (Ok(()), res) => done(res),
+            (Err(StoreError::Storage(s)), _) => done(Err(StoreError::Storage(*s))),
             (Err(e), _) => done(Err(StoreError::Commit(e.to_string()))),
         }
     }

@@ -191,7 +191,10 @@ impl State {
                     tracing::error!("saving failed, the change is refused: {e}");
                     if let Some(r) = reply {
                         let _ = r.send(Answer {
-                            result: Err(HubError::Internal(format!("could not save: {e}"))),
+                            result: Err(match e {
+                                crate::store::StoreError::Storage(s) => HubError::NotSaved(s),
+                                e => HubError::Internal(format!("could not save: {e}")),
+                            }),
                             after_seq: publisher.last_seq(),
                         });
                     }
