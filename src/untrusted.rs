@@ -41,8 +41,12 @@ pub fn host_body_input(data: &[u8]) {
     }
 }
 
-/// One MPD request line (its newline taken off, as the connection reads it).
+/// One MPD request line (its newline taken off, as the connection reads it). A longer line
+/// than the connection reads never gets this far (MPD drops such a client).
 pub fn mpd_line(data: &[u8]) {
+    if data.len() > crate::mpd::MAX_LINE {
+        return;
+    }
     let Ok(line) = std::str::from_utf8(data) else {
         return;
     };

@@ -20,7 +20,7 @@ use super::Ctx;
 /// What the server says first (the protocol version of Debian 12's MPD 0.23).
 pub const GREETING: &str = "OK MPD 0.23.5\n";
 /// MPD's longest request line (its input buffer), newline included.
-const MAX_LINE: usize = 8192;
+pub const MAX_LINE: usize = 8192;
 /// MPD's `max_command_list_size`.
 const MAX_LIST_BYTES: usize = 2 << 20;
 /// MPD's `connection_timeout`: a client that says nothing for this long (outside `idle`) is

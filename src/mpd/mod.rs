@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::server::AppState;
-pub use conn::GREETING;
+pub use conn::{GREETING, MAX_LINE};
 
 /// Reads one MPD request line as the server reads it before running it: MPD's tokenizer,
 /// the command and its number of arguments, and the filter expression of `find`, `search`,
