@@ -399,7 +399,7 @@ pub fn read_file(path: &Path, size: u64, mtime_ns: i64) -> Result<ScannedTrack, 
 /// against every damaged file (the fuzz target found an overflow in its Opus length); a panic
 /// in it costs that file, not the scan or the request that asked.
 fn read_tags(path: &Path) -> Result<lofty::file::TaggedFile, String> {
-    std::panic::catch_unwind(|| {
+    crate::untrusted::guarded(|| {
         Probe::open(path)
             .and_then(|p| {
                 p.options(ParseOptions::new().read_cover_art(true))

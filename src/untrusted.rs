@@ -4,9 +4,31 @@
 //! fuzz targets (`fuzz/`) drive these; each must return for any input, without a panic, in
 //! bounded time and memory.
 
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use axum::body::Bytes;
+
+thread_local! {
+    /// How many [`guarded`] calls this thread is inside.
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs code that reads a file with a crate not hardened against every damaged one (the
+/// decoders, the tag reader): a panic in it is that file's error, not the caller's end.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    r
+}
+
+/// Whether a panic on this thread now would be caught by [`guarded`] (and so cost one file):
+/// the fuzz targets treat every other panic as a crash.
+pub fn panic_is_guarded() -> bool {
+    GUARDED.with(|g| g.get() > 0)
+}
 
 /// A text frame from a phone: parsed as the socket does, and a refusal encoded as the
 /// phone would get it. Bytes that are not UTF-8 never get this far (the socket closes 1007).

@@ -311,14 +311,13 @@ impl Worker {
                 }
             };
             // A decoder that panics on a malformed file must not end the pass.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                measure_with(&w.path, &mut keep_going)
-            }))
-            .unwrap_or_else(|_| {
-                Err(MeasureError::Decode(
-                    "the decoder failed on this file".into(),
-                ))
-            })
+            crate::untrusted::guarded(|| measure_with(&w.path, &mut keep_going)).unwrap_or_else(
+                |_| {
+                    Err(MeasureError::Decode(
+                        "the decoder failed on this file".into(),
+                    ))
+                },
+            )
         };
         if failed_inside {
             return Err(());

@@ -5,9 +5,9 @@
 //! enum dispatch: the format-specific work happens once per packet, and `next()` is an index
 //! into the packet's interleaved samples.
 
+use crate::untrusted::guarded;
 use std::fs::File;
 use std::num::NonZero;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -90,10 +90,8 @@ impl Native {
         }
         // The decoders are not all hardened against hostile input; a panic in one must cost
         // that file, not the audio thread.
-        catch_unwind(AssertUnwindSafe(|| {
-            Native::init(file, &hint, name.clone(), aiff_frames)
-        }))
-        .unwrap_or_else(|_| Err(format!("{name}: the decoder failed on this file")))
+        guarded(|| Native::init(file, &hint, name.clone(), aiff_frames))
+            .unwrap_or_else(|_| Err(format!("{name}: the decoder failed on this file")))
     }
 
     fn init(
@@ -200,9 +198,7 @@ impl Native {
     #[cold]
     fn refill(&mut self) -> bool {
         let (channels, rate) = (usize::from(self.channels.get()), self.rate.get());
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.decode_next(Some((channels, rate)))
-        })) {
+        match guarded(|| self.decode_next(Some((channels, rate)))) {
             Ok(Some(_)) => true,
             Ok(None) => false,
             Err(_) => {
@@ -374,7 +370,7 @@ impl Source for Native {
         self.total
     }
     fn try_seek(&mut self, pos: Duration) -> Result<(), SeekError> {
-        match catch_unwind(AssertUnwindSafe(|| self.seek(pos))) {
+        match guarded(|| self.seek(pos)) {
             Ok(r) => r.map_err(|e| SeekError::Other(Arc::new(e))),
             Err(_) => {
                 self.ended = true;
