@@ -47,7 +47,8 @@ fn read_u32(file: &mut File) -> std::io::Result<u32> {
 /// says what is wrong with the file, and the tables it never reaches are never sized).
 fn walk(file: &mut File, start: u64, end: u64, depth: u32) -> Result<(), String> {
     let mut at = start;
-    while at + 8 <= end {
+    // A 64-bit box size takes `at` as far as u64 goes: nothing here may overflow.
+    while end.saturating_sub(at) >= 8 {
         if file.seek(SeekFrom::Start(at)).is_err() {
             return Ok(());
         }
@@ -192,5 +193,12 @@ mod tests {
             checked(&cut).is_err(),
             "the table no longer fits its cut box"
         );
+        // A 64-bit size that takes the walk to the end of u64 (the fuzz target's find).
+        let mut huge = boxed(b"ftyp", b"M4A \0\0\0\0isom");
+        huge.extend_from_slice(&1u32.to_be_bytes());
+        huge.extend_from_slice(b"free");
+        huge.extend_from_slice(&(u64::MAX - 3).to_be_bytes());
+        huge.extend_from_slice(&[0; 32]);
+        assert_eq!(checked(&huge), Ok(()));
     }
 }
