@@ -3,12 +3,14 @@
 # bounded time from its committed seeds; fails on the first crash, hang or blow-up, naming the
 # input that caused it (in fuzz/artifacts/TARGET/). Installs the nightly toolchain and
 # cargo-fuzz when they are missing.
-#   scripts/fuzz.sh [SECONDS] [TARGET ...]   # SECONDS per target (default 15); all targets
-# The tests run it with 15 s each; bench/README.md has the 10-minute runs
-# (`scripts/fuzz.sh 600`). New inputs that reach new code are kept in fuzz/work/, never in the
-# committed seeds.
+#   scripts/fuzz.sh [--quick] [SECONDS] [TARGET ...]   # SECONDS per target (default 15)
+# --quick builds the targets unoptimised (half the build time, slower runs): the tests run
+# `scripts/fuzz.sh --quick 10`; bench/README.md has the 10-minute runs (`scripts/fuzz.sh 600`).
+# New inputs that reach new code are kept in fuzz/work/, never in the committed seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+profile=--release
+if [ "${1:-}" = --quick ]; then profile=--dev; shift; fi
 secs=${1:-15}
 shift || true
 targets=("$@")
@@ -24,7 +26,7 @@ fi
 # No sanitizer: the code under test is safe Rust (and the decoders' crates); what the fuzzer
 # looks for is a panic (overflow checks are on), a hang (-timeout) or memory without bound
 # (-rss_limit_mb, -malloc_limit_mb), all of which it sees without one, and it runs faster.
-build=(--sanitizer none --debug-assertions --release)
+build=(--sanitizer none --debug-assertions "$profile")
 echo "== building the fuzz targets"
 cargo +nightly fuzz build "${build[@]}"
 

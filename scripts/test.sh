@@ -13,7 +13,7 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
 echo "== fuzz targets, 10 s each from their seeds (cargo-fuzz, nightly)"
-./scripts/fuzz.sh 10
+./scripts/fuzz.sh --quick 10
 echo "== browser tests (chromium, the real binary)"
 JUKEBOX_BIN=target/debug/jukebox node tests/web/run.mjs
 echo "== appliance: .deb in a throwaway root, Pi cross-builds, qemu"
