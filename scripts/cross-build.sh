@@ -9,9 +9,9 @@
 #
 # Installs what it lacks, and only that (safe to run again): the Rust target, Debian's cross gcc
 # and the target's ALSA and Opus libraries (multiarch libasound2-dev / libopus-dev :arm64 /
-# :armhf). Linkers, pkg-config and the Opus library's folder (OPUS_LIB_DIR, for opusic-sys) are
-# given to cargo through environment variables for this build only, so native builds are
-# untouched and no .cargo/config.toml is written. Both libraries are linked dynamically
+# :armhf). Linkers and pkg-config are given to cargo through environment variables that name
+# their target, for this build only, so native builds are untouched, no .cargo/config.toml is
+# written, and one cargo command builds both gcc targets side by side. Both libraries are linked dynamically
 # (libasound.so.2, libopus.so.0): the Pi's own copies are used at run time (the .deb depends on
 # libasound2 and libopus0).
 #
@@ -83,15 +83,19 @@ zig_tools() {
   PATH="$PWD/$venv/bin:$PATH"
 }
 
-build_target() {
-  local target=$1 gnu debarch zig=0 buildstd=0
+# What a target needs, installed; appends its cargo environment to `gcc_env` (Debian's cross
+# gcc) or builds it at once (zig, which needs a cargo command of its own).
+gcc_env=()
+gcc_targets=()
+prepare_target() {
+  local target=$1 gnu debarch zig=0
   case "$target" in
     aarch64-unknown-linux-gnu) gnu=aarch64-linux-gnu debarch=arm64 ;;
     armv7-unknown-linux-gnueabihf) gnu=arm-linux-gnueabihf debarch=armhf ;;
     arm-unknown-linux-gnueabihf) gnu=arm-linux-gnueabihf debarch=armhf zig=1 ;;
     *) die "unknown target '$target': use aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf or arm-unknown-linux-gnueabihf" ;;
   esac
-  local t_low=${target//-/_} t_up
+  local t_low=${target//-/_} t_up buildstd=0
   t_up=$(echo "$t_low" | tr '[:lower:]' '[:upper:]')
 
   command -v cargo >/dev/null || die "cargo is missing: install a Rust toolchain (rustup) first"
@@ -111,65 +115,85 @@ $out"
     fi
   fi
 
+  if [ "$zig" = 0 ]; then
+    apt_install pkg-config "gcc-$gnu" "libc6-dev-$debarch-cross" "libasound2-dev:$debarch" "libopus-dev:$debarch"
+    # Every variable names its target, so that one cargo command builds them all. The cross
+    # gcc finds the target's libopus.so in /usr/lib/$gnu by itself (opusic-sys only says
+    # -lopus).
+    gcc_env+=(
+      "PKG_CONFIG_LIBDIR_$t_low=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
+      "CARGO_TARGET_${t_up}_LINKER=$gnu-gcc"
+      "CC_$t_low=$gnu-gcc"
+      "AR_$t_low=$gnu-ar"
+    )
+    gcc_targets+=("$target")
+    return
+  fi
+
+  # The ARMv7 gcc is not used; only the target's ALSA and Opus libraries are (linked
+  # against, never copied in).
+  apt_install pkg-config "libasound2-dev:$debarch" "libopus-dev:$debarch"
+  zig_tools
+  local dir=${CARGO_TARGET_DIR:-target}
+  # A target directory of its own: RUSTC_BOOTSTRAP changes how some build scripts see the
+  # compiler, which would make the next native build start over.
+  dir=$dir/armv6
   local env=(
     PKG_CONFIG_ALLOW_CROSS=1
     "PKG_CONFIG_LIBDIR_$t_low=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
     # opusic-sys links -lopus from here (it does not ask pkg-config).
     "OPUS_LIB_DIR=/usr/lib/$gnu"
+    "CARGO_TARGET_DIR=$dir"
   )
-  local cargo=(cargo build)
-  local cargo_target=$target
-  local dir=${CARGO_TARGET_DIR:-target}
-  if [ "$zig" = 1 ]; then
-    # The ARMv7 gcc is not used; only the target's ALSA and Opus libraries are (linked
-    # against, never copied in).
-    apt_install pkg-config "libasound2-dev:$debarch" "libopus-dev:$debarch"
-    zig_tools
-    cargo=(cargo zigbuild)
-    cargo_target="$target.$GLIBC_MIN" # zig links against this glibc version's symbols
-    if [ "$buildstd" = 1 ]; then
-      # -Zbuild-std is unstable: RUSTC_BOOTSTRAP=1 allows it on the stable compiler, for this
-      # one build only.
-      env+=(RUSTC_BOOTSTRAP=1)
-      cargo+=(-Zbuild-std)
-    fi
-    # A target directory of its own: RUSTC_BOOTSTRAP changes how some build scripts see the
-    # compiler, which would make the next native build start over.
-    dir=$dir/armv6
-    env+=("CARGO_TARGET_DIR=$dir")
-  else
-    apt_install pkg-config "gcc-$gnu" "libc6-dev-$debarch-cross" "libasound2-dev:$debarch" "libopus-dev:$debarch"
-    env+=(
-      "CARGO_TARGET_${t_up}_LINKER=$gnu-gcc"
-      "CC_$t_low=$gnu-gcc"
-      "AR_$t_low=$gnu-ar"
-    )
+  # zig links against this glibc version's symbols.
+  local cargo=(cargo zigbuild --release --locked --target "$target.$GLIBC_MIN")
+  if [ "$buildstd" = 1 ]; then
+    # -Zbuild-std is unstable: RUSTC_BOOTSTRAP=1 allows it on the stable compiler, for this
+    # one build only.
+    env+=(RUSTC_BOOTSTRAP=1)
+    cargo+=(-Zbuild-std)
   fi
-
-  echo "== building $target (release)"
+  echo "== building $target (release, zig)"
   local start=$SECONDS
-  locked env "${env[@]}" "${cargo[@]}" --release --locked --target "$cargo_target" ||
-    die "cargo build for $target failed"
+  locked env "${env[@]}" "${cargo[@]}" || die "cargo build for $target failed"
+  echo "  built in $((SECONDS - start)) s"
   local bin="$dir/$target/release/jukebox"
-  [ -x "$bin" ] || die "the build left no $bin"
+  # The linker keeps one object's ARM attributes, not the highest, so check the inputs: the
+  # C code the build scripts compiled (SQLite, Ogg/Vorbis…) must all say ARMv6. The Rust code
+  # is generated for the target's CPU (ARMv6, VFPv2), and zig builds its C runtime for it.
+  local bad
+  bad=$(find "$dir/$target/release/build" -path '*/out/*' \( -name '*.o' -o -name '*.a' \) -print0 |
+    xargs -0 -r readelf -A 2>/dev/null | grep -o 'Tag_CPU_arch: .*' | grep -v ': v6' | sort -u || true)
+  [ -z "$bad" ] || die "some C code for $target was built for a newer CPU ($bad): it would not run on a Pi Zero / Pi 1"
+  readelf -A "$bin" | grep -q 'Tag_CPU_arch: v6' || die "$bin is not marked ARMv6"
+  check_binary "$target" "$bin"
+}
 
-  if [ "$zig" = 1 ]; then
-    # The linker keeps one object's ARM attributes, not the highest, so check the inputs: the
-    # C code the build scripts compiled (SQLite, Ogg/Vorbis…) must all say ARMv6. The Rust code
-    # is generated for the target's CPU (ARMv6, VFPv2), and zig builds its C runtime for it.
-    local bad
-    bad=$(find "$dir/$target/release/build" -path '*/out/*' \( -name '*.o' -o -name '*.a' \) -print0 |
-      xargs -0 -r readelf -A 2>/dev/null | grep -o 'Tag_CPU_arch: .*' | grep -v ': v6' | sort -u || true)
-    [ -z "$bad" ] || die "some C code for $target was built for a newer CPU ($bad): it would not run on a Pi Zero / Pi 1"
-    readelf -A "$bin" | grep -q 'Tag_CPU_arch: v6' || die "$bin is not marked ARMv6"
-  fi
-  # The system libraries are dynamic dependencies, as the .deb's Depends says.
-  local needed
+# The Debian-gcc targets in one cargo command: their final links (fat LTO, one codegen unit,
+# one core each) run side by side instead of one after the other.
+build_gcc_targets() {
+  [ ${#gcc_targets[@]} -gt 0 ] || return 0
+  local args=() target
+  for target in "${gcc_targets[@]}"; do args+=(--target "$target"); done
+  echo "== building ${gcc_targets[*]} (release)"
+  local start=$SECONDS
+  locked env PKG_CONFIG_ALLOW_CROSS=1 "${gcc_env[@]}" cargo build --release --locked "${args[@]}" ||
+    die "cargo build for ${gcc_targets[*]} failed"
+  echo "  built in $((SECONDS - start)) s"
+  for target in "${gcc_targets[@]}"; do
+    check_binary "$target" "${CARGO_TARGET_DIR:-target}/$target/release/jukebox"
+  done
+}
+
+# The system libraries are dynamic dependencies, as the .deb's Depends says.
+check_binary() {
+  local target=$1 bin=$2 needed lib
+  [ -x "$bin" ] || die "the build left no $bin"
   needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
   for lib in libasound.so.2 libopus.so.0; do
     [[ " $needed" == *" $lib "* ]] || die "$bin does not link $lib dynamically (NEEDED: $needed)"
   done
-  echo "built $target in $((SECONDS - start)) s: $bin ($(stat -c %s "$bin") bytes; NEEDED: $needed)"
+  echo "built $target: $bin ($(stat -c %s "$bin") bytes; NEEDED: $needed)"
 }
 
 # With Docker or Podman: the same targets in cross-rs's images, configured by cross.toml.
@@ -190,5 +214,6 @@ fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 for target in "${targets[@]}"; do
-  if [ "$use_cross_rs" = 1 ]; then cross_rs "$target"; else build_target "$target"; fi
+  if [ "$use_cross_rs" = 1 ]; then cross_rs "$target"; else prepare_target "$target"; fi
 done
+[ "$use_cross_rs" = 1 ] || build_gcc_targets

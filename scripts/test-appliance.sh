@@ -2,7 +2,8 @@
 # Tests the appliance end to end, on a Debian or Ubuntu PC:
 #  1. the release binary and its amd64 .deb: contents, control fields, the shipped configuration
 #     (as is, and with every commented key switched on), then install, upgrade, remove, purge
-#     and reinstall with dpkg into a throwaway root;
+#     and reinstall with dpkg into a throwaway root; then the same package under a real systemd
+#     as PID 1 in a Debian 12 container (scripts/test-systemd.sh);
 #  2. the Raspberry Pi builds (aarch64, armv7) through scripts/cross-build.sh, each linked to
 #     the system's libasound.so.2 and libopus.so.0 (readelf -d), the aarch64 one run under qemu
 #     (--version, then a demo party answering /healthz, then SIGTERM), and their arm64 and
@@ -236,6 +237,10 @@ dpkg_root -i "$deb_amd64"
 dpkg_root -P jukebox
 [ -z "$(state)" ] || die "second purge left '$(state)'"
 ok "reinstall after purge, and purge again"
+
+# -------------------------------------------------------------------------------------------
+echo "== 1b. the amd64 package under a real systemd (Debian 12 in systemd-nspawn)"
+scripts/test-systemd.sh "$deb_amd64"
 
 # -------------------------------------------------------------------------------------------
 echo "== 2. Raspberry Pi builds"

@@ -10,8 +10,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --locked
+echo "== cargo test (scripts/cargo-tests.sh: the test binaries side by side)"
+./scripts/cargo-tests.sh
 echo "== fuzz targets, 10 s each from their seeds (cargo-fuzz, nightly)"
 ./scripts/fuzz.sh --quick 10
 echo "== browser tests (chromium, the real binary)"

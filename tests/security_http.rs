@@ -433,13 +433,14 @@ async fn cover_art_is_never_served_as_a_page() {
     };
     with_art(&music, "fine.mp3", "Fine", &png, "text/html");
     let s = Server::start(&dir.path().join("j.db"), &music, &[]);
+    // The jukebox listens before its first scan has ended: the song is searched for until the
+    // scan has found it.
     let art = |q: &str| -> String {
-        let (st, v) = s.get(&format!("/api/search?q={q}"));
-        assert_eq!(st, 200, "{v}");
-        v["results"][0]["art"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no art for {q}: {v}"))
-            .to_string()
+        s.wait_get(
+            &format!("/api/search?q={q}"),
+            &format!("the art of {q} in the search"),
+            |v| v["results"][0]["art"].as_str().map(String::from),
+        )
     };
     let a = ask(&s.addr, 2, &get(&art("Evil"), "localhost")).await;
     assert_eq!(a.status, 200, "{a:?}");

@@ -2,8 +2,9 @@
 //! it, its sandbox keeps the exposure score at 2.5 or below, and every system call the real
 //! binary makes while it serves is one the unit's `SystemCallFilter=` allows.
 //!
-//! systemd is not PID 1 on a test machine, so the unit cannot be started; these checks are what
-//! can be proven without booting it. `systemd-analyze` and `strace` come from the Debian
+//! systemd is not PID 1 on a test machine, so the unit cannot be started here; these checks are
+//! what can be proven without booting it. `scripts/test-systemd.sh` (run by
+//! `scripts/test-appliance.sh`) starts the packaged unit under a real systemd in a container. `systemd-analyze` and `strace` come from the Debian
 //! packages `systemd` and `strace`, which `scripts/deps.sh test` installs; without them the
 //! tests fail saying so.
 

@@ -572,14 +572,17 @@ impl Deck {
         out
     }
 
-    /// The player moved on; returns the position to save, every few seconds of play.
+    /// The player moved on; returns the position to save, every few seconds of play. A report
+    /// that reaches a paused play was sent before the player took the pause in: the play
+    /// stands where the pause put it (and was saved), so that what every phone was told stays
+    /// true until the play resumes.
     pub(crate) fn on_position(
         &mut self,
         key: Key,
         position_ms: u64,
         now_ms: i64,
     ) -> Option<(PlayId, u64)> {
-        let n = self.now.as_mut().filter(|n| n.key == key)?;
+        let n = self.now.as_mut().filter(|n| n.key == key && !n.paused)?;
         n.position_ms = position_ms;
         n.position_at_ms = now_ms;
         if position_ms.abs_diff(n.last_saved_ms) < SAVE_POSITION_EVERY_MS {

@@ -187,7 +187,8 @@ impl Server {
         })
     }
 
-    fn wait_get<T>(&self, path: &str, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
+    /// Waits (bounded) until `GET path` answers to `check`, and returns what it returned.
+    pub fn wait_get<T>(&self, path: &str, what: &str, check: impl Fn(&Value) -> Option<T>) -> T {
         super::wait::wait_for_blocking(WAIT, what, || check(&self.get(path).1))
     }
 

@@ -313,6 +313,22 @@ fn positions_are_saved_every_few_seconds_of_play() {
     assert_eq!(deck.now().unwrap().position(8_000), 7_000);
 }
 
+#[test]
+fn a_report_that_reaches_a_paused_play_does_not_move_it() {
+    let mut deck = Deck::default();
+    let k = playing(&mut deck, 1);
+    assert_eq!(deck.on_position(k, 1_000, 2_000), None);
+    let paused_at = deck.now.as_mut().unwrap().pause(2_100).unwrap();
+    assert_eq!(paused_at, 1_100);
+    // The player had written on before it took the pause in.
+    assert_eq!(
+        deck.on_position(k, 9_000, 2_200),
+        None,
+        "nothing new to save"
+    );
+    assert_eq!(deck.now().unwrap().position(60_000), 1_100);
+}
+
 /// Track `id` of album "Live" (one folder), number `no`, measured at `lufs` (album: -10).
 fn album_track(id: i64, no: u32, lufs: f32) -> Track {
     Track {
