@@ -16,5 +16,8 @@ echo "== fuzz targets, 10 s each from their seeds (cargo-fuzz, nightly)"
 ./scripts/fuzz.sh --quick 10
 echo "== browser tests (chromium, the real binary)"
 JUKEBOX_BIN=target/debug/jukebox node tests/web/run.mjs
-echo "== appliance: .deb in a throwaway root, Pi cross-builds, qemu"
+echo "== appliance: .deb in a throwaway root and under a real systemd, Pi cross-builds, qemu"
 ./scripts/test-appliance.sh
+echo "== a party on a Pi's budget: the release binary in a cgroup (tests/pi_budget.rs)"
+JUKEBOX_RELEASE_BIN=target/release/jukebox cargo test --locked --test pi_budget -- \
+  --ignored --exact a_party_on_a_pi_budget --nocapture
