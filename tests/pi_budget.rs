@@ -683,6 +683,7 @@ fn party(cpu_percent: u32, memory_mb: u64, load: &Load) -> Report {
     let mut sent = 0usize;
     let mut scan_secs = None;
     let mut next_volume = started + Duration::from_secs(5);
+    let mut volume_now = 60;
     let words = ["song", "artist", "album", "0", "bulk"];
     while started.elapsed() < Duration::from_secs(load.secs) {
         let k = sent;
@@ -703,10 +704,11 @@ fn party(cpu_percent: u32, memory_mb: u64, load: &Load) -> Report {
             sent += 1;
         }
         if Instant::now() >= next_volume {
-            let volume = if (sent / 10) % 2 == 0 { 60 } else { 70 };
+            let volume = if volume_now == 60 { 70 } else { 60 };
             let (st, v) = server.post("/api/host/volume", &json!({"volume": volume}), Some(&host));
             assert_eq!(st, 200, "{v}");
             next_volume += Duration::from_secs(5);
+            volume_now = volume;
         }
         if scan_secs.is_none() {
             let (_, state) = server.get("/api/state");
