@@ -497,20 +497,6 @@ fn mpd_port(server: &Server) -> u16 {
 // -------------------------------------------------------------------------------------------
 // The party
 
-/// The release binary: `JUKEBOX_RELEASE_BIN`, or the binary cargo built for this test when it
-/// built a release (`cargo test --release`).
-fn release_bin() -> PathBuf {
-    let bin = std::env::var("JUKEBOX_RELEASE_BIN").unwrap_or_else(|_| common::bin().to_string());
-    assert!(
-        !bin.contains("/debug/"),
-        "{bin} is a debug build: set JUKEBOX_RELEASE_BIN=target/release/jukebox (after cargo \
-         build --release) or run cargo test --release"
-    );
-    let bin = PathBuf::from(bin);
-    assert!(bin.is_file(), "no release binary at {}", bin.display());
-    bin
-}
-
 /// A WAV's length in seconds, from its header's format and its size on disk.
 fn wav_seconds(path: &Path, bytes: u64) -> f64 {
     let spec = hound::WavReader::open(path).unwrap().spec();
@@ -522,55 +508,34 @@ fn wav_seconds(path: &Path, bytes: u64) -> f64 {
 
 fn party(cpu_percent: u32, memory_mb: u64, load: &Load) -> Report {
     let dir = common::tempdir();
-    let music = dir.path().join("music");
-    std::fs::create_dir_all(&music).unwrap();
-    // What plays: four 40 s tones of four albums, so that every seam is a crossfade.
-    for i in 0..4u32 {
-        common::tone(
-            &music,
-            &format!("{i}.ogg"),
-            220 + 110 * i,
-            40.0,
-            &[
-                ("title", &format!("Song {i}")),
-                ("artist", &format!("Artist {i}")),
-                ("album", &format!("Album {i}")),
-            ],
-        );
-    }
+    // What plays: four 40 s tones, each an album of its own, so that every seam is a crossfade.
+    let music = common::music(dir.path(), 4, 40.0);
     // What the rescan finds: copies of one short untagged file.
     let seed = common::tone(dir.path(), "seed.ogg", 500, 2.0, &[]);
     let db = dir.path().join("j.db");
     let wav = dir.path().join("out.wav");
 
     let cg = Cgroup::new(cpu_percent, memory_mb);
+    let mut extra = vec![
+        "--mpd-listen",
+        "127.0.0.1:0",
+        "--normalize",
+        "track",
+        "--crossfade-s",
+        "3",
+        "--max-connections",
+        "16384",
+    ];
+    extra.extend(common::live::ONE_ADDRESS);
     let template = Server::command(
         &db,
         &music,
         &format!("wav:{}", wav.display()),
         Some(PIN),
-        &[
-            "--mpd-listen",
-            "127.0.0.1:0",
-            "--normalize",
-            "track",
-            "--crossfade-s",
-            "3",
-            // Every phone here comes from 127.0.0.1: the per-address limits are for a LAN.
-            "--guest-rate",
-            "100000",
-            "--guest-rate-total",
-            "1000000",
-            "--guests-per-address",
-            "100000",
-            "--connections-per-address",
-            "16384",
-            "--max-connections",
-            "16384",
-        ],
+        &extra,
     );
     let args: Vec<_> = template.get_args().collect();
-    let server = Server::spawn(cg.wrap(&release_bin(), &args), &db, &music);
+    let server = Server::spawn(cg.wrap(&common::release_bin(), &args), &db, &music);
     let host = server.host();
     server.wait_health("something playing", |h| h["audio"]["playing"] == true);
     let pid = server.child.id();

@@ -27,6 +27,19 @@ pub struct Server {
     pub music: PathBuf,
 }
 
+/// The per-address limits raised, for a test whose many phones all come from 127.0.0.1 (the
+/// limits are for a LAN, where each phone has an address of its own).
+pub const ONE_ADDRESS: [&str; 8] = [
+    "--guest-rate",
+    "100000",
+    "--guest-rate-total",
+    "1000000",
+    "--guests-per-address",
+    "100000",
+    "--connections-per-address",
+    "16384",
+];
+
 impl Server {
     /// Starts the binary with a null output and waits (bounded) for "listening on".
     pub fn start(db: &Path, music: &Path, extra: &[&str]) -> Server {

@@ -44,6 +44,21 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_jukebox")
 }
 
+/// The release binary, for what measures the jukebox on a budget: `JUKEBOX_RELEASE_BIN`, or
+/// the binary cargo built for this test when it built a release (`cargo test --release`). A
+/// debug build would measure the compiler's work, not the jukebox's.
+pub fn release_bin() -> PathBuf {
+    let bin = std::env::var("JUKEBOX_RELEASE_BIN").unwrap_or_else(|_| bin().to_string());
+    assert!(
+        !bin.contains("/debug/"),
+        "{bin} is a debug build: set JUKEBOX_RELEASE_BIN=target/release/jukebox (after cargo \
+         build --release) or run cargo test --release"
+    );
+    let bin = PathBuf::from(bin);
+    assert!(bin.is_file(), "no release binary at {}", bin.display());
+    bin
+}
+
 use std::sync::Arc;
 
 pub mod answer;
