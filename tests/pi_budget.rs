@@ -3,7 +3,7 @@
 //! standing in for a Pi Zero 2 W (bench/README.md, "A Pi's budget", says which and why),
 //! playing to `wav:` with levelling and a crossfade, while from outside the cgroup: phones
 //! connect and stay connected, guests like, vote, request and search at a steady rate, the host
-//! changes the volume, an MPD client polls `status` and another idles, and a rescan of a large
+//! changes the volume, an MPD client (mpc) polls `status` and another idles, and a rescan of a large
 //! library runs (and the loudness pass measures what it found).
 //!
 //! - [`a_party_on_a_pi_budget`] (scripts/test.sh): 50 phones, 10 actions a second, a 2,000-file
@@ -21,8 +21,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -436,47 +434,43 @@ async fn phone(
 }
 
 // -------------------------------------------------------------------------------------------
-// The MPD clients
+// The MPD clients: mpc, which we did not write
 
-/// One MPD connection (the host's side, for `status`; anyone may `idle`).
-struct Mpd {
-    reader: BufReader<TcpStream>,
+/// `mpc status` every 500 ms as the host (the PIN is mpc's password) until `stop`: how many
+/// answered, and what failed.
+fn mpc_status(port: u16, stop: Arc<AtomicBool>) -> (u32, Vec<String>) {
+    let (mut n, mut errors) = (0, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        let out = Command::new("timeout")
+            .args(["5", "mpc", "--host", &format!("{PIN}@127.0.0.1"), "--port"])
+            .arg(port.to_string())
+            .arg("status")
+            .output()
+            .expect("mpc runs (./scripts/deps.sh test installs it)");
+        if out.status.success() {
+            n += 1;
+        } else {
+            errors.push(format!(
+                "mpc status: {} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    (n, errors)
 }
 
-impl Mpd {
-    fn connect(port: u16) -> Mpd {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut mpd = Mpd {
-            reader: BufReader::new(s),
-        };
-        let mut greeting = String::new();
-        mpd.reader.read_line(&mut greeting).unwrap();
-        assert!(greeting.starts_with("OK MPD "), "{greeting}");
-        mpd
-    }
-
-    /// Sends `cmd` and reads to its `OK`; an `ACK` (or a broken connection) is the error.
-    /// `Ok(None)` when the read timed out (an idle with nothing to say yet).
-    fn command(&mut self, cmd: &str) -> Result<Option<Vec<String>>, String> {
-        writeln!(self.reader.get_mut(), "{cmd}").map_err(|e| format!("{cmd}: {e}"))?;
-        self.answer(cmd)
-    }
-
-    fn answer(&mut self, cmd: &str) -> Result<Option<Vec<String>>, String> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) => return Err(format!("{cmd}: the connection closed")),
-                Ok(_) if line == "OK\n" => return Ok(Some(lines)),
-                Ok(_) if line.starts_with("ACK") => return Err(format!("{cmd}: {line}")),
-                Ok(_) => lines.push(line),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(format!("{cmd}: {e}")),
-            }
-        }
-    }
+/// `mpc idleloop`: one line for every change it was woken for.
+fn mpc_idleloop(port: u16) -> std::process::Child {
+    Command::new("mpc")
+        .args(["--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .arg("idleloop")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpc runs (./scripts/deps.sh test installs it)")
 }
 
 fn mpd_port(server: &Server) -> u16 {
@@ -565,49 +559,9 @@ fn party(cpu_percent: u32, memory_mb: u64, load: &Load) -> Report {
     let mpd_port = mpd_port(&server);
     let status = {
         let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut mpd = Mpd::connect(mpd_port);
-            mpd.command(&format!("password {PIN}")).unwrap();
-            let (mut n, mut errors) = (0, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                match mpd.command("status") {
-                    Ok(Some(_)) => n += 1,
-                    Ok(None) => errors.push("status: no answer within 2 s".to_string()),
-                    Err(e) => errors.push(e),
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            (n, errors)
-        })
+        std::thread::spawn(move || mpc_status(mpd_port, stop))
     };
-    let idle = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut mpd = Mpd::connect(mpd_port);
-            let (mut n, mut errors) = (0, Vec::new());
-            let mut waiting = false;
-            while !stop.load(Ordering::Relaxed) {
-                let answer = if waiting {
-                    mpd.answer("idle")
-                } else {
-                    waiting = true;
-                    mpd.command("idle")
-                };
-                match answer {
-                    Ok(Some(_)) => {
-                        n += 1;
-                        waiting = false;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        errors.push(e);
-                        break;
-                    }
-                }
-            }
-            (n, errors)
-        })
-    };
+    let idle = mpc_idleloop(mpd_port);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (senders, tasks): (Vec<mpsc::Sender<Act>>, Vec<_>) = rt.block_on(async {
@@ -710,8 +664,18 @@ fn party(cpu_percent: u32, memory_mb: u64, load: &Load) -> Report {
     });
     stop.store(true, Ordering::Relaxed);
     let (mpd_status, mut mpd_errors) = status.join().unwrap();
-    let (mpd_idle_wakeups, idle_errors) = idle.join().unwrap();
-    mpd_errors.extend(idle_errors);
+    // idleloop runs until it is stopped; a loop that ended by itself lost its connection.
+    let mut idle = idle;
+    if let Ok(Some(st)) = idle.try_wait() {
+        mpd_errors.push(format!("mpc idleloop ended by itself: {st}"));
+    }
+    let _ = idle.kill();
+    let out = idle.wait_with_output().unwrap();
+    let mpd_idle_wakeups = String::from_utf8_lossy(&out.stdout).lines().count() as u32;
+    let idle_errors = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !idle_errors.is_empty() {
+        mpd_errors.push(format!("mpc idleloop: {idle_errors}"));
+    }
 
     let health = server.get("/healthz").1;
     let underruns = health["audio"]["underruns"].as_u64().unwrap();
