@@ -380,7 +380,9 @@ async fn the_app_the_join_address_and_the_export() {
     let svg = String::from_utf8(svg).unwrap();
     assert!(svg.contains("<svg") && svg.contains("<path"), "{svg:.200}");
 
-    // Export: the host's only; tonight's plays as CSV or M3U.
+    // Export: the host's only; tonight's plays as CSV or M3U. A play is announced only once it
+    // is on disk, so once something plays the export lists it.
+    s.playing();
     let host = s.host();
     let guest = s.guest("Mia");
     let export = |format: &str, token: Option<&str>| {
