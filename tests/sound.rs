@@ -1088,6 +1088,15 @@ fn a_paused_player_does_not_wake_up() {
     let host = s.host();
     s.playing();
     host_post(&s, &host, "pause", json!({}));
+    // The loudness pass measuring the paused track then hands its gain to the player, which
+    // wakes it for that command: on a busy machine that can fall in the window watched below.
+    let db = dir.path().join("j.db");
+    common::wait::wait_until_blocking(Duration::from_secs(120), "the track measured", || {
+        jukebox::store::Db::open_readonly(&db)
+            .ok()
+            .and_then(|d| d.loudness_counts().ok())
+            .is_some_and(|c| c.measured + c.failed == c.total && c.total == 1)
+    });
     std::thread::sleep(Duration::from_millis(700));
     let pid = s.child.id();
     let player = std::fs::read_dir(format!("/proc/{pid}/task"))
