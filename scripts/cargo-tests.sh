@@ -81,8 +81,9 @@ export work
 # length against the clock: they run one at a time at normal priority, the others beside them
 # at the lowest (nice 19), so that the CPU the players need is never taken by a test that
 # only waits for results. Under equal priority, three binaries at once starved a debug
-# player on two cores into underruns.
-realtime=" sound sound_settings loudness snapcast crossfade_votes audio formats mpd chaos "
+# player on two cores into underruns. live_load is here for its clock too: it compares
+# delivery latencies with and without a stuck phone.
+realtime=" sound sound_settings loudness snapcast crossfade_votes audio formats mpd chaos live_load "
 while IFS=$'\t' read -r name exe; do
   if [[ $realtime == *" $name "* ]]; then printf '%s\n%s\n' "$name" "$exe" >>"$work/lane.realtime"; else printf '%s\n%s\n' "$name" "$exe" >>"$work/lane.rest"; fi
 done <"$work/list"

@@ -4,6 +4,7 @@
 #   scripts/cross-build.sh aarch64-unknown-linux-gnu      # Raspberry Pi OS 64-bit (Pi 3/4/5, Zero 2 W)
 #   scripts/cross-build.sh armv7-unknown-linux-gnueabihf  # Raspberry Pi OS 32-bit on Pi 2/3/4/5
 #   scripts/cross-build.sh arm-unknown-linux-gnueabihf    # Raspberry Pi OS 32-bit on Pi Zero / Pi 1 (ARMv6)
+#   scripts/cross-build.sh --prepare [TARGET...]          # installs what the targets need, builds nothing
 # Each binary lands in target/TARGET/release/jukebox (ARMv6: target/armv6/TARGET/release/jukebox);
 # package it with scripts/package-deb.sh.
 #
@@ -134,6 +135,7 @@ $out"
   # against, never copied in).
   apt_install pkg-config "libasound2-dev:$debarch" "libopus-dev:$debarch"
   zig_tools
+  [ "$prepare_only" = 0 ] || return 0
   local dir=${CARGO_TARGET_DIR:-target}
   # A target directory of its own: RUSTC_BOOTSTRAP changes how some build scripts see the
   # compiler, which would make the next native build start over.
@@ -206,14 +208,16 @@ cross_rs() {
   echo "built $target: target/$target/release/jukebox"
 }
 
-use_cross_rs=0
-if [ "${1:-}" = --cross-rs ]; then
-  use_cross_rs=1
-  shift
-fi
+use_cross_rs=0 prepare_only=0
+case "${1:-}" in
+  --cross-rs) use_cross_rs=1 && shift ;;
+  # The installs alone: scripts/test-appliance.sh makes them before it starts the build in the
+  # background, so that apt never runs twice at once.
+  --prepare) prepare_only=1 && shift ;;
+esac
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 for target in "${targets[@]}"; do
   if [ "$use_cross_rs" = 1 ]; then cross_rs "$target"; else prepare_target "$target"; fi
 done
-[ "$use_cross_rs" = 1 ] || build_gcc_targets
+[ "$use_cross_rs" = 1 ] || [ "$prepare_only" = 1 ] || build_gcc_targets

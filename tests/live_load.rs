@@ -1,6 +1,8 @@
 //! Isolation under load, against the real binary: a phone that never reads is closed with
-//! 4008 while 100 others keep receiving at the same latency. Alone in its test binary, so no
-//! other test competes for the CPU while latencies are measured.
+//! 4008 while 100 others keep receiving at the same latency. Alone in its test binary, and
+//! `scripts/cargo-tests.sh` runs it in the real-time lane (normal priority, the other tests at
+//! nice 19): at nice 19 beside a busy real-time test, its 20-s load phase was starved in bursts
+//! that a 2-s baseline never saw, and the p99 doubled with nothing wrong.
 
 mod common;
 
@@ -190,11 +192,16 @@ async fn a_slow_reader_is_cut_off_and_nobody_else_notices() {
         "the slow reader was not closed with 4008 ({got} frames read)"
     );
     let (b, l) = (p99(&mut base), p99(&mut loaded));
+    let (b50, l50) = (base[base.len() / 2], loaded[loaded.len() / 2]);
     eprintln!(
-        "p99 delivery: {b} ms without, {l} ms with a stuck reader ({:?} of load)",
+        "delivery p50 {b50} ms, p99 {b} ms without; p50 {l50} ms, p99 {l} ms with a stuck reader ({:?} of load)",
         started.elapsed()
     );
     // Timestamps are whole milliseconds: allow one tick of rounding on top of 2x.
+    assert!(
+        l50 <= 2 * b50.max(1) + 1,
+        "p50 {l50} ms vs {b50} ms without the slow reader"
+    );
     assert!(
         l <= 2 * b.max(1) + 1,
         "p99 {l} ms vs {b} ms without the slow reader"
