@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::live::{raw, Phone, Server};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -86,6 +86,12 @@ async fn ten_thousand_malformed_frames_change_nothing_and_disturb_nobody() {
             sent += 1;
         }
         let _ = ws.close(None).await;
+        // As a phone does, wait (bounded) for the server's end of the close: a slow machine
+        // otherwise piles closing sockets past the 32 one address may hold.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
     }
     // Alive, unchanged, and the observer heard nothing but its own pong.
     let (status, health) = s.get("/healthz");
